@@ -1,0 +1,82 @@
+"""The ``analysis`` and ``limits`` sections: which metrics decide, with what error guarantees, how long.
+
+``alpha`` bounds the probability of aborting a candidate that is no worse than the baseline on every
+metric; ``beta`` bounds the probability of promoting a candidate that is worse by at least a metric's
+tolerance. Both hold over every look of a live run (see :mod:`meshlab.stats`).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_core import PydanticCustomError
+
+from meshlab.spec.base import DnsLabel, Duration, Fraction, StrictModel
+
+MetricType = Literal["latency", "error-rate", "prediction-divergence"]
+Method = Literal["sequential", "fixed-horizon"]
+
+
+class Metric(StrictModel):
+    """One compared metric and the tolerance within which the candidate counts as no worse."""
+
+    name: DnsLabel
+    type: MetricType
+    tolerance: Fraction
+    quantile: float | None = Field(default=None, gt=0, lt=1)
+    epsilon: float = Field(default=0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _per_type(self) -> Metric:
+        if self.type == "latency":
+            if self.quantile is None:
+                object.__setattr__(self, "quantile", 0.5)
+        elif self.quantile is not None:
+            raise PydanticCustomError(
+                "metric", "'quantile' only applies to type latency", {"subpath": ".quantile"}
+            )
+        if self.type != "latency" and self.tolerance >= 1:
+            raise PydanticCustomError(
+                "metric",
+                "{t:.4g} is not below 100%; {type} tolerances are absolute rates like '0.5%'",
+                {"t": self.tolerance, "type": self.type, "subpath": ".tolerance"},
+            )
+        return self
+
+
+def _default_metrics() -> list[Metric]:
+    return [
+        Metric(name="latency-p50", type="latency", quantile=0.5, tolerance=0.10),
+        Metric(name="errors", type="error-rate", tolerance=0.01),
+    ]
+
+
+class Analysis(StrictModel):
+    """Error budget and metrics of the statistical comparison."""
+
+    alpha: float = Field(default=0.05, gt=0, lt=0.5)
+    beta: float = Field(default=0.05, gt=0, lt=0.5)
+    method: Method = "sequential"
+    metrics: list[Metric] = Field(default_factory=_default_metrics, min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Analysis:
+        seen: set[str] = set()
+        for i, metric in enumerate(self.metrics):
+            if metric.name in seen:
+                raise PydanticCustomError(
+                    "metric", "duplicate metric name '{n}'; give each metric its own name",
+                    {"n": metric.name, "subpath": f".metrics[{i}].name"},
+                )
+            seen.add(metric.name)
+        return self
+
+
+class Limits(StrictModel):
+    """When a step or the whole experiment stops waiting for a decision."""
+
+    min_samples: int = Field(default=200, ge=1)
+    max_duration: Duration = 120.0
+    experiment_max_duration: Duration = 1800.0
+    on_inconclusive: Literal["rollback", "promote", "hold"] = "rollback"

@@ -1,0 +1,97 @@
+"""The root of the spec: ``Experiment`` (``apiVersion: meshlab.io/v1alpha1``, ``kind: Experiment``)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import model_validator
+from pydantic_core import PydanticCustomError
+
+from meshlab.spec.analysis import Analysis, Limits
+from meshlab.spec.base import DnsLabel, StrictModel
+from meshlab.spec.load import Load
+from meshlab.spec.local import Local
+from meshlab.spec.routing import ABTest, BlueGreen, Canary, Service, Shadow, Strategy, Version
+from meshlab.spec.target import MetricsSource, Notifications, Target
+
+
+class Metadata(StrictModel):
+    """Name and namespace of the experiment; the name also names meshlab's routes."""
+
+    name: DnsLabel
+    namespace: DnsLabel = "default"
+    labels: dict[str, str] | None = None
+    annotations: dict[str, str] | None = None
+
+
+class ExperimentSpec(StrictModel):
+    """What is tested, how traffic is split, and how the comparison decides."""
+
+    strategy: Strategy
+    service: Service
+    baseline: Version
+    candidate: Version
+    canary: Canary | None = None
+    shadow: Shadow | None = None
+    bluegreen: BlueGreen | None = None
+    abtest: ABTest | None = None
+    then: Literal["canary"] | None = None
+    analysis: Analysis = Analysis()
+    limits: Limits = Limits()
+    load: Load = Load()
+    local: Local | None = None
+    target: Target = Target()
+    metrics: MetricsSource = MetricsSource()
+    notifications: Notifications = Notifications()
+
+    @model_validator(mode="after")
+    def _coherent(self) -> ExperimentSpec:
+        block = getattr(self, self.strategy)
+        if block is None and self.strategy in ("canary", "abtest"):
+            example = "canary: {steps: [5, 25, 50, 100]}" if self.strategy == "canary" else (
+                "abtest: {match: [{headers: {x-user-group: {exact: beta}}}]}"
+            )
+            raise PydanticCustomError(
+                "strategy", "strategy {s} needs a '{s}' block, e.g. {ex}",
+                {"s": self.strategy, "ex": example, "subpath": f".{self.strategy}"},
+            )
+        if self.baseline.subset == self.candidate.subset:
+            raise PydanticCustomError(
+                "versions", "'{s}' is also the baseline's subset; the two versions need distinct subsets",
+                {"s": self.candidate.subset, "subpath": ".candidate.subset"},
+            )
+        if self.baseline.labels == self.candidate.labels:
+            raise PydanticCustomError(
+                "versions", "the same labels as the baseline would select the same pods; make them differ",
+                {"subpath": ".candidate.labels"},
+            )
+        if self.then == "canary":
+            if self.strategy != "shadow":
+                raise PydanticCustomError(
+                    "then", "'then: canary' follows a shadow test; set strategy: shadow",
+                    {"subpath": ".then"},
+                )
+            if self.canary is None:
+                raise PydanticCustomError(
+                    "then", "'then: canary' needs a 'canary' block with its steps", {"subpath": ".canary"}
+                )
+        return self
+
+    @property
+    def shadow_block(self) -> Shadow:
+        """The shadow block, with defaults when the spec gives none."""
+        return self.shadow or Shadow()
+
+    @property
+    def bluegreen_block(self) -> BlueGreen:
+        """The blue/green block, with defaults when the spec gives none."""
+        return self.bluegreen or BlueGreen()
+
+
+class Experiment(StrictModel):
+    """A model rollout experiment, as written in ``experiment.yaml``."""
+
+    api_version: Literal["meshlab.io/v1alpha1"]
+    kind: Literal["Experiment"]
+    metadata: Metadata
+    spec: ExperimentSpec

@@ -1,0 +1,54 @@
+"""The ``target``, ``metrics`` and ``notifications`` sections: where the experiment runs and reports.
+
+``target.kind`` picks the mesh backend (``local`` Envoy, or ``kubernetes``); ``metrics.source`` picks
+where telemetry comes from (raw ``samples`` from the load generator, or ``prometheus``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from meshlab.spec.base import Duration, StrictModel
+
+
+class Target(StrictModel):
+    """Which mesh the routes are applied to."""
+
+    kind: Literal["local", "kubernetes"] = "local"
+    kubeconfig: str | None = None
+    context: str | None = None
+    field_manager: str = "meshlab"
+    adopt_virtual_service: str | None = None
+
+
+class Prometheus(StrictModel):
+    """A Prometheus server with Istio's (or the local Envoy's) metrics."""
+
+    url: str = "http://127.0.0.1:9090"
+    token_env: str | None = None
+    token_file: str | None = None
+    verify_tls: bool = True
+    grace_period: Duration = 60.0
+    interval: Duration = 5.0
+
+
+class MetricsSource(StrictModel):
+    """Where the statistics get their data."""
+
+    source: Literal["samples", "prometheus"] = "samples"
+    prometheus: Prometheus = Prometheus()
+
+
+class Webhook(StrictModel):
+    """A URL notified on every state change of the experiment."""
+
+    url: str
+    format: Literal["json", "slack"] = "json"
+
+
+class Notifications(StrictModel):
+    """Webhooks called on every state change."""
+
+    webhooks: list[Webhook] = Field(default_factory=list)
