@@ -1,0 +1,5 @@
+"""``python -m meshlab``: the same as the ``meshlab`` command."""
+
+from meshlab.cli import entrypoint
+
+entrypoint()

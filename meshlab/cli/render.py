@@ -1,0 +1,65 @@
+"""``meshlab render`` and ``meshlab validate``: the spec in, Istio manifests out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from meshlab.errors import ConfigError
+from meshlab.manifests import all_steps, manifests, plan, step_by_name, step_filename, to_yaml
+from meshlab.spec import load_experiment
+
+SpecFile = Annotated[Path, typer.Option("-f", "--file", help="The experiment spec (YAML).")]
+
+
+def render_command(
+    file: SpecFile,
+    step: Annotated[
+        str, typer.Option("--step", help="1-based step, 'promoted' or 'rollback'.")
+    ] = "1",
+    all_: Annotated[
+        bool, typer.Option("--all", help="Every step, promoted and rollback, one file each (needs -o).")
+    ] = False,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Directory for --all (created if missing).")
+    ] = None,
+) -> None:
+    """Render the DestinationRule and VirtualService of a step as YAML for ``kubectl apply -f -``."""
+    experiment = load_experiment(file)
+    if not all_:
+        if output is not None:
+            raise ConfigError("-o/--output goes with --all; without it manifests go to stdout")
+        typer.echo(to_yaml(manifests(experiment, step_by_name(experiment, step))), nl=False)
+        return
+    if output is None:
+        raise ConfigError("--all writes one file per step: give a directory with -o DIR")
+    if output.exists() and not output.is_dir():
+        raise ConfigError(f"-o: {output} exists and is not a directory")
+    # Render everything before writing anything, so a failure never leaves a partial directory.
+    files = {
+        output / step_filename(i, s.name): to_yaml(manifests(experiment, s))
+        for i, s in enumerate(all_steps(experiment), start=1)
+    }
+    output.mkdir(parents=True, exist_ok=True)
+    for path, text in files.items():
+        path.write_text(text, encoding="utf-8")
+    typer.echo(f"wrote {len(files)} files to {output}", err=True)
+
+
+def validate_command(file: SpecFile) -> None:
+    """Check the spec only; exit 0 if valid, 2 with a one-line error naming the field if not."""
+    experiment = load_experiment(file)
+    steps = plan(experiment)
+    typer.echo(
+        f"{file}: valid {experiment.spec.strategy} experiment '{experiment.metadata.name}' "
+        f"with {len(steps)} step{'s' if len(steps) != 1 else ''}: "
+        + ", ".join(s.label for s in steps)
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``render`` and ``validate`` to the app."""
+    app.command("render")(render_command)
+    app.command("validate")(validate_command)
