@@ -39,8 +39,8 @@ class Metric(StrictModel):
         if self.type != "latency" and self.tolerance >= 1:
             raise PydanticCustomError(
                 "metric",
-                "{t:.4g} is not below 100%; {type} tolerances are absolute rates like '0.5%'",
-                {"t": self.tolerance, "type": self.type, "subpath": ".tolerance"},
+                "{t} is not below 100%; {type} tolerances are absolute rates like '0.5%'",
+                {"t": f"{self.tolerance:.4g}", "type": self.type, "subpath": ".tolerance"},
             )
         return self
 
