@@ -115,7 +115,7 @@ class Canary(StrictModel):
                 sub = f"[{i}]"
                 if isinstance(w, bool) or not isinstance(w, int):
                     raise PydanticCustomError(
-                        "weight", "{w!r} is not an integer percent 0..100", {"w": w, "subpath": sub}
+                        "weight", "{w} is not an integer percent 0..100", {"w": repr(w), "subpath": sub}
                     )
                 if w < 0:
                     raise PydanticCustomError("weight", "{w} is below 0", {"w": w, "subpath": sub})
