@@ -1,0 +1,250 @@
+"""The Locust side of meshlab's load: user classes, sample recording and load shapes.
+
+Imported ONLY inside a Locust process (it imports locust, which monkey-patches the process with
+gevent); meshlab itself never imports it, it runs the locustfiles in ``loadtests/`` as a child
+process. Every request fires Locust's ``request`` event; :class:`SampleRecorder` turns each into a
+raw sample row (start time, arm from ``x-meshlab-arm``, exact latency, status with 0 for transport
+failures, extracted prediction) and appends it to the spool file named by ``MESHLAB_SAMPLES``.
+Workers of a distributed run forward their rows to the master in batches (Locust's custom
+messages), so the master's spool holds every worker's requests, each exactly once.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import random
+import time
+import uuid
+from typing import IO, Any
+
+import gevent
+from locust import FastHttpUser, LoadTestShape, constant, constant_throughput, events, task
+from locust.env import Environment
+from locust.runners import MasterRunner, WorkerRunner
+
+from meshlab.load.config import LocustConfig, config_from_env
+from meshlab.load.payloads import build_bodies, make_extractor, read_rows
+
+ARM_HEADER = "x-meshlab-arm"
+MESSAGE = "meshlab_samples"
+FLUSH_SECONDS = 0.2
+_ARMS = ("baseline", "candidate")
+
+
+def _on(event: Any, listener: Any) -> None:
+    """Add a listener to a Locust event hook (its ``add_listener`` is untyped)."""
+    event.add_listener(listener)
+
+
+def _run_time(shape: LoadTestShape) -> float:
+    seconds: float = shape.get_run_time()  # type: ignore[no-untyped-call]
+    return seconds
+
+
+class SampleRecorder:
+    """Per-process buffer of sample rows, flushed to the spool (or to the master) every 0.2 s."""
+
+    def __init__(self, config: LocustConfig, extract: Any) -> None:  # extract: bytes -> JSON text
+        self.config = config
+        self.extract = extract
+        self.rows: list[list[str]] = []
+        self.environment: Environment | None = None
+        self._file: IO[str] | None = None
+        self._writer: Any = None
+
+    # -- wiring -------------------------------------------------------------------------------
+    def attach(self, environment: Environment) -> None:
+        self.environment = environment
+        runner = environment.runner
+        if isinstance(runner, MasterRunner):
+            runner.register_message(MESSAGE, self._on_worker_rows)
+            self._open()
+        elif isinstance(runner, WorkerRunner):
+            _on(environment.events.request, self.on_request)
+            _on(environment.events.test_stop, lambda **_: self.flush())
+            gevent.spawn(self._flush_forever)
+        else:
+            self._open()
+            _on(environment.events.request, self.on_request)
+            _on(environment.events.test_stop, lambda **_: self.flush())
+            gevent.spawn(self._flush_forever)
+        _on(environment.events.quitting, lambda **_: self.close())
+
+    def _open(self) -> None:
+        if self.config.samples is not None and self._file is None:
+            self._file = open(self.config.samples, "a", encoding="utf-8", newline="")  # noqa: SIM115
+            self._writer = csv.writer(self._file, lineterminator="\n")
+
+    # -- recording ----------------------------------------------------------------------------
+    def on_request(
+        self,
+        response_time: float,
+        response: Any,
+        context: dict[str, Any],
+        start_time: float | None = None,
+        **_: Any,
+    ) -> None:
+        request_id = context.get("meshlab_request_id")
+        if request_id is None:
+            return  # not one of meshlab's requests
+        status = int(getattr(response, "status_code", 0) or 0)
+        headers = getattr(response, "headers", None)
+        arm = (headers.get(ARM_HEADER) or "") if headers else ""
+        arm = arm if arm in _ARMS else ""  # unattributed: meshlab keeps these apart
+        prediction = ""
+        if status:
+            try:
+                prediction = self.extract(response.content or b"")
+            except Exception:  # a body we cannot read has no prediction
+                prediction = ""
+        started = start_time if start_time is not None else time.time() - response_time / 1000
+        self.rows.append(
+            [repr(started), arm, request_id, f"{response_time:.3f}", str(status), prediction, "0"]
+        )
+
+    def _on_worker_rows(self, environment: Environment, msg: Any, **_: Any) -> None:
+        self._write(msg.data["rows"])
+
+    def _write(self, rows: list[list[str]]) -> None:
+        if self._writer is not None and rows:
+            self._writer.writerows(rows)
+            assert self._file is not None
+            self._file.flush()
+
+    def flush(self) -> None:
+        rows, self.rows = self.rows, []
+        if not rows:
+            return
+        runner = self.environment.runner if self.environment else None
+        if isinstance(runner, WorkerRunner):
+            runner.send_message(MESSAGE, {"rows": rows})
+        else:
+            self._write(rows)
+
+    def _flush_forever(self) -> None:
+        while True:
+            gevent.sleep(FLUSH_SECONDS)
+            self.flush()
+
+    def close(self) -> None:
+        self.flush()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+_active: dict[str, Any] = {}
+
+
+def active_config() -> LocustConfig:
+    """The config of this Locust process (read from the environment on first use)."""
+    if "config" not in _active:
+        _active["config"] = config_from_env(os.environ)
+    config: LocustConfig = _active["config"]
+    return config
+
+
+def setup(protocol: str | None = None) -> type[FastHttpUser]:
+    """Read the config (``protocol`` pins it), start recording if asked, return the user class.
+
+    A locustfile calls this once and subclasses the result with ``abstract = False``.
+    """
+    config = config_from_env(os.environ, protocol=protocol)
+    _active["config"] = config
+    if config.samples is not None and "recorder" not in _active:
+        recorder = SampleRecorder(config, make_extractor(config.extractor))
+        _active["recorder"] = recorder
+        _on(events.init, lambda environment, **_: recorder.attach(environment))
+    return make_user(config)
+
+
+def load_bodies(config: LocustConfig) -> list[bytes]:
+    """The encoded request bodies of ``config``'s dataset (and template)."""
+    if config.payloads is None:
+        raise SystemExit("meshlab: no payload file; set MESHLAB_PAYLOADS=data.jsonl (or .csv)")
+    template = None
+    if config.template is not None:
+        import json
+
+        with open(config.template, encoding="utf-8") as fh:
+            template = json.load(fh)
+    return build_bodies(
+        read_rows(config.payloads),
+        config.protocol,
+        model=config.model,
+        input_name=config.input_name,
+        template=template,
+        source=config.payloads,
+    )
+
+
+def make_user(config: LocustConfig) -> type[FastHttpUser]:
+    """A FastHttpUser class that POSTs ``config``'s payloads at its per-user constant throughput."""
+    bodies = load_bodies(config)
+    per_user = config.user_rps
+    headers = {"content-type": "application/json", "accept": "application/json", **config.headers}
+
+    class InferenceUser(FastHttpUser):
+        abstract = True
+        network_timeout = config.timeout
+        connection_timeout = config.timeout
+        wait_time = constant(0) if per_user is None else constant_throughput(per_user)
+
+        def on_start(self) -> None:
+            # A random phase per user, so users do not fire in lockstep and the rate is smooth.
+            if per_user is not None:
+                gevent.sleep(random.uniform(0, 1 / per_user))
+            self._next = random.randrange(len(bodies))
+
+        @task
+        def infer(self) -> None:
+            body = bodies[self._next]
+            self._next = (self._next + 1) % len(bodies)
+            request_id = uuid.uuid4().hex
+            self.client.request(
+                "POST",
+                config.path,
+                data=body,  # type: ignore[arg-type]  # geventhttpclient sends bytes as is
+                name=config.path,
+                headers={**headers, "x-request-id": request_id},
+                context={"meshlab_request_id": request_id},
+            )
+
+    return InferenceUser
+
+
+class StepsShape(LoadTestShape):
+    """Hold each ``(rps, seconds)`` of the config's ``steps`` in turn, then stop."""
+
+    abstract = True
+
+    def tick(self) -> tuple[int, float] | None:
+        elapsed = _run_time(self)
+        config = active_config()
+        for rps, seconds in config.steps:
+            if elapsed < seconds:
+                return config.users_for(rps), _SPAWN_RATE
+            elapsed -= seconds
+        return None
+
+
+class RampShape(LoadTestShape):
+    """Raise (or lower) the rate linearly, one level every ``step_every`` seconds, then stop."""
+
+    abstract = True
+
+    def tick(self) -> tuple[int, float] | None:
+        config = active_config()
+        if config.ramp is None:
+            return None
+        start, end, seconds, every = config.ramp
+        elapsed = _run_time(self)
+        if elapsed >= seconds:
+            return None
+        level = math.floor(elapsed / every) * every / seconds
+        return config.users_for(max(start + (end - start) * level, 1e-9)), _SPAWN_RATE
+
+
+_SPAWN_RATE = 1000.0  # users start almost at once: the rate is set by their throughput, not spawn

@@ -1,0 +1,94 @@
+"""Run a load and write its samples file: the edge where the sample stream meets the disk.
+
+:func:`plan_from_spec` turns the spec's ``load`` section (plus command-line overrides) into a
+:class:`~meshlab.load.runner.LoadPlan`; :func:`record_load` runs it, writes rows in order of start
+time as they are released, and on Ctrl-C stops Locust gracefully and still writes what it recorded.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from meshlab.load.config import LocustConfig
+from meshlab.load.ordering import SampleBatch
+from meshlab.load.runner import LoadPlan, LoadResult, LoadRun
+from meshlab.samples import COLUMNS, Sample, SampleWriter
+from meshlab.spec.load import Load
+
+
+def plan_from_spec(
+    load: Load,
+    url: str,
+    *,
+    base_dir: Path | None = None,
+    rps: float | None = None,
+    duration: float | None = None,
+    workers: int | None = None,
+    users: int | None = None,
+) -> LoadPlan:
+    """The plan for a spec's ``load`` section; the keyword arguments override the spec."""
+    config = LocustConfig.from_spec(load, base_dir=base_dir)
+    if rps is not None:
+        config = replace(config, rps=rps, steps=[], ramp=None)
+    if users is not None:
+        config = replace(config, users=users)
+    total = (
+        duration
+        if duration is not None
+        else (load.total_duration if rps is None else load.duration)
+    )
+    return LoadPlan(
+        config=config.validated(),
+        url=url.rstrip("/"),
+        duration=total,
+        workers=load.workers if workers is None else workers,
+    )
+
+
+def write_unattributed(samples: tuple[Sample, ...], path: Path) -> None:
+    """Rows whose response named no arm (transport failures before the mesh answered)."""
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(COLUMNS)
+        writer.writerows(s.row() for s in samples)
+
+
+def record_load(
+    plan: LoadPlan,
+    out: str | Path,
+    *,
+    run_dir: str | Path | None = None,
+    on_batch: Callable[[SampleBatch], None] | None = None,
+    on_start: Callable[[LoadRun], None] | None = None,
+) -> LoadResult:
+    """Run ``plan`` and write the samples file ``out``; returns how the run went.
+
+    ``on_start`` receives the running :class:`LoadRun` (e.g. to wire a signal handler to its
+    ``stop``); ``on_batch`` sees every ordered batch after it is written.
+    """
+    out_file = Path(out)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(run_dir) if run_dir is not None else out_file.parent / f".{out_file.stem}-locust"
+    with LoadRun(plan, work) as run, out_file.open("w", encoding="utf-8", newline="") as fh:
+        writer = SampleWriter(fh)
+        if on_start is not None:
+            on_start(run)
+        while True:
+            try:
+                for batch in run.batches():
+                    writer.write(batch.samples)
+                    if on_batch is not None:
+                        on_batch(batch)
+                break
+            except KeyboardInterrupt:
+                run.stop()  # then keep draining: Locust flushes its last rows and exits
+        result = run.result()
+    if result.unattributed or result.late:
+        write_unattributed(
+            result.unattributed + result.late,
+            out_file.with_name(f"{out_file.stem}.unattributed.csv"),
+        )
+    return result
