@@ -1,0 +1,394 @@
+"""Where to query: the Prometheus backend (``prometheus-api-client``), per-arm deltas over time.
+
+Each :meth:`PrometheusMetrics.fetch` runs the template set's two queries per arm as instant queries
+at one evaluation time, keeps the last value of every series it has ever seen, and turns the
+per-series increases (a decrease = the process restarted) into pseudo-samples with
+:mod:`meshlab.metrics.histogram`. Keeping the last value of vanished series means a series that
+goes stale during a failed scrape and comes back is not counted twice.
+
+Secrets: the bearer token is read from an environment variable or a file (re-read on every query,
+so rotated Kubernetes tokens keep working), wrapped in :class:`Secret`, sent only as the
+``Authorization`` header, and never appears in reprs, logs or error messages. Credentials embedded
+in the URL are stripped from every message. TLS certificates are verified unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+import requests
+from prometheus_api_client.exceptions import PrometheusApiClientException
+from prometheus_api_client.prometheus_connect import PrometheusConnect
+from urllib3.util.retry import Retry
+
+from meshlab.errors import ConfigError, PermanentMetricsError, RetryableMetricsError
+from meshlab.metrics.base import ArmTotals, Clock, Window, empty_samples
+from meshlab.metrics.histogram import ArmWindow, Buckets, counter_delta, describe, window_columns
+from meshlab.metrics.templates import TemplateSet, envoy_cluster_name, promql_regex_literal
+from meshlab.metrics.templates import template_set as lookup_template_set
+from meshlab.samples import ARMS, Samples
+from meshlab.spec.experiment import Experiment
+
+SeriesKey = tuple[tuple[str, str], ...]
+
+
+class Secret:
+    """A string that never shows itself in ``repr``/``str`` (tokens, passwords)."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+
+def load_token(
+    token_env: str | None = None,
+    token_file: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Secret | None:
+    """The bearer token from ``$token_env`` or ``token_file`` (env wins), or None if neither is set.
+
+    A variable or file that is named but missing/empty is a ConfigError naming the field.
+    """
+    env = os.environ if environ is None else environ
+    if token_env:
+        value = env.get(token_env, "").strip()
+        if not value:
+            raise ConfigError(
+                f"spec.metrics.prometheus.tokenEnv: environment variable {token_env} is not set "
+                "or empty; export the bearer token in it"
+            )
+        return Secret(value)
+    if token_file:
+        try:
+            value = Path(token_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"spec.metrics.prometheus.tokenFile: cannot read {token_file} ({exc.strerror}); "
+                "point it at a readable file holding the bearer token"
+            ) from None
+        if not value:
+            raise ConfigError(f"spec.metrics.prometheus.tokenFile: {token_file} is empty")
+        return Secret(value)
+    return None
+
+
+def redact_url(url: str) -> str:
+    """``url`` without user:password (safe for messages)."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def _status_of(exc: PrometheusApiClientException) -> int | None:
+    text = str(exc)
+    prefix = "HTTP Status Code "
+    if text.startswith(prefix):
+        digits = text[len(prefix) :].split(" ", 1)[0]
+        if digits.isdigit():
+            return int(digits)
+    return None
+
+
+class PrometheusMetrics:
+    """A :class:`~meshlab.metrics.base.MetricsProvider` reading one experiment from Prometheus.
+
+    ``arms`` maps ``baseline``/``candidate`` to the template variables selecting that arm's series.
+    ``mirrored_arm`` marks that arm's pseudo-samples as mirrored (shadow tests).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        templates: TemplateSet,
+        arms: Mapping[str, Mapping[str, str]],
+        *,
+        token_env: str | None = None,
+        token_file: str | None = None,
+        verify_tls: bool = True,
+        ca_file: str | None = None,
+        timeout: float = 5.0,
+        mirrored_arm: str | None = None,
+        clock: Clock = time.time,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        if set(arms) != set(ARMS):
+            raise ConfigError(f"arms must be exactly {', '.join(ARMS)} (got {', '.join(arms)})")
+        self.name = f"prometheus({templates.name})"
+        self.url = url.rstrip("/")
+        self.templates = templates
+        self._queries = {arm: templates.render(values) for arm, values in arms.items()}
+        self._token_env, self._token_file, self._environ = token_env, token_file, environ
+        load_token(token_env, token_file, environ)  # fail fast on a misconfigured token
+        self._mirrored_arm = mirrored_arm
+        self._clock = clock
+        self._timeout = timeout
+        session = requests.Session()
+        session.verify = ca_file if (verify_tls and ca_file) else verify_tls
+        self._client = PrometheusConnect(
+            url=self.url,
+            session=session,
+            # No client-side retries: an outage is the caller's to hold through (fetch_or_hold).
+            retry=Retry(total=0, connect=0, read=0, status=0, redirect=0),
+            timeout=timeout,  # type: ignore[arg-type]  # requests accepts float seconds
+        )
+        self._last: dict[str, dict[str, dict[SeriesKey, float]]] = {
+            arm: {"requests": {}, "latency": {}} for arm in ARMS
+        }
+        self._started_at: float | None = None
+        self._carried: dict[str, dict[int, int]] = {}
+        self._bounds: tuple[float, ...] | None = None
+        self._seq = 0
+
+    def __repr__(self) -> str:
+        return f"PrometheusMetrics(url={redact_url(self.url)!r}, templates={self.templates.name!r})"
+
+    @property
+    def queries(self) -> Mapping[str, tuple[str, str]]:
+        """The rendered (requests, latency) queries per arm, for the report."""
+        return dict(self._queries)
+
+    # -- I/O ----------------------------------------------------------------------------------
+
+    def _headers(self) -> dict[str, str]:
+        token = load_token(self._token_env, self._token_file, self._environ)
+        return {"Authorization": f"Bearer {token.reveal()}"} if token else {}
+
+    def _query(self, what: str, query: str, at: float) -> list[dict[str, Any]]:
+        self._client.headers = self._headers()
+        where = redact_url(self.url)
+        try:
+            result = self._client.custom_query(query, params={"time": f"{at:.3f}"})
+        except requests.exceptions.SSLError:
+            raise PermanentMetricsError(
+                f"Prometheus at {where}: TLS verification failed; give the server's CA "
+                "(ca_file) or, only for a test server, set spec.metrics.prometheus.verifyTls: false"
+            ) from None
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise RetryableMetricsError(
+                f"Prometheus at {where} unreachable ({type(exc).__name__}) running the {what} "
+                "query; holding until it answers"
+            ) from None
+        except PrometheusApiClientException as exc:
+            status = _status_of(exc)
+            if status is not None and (status >= 500 or status == 429):
+                raise RetryableMetricsError(
+                    f"Prometheus at {where} answered HTTP {status} to the {what} query; holding"
+                ) from None
+            hint = (
+                "check the bearer token (spec.metrics.prometheus.tokenEnv/tokenFile)"
+                if status in (401, 403)
+                else "the query was rejected; check the template variables"
+            )
+            raise PermanentMetricsError(
+                f"Prometheus at {where} answered HTTP {status} to the {what} query: {hint}"
+            ) from None
+        except requests.RequestException as exc:
+            raise PermanentMetricsError(
+                f"Prometheus at {where}: {type(exc).__name__} running the {what} query"
+            ) from None
+        finally:
+            self._client.headers = {}
+        if not isinstance(result, list):
+            raise PermanentMetricsError(f"Prometheus at {where}: unexpected {what} response shape")
+        return result
+
+    def online(self) -> bool:
+        try:
+            self._query("health", "vector(1)", self._clock())
+        except (RetryableMetricsError, PermanentMetricsError, ConfigError):
+            return False
+        return True
+
+    def close(self) -> None:
+        self._client.close()
+
+    # -- deltas -------------------------------------------------------------------------------
+
+    def _deltas(self, arm: str, kind: str, series: list[dict[str, Any]]) -> dict[SeriesKey, float]:
+        last = self._last[arm][kind]
+        out: dict[SeriesKey, float] = {}
+        for item in series:
+            labels = item.get("metric", {})
+            key: SeriesKey = tuple(sorted((str(k), str(v)) for k, v in labels.items()))
+            try:
+                value = float(item["value"][1])
+            except (KeyError, IndexError, TypeError, ValueError):
+                continue
+            if not math.isfinite(value):
+                continue
+            out[key] = counter_delta(last.get(key), value)
+            last[key] = value
+        return out
+
+    def _arm_window(
+        self, arm: str, requests_series: list[dict[str, Any]], latency_series: list[dict[str, Any]]
+    ) -> ArmWindow:
+        status_label = self.templates.status_label
+        counts: dict[int, int] = {}
+        for key, delta in self._deltas(arm, "requests", requests_series).items():
+            labels = dict(key)
+            code_text = labels.get(status_label, "0")
+            code = int(code_text) if code_text.isdigit() else 0
+            counts[code] = counts.get(code, 0) + round(delta)
+        cumulative: dict[float, float] = {}
+        for key, delta in self._deltas(arm, "latency", latency_series).items():
+            le = dict(key).get("le")
+            if le is None:
+                continue
+            bound = math.inf if le in ("+Inf", "Inf", "inf") else float(le)
+            cumulative[bound] = cumulative.get(bound, 0.0) + delta
+        buckets = Buckets.from_cumulative(cumulative) if math.inf in cumulative else None
+        return ArmWindow(arm, {c: n for c, n in counts.items() if n > 0}, buckets)
+
+    def fetch(self) -> Window:
+        """Pseudo-samples of the requests each arm served since the previous call."""
+        at = self._clock()
+        raw = {
+            arm: (self._query(f"{arm} requests", q[0], at), self._query(f"{arm} latency", q[1], at))
+            for arm, q in self._queries.items()
+        }
+        windows = {arm: self._arm_window(arm, *series) for arm, series in raw.items()}
+        start, self._started_at = self._started_at, at
+        if start is None:
+            return Window(at, at, empty_samples())
+        return self._window(start, at, windows)
+
+    def _window(self, start: float, end: float, windows: Mapping[str, ArmWindow]) -> Window:
+        columns: list[tuple[int, Any, Any, Any]] = []
+        totals: dict[str, ArmTotals] = {}
+        used: list[ArmWindow] = []
+        for arm_index, arm in enumerate(ARMS):
+            window = self._with_pending(windows[arm])
+            if window is None:
+                continue
+            used.append(window)
+            observed = window.latency.total if window.latency else 0
+            totals[arm] = ArmTotals(window.requests, window.errors, observed)
+            ts, lat, status = window_columns(window, start, end)
+            columns.append((arm_index, ts, lat, status))
+        if not columns or all(c[1].size == 0 for c in columns):
+            return Window(start, end, empty_samples(), totals, describe(used))
+        ts = np.concatenate([c[1] for c in columns])
+        order = np.argsort(ts, kind="stable")
+        arm_col = np.concatenate([np.full(c[1].size, c[0], dtype=np.int8) for c in columns])
+        n = int(ts.size)
+        ids = np.array([f"prom-{self._seq + i}" for i in range(n)], dtype=np.str_)
+        self._seq += n
+        mirrored_index = ARMS.index(self._mirrored_arm) if self._mirrored_arm else -1
+        samples = Samples(
+            ts[order],
+            arm_col[order],
+            ids,
+            np.concatenate([c[2] for c in columns])[order],
+            np.concatenate([c[3] for c in columns])[order],
+            np.full(n, None, dtype=object),
+            (arm_col == mirrored_index)[order],
+        )
+        return Window(start, end, samples, totals, describe(used))
+
+    def _with_pending(self, window: ArmWindow) -> ArmWindow | None:
+        """Requests counted before their latencies reached the histogram wait one window.
+
+        Envoy flushes histograms on an interval while its counters are live, so a window can count
+        requests whose latencies only arrive in the next one. Such requests are carried over once;
+        if the histogram still shows nothing (requests that never reached an upstream, e.g. a
+        dead arm), they are placed at the slowest finite bucket bound, a conservative choice.
+        """
+        arm = window.arm
+        counts = dict(self._carried.pop(arm, {}))
+        carried = bool(counts)
+        for code, count in window.status_counts.items():
+            counts[code] = counts.get(code, 0) + count
+        if window.latency is not None:
+            self._bounds = window.latency.bounds
+        n = sum(counts.values())
+        if n == 0 or (window.latency is not None and window.latency.total > 0):
+            return ArmWindow(arm, counts, window.latency)
+        if not carried or self._bounds is None:
+            self._carried[arm] = counts
+            return None
+        bounds = self._bounds
+        return ArmWindow(arm, counts, Buckets(bounds, (0,) * (len(bounds) - 1) + (n,)))
+
+
+def arm_variables(experiment: Experiment, templates: TemplateSet) -> dict[str, dict[str, str]]:
+    """The template variables selecting each arm of ``experiment`` for the ``templates`` set.
+
+    ``istio`` selects by the pods' ``version`` label (each version's ``labels.version``);
+    ``envoy`` by the arm's cluster ``outbound|<port>|<subset>|<host>``. ``istio-workload`` needs the
+    Deployment names, which the spec does not hold: build that mapping yourself.
+    """
+    spec = experiment.spec
+    versions = {"baseline": spec.baseline, "candidate": spec.candidate}
+    if templates.name == "envoy":
+        return {
+            arm: {"arm": envoy_cluster_name(spec.service.port, v.subset, spec.service.host)}
+            for arm, v in versions.items()
+        }
+    if templates.name == "istio":
+        out: dict[str, dict[str, str]] = {}
+        for arm, version in versions.items():
+            value = version.labels.get("version")
+            if not value:
+                raise ConfigError(
+                    f"spec.{arm}.labels: no 'version' label, so Istio's destination_version cannot "
+                    "tell the arms apart; add labels: {version: ...} to the pods and the spec"
+                )
+            out[arm] = {
+                "arm": value,
+                "namespace": experiment.metadata.namespace,
+                "service_regex": promql_regex_literal(spec.service.host.split(".", 1)[0]),
+            }
+        return out
+    raise ConfigError(
+        f"template set {templates.name!r} needs explicit per-arm variables "
+        f"({', '.join(sorted(templates.variables))}); pass them to PrometheusMetrics"
+    )
+
+
+def from_experiment(
+    experiment: Experiment,
+    *,
+    template_set: str | None = None,
+    clock: Clock = time.time,
+    environ: Mapping[str, str] | None = None,
+) -> PrometheusMetrics:
+    """The Prometheus backend for ``experiment`` as its spec configures it.
+
+    Template set: ``istio`` for ``target.kind: kubernetes``, ``envoy`` for the local mesh, unless
+    ``template_set`` names one. In a shadow test the candidate's samples are marked mirrored.
+    """
+    spec = experiment.spec
+    prom = spec.metrics.prometheus
+    name = template_set or ("istio" if spec.target.kind == "kubernetes" else "envoy")
+    templates = lookup_template_set(name)
+    return PrometheusMetrics(
+        prom.url,
+        templates,
+        arm_variables(experiment, templates),
+        token_env=prom.token_env,
+        token_file=prom.token_file,
+        verify_tls=prom.verify_tls,
+        mirrored_arm="candidate" if spec.strategy == "shadow" else None,
+        clock=clock,
+        environ=environ,
+    )

@@ -1,0 +1,176 @@
+"""What to measure: strict PromQL templates per telemetry source, kept apart from the query client.
+
+Two sources, one shape. Each :class:`TemplateSet` has a ``requests`` query (a request counter per
+arm, one series per status code) and a ``latency`` query (the cumulative ``_bucket`` series of a
+latency histogram in milliseconds, one series per ``le``). Both select the series of ONE arm; the
+client runs them once per arm and sums the series itself, so per-series counter resets can be
+detected (see :mod:`meshlab.metrics.prometheus`).
+
+``istio`` / ``istio-workload``
+    Istio's standard metrics as reported by the *destination* sidecar (``reporter="destination"``):
+    a mirrored (shadow) request is never reported by the source, only by the pod that served it.
+    An arm is selected by ``destination_version`` (the pods' ``version`` label) or by
+    ``destination_workload`` (the Deployment name). ``destination_service_name`` also accepts the
+    ``-shadow`` suffix Istio appends to the authority of mirrored requests.
+``envoy``
+    The local mesh's Envoy (``/stats/prometheus`` of its admin port): the upstream cluster stats of
+    the arm's cluster (``outbound|<port>|<subset>|<host>``). Mirrored copies are counted on the
+    mirror cluster, like Istio's destination side.
+
+Rendering is strict: every ``$variable`` must be given, no unknown variable is accepted, and values
+are escaped as PromQL string literals, so a label value can never change the query's structure.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from meshlab.errors import ConfigError
+
+_IDENT = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+class TemplateError(ConfigError):
+    """A query template was rendered with a missing or unknown variable."""
+
+
+def promql_string(value: str) -> str:
+    """``value`` escaped for use inside a double-quoted PromQL string literal."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+
+
+def promql_regex_literal(value: str) -> str:
+    """``value`` as a regular expression that matches exactly itself (RE2 syntax)."""
+    return re.sub(r"([.^$*+?()\[\]{}|\\])", r"\\\1", value)
+
+
+@dataclass(frozen=True)
+class QueryTemplate:
+    """One PromQL expression with ``$name`` placeholders, rendered strictly."""
+
+    name: str
+    text: str
+
+    @property
+    def variables(self) -> frozenset[str]:
+        """The placeholder names this template needs."""
+        found: set[str] = set()
+        for match in string.Template.pattern.finditer(self.text):
+            named = match.group("named") or match.group("braced")
+            if named:
+                found.add(named)
+        return frozenset(found)
+
+    def render(self, values: Mapping[str, str]) -> str:
+        """The query with every placeholder replaced by its escaped value.
+
+        Raises :class:`TemplateError` if a placeholder has no value or a value has no placeholder
+        (a typo in a variable name must not silently select nothing).
+        """
+        needed = self.variables
+        missing = sorted(needed - values.keys())
+        if missing:
+            raise TemplateError(
+                f"query template {self.name!r}: no value for ${missing[0]}; "
+                f"pass all of {', '.join(sorted(needed))}"
+            )
+        unknown = sorted(values.keys() - needed)
+        if unknown:
+            raise TemplateError(
+                f"query template {self.name!r}: unknown variable {unknown[0]!r}; "
+                f"it uses only {', '.join(sorted(needed))}"
+            )
+        escaped = {key: promql_string(str(value)) for key, value in values.items()}
+        return string.Template(self.text).substitute(escaped)
+
+
+@dataclass(frozen=True)
+class TemplateSet:
+    """The queries for one telemetry source and how to read their series."""
+
+    name: str
+    requests: QueryTemplate
+    latency: QueryTemplate
+    status_label: str  # label carrying the HTTP status code on the requests series
+
+    def __post_init__(self) -> None:
+        if not _IDENT.match(self.status_label):
+            raise TemplateError(f"template set {self.name!r}: bad label name {self.status_label!r}")
+        if self.requests.variables != self.latency.variables:
+            raise TemplateError(
+                f"template set {self.name!r}: requests and latency must use the same variables"
+            )
+
+    @property
+    def variables(self) -> frozenset[str]:
+        return self.requests.variables
+
+    def render(self, values: Mapping[str, str]) -> tuple[str, str]:
+        """(requests query, latency query) for one arm."""
+        return self.requests.render(values), self.latency.render(values)
+
+
+_ISTIO_SELECTOR = (
+    'reporter="destination", destination_workload_namespace="$namespace", '
+    'destination_service_name=~"$service_regex(-shadow)?", '
+)
+
+ISTIO = TemplateSet(
+    name="istio",
+    requests=QueryTemplate(
+        "istio.requests", "istio_requests_total{" + _ISTIO_SELECTOR + 'destination_version="$arm"}'
+    ),
+    latency=QueryTemplate(
+        "istio.latency",
+        "istio_request_duration_milliseconds_bucket{"
+        + _ISTIO_SELECTOR
+        + 'destination_version="$arm"}',
+    ),
+    status_label="response_code",
+)
+
+ISTIO_WORKLOAD = TemplateSet(
+    name="istio-workload",
+    requests=QueryTemplate(
+        "istio-workload.requests",
+        "istio_requests_total{" + _ISTIO_SELECTOR + 'destination_workload="$arm"}',
+    ),
+    latency=QueryTemplate(
+        "istio-workload.latency",
+        "istio_request_duration_milliseconds_bucket{"
+        + _ISTIO_SELECTOR
+        + 'destination_workload="$arm"}',
+    ),
+    status_label="response_code",
+)
+
+ENVOY = TemplateSet(
+    name="envoy",
+    requests=QueryTemplate(
+        "envoy.requests", 'envoy_cluster_upstream_rq{envoy_cluster_name="$arm"}'
+    ),
+    latency=QueryTemplate(
+        "envoy.latency", 'envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name="$arm"}'
+    ),
+    status_label="envoy_response_code",
+)
+
+TEMPLATE_SETS: Mapping[str, TemplateSet] = {t.name: t for t in (ISTIO, ISTIO_WORKLOAD, ENVOY)}
+
+
+def template_set(name: str) -> TemplateSet:
+    """The template set called ``name``; an unknown name is an error, never a fallback."""
+    try:
+        return TEMPLATE_SETS[name]
+    except KeyError:
+        raise TemplateError(
+            f"unknown metrics template set {name!r}; use one of {', '.join(TEMPLATE_SETS)}"
+        ) from None
+
+
+def envoy_cluster_name(port: int, subset: str, host: str) -> str:
+    """The name Istio (and the local mesh) give an arm's upstream cluster."""
+    return f"outbound|{port}|{subset}|{host}"
