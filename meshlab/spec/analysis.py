@@ -15,17 +15,25 @@ from pydantic_core import PydanticCustomError
 from meshlab.spec.base import DnsLabel, Duration, Fraction, StrictModel
 
 MetricType = Literal["latency", "error-rate", "prediction-divergence"]
+AbortOn = Literal["worse", "beyond-tolerance"]
 Method = Literal["sequential", "fixed-horizon"]
 
 
 class Metric(StrictModel):
-    """One compared metric and the tolerance within which the candidate counts as no worse."""
+    """One compared metric and the tolerance within which the candidate counts as no worse.
+
+    ``abort_on: worse`` (the default) aborts once the metric is shown worse than baseline (its
+    interval excludes 0); ``beyond-tolerance`` aborts only once it is shown worse than the
+    tolerance, which suits prediction divergence, where any genuinely new model differs a little.
+    ``epsilon``: numeric predictions closer than this count as equal (divergence only).
+    """
 
     name: DnsLabel
     type: MetricType
     tolerance: Fraction
     quantile: float | None = Field(default=None, gt=0, lt=1)
     epsilon: float = Field(default=0.0, ge=0)
+    abort_on: AbortOn = "worse"
 
     @model_validator(mode="after")
     def _per_type(self) -> Metric:
@@ -66,7 +74,8 @@ class Analysis(StrictModel):
         for i, metric in enumerate(self.metrics):
             if metric.name in seen:
                 raise PydanticCustomError(
-                    "metric", "duplicate metric name '{n}'; give each metric its own name",
+                    "metric",
+                    "duplicate metric name '{n}'; give each metric its own name",
                     {"n": metric.name, "subpath": f".metrics[{i}].name"},
                 )
             seen.add(metric.name)

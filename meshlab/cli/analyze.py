@@ -1,0 +1,137 @@
+"""``meshlab analyze``: the statistical verdict on a recorded samples file, whole or replayed live.
+
+Exit codes: 0 promote, 1 abort, 3 inconclusive, 2 bad input (raised as :class:`ConfigError`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from meshlab.errors import ConfigError
+from meshlab.samples import read_samples
+from meshlab.spec import load_experiment
+from meshlab.stats import MODES, Assessment, Comparison, Mode
+
+EXIT_CODES = {"promote": 0, "abort": 1, "inconclusive": 3}
+
+
+def _number(x: float) -> float | str | None:
+    """JSON has no inf/nan: nan -> null, +-inf -> "inf"/"-inf"."""
+    if math.isnan(x):
+        return None
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return x
+
+
+def to_json(assessment: Assessment) -> dict[str, Any]:
+    """The machine-readable verdict (keys as documented in the README)."""
+    d = assessment.decision
+    return {
+        "verdict": assessment.verdict.outcome,
+        "decision": None if d is None else {"at_request": d.at_request, "at_time": d.at_time},
+        "reasons": list(assessment.verdict.reasons),
+        "method": assessment.method,
+        "mode": assessment.mode,
+        "n_samples": assessment.n_samples,
+        "warnings": list(assessment.warnings),
+        "metrics": [
+            {
+                "name": m.name,
+                "type": m.type,
+                "verdict": m.verdict,
+                "estimate": _number(m.estimate),
+                "interval": [_number(m.lower), _number(m.upper)],
+                "tolerance": m.tolerance,
+                "abort_threshold": m.abort_threshold,
+                "n_baseline": m.n_baseline,
+                "n_candidate": m.n_candidate,
+                "method": m.method,
+                "guarantee": m.guarantee,
+            }
+            for m in assessment.metrics
+        ],
+    }
+
+
+def _pct(x: float) -> str:
+    return "n/a" if math.isnan(x) else f"{100 * x:+.2f}%"
+
+
+def to_text(assessment: Assessment) -> str:
+    """A short human-readable summary."""
+    d = assessment.decision
+    lines = [
+        f"verdict: {assessment.verdict.outcome}"
+        + (f" at request {d.at_request} ({d.at_time:.1f} s after the first)" if d else "")
+    ]
+    for m in assessment.metrics:
+        lines.append(
+            f"  {m.name:<20} {m.verdict:<12} estimate {_pct(m.estimate):>9}  "
+            f"interval [{_pct(m.lower)}, {_pct(m.upper)}]  tolerance {100 * m.tolerance:.3g}%  "
+            f"n {m.n_baseline}/{m.n_candidate}  ({m.method})"
+        )
+    lines += [f"  - {r}" for r in assessment.verdict.reasons]
+    return "\n".join(lines)
+
+
+def analyze_command(
+    samples: Annotated[Path, typer.Argument(help="The samples CSV recorded by a run.")],
+    file: Annotated[Path, typer.Option("-f", "--file", help="The experiment spec (YAML).")],
+    replay: Annotated[
+        bool,
+        typer.Option(
+            "--replay", help="Look every --every samples in time order; stop at the first decision."
+        ),
+    ] = False,
+    every: Annotated[
+        int, typer.Option("--every", help="Samples between looks with --replay.")
+    ] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    mode: Annotated[
+        str | None,
+        typer.Option(
+            "--mode",
+            help="canary (unpaired arms) or shadow (pairs by request_id); "
+            "default: shadow when spec.strategy is shadow, else canary.",
+        ),
+    ] = None,
+) -> None:
+    """Judge a samples file: promote (exit 0), abort (1) or inconclusive (3)."""
+    if every < 1:
+        raise ConfigError(f"--every: {every} must be at least 1 sample between looks")
+    if mode is not None and mode not in MODES:
+        raise ConfigError(f"--mode: {mode!r} is not one of {', '.join(MODES)}")
+    experiment = load_experiment(file)
+    chosen: Mode = "shadow" if (mode or experiment.spec.strategy) == "shadow" else "canary"
+    data = read_samples(samples)
+    comparison = Comparison(experiment.spec.analysis, chosen)
+    if replay:
+        assessment = None
+        for start in range(0, max(len(data), 1), every):
+            comparison.update(data.take(slice(start, start + every)))
+            assessment = comparison.assess()
+            if assessment.decision is not None:
+                break
+        assert assessment is not None
+    else:
+        comparison.update(data)
+        assessment = comparison.assess()
+    for warning in assessment.warnings:
+        print(f"meshlab: warning: {warning}", file=sys.stderr)
+    if as_json:
+        typer.echo(json.dumps(to_json(assessment), indent=2))
+    else:
+        typer.echo(to_text(assessment))
+    raise typer.Exit(EXIT_CODES[assessment.verdict.outcome])
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``meshlab analyze`` to the app."""
+    app.command("analyze")(analyze_command)

@@ -1,0 +1,24 @@
+"""Statistics: anytime-valid comparisons of candidate against baseline, and the verdict.
+
+Pure numpy/scipy, no I/O. :class:`Comparison` is the incremental object a live run keeps;
+:func:`decide` is the verdict rule; the modules hold one method each (``boundaries``: the
+beta-binomial mixture boundary, ``latency``: quantile confidence sequences, ``rates``: error-rate,
+disagreement and total-variation bounds, ``classic``: fixed-horizon Mann-Whitney/Hodges-Lehmann).
+"""
+
+from meshlab.stats.comparison import MODES, Comparison, Mode, predictions_differ
+from meshlab.stats.latency import LogGrid
+from meshlab.stats.results import Assessment, Decision, MetricResult, Verdict, decide
+
+__all__ = [
+    "MODES",
+    "Assessment",
+    "Comparison",
+    "Decision",
+    "LogGrid",
+    "MetricResult",
+    "Mode",
+    "Verdict",
+    "decide",
+    "predictions_differ",
+]

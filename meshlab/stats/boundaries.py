@@ -1,0 +1,136 @@
+"""One-sided anytime-valid bounds for Bernoulli rates: the truncated beta-binomial mixture martingale.
+
+Every sequential rule in meshlab reduces to this one primitive. For i.i.d. Bernoulli(``p``)
+indicators with running count ``S`` after ``n`` draws, and a prior ``Beta(m p, m (1-p))`` truncated
+to alternatives ``r > p`` (or ``r < p``), the mixture likelihood ratio
+
+    M_n(p) = int (r/p)^S ((1-r)/(1-p))^(n-S) dPrior(r)
+           = B(a+S, b+n-S) P_post(r > p) / (B(a, b) P_prior(r > p) p^S (1-p)^(n-S))
+
+is a nonnegative martingale with ``M_0 = 1`` under the null rate ``p`` (and a supermartingale
+when the true rate lies on the other side of ``p``). Ville's inequality gives
+``P(exists n: M_n(p) >= 1/level) <= level``: the bounds below hold *simultaneously over every
+sample size*, so they may be checked after every request without inflating the error rate.
+
+References: Howard, Ramdas, McAuliffe & Sekhon, "Time-uniform, nonparametric, nonasymptotic
+confidence sequences", Annals of Statistics 49 (2021), section 3 (beta-binomial mixture);
+Howard & Ramdas, "Sequential estimation of quantiles with applications to A/B-testing and
+best-arm identification", Bernoulli 28 (2022), Theorem 1 (the same boundary for a fixed quantile).
+
+The prior's effective size ``m`` tunes at which sample size the bound is tightest
+(``m = n_opt / (2 log(1/level) + log(1 + 2 log(1/level)))``, Howard et al. 2021, eq. 3.22);
+validity does not depend on it. All functions are vectorised over their array arguments.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+from scipy import special
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+DEFAULT_DESIGN_N = 2000
+_EPS = 1e-12
+
+
+def prior_size(level: float, design_n: float) -> float:
+    """Effective prior sample size that makes a level-``level`` bound tightest near ``design_n``."""
+    log_term = 2.0 * np.log(1.0 / level)
+    return float(max(1.0, design_n / (log_term + np.log1p(log_term))))
+
+
+def log_mixture(
+    successes: npt.ArrayLike, n: npt.ArrayLike, p: npt.ArrayLike, m: float, upper: bool
+) -> FloatArray:
+    """log M_n(p) of the beta-binomial mixture over alternatives above (``upper``) or below ``p``."""
+    s = np.asarray(successes, dtype=np.float64)
+    t = np.asarray(n, dtype=np.float64)
+    q = np.clip(np.asarray(p, dtype=np.float64), _EPS, 1.0 - _EPS)
+    a, b = m * q, m * (1.0 - q)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if upper:
+            post = special.betainc(b + t - s, a + s, 1.0 - q)  # P_post(r > p)
+            prior = special.betainc(b, a, 1.0 - q)
+        else:
+            post = special.betainc(a + s, b + t - s, q)  # P_post(r < p)
+            prior = special.betainc(a, b, q)
+        out = (
+            special.betaln(a + s, b + t - s)
+            - special.betaln(a, b)
+            + np.log(post)
+            - np.log(prior)
+            - s * np.log(q)
+            - (t - s) * np.log1p(-q)
+        )
+    return np.asarray(np.where(np.isnan(out), -np.inf, out), dtype=np.float64)
+
+
+def rate_upper(
+    successes: npt.ArrayLike, n: npt.ArrayLike, level: float, design_n: float = DEFAULT_DESIGN_N
+) -> FloatArray:
+    """Upper confidence sequence for a Bernoulli rate: P(exists n: rate > bound_n) <= level.
+
+    The bound is the largest ``p`` not rejected by the lower-alternative mixture; 1 when ``n == 0``.
+    """
+    s = np.asarray(successes, dtype=np.float64)
+    t = np.asarray(n, dtype=np.float64)
+    s, t = np.broadcast_arrays(s, t)
+    m, threshold = prior_size(level, design_n), np.log(1.0 / level)
+    lo = np.where(t > 0, s / np.maximum(t, 1.0), 0.0)  # never rejected: the mixture is <= 1 here
+    hi = np.ones_like(lo)
+    for _ in range(36):  # bisection to ~1e-11; M_n(p) grows with p above the empirical rate
+        mid = 0.5 * (lo + hi)
+        reject = log_mixture(s, t, mid, m, upper=False) >= threshold
+        hi = np.where(reject, mid, hi)
+        lo = np.where(reject, lo, mid)
+    return np.asarray(np.where(t > 0, hi, 1.0), dtype=np.float64)
+
+
+def rate_lower(
+    successes: npt.ArrayLike, n: npt.ArrayLike, level: float, design_n: float = DEFAULT_DESIGN_N
+) -> FloatArray:
+    """Lower confidence sequence for a Bernoulli rate: P(exists n: rate < bound_n) <= level."""
+    s = np.asarray(successes, dtype=np.float64)
+    t = np.asarray(n, dtype=np.float64)
+    return 1.0 - rate_upper(t - s, t, level, design_n)
+
+
+def order_index_lower(
+    n: npt.ArrayLike, p: float, level: float, design_n: float = DEFAULT_DESIGN_N
+) -> IntArray:
+    """1-based order-statistic index ``l_n`` with P(exists n: Q(p) < X_(l_n)) <= level.
+
+    ``Q(p) < X_(l)`` means fewer than ``l`` of the ``n`` draws are ``<= Q(p)``, a count that is
+    stochastically at least Binomial(n, p); ``l_n`` is the smallest count the lower-alternative
+    mixture does not reject. 0 means "no finite bound yet" (use the support's lower end).
+    """
+    t = np.asarray(n, dtype=np.int64)
+    m, threshold = prior_size(level, design_n), np.log(1.0 / level)
+    lo = np.zeros_like(t)  # rejected (or the sentinel 0)
+    hi = np.ceil(p * t).astype(np.int64)  # never rejected: at or above the mean
+    for _ in range(64):
+        if not np.any(hi - lo > 1):
+            break
+        mid = (lo + hi) // 2
+        reject = log_mixture(mid, t, p, m, upper=False) >= threshold
+        lo = np.where(reject, mid, lo)
+        hi = np.where(reject, hi, mid)
+    # lo is the largest rejected count (or 0); counts below l = lo + 1 are all rejected.
+    first_ok = np.where(log_mixture(np.zeros_like(t), t, p, m, upper=False) < threshold, 0, lo + 1)
+    return np.asarray(np.where(t > 0, first_ok, 0), dtype=np.int64)
+
+
+def order_index_upper(
+    n: npt.ArrayLike, p: float, level: float, design_n: float = DEFAULT_DESIGN_N
+) -> IntArray:
+    """1-based order-statistic index ``u_n`` with P(exists n: Q(p) > X_(u_n)) <= level.
+
+    ``Q(p) > X_(u)`` means at least ``u`` draws are ``< Q(p)``, a count stochastically at most
+    Binomial(n, p). ``u_n > n`` means "no finite bound yet" (use the support's upper end).
+    """
+    t = np.asarray(n, dtype=np.int64)
+    # By symmetry: draws < Q(p) counted from the top are draws > Q(p) with rate 1 - p.
+    below = order_index_lower(t, 1.0 - p, level, design_n)
+    return np.asarray(t + 1 - below, dtype=np.int64)

@@ -1,0 +1,273 @@
+"""The incremental comparison a live run keeps for a whole experiment: feed batches, query any time.
+
+``Comparison(analysis, mode)`` holds only sufficient statistics: a latency histogram per arm
+(:class:`meshlab.stats.latency.LogGrid`), error counts per arm, prediction-category counts per arm
+(canary) or paired-disagreement counts (shadow). ``update(batch)`` costs O(len(batch));
+``assess()`` costs O(histogram bins + categories) and returns an :class:`Assessment` with the
+per-metric results, the verdict, and the first decision reached so far (sticky: a live run acts on
+the first one). Which rows count:
+
+* canary: baseline = ``arm 0, mirrored 0`` rows, candidate = ``arm 1, mirrored 0`` rows;
+  divergence = TV distance between the two arms' prediction distributions.
+* shadow: baseline = ``arm 0, mirrored 0`` rows, candidate = ``arm 1, mirrored 1`` rows (the
+  mirrored copies); divergence = share of ``request_id`` pairs whose predictions differ (numbers
+  differ when ``|a - b| > epsilon``). Pairs may straddle batches; unmatched halves are kept.
+
+Error budget: each metric's abort side gets ``alpha / k`` (Bonferroni over k metrics), its promote
+side the full ``beta`` (see :mod:`meshlab.stats.results`). ``method: fixed-horizon`` swaps in
+Mann-Whitney/Hodges-Lehmann and Clopper-Pearson bounds, valid for one look; asking a second time
+adds a warning to the assessment.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from meshlab.errors import ConfigError
+from meshlab.samples import Samples
+from meshlab.spec.analysis import Analysis, Metric
+from meshlab.stats import classic, latency, rates
+from meshlab.stats.boundaries import DEFAULT_DESIGN_N
+from meshlab.stats.results import Assessment, Decision, MetricResult, decide
+
+Mode = Literal["canary", "shadow"]
+MODES: tuple[Mode, ...] = ("canary", "shadow")
+
+
+def _prediction_key(value: Any, epsilon: float) -> Hashable:
+    """A hashable category for a parsed JSON prediction (numbers binned to ``epsilon``)."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        return ("num", float(math.floor(value / epsilon) if epsilon > 0 else value))
+    return ("json", repr(value))
+
+
+def predictions_differ(a: Any, b: Any, epsilon: float) -> bool:
+    """Whether two parsed predictions differ (numbers: ``|a - b| > epsilon``, else inequality)."""
+    numeric = (int, float)
+    if (
+        isinstance(a, numeric)
+        and isinstance(b, numeric)
+        and not isinstance(a, bool)
+        and not isinstance(b, bool)
+    ):
+        return abs(float(a) - float(b)) > epsilon
+    return bool(a != b)
+
+
+class _Categories:
+    """Per-arm counts of prediction categories (canary divergence)."""
+
+    def __init__(self, epsilon: float) -> None:
+        self.epsilon = epsilon
+        self.codes: dict[Hashable, int] = {}
+        self.counts = np.zeros((2, 0), dtype=np.int64)
+
+    def add(self, arm: npt.NDArray[np.int8], predictions: npt.NDArray[np.object_]) -> None:
+        keep = np.array([p is not None for p in predictions], dtype=bool)
+        if not keep.any():
+            return
+        codes = self._codes(predictions[keep].tolist())
+        if len(self.codes) > self.counts.shape[1]:
+            grown = np.zeros((2, len(self.codes)), dtype=np.int64)
+            grown[:, : self.counts.shape[1]] = self.counts
+            self.counts = grown
+        size = self.counts.shape[1]
+        self.counts += np.bincount(
+            arm[keep].astype(np.int64) * size + codes, minlength=2 * size
+        ).reshape(2, size)
+
+    def _codes(self, values: list[Any]) -> npt.NDArray[np.int64]:
+        table, eps = self.codes, self.epsilon
+        kinds = set(map(type, values))
+        if kinds <= {int, float}:  # fast path: numeric predictions, binned in numpy
+            x = np.asarray(values, dtype=np.float64)
+            uniq, inverse = np.unique(np.floor(x / eps) if eps > 0 else x, return_inverse=True)
+            known = [table.setdefault(("num", float(u)), len(table)) for u in uniq.tolist()]
+            return np.asarray(np.asarray(known, dtype=np.int64)[inverse], dtype=np.int64)
+        if kinds == {str}:  # fast path: labels are their own keys
+            return np.fromiter((table.setdefault(v, len(table)) for v in values), dtype=np.int64)
+        return np.fromiter(
+            (table.setdefault(_prediction_key(v, eps), len(table)) for v in values), dtype=np.int64
+        )
+
+
+class _Pairs:
+    """Paired disagreement counts (shadow divergence), matching rows by request_id."""
+
+    def __init__(self, epsilon: float) -> None:
+        self.epsilon = epsilon
+        self.waiting: tuple[dict[str, Any], dict[str, Any]] = ({}, {})
+        self.pairs = 0
+        self.differ = 0
+
+    def add(
+        self,
+        side: npt.NDArray[np.int8],
+        ids: npt.NDArray[np.str_],
+        predictions: npt.NDArray[np.object_],
+    ) -> None:
+        for s, rid, pred in zip(side.tolist(), ids.tolist(), predictions.tolist(), strict=True):
+            other = self.waiting[1 - s]
+            if rid in other:
+                mate = other.pop(rid)
+                if pred is not None and mate is not None:
+                    self.pairs += 1
+                    self.differ += predictions_differ(pred, mate, self.epsilon)
+            else:
+                self.waiting[s][rid] = pred
+
+
+class Comparison:
+    """Sequential (or fixed-horizon) comparison of candidate against baseline, fed in batches."""
+
+    def __init__(
+        self,
+        analysis: Analysis,
+        mode: Mode = "canary",
+        *,
+        design_n: int = DEFAULT_DESIGN_N,
+        grid: latency.LogGrid | None = None,
+    ) -> None:
+        if mode not in MODES:
+            raise ConfigError(f"--mode: {mode!r} is not one of {', '.join(MODES)}")
+        self.analysis, self.mode, self.design_n = analysis, mode, design_n
+        self.sequential = analysis.method == "sequential"
+        self.grid = grid or latency.LogGrid()
+        self.alpha_share = analysis.alpha / len(analysis.metrics)
+        self.n_seen, self.looks = 0, 0
+        self.first_time: float | None = None
+        self.last_time = 0.0
+        self.decision: Decision | None = None
+        self._hist = np.zeros((2, self.grid.size), dtype=np.int64)
+        self._raw: tuple[list[npt.NDArray[np.float64]], ...] = ([], [])  # fixed-horizon only
+        self._n = np.zeros(2, dtype=np.int64)
+        self._errors = np.zeros(2, dtype=np.int64)
+        self._categories = {m.name: _Categories(m.epsilon) for m in self._divergence}
+        self._pairs = {m.name: _Pairs(m.epsilon) for m in self._divergence}
+
+    @property
+    def _divergence(self) -> list[Metric]:
+        return [m for m in self.analysis.metrics if m.type == "prediction-divergence"]
+
+    def update(self, batch: Samples) -> None:
+        """Add a batch of samples (rows in time order, continuing the previous batches)."""
+        if len(batch) == 0:
+            return
+        if self.first_time is None:
+            self.first_time = float(batch.timestamp[0])
+        self.last_time = float(batch.timestamp[-1])
+        self.n_seen += len(batch)
+        primary = ~batch.mirrored
+        if self.mode == "canary":
+            use = primary
+        else:
+            use = (primary & (batch.arm == 0)) | (batch.mirrored & (batch.arm == 1))
+        arm = batch.arm[use].astype(np.int64)
+        size = self.grid.size
+        bins = self.grid.index(batch.latency_ms[use])
+        self._hist += np.bincount(arm * size + bins, minlength=2 * size).reshape(2, size)
+        if not self.sequential:
+            for a in (0, 1):
+                self._raw[a].append(batch.latency_ms[use][arm == a])
+        self._n += np.bincount(arm, minlength=2)
+        self._errors += np.bincount(arm[batch.is_error[use]], minlength=2)
+        for m in self._divergence:
+            if self.mode == "canary":
+                self._categories[m.name].add(batch.arm[use], batch.prediction[use])
+            else:
+                self._pairs[m.name].add(
+                    batch.arm[use], batch.request_id[use], batch.prediction[use]
+                )
+
+    def _metric(self, m: Metric) -> MetricResult:
+        a, b, seq = self.alpha_share, self.analysis.beta, self.sequential
+        n_b, n_c = int(self._n[0]), int(self._n[1])
+        if m.type == "latency":
+            q = float(m.quantile if m.quantile is not None else 0.5)
+            if seq:
+                cum = np.cumsum(self._hist, axis=1)
+                lo_, est_, hi_ = latency.ratio_interval(
+                    cum[0], cum[1], q, a, b, self.grid, self.design_n
+                )
+                lo, est, hi = float(lo_), float(est_), float(hi_)
+                method, text = f"quantile confidence sequence (p{100 * q:g})", latency.GUARANTEE
+            else:
+                lo, est, hi, _ = classic.hodges_lehmann(
+                    np.concatenate([np.zeros(0), *self._raw[0]]),
+                    np.concatenate([np.zeros(0), *self._raw[1]]),
+                    a,
+                    b,
+                )
+                method, text = "Mann-Whitney U / Hodges-Lehmann (fixed horizon)", classic.GUARANTEE
+            how = ""
+        elif m.type == "error-rate":
+            lo_, est_, hi_ = rates.rate_difference(
+                self._errors[0], n_b, self._errors[1], n_c, a, b, seq, self.design_n
+            )
+            lo, est, hi = float(lo_), float(est_), float(hi_)
+            method, how = "error-rate difference", "union bound over the two arms"
+        elif self.mode == "shadow":
+            pairs = self._pairs[m.name]
+            n_b = n_c = pairs.pairs
+            lo_, est_, hi_ = rates.rate_interval(
+                pairs.differ, pairs.pairs, a, b, seq, self.design_n
+            )
+            lo, est, hi = float(lo_), float(est_), float(hi_)
+            method, how = "paired disagreement rate", f"pairs differ when |a-b| > {m.epsilon:g}"
+        else:
+            counts = self._categories[m.name].counts
+            n_b, n_c = int(counts[0].sum()), int(counts[1].sum())
+            lo_, est_, hi_ = rates.tv_interval(counts[0], counts[1], a, b, seq, self.design_n)
+            lo, est, hi = float(lo_), float(est_), float(hi_)
+            method = "total-variation distance of predictions"
+            how = f"Bonferroni over 4 x {counts.shape[1]} category bounds"
+        if m.type != "latency":
+            text = rates.SEQUENTIAL_GUARANTEE if seq else rates.FIXED_GUARANTEE
+            method += " confidence sequence" if seq else " (fixed horizon)"
+        if n_b == 0 or n_c == 0:  # no data is never a pass, nor a fail
+            lo, hi = -math.inf, math.inf
+        return MetricResult(
+            name=m.name,
+            type=m.type,
+            estimate=est,
+            lower=lo,
+            upper=hi,
+            tolerance=float(m.tolerance),
+            abort_threshold=float(m.tolerance) if m.abort_on == "beyond-tolerance" else 0.0,
+            n_baseline=n_b,
+            n_candidate=n_c,
+            method=method,
+            guarantee=text.format(a=a, b=b, how=how),
+        )
+
+    def assess(self) -> Assessment:
+        """Results and verdict on everything fed so far; records the first decision reached."""
+        self.looks += 1
+        results = tuple(self._metric(m) for m in self.analysis.metrics)
+        verdict = decide(results)
+        if self.decision is None and verdict.outcome != "inconclusive":
+            start = self.first_time if self.first_time is not None else self.last_time
+            self.decision = Decision(verdict.outcome, self.n_seen - 1, self.last_time - start)
+        warnings: tuple[str, ...] = ()
+        if not self.sequential and self.looks > 1:
+            warnings = (
+                f"method fixed-horizon was evaluated at {self.looks} looks; its alpha and beta hold "
+                "for one look only, so repeated looks inflate the false-abort rate "
+                "(use method: sequential for live runs)",
+            )
+        return Assessment(
+            verdict=verdict,
+            metrics=results,
+            n_samples=self.n_seen,
+            decision=self.decision,
+            method=self.analysis.method,
+            mode=self.mode,
+            warnings=warnings,
+        )
