@@ -56,8 +56,13 @@ class Sample:
 
     def row(self) -> list[str]:
         return [
-            repr(self.timestamp), self.arm, self.request_id, f"{self.latency_ms:.3f}",
-            str(self.status), self.prediction, "1" if self.mirrored else "0",
+            repr(self.timestamp),
+            self.arm,
+            self.request_id,
+            f"{self.latency_ms:.3f}",
+            str(self.status),
+            self.prediction,
+            "1" if self.mirrored else "0",
         ]
 
 
@@ -78,13 +83,19 @@ class Samples:
 
     @property
     def is_error(self) -> npt.NDArray[np.bool_]:
-        return (self.status == 0) | (self.status >= 500)
+        errors: npt.NDArray[np.bool_] = (self.status == 0) | (self.status >= 500)
+        return errors
 
     def take(self, index: npt.NDArray[Any] | slice) -> Samples:
         """The rows selected by a boolean mask, index array or slice, as a new ``Samples``."""
         return Samples(
-            self.timestamp[index], self.arm[index], self.request_id[index], self.latency_ms[index],
-            self.status[index], self.prediction[index], self.mirrored[index],
+            self.timestamp[index],
+            self.arm[index],
+            self.request_id[index],
+            self.latency_ms[index],
+            self.status[index],
+            self.prediction[index],
+            self.mirrored[index],
         )
 
     @classmethod
@@ -96,8 +107,10 @@ class Samples:
             np.array([r.request_id for r in rows], dtype=np.str_),
             np.array([r.latency_ms for r in rows], dtype=np.float64),
             np.array([r.status for r in rows], dtype=np.int32),
-            np.array([json.loads(r.prediction) if r.prediction else None for r in rows] + [0],
-                     dtype=object)[:-1],
+            np.array(
+                [json.loads(r.prediction) if r.prediction else None for r in rows] + [0],
+                dtype=object,
+            )[:-1],
             np.array([r.mirrored for r in rows], dtype=np.bool_),
         )
 
@@ -129,7 +142,9 @@ def _parse_row(row: list[str], line: int, where: str) -> Sample:
     try:
         code = int(status)
     except ValueError:
-        raise bad("status", f"{status!r} is not an integer HTTP status (0 = transport failure)") from None
+        raise bad(
+            "status", f"{status!r} is not an integer HTTP status (0 = transport failure)"
+        ) from None
     if code != 0 and not 100 <= code <= 599:
         raise bad("status", f"{code} is not an HTTP status or 0")
     if pred:
@@ -149,7 +164,9 @@ def iter_samples(stream: IO[str], where: str = "<samples>") -> Iterator[Sample]:
     if header is None:
         raise SamplesError(f"{where}:1: empty file; expected the header {','.join(COLUMNS)}")
     if tuple(header) != COLUMNS:
-        raise SamplesError(f"{where}:1: header must be {','.join(COLUMNS)} (got {','.join(header)})")
+        raise SamplesError(
+            f"{where}:1: header must be {','.join(COLUMNS)} (got {','.join(header)})"
+        )
     seen: set[tuple[str, bool]] = set()
     last = -math.inf
     for line, row in enumerate(reader, start=2):
@@ -162,7 +179,9 @@ def iter_samples(stream: IO[str], where: str = "<samples>") -> Iterator[Sample]:
             )
         seen.add(key)
         if sample.timestamp < last:
-            raise SamplesError(f"{where}:{line}: column timestamp: rows must be in order of start time")
+            raise SamplesError(
+                f"{where}:{line}: column timestamp: rows must be in order of start time"
+            )
         last = sample.timestamp
         yield sample
 

@@ -13,7 +13,7 @@ from meshlab.spec import Experiment, load_experiment
 from tests.conftest import EXAMPLE, REPO
 from tests.support.istio_schema import istio_schema_errors
 
-SPECS = sorted((REPO / "istio_manifests" / "examples").glob("*.experiment.yaml")) + [EXAMPLE]
+SPECS = [*sorted((REPO / "istio_manifests" / "examples").glob("*.experiment.yaml")), EXAMPLE]
 
 
 def _experiments() -> list[tuple[str, Experiment]]:
@@ -77,7 +77,10 @@ def test_canary_steps_follow_spec_weights() -> None:
     exp = load_experiment(EXAMPLE)
     for step, weight in zip(plan(exp), [5, 10, 25, 50, 100], strict=True):
         _, vs = manifests(exp, step)
-        assert _weights(_main_route(vs, exp), exp) == {"baseline": 100 - weight, "candidate": weight}
+        assert _weights(_main_route(vs, exp), exp) == {
+            "baseline": 100 - weight,
+            "candidate": weight,
+        }
         assert "mirror" not in _main_route(vs, exp)
 
 
@@ -120,7 +123,11 @@ def test_abtest_routes_matches_to_candidate_in_order() -> None:
     exp = load_experiment(REPO / "istio_manifests/examples/abtest.experiment.yaml")
     _, vs = manifests(exp, plan(exp)[0])
     names = [r["name"] for r in vs["spec"]["http"]]
-    assert names == ["meshlab-fraud-abtest-match-0", "meshlab-fraud-abtest-match-1", "meshlab-fraud-abtest"]
+    assert names == [
+        "meshlab-fraud-abtest-match-0",
+        "meshlab-fraud-abtest-match-1",
+        "meshlab-fraud-abtest",
+    ]
     assert vs["spec"]["http"][1]["match"] == [
         {"headers": {"x-tenant": {"prefix": "lab-"}}, "uri": {"prefix": "/v2/models/fraud"}}
     ]
@@ -152,7 +159,11 @@ def test_golden_examples_do_not_drift(tmp_path: Path) -> None:
         exp = load_experiment(spec_path)
         folder = spec_path.parent / spec_path.name.removesuffix(".experiment.yaml")
         committed = sorted(p.name for p in folder.glob("*.yaml"))
-        assert len(committed) == len(all_steps(exp)), f"{folder}: run python istio_manifests/regenerate.py"
+        assert len(committed) == len(all_steps(exp)), (
+            f"{folder}: run python istio_manifests/regenerate.py"
+        )
         for path, step in zip(sorted(folder.glob("*.yaml")), all_steps(exp), strict=True):
             docs = list(yaml.safe_load_all(path.read_text()))
-            assert docs == manifests(exp, step), f"{path} drifted: run python istio_manifests/regenerate.py"
+            assert docs == manifests(exp, step), (
+                f"{path} drifted: run python istio_manifests/regenerate.py"
+            )

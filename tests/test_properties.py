@@ -12,7 +12,9 @@ from meshlab.spec import Experiment, parse_experiment
 
 weights = st.lists(st.integers(0, 100), min_size=1, max_size=8).map(sorted)
 header = st.from_regex(r"x-[a-z]{1,8}", fullmatch=True)
-match = st.fixed_dictionaries({"headers": st.dictionaries(header, st.just({"exact": "b"}), min_size=1, max_size=2)})
+match = st.fixed_dictionaries(
+    {"headers": st.dictionaries(header, st.just({"exact": "b"}), min_size=1, max_size=2)}
+)
 
 
 @st.composite
@@ -30,7 +32,12 @@ def experiments(draw: st.DrawFn) -> Experiment:
     if strategy == "shadow" and draw(st.booleans()):
         spec["then"] = "canary"
     return parse_experiment(
-        {"apiVersion": "meshlab.io/v1alpha1", "kind": "Experiment", "metadata": {"name": "p"}, "spec": spec}
+        {
+            "apiVersion": "meshlab.io/v1alpha1",
+            "kind": "Experiment",
+            "metadata": {"name": "p"},
+            "spec": spec,
+        }
     )
 
 

@@ -47,7 +47,11 @@ BAD = [
     ("spec.canary.steps", [50, 10], "spec.canary.steps[1]: 10 is below the previous step (50)"),
     ("spec.canary.steps", [5, 10.5], "spec.canary.steps[1]: 10.5 is not an integer percent"),
     ("spec.canary.stepz", [5], "spec.canary.stepz: unknown field; did you mean 'steps'?"),
-    ("spec.shadow.mirrorPercent", 100.5, "spec.shadow.mirrorPercent: input should be less than or equal to 100"),
+    (
+        "spec.shadow.mirrorPercent",
+        100.5,
+        "spec.shadow.mirrorPercent: input should be less than or equal to 100",
+    ),
     ("spec.strategy", "rolling", "spec.strategy: 'rolling' is not allowed"),
     ("metadata.name", "Fraud_V2", "metadata.name: 'Fraud_V2' is not a DNS-1123 label"),
     ("spec.baseline.subset", "V1", "spec.baseline.subset: 'V1' is not a DNS-1123 label"),
@@ -55,13 +59,37 @@ BAD = [
     ("spec.service.port", 70000, "spec.service.port: input should be less than or equal to 65535"),
     ("spec.analysis.alpha", 0.5, "spec.analysis.alpha: input should be less than 0.5"),
     ("spec.analysis.beta", 0, "spec.analysis.beta: input should be greater than 0"),
-    ("spec.analysis.metrics.0.quantile", 1.0, "spec.analysis.metrics[0].quantile: input should be less than 1"),
-    ("spec.analysis.metrics.1.tolerance", "half", "spec.analysis.metrics[1].tolerance: 'half' is not a percentage"),
-    ("spec.analysis.metrics.1.tolerance", "150%", "spec.analysis.metrics[1].tolerance: 1.5 is not below 100%"),
-    ("spec.analysis.metrics.2.name", "latency-p50", "spec.analysis.metrics[2].name: duplicate metric name"),
+    (
+        "spec.analysis.metrics.0.quantile",
+        1.0,
+        "spec.analysis.metrics[0].quantile: input should be less than 1",
+    ),
+    (
+        "spec.analysis.metrics.1.tolerance",
+        "half",
+        "spec.analysis.metrics[1].tolerance: 'half' is not a percentage",
+    ),
+    (
+        "spec.analysis.metrics.1.tolerance",
+        "150%",
+        "spec.analysis.metrics[1].tolerance: 1.5 is not below 100%",
+    ),
+    (
+        "spec.analysis.metrics.2.name",
+        "latency-p50",
+        "spec.analysis.metrics[2].name: duplicate metric name",
+    ),
     ("spec.analysis.metrics.1.type", "p99", "spec.analysis.metrics[1].type: 'p99' is not allowed"),
-    ("spec.abtest.match.0.headers", {"X-User": {"exact": "a"}}, "spec.abtest.match[0].headers.X-User: header name 'X-User' must be lowercase"),
-    ("spec.abtest.match.0.headers", {"x-user": {"exact": "a", "prefix": "b"}}, "spec.abtest.match[0].headers.x-user: give exactly one of exact, prefix, regex"),
+    (
+        "spec.abtest.match.0.headers",
+        {"X-User": {"exact": "a"}},
+        "spec.abtest.match[0].headers.X-User: header name 'X-User' must be lowercase",
+    ),
+    (
+        "spec.abtest.match.0.headers",
+        {"x-user": {"exact": "a", "prefix": "b"}},
+        "spec.abtest.match[0].headers.x-user: give exactly one of exact, prefix, regex",
+    ),
     ("spec.candidate.subset", "v1", "spec.candidate.subset: 'v1' is also the baseline's subset"),
     ("spec.service", _DELETE, "spec.service: required field is missing"),
     ("apiVersion", "meshlab.io/v2", "apiVersion: 'meshlab.io/v2' is not allowed"),
@@ -69,7 +97,9 @@ BAD = [
 
 
 @pytest.mark.parametrize(("path", "value", "message"), BAD, ids=[b[2].split(":")[0] for b in BAD])
-def test_bad_spec_names_field_path(example_data: dict[str, Any], path: str, value: Any, message: str) -> None:
+def test_bad_spec_names_field_path(
+    example_data: dict[str, Any], path: str, value: Any, message: str
+) -> None:
     _set(example_data, path, value)
     with pytest.raises(SpecError) as info:
         parse_experiment(example_data)
@@ -91,7 +121,9 @@ def test_only_the_chosen_strategy_block_is_required(example_data: dict[str, Any]
 def test_tolerance_forms_are_equivalent(example_data: dict[str, Any]) -> None:
     for form in ("0.5%", 0.005, "0.005"):
         example_data["spec"]["analysis"]["metrics"][1]["tolerance"] = form
-        assert parse_experiment(example_data).spec.analysis.metrics[1].tolerance == pytest.approx(0.005)
+        assert parse_experiment(example_data).spec.analysis.metrics[1].tolerance == pytest.approx(
+            0.005
+        )
 
 
 def test_shadow_mirror_percent_accepts_fractions(example_data: dict[str, Any]) -> None:
@@ -99,13 +131,18 @@ def test_shadow_mirror_percent_accepts_fractions(example_data: dict[str, Any]) -
     assert parse_experiment(example_data).spec.shadow_block.mirror_percent == 12.5
 
 
-def test_validate_cli_prints_one_line_and_exits_2(tmp_path: Path, example_data: dict[str, Any]) -> None:
+def test_validate_cli_prints_one_line_and_exits_2(
+    tmp_path: Path, example_data: dict[str, Any]
+) -> None:
     example_data["spec"]["canary"]["steps"] = [5, 10, 120]
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(example_data))
     proc = subprocess.run(
         [sys.executable, "-m", "meshlab", "validate", "-f", str(bad)],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert proc.returncode == 2
     assert proc.stderr == "meshlab: error: spec.canary.steps[2]: 120 is above 100\n"

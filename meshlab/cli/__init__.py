@@ -55,8 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug: still one line unless debugging
         if os.environ.get("MESHLAB_DEBUG"):
             traceback.print_exc()
-        return _fail(f"internal error: {type(exc).__name__}: {exc} (set MESHLAB_DEBUG=1 for details)",
-                     EXIT_INFRASTRUCTURE)
+        return _fail(
+            f"internal error: {type(exc).__name__}: {exc} (set MESHLAB_DEBUG=1 for details)",
+            EXIT_INFRASTRUCTURE,
+        )
     return result if isinstance(result, int) else 0
 
 

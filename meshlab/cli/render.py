@@ -20,10 +20,12 @@ def render_command(
         str, typer.Option("--step", help="1-based step, 'promoted' or 'rollback'.")
     ] = "1",
     all_: Annotated[
-        bool, typer.Option("--all", help="Every step, promoted and rollback, one file each (needs -o).")
+        bool,
+        typer.Option("--all", help="Every step, promoted and rollback, one file each (needs -o)."),
     ] = False,
     output: Annotated[
-        Path | None, typer.Option("-o", "--output", help="Directory for --all (created if missing).")
+        Path | None,
+        typer.Option("-o", "--output", help="Directory for --all (created if missing)."),
     ] = None,
 ) -> None:
     """Render the DestinationRule and VirtualService of a step as YAML for ``kubectl apply -f -``."""

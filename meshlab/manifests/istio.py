@@ -99,12 +99,14 @@ def http_routes(experiment: Experiment, step: Step) -> list[dict[str, Any]]:
     policy = _route_policy(experiment)
     routes: list[dict[str, Any]] = []
     for i, match in enumerate(step.matches):
-        routes.append({
-            "name": f"{name}-match-{i}",
-            "match": [match.as_istio()],
-            "route": [_destination(experiment, "candidate")],
-            **policy,
-        })
+        routes.append(
+            {
+                "name": f"{name}-match-{i}",
+                "match": [match.as_istio()],
+                "route": [_destination(experiment, "candidate")],
+                **policy,
+            }
+        )
     if step.kind == "rollback":
         default = [_destination(experiment, "baseline")]
     elif step.kind == "promoted":

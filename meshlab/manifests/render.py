@@ -12,7 +12,8 @@ from meshlab.manifests.istio import Manifest
 def to_yaml(documents: Iterable[Manifest]) -> str:
     """Multi-document YAML, keys in builder order, each document opened by ``---``."""
     return "".join(
-        "---\n" + yaml.safe_dump(doc, sort_keys=False, default_flow_style=False) for doc in documents
+        "---\n" + yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
+        for doc in documents
     )
 
 

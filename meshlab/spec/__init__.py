@@ -13,7 +13,25 @@ from meshlab.spec.routing import ABTest, BlueGreen, Canary, RequestMatch, Servic
 from meshlab.spec.target import MetricsSource, Prometheus, Target
 
 __all__ = [
-    "ABTest", "Analysis", "BlueGreen", "Canary", "Experiment", "ExperimentSpec", "Limits", "Load",
-    "Local", "LocalVersion", "Metadata", "Metric", "MetricsSource", "Prometheus", "RequestMatch",
-    "Service", "Shadow", "Target", "Version", "load_experiment", "parse_experiment",
+    "ABTest",
+    "Analysis",
+    "BlueGreen",
+    "Canary",
+    "Experiment",
+    "ExperimentSpec",
+    "Limits",
+    "Load",
+    "Local",
+    "LocalVersion",
+    "Metadata",
+    "Metric",
+    "MetricsSource",
+    "Prometheus",
+    "RequestMatch",
+    "Service",
+    "Shadow",
+    "Target",
+    "Version",
+    "load_experiment",
+    "parse_experiment",
 ]

@@ -17,7 +17,9 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_DNS1123_SUBDOMAIN = re.compile(
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
 _DURATION = re.compile(r"^(?P<num>\d+(\.\d+)?)(?P<unit>ms|s|m|h)$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -43,8 +45,12 @@ class StrictModel(BaseModel):
         for key in data:
             if key not in known:
                 close = difflib.get_close_matches(str(key), sorted(known), n=1, cutoff=0.6)
-                hint = f"; did you mean '{close[0]}'?" if close else (
-                    f"; allowed fields: {', '.join(sorted(f.alias or n for n, f in cls.model_fields.items()))}"
+                hint = (
+                    f"; did you mean '{close[0]}'?"
+                    if close
+                    else (
+                        f"; allowed fields: {', '.join(sorted(f.alias or n for n, f in cls.model_fields.items()))}"
+                    )
                 )
                 raise PydanticCustomError(
                     "unknown_field", "unknown field{hint}", {"subpath": f".{key}", "hint": hint}
@@ -77,20 +83,25 @@ def _dns1123_subdomain(value: str) -> str:
 def parse_fraction(value: Any) -> float:
     """``"10%"`` -> 0.1, ``"0.5%"`` -> 0.005, ``0.1`` -> 0.1 (a bare number is a fraction)."""
     if isinstance(value, bool):
-        raise PydanticCustomError("fraction", "expected a percentage like '10%' or a fraction like 0.1", {})
+        raise PydanticCustomError(
+            "fraction", "expected a percentage like '10%' or a fraction like 0.1", {}
+        )
     if isinstance(value, str):
         text = value.strip()
         try:
             number = float(text[:-1]) / 100.0 if text.endswith("%") else float(text)
         except ValueError:
             raise PydanticCustomError(
-                "fraction", "'{value}' is not a percentage like '10%' or a fraction like 0.1",
+                "fraction",
+                "'{value}' is not a percentage like '10%' or a fraction like 0.1",
                 {"value": value},
             ) from None
     elif isinstance(value, int | float):
         number = float(value)
     else:
-        raise PydanticCustomError("fraction", "expected a percentage like '10%' or a fraction like 0.1", {})
+        raise PydanticCustomError(
+            "fraction", "expected a percentage like '10%' or a fraction like 0.1", {}
+        )
     if not math.isfinite(number) or number <= 0:
         raise PydanticCustomError("fraction", "must be above 0 (e.g. '10%' or 0.1)", {})
     return number

@@ -48,32 +48,40 @@ class ExperimentSpec(StrictModel):
     def _coherent(self) -> ExperimentSpec:
         block = getattr(self, self.strategy)
         if block is None and self.strategy in ("canary", "abtest"):
-            example = "canary: {steps: [5, 25, 50, 100]}" if self.strategy == "canary" else (
-                "abtest: {match: [{headers: {x-user-group: {exact: beta}}}]}"
+            example = (
+                "canary: {steps: [5, 25, 50, 100]}"
+                if self.strategy == "canary"
+                else ("abtest: {match: [{headers: {x-user-group: {exact: beta}}}]}")
             )
             raise PydanticCustomError(
-                "strategy", "strategy {s} needs a '{s}' block, e.g. {ex}",
+                "strategy",
+                "strategy {s} needs a '{s}' block, e.g. {ex}",
                 {"s": self.strategy, "ex": example, "subpath": f".{self.strategy}"},
             )
         if self.baseline.subset == self.candidate.subset:
             raise PydanticCustomError(
-                "versions", "'{s}' is also the baseline's subset; the two versions need distinct subsets",
+                "versions",
+                "'{s}' is also the baseline's subset; the two versions need distinct subsets",
                 {"s": self.candidate.subset, "subpath": ".candidate.subset"},
             )
         if self.baseline.labels == self.candidate.labels:
             raise PydanticCustomError(
-                "versions", "the same labels as the baseline would select the same pods; make them differ",
+                "versions",
+                "the same labels as the baseline would select the same pods; make them differ",
                 {"subpath": ".candidate.labels"},
             )
         if self.then == "canary":
             if self.strategy != "shadow":
                 raise PydanticCustomError(
-                    "then", "'then: canary' follows a shadow test; set strategy: shadow",
+                    "then",
+                    "'then: canary' follows a shadow test; set strategy: shadow",
                     {"subpath": ".then"},
                 )
             if self.canary is None:
                 raise PydanticCustomError(
-                    "then", "'then: canary' needs a 'canary' block with its steps", {"subpath": ".canary"}
+                    "then",
+                    "'then: canary' needs a 'canary' block with its steps",
+                    {"subpath": ".canary"},
                 )
         return self
 

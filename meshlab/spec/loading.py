@@ -26,8 +26,21 @@ def field_path(loc: tuple[int | str, ...], subpath: str = "") -> str:
 
 
 # Error types whose messages meshlab writes itself (they already name the value and the fix).
-_OWN_MESSAGES = {"unknown_field", "dns1123", "fraction", "duration", "weight", "header_name",
-                 "string_match", "match", "metric", "local", "strategy", "versions", "then"}
+_OWN_MESSAGES = {
+    "unknown_field",
+    "dns1123",
+    "fraction",
+    "duration",
+    "weight",
+    "header_name",
+    "string_match",
+    "match",
+    "metric",
+    "local",
+    "strategy",
+    "versions",
+    "then",
+}
 
 
 def _first_error(exc: ValidationError) -> SpecError:
@@ -45,14 +58,20 @@ def _first_error(exc: ValidationError) -> SpecError:
     elif err["type"] not in _OWN_MESSAGES and "input" in err:
         message = f"{message[:1].lower()}{message[1:]} (got {err['input']!r})"
     path = field_path(tuple(err["loc"]), str(ctx.get("subpath", "")))
-    more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+    more = (
+        f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+        if len(errors) > 1
+        else ""
+    )
     return SpecError(path, message + more)
 
 
 def parse_experiment(data: Any) -> Experiment:
     """Validate already-parsed YAML; raises :class:`SpecError` naming the first bad field."""
     if not isinstance(data, dict):
-        raise SpecError("", "an experiment file must be a YAML mapping with apiVersion, kind, metadata, spec")
+        raise SpecError(
+            "", "an experiment file must be a YAML mapping with apiVersion, kind, metadata, spec"
+        )
     try:
         return Experiment.model_validate(data)
     except ValidationError as exc:

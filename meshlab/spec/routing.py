@@ -17,11 +17,14 @@ _HEADER_NAME = re.compile(r"^[a-z0-9!#$%&'*+.^_`|~-]+$")
 def _header_name(value: str) -> str:
     if value != value.lower():
         raise PydanticCustomError(
-            "header_name", "header name '{value}' must be lowercase (write '{lower}')",
+            "header_name",
+            "header name '{value}' must be lowercase (write '{lower}')",
             {"value": value, "lower": value.lower()},
         )
     if not _HEADER_NAME.match(value):
-        raise PydanticCustomError("header_name", "'{value}' is not a valid HTTP header name", {"value": value})
+        raise PydanticCustomError(
+            "header_name", "'{value}' is not a valid HTTP header name", {"value": value}
+        )
     return value
 
 
@@ -65,14 +68,18 @@ class StringMatch(StrictModel):
         given = [k for k in ("exact", "prefix", "regex") if getattr(self, k) is not None]
         if len(given) != 1:
             raise PydanticCustomError(
-                "string_match", "give exactly one of exact, prefix, regex (got {n})", {"n": len(given)}
+                "string_match",
+                "give exactly one of exact, prefix, regex (got {n})",
+                {"n": len(given)},
             )
         if self.regex is not None:
             try:
                 re.compile(self.regex)
             except re.error as exc:
                 raise PydanticCustomError(
-                    "string_match", "regex '{r}' does not compile: {e}", {"r": self.regex, "e": str(exc)}
+                    "string_match",
+                    "regex '{r}' does not compile: {e}",
+                    {"r": self.regex, "e": str(exc)},
                 ) from None
         return self
 
@@ -115,12 +122,16 @@ class Canary(StrictModel):
                 sub = f"[{i}]"
                 if isinstance(w, bool) or not isinstance(w, int):
                     raise PydanticCustomError(
-                        "weight", "{w} is not an integer percent 0..100", {"w": repr(w), "subpath": sub}
+                        "weight",
+                        "{w} is not an integer percent 0..100",
+                        {"w": repr(w), "subpath": sub},
                     )
                 if w < 0:
                     raise PydanticCustomError("weight", "{w} is below 0", {"w": w, "subpath": sub})
                 if w > 100:
-                    raise PydanticCustomError("weight", "{w} is above 100", {"w": w, "subpath": sub})
+                    raise PydanticCustomError(
+                        "weight", "{w} is above 100", {"w": w, "subpath": sub}
+                    )
                 if i and w < value[i - 1]:
                     raise PydanticCustomError(
                         "weight",

@@ -1,0 +1,180 @@
+"""Report text: every number of the verdict explained in words a reviewer understands.
+
+Builds Markdown (for a pull-request comment) and a self-contained HTML page (plots inlined as
+base64 PNG, no network needed) from a :class:`RunRecord`.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from typing import Any
+
+from meshlab.report.plots import PLOTS
+from meshlab.report.record import RunRecord
+
+VERDICT_WORDS = {
+    "promote": "PROMOTED: the candidate was shown to be within tolerance on every metric",
+    "abort": "ABORTED: the candidate was shown to be worse than the baseline; traffic was rolled back",
+    "inconclusive": "INCONCLUSIVE: the evidence did not settle the question before the limits",
+}
+EFFECT_WORDS = {
+    "latency": "relative change of the p{q} latency (candidate / baseline - 1)",
+    "error-rate": "absolute change of the error rate (candidate - baseline; errors are status 0 or >= 500)",
+    "prediction-divergence": "share of requests on which the two versions' predictions differ",
+}
+
+
+def pct(value: float | None) -> str:
+    """0.0123 -> '+1.23%' style numbers for effects."""
+    if value is None:
+        return "n/a"
+    return f"{100 * value:+.3g}%"
+
+
+def _metric_sentence(m: dict[str, Any]) -> str:
+    effect = EFFECT_WORDS.get(m["type"], m["type"]).format(q=_quantile_label(m))
+    lo, hi = (m.get("interval") or [None, None])[:2]
+    n = f"{m.get('n_baseline', 0)} baseline and {m.get('n_candidate', 0)} candidate observations"
+    head = f"**{m['name']}** — {effect}: estimate {pct(m.get('estimate'))}, interval [{pct(lo)}, {pct(hi)}] from {n}; tolerance {pct(m['tolerance'])}."
+    verdict = m.get("verdict")
+    if verdict == "fail":
+        why = "The interval lies entirely above 0, so the candidate is worse than the baseline on this metric (abort)."
+    elif verdict == "pass":
+        why = "The whole interval lies below the tolerance, so any degradation is smaller than what was declared acceptable."
+    elif lo is None:
+        why = "There was no data for this metric; no data is never a pass."
+    else:
+        why = "The interval still contains 0 and reaches above the tolerance, so neither conclusion is proven yet."
+    return f"{head} {why}"
+
+
+def _quantile_label(m: dict[str, Any]) -> str:
+    q = m.get("quantile") or 0.5
+    return f"{100 * q:g}"
+
+
+def _steps_table(result: dict[str, Any]) -> list[str]:
+    steps = result.get("steps") or []
+    if not steps:
+        return []
+    lines = [
+        "| step | routing | duration | requests baseline / candidate | outcome |",
+        "|---|---|---|---|---|",
+    ]
+    for s in steps:
+        lines.append(
+            f"| {s['step']} | {s['label']} | {s.get('duration_s', 0):.1f} s | "
+            f"{s.get('requests', {}).get('baseline', 0)} / {s.get('requests', {}).get('candidate', 0)} | "
+            f"{s.get('outcome', '')} |"
+        )
+    return lines
+
+
+def markdown(run: RunRecord, plot_links: dict[str, str] | None = None) -> str:
+    """The report as Markdown; ``plot_links`` maps plot keys to image paths to embed."""
+    r = run.result
+    verdict = r.get("verdict", "inconclusive")
+    out = [f"# meshlab report: {r.get('experiment', run.path.name)}", ""]
+    out.append(f"**{VERDICT_WORDS.get(verdict, verdict)}.**")
+    if r.get("reason"):
+        out += ["", str(r["reason"])]
+    out += [
+        "",
+        f"- strategy: {r.get('strategy', '?')}; target: {r.get('target', 'local')}; "
+        f"exit code {r.get('exit_code', '?')}",
+        f"- duration: {r.get('duration_s', 0):.1f} s; requests: {len(run.samples)} recorded",
+    ]
+    decision = r.get("decision")
+    if decision:
+        out.append(
+            f"- decided after {decision.get('at_request')} requests, "
+            f"{decision.get('at_time', 0):.1f} s into the experiment"
+        )
+    rb = r.get("rollback")
+    if rb:
+        out.append(
+            f"- rollback: the last candidate-served request ended {rb.get('decision_to_last_candidate_ms', 0):.0f} ms "
+            f"after the decision (routes applied in {rb.get('apply_ms', 0):.0f} ms)"
+        )
+    out += ["", "## Metrics", ""]
+    out += [f"- {_metric_sentence(m)}" for m in r.get("metrics", [])]
+    guarantee = r.get("guarantee")
+    if guarantee:
+        out += ["", "## What the numbers guarantee", "", str(guarantee)]
+    if r.get("approximation"):
+        out += ["", f"_Approximation: {r['approximation']}_"]
+    table = _steps_table(r)
+    if table:
+        out += ["", "## Steps", "", *table]
+    if plot_links:
+        out += ["", "## Plots", ""]
+        out += [f"![{PLOTS[k][0]}]({v})" for k, v in plot_links.items()]
+    out += [
+        "",
+        f"Run directory: `{run.path}` (samples.csv, manifests/, events.jsonl, result.json).",
+    ]
+    return "\n".join(out) + "\n"
+
+
+def _md_to_html(text: str) -> str:
+    """The small Markdown subset the report uses (headings, bullets, tables, bold, code)."""
+    import re
+
+    lines, out, in_list, in_table = text.splitlines(), [], False, False
+    for line in lines:
+        esc = html.escape(line)
+        esc = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", esc)
+        esc = re.sub(r"`(.+?)`", r"<code>\1</code>", esc)
+        esc = re.sub(r"_(Approximation:.+?)_", r"<em>\1</em>", esc)
+        if in_list and not line.startswith("- "):
+            out.append("</ul>")
+            in_list = False
+        if in_table and not line.startswith("|"):
+            out.append("</table>")
+            in_table = False
+        if line.startswith("# "):
+            out.append(f"<h1>{esc[2:]}</h1>")
+        elif line.startswith("## "):
+            out.append(f"<h2>{esc[3:]}</h2>")
+        elif line.startswith("- "):
+            if not in_list:
+                out.append("<ul>")
+                in_list = True
+            out.append(f"<li>{esc[2:]}</li>")
+        elif line.startswith("|"):
+            if set(line) <= {"|", "-"}:
+                continue
+            tag = "th" if not in_table else "td"
+            if not in_table:
+                out.append("<table>")
+                in_table = True
+            cells = [c.strip() for c in esc.strip("|").split("|")]
+            out.append("<tr>" + "".join(f"<{tag}>{c}</{tag}>" for c in cells) + "</tr>")
+        elif line.strip():
+            out.append(f"<p>{esc}</p>")
+    if in_list:
+        out.append("</ul>")
+    if in_table:
+        out.append("</table>")
+    return "\n".join(out)
+
+
+CSS = """body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px}code{background:#f3f3f3}
+img{max-width:100%;border:1px solid #eee;margin:.5em 0}h2{border-bottom:1px solid #ddd}"""
+
+
+def html_page(run: RunRecord, pngs: dict[str, bytes]) -> str:
+    """A self-contained HTML report: text plus every plot inlined."""
+    body = _md_to_html(markdown(run))
+    figures = "".join(
+        f"<h3>{html.escape(PLOTS[k][0])}</h3><img alt='{html.escape(PLOTS[k][0])}' "
+        f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
+        for k, png in pngs.items()
+    )
+    title = html.escape(f"meshlab report: {run.result.get('experiment', run.path.name)}")
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>"
+        f"<style>{CSS}</style></head><body>{body}<h2>Plots</h2>{figures}</body></html>\n"
+    )
