@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import PercentFormatter
 
 from meshlab.report.record import RunRecord
 from meshlab.samples import BASELINE, CANDIDATE
@@ -96,7 +97,8 @@ def metric_intervals(run: RunRecord) -> bytes:
             lo = np.array([p[1]["interval"][0] for p in points], dtype=float)
             hi = np.array([p[1]["interval"][1] for p in points], dtype=float)
             est = np.array([p[1].get("estimate") or np.nan for p in points], dtype=float)
-            span = max(abs(tolerance) * 4, 1e-9)
+            finite = np.abs(est[np.isfinite(est)])
+            span = max(abs(tolerance) * 4, 2 * float(finite.max(initial=0.0)), 1e-9)
             ax.fill_between(
                 t,
                 np.clip(lo, -span, span),
@@ -109,6 +111,7 @@ def metric_intervals(run: RunRecord) -> bytes:
         ax.axhline(tolerance, color="#d62728", ls="--", lw=1, label=f"tolerance {_pct(tolerance)}")
         ax.axhline(0, color="#2ca02c", lw=1, label="no difference")
         ax.set_title(name)
+        ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
         ax.set_xlabel("seconds since start")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="upper right")
