@@ -1,0 +1,83 @@
+"""Strict PromQL templates: every variable required, none unknown, values escaped."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from meshlab.errors import ConfigError
+from meshlab.metrics import ENVOY, ISTIO, ISTIO_WORKLOAD, QueryTemplate, TemplateError, template_set
+from meshlab.metrics.prometheus import arm_variables
+from meshlab.spec.experiment import Experiment
+
+
+def test_missing_variable_is_an_error() -> None:
+    with pytest.raises(TemplateError, match=r"no value for \$namespace"):
+        ISTIO.render({"arm": "v1", "service_regex": "fraud-model"})
+
+
+def test_unknown_variable_is_an_error() -> None:
+    with pytest.raises(TemplateError, match="unknown variable 'nmespace'"):
+        ISTIO.render({"arm": "v1", "service_regex": "x", "namespace": "a", "nmespace": "a"})
+
+
+def test_values_cannot_break_out_of_the_label_string() -> None:
+    query = QueryTemplate("t", 'm{a="$x"}').render({"x": 'v"} or vector(1) #\\'})
+    assert query == 'm{a="v\\"} or vector(1) #\\\\"}'
+
+
+def test_unknown_template_set_is_an_error_not_a_fallback() -> None:
+    with pytest.raises(ConfigError, match="unknown metrics template set 'datadog'"):
+        template_set("datadog")
+    assert template_set("istio") is ISTIO
+
+
+def test_istio_queries_for_the_example_use_the_destination_reporter(
+    example_data: dict[str, Any],
+) -> None:
+    experiment = Experiment.model_validate(example_data)
+    arms = arm_variables(experiment, ISTIO)
+    requests, latency = ISTIO.render(arms["candidate"])
+    selector = (
+        'reporter="destination", destination_workload_namespace="models", '
+        'destination_service_name=~"fraud-model(-shadow)?", destination_version="v2"'
+    )
+    assert requests == "istio_requests_total{" + selector + "}"
+    assert latency == "istio_request_duration_milliseconds_bucket{" + selector + "}"
+    assert ISTIO.status_label == "response_code"
+
+
+def test_istio_service_regex_is_escaped_for_fqdn_hosts(example_data: dict[str, Any]) -> None:
+    example_data["spec"]["service"]["host"] = "fraud.models.svc.cluster.local"
+    arms = arm_variables(Experiment.model_validate(example_data), ISTIO)
+    assert arms["baseline"]["service_regex"] == "fraud"
+    example_data["spec"]["service"]["host"] = "a.b"
+    assert (
+        arm_variables(Experiment.model_validate(example_data), ISTIO)["baseline"]["service_regex"]
+        == "a"
+    )
+
+
+def test_istio_needs_a_version_label(example_data: dict[str, Any]) -> None:
+    example_data["spec"]["candidate"]["labels"] = {"track": "new"}
+    with pytest.raises(ConfigError, match=r"spec\.candidate\.labels: no 'version' label"):
+        arm_variables(Experiment.model_validate(example_data), ISTIO)
+
+
+def test_workload_set_needs_explicit_variables(example_data: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError, match="needs explicit per-arm variables"):
+        arm_variables(Experiment.model_validate(example_data), ISTIO_WORKLOAD)
+    requests, _ = ISTIO_WORKLOAD.render(
+        {"arm": "fraud-v2", "namespace": "models", "service_regex": "fraud-model"}
+    )
+    assert 'destination_workload="fraud-v2"' in requests
+
+
+def test_envoy_queries_select_the_arm_cluster(example_data: dict[str, Any]) -> None:
+    arms = arm_variables(Experiment.model_validate(example_data), ENVOY)
+    requests, latency = ENVOY.render(arms["baseline"])
+    assert (
+        requests == 'envoy_cluster_upstream_rq{envoy_cluster_name="outbound|8080|v1|fraud-model"}'
+    )
+    assert latency.startswith("envoy_cluster_upstream_rq_time_bucket{")
