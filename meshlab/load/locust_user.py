@@ -11,6 +11,7 @@ messages), so the master's spool holds every worker's requests, each exactly onc
 
 from __future__ import annotations
 
+import atexit
 import csv
 import math
 import os
@@ -70,7 +71,10 @@ class SampleRecorder:
             _on(environment.events.request, self.on_request)
             _on(environment.events.test_stop, lambda **_: self.flush())
             gevent.spawn(self._flush_forever)
-        _on(environment.events.quitting, lambda **_: self.close())
+        # Not closed on 'quitting': on SIGTERM Locust fires it *before* stopping users and hearing
+        # the workers' last rows. Every write is flushed; the file closes when the process exits.
+        _on(environment.events.quitting, lambda **_: self.flush())
+        atexit.register(self.close)
 
     def _open(self) -> None:
         if self.config.samples is not None and self._file is None:

@@ -64,7 +64,7 @@ class Step(StrictModel):
 class Ramp(StrictModel):
     """A linear ramp of the request rate from ``from_rps`` to ``to_rps`` over ``duration``."""
 
-    from_rps: float = Field(ge=0)
+    from_rps: float = Field(default=0.0, ge=0)
     to_rps: float = Field(gt=0)
     duration: Duration
     step_every: Duration = 1.0
