@@ -1,0 +1,42 @@
+"""Shadow prediction capture: a collector for KServe payload-logger CloudEvents, paired by request.
+
+Istio drops the responses of mirrored requests, so the shadow's predictions are logged by KServe to
+this collector, joined request+response and primary+shadow, and released as paired
+:class:`meshlab.samples.Samples` rows (the shadow's with ``mirrored=True``) for the divergence
+metric. :mod:`meshlab.collector.kserve` renders the logger configuration for both versions.
+"""
+
+from meshlab.collector.events import (
+    REQUEST_TYPE,
+    RESPONSE_TYPE,
+    EventError,
+    InferenceEvent,
+    extract_prediction,
+    parse,
+)
+from meshlab.collector.joining import ArmRecord, Joiner, JoinStats
+from meshlab.collector.kserve import (
+    arm_by_service,
+    collector_event_url,
+    logger_patches,
+    logger_spec,
+)
+from meshlab.collector.server import APPROXIMATION, Collector
+
+__all__ = [
+    "APPROXIMATION",
+    "REQUEST_TYPE",
+    "RESPONSE_TYPE",
+    "ArmRecord",
+    "Collector",
+    "EventError",
+    "InferenceEvent",
+    "JoinStats",
+    "Joiner",
+    "arm_by_service",
+    "collector_event_url",
+    "extract_prediction",
+    "logger_patches",
+    "logger_spec",
+    "parse",
+]

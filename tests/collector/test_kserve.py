@@ -1,0 +1,47 @@
+"""KServe logger configuration for both versions (pure builders)."""
+
+from __future__ import annotations
+
+import pytest
+
+from meshlab.collector import arm_by_service, logger_patches, logger_spec
+from meshlab.errors import ConfigError
+
+
+def test_logger_spec_points_each_version_at_its_own_path() -> None:
+    assert logger_spec("http://meshlab-collector.models.svc:8080/", "candidate") == {
+        "mode": "all",
+        "url": "http://meshlab-collector.models.svc:8080/events/candidate",
+        "metadataHeaders": ["X-Request-Id"],
+    }
+
+
+def test_logger_patches_for_both_versions() -> None:
+    patches = logger_patches(
+        {"baseline": "fraud-v1", "candidate": "fraud-v2"}, "models", "http://c.models.svc:8080"
+    )
+    assert [p["metadata"] for p in patches] == [
+        {"name": "fraud-v1", "namespace": "models"},
+        {"name": "fraud-v2", "namespace": "models"},
+    ]
+    assert all(p["apiVersion"] == "serving.kserve.io/v1beta1" for p in patches)
+    urls = [p["spec"]["predictor"]["logger"]["url"] for p in patches]
+    assert urls == [
+        "http://c.models.svc:8080/events/baseline",
+        "http://c.models.svc:8080/events/candidate",
+    ]
+    assert arm_by_service({"baseline": "fraud-v1", "candidate": "fraud-v2"}) == {
+        "fraud-v1": "baseline",
+        "fraud-v2": "candidate",
+    }
+
+
+@pytest.mark.parametrize("url", ["ftp://x", "collector:8080", "http://"])
+def test_bad_collector_urls_say_what_to_give(url: str) -> None:
+    with pytest.raises(ConfigError, match="reachable from the model pods"):
+        logger_spec(url, "baseline")
+
+
+def test_both_versions_must_be_named() -> None:
+    with pytest.raises(ConfigError, match="exactly the baseline and the candidate"):
+        logger_patches({"baseline": "fraud-v1"}, "models", "http://c:8080")
