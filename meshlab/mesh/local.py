@@ -1,0 +1,363 @@
+"""The local mesh backend: real Envoy in front of local model servers, routed by the VirtualService.
+
+:class:`LocalMesh` implements :class:`~meshlab.mesh.base.MeshBackend` for one experiment. ``start``
+launches (or adopts, for ``url:`` versions) both model servers, one inbound Envoy per version (its
+sidecar, with its own admin/telemetry and, for the candidate, a tap of mirrored responses) and the
+outbound Envoy whose routes come from the step's manifests through file-based RDS. ``apply`` writes
+a new route file atomically (temporary file + rename in the watched directory) and returns once
+Envoy's admin reports the new version, so traffic is never without a route; a configuration Envoy
+rejects is reverted and raised as :class:`~meshlab.errors.MeshError`. Every process is stopped on
+``close``, on leaving the ``with`` block (exceptions included) and at interpreter exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import json
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import time
+import weakref
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+from meshlab.errors import ConfigError, MeshError
+from meshlab.manifests import Manifest, Step, manifests
+from meshlab.manifests import rollback as rollback_step
+from meshlab.mesh.base import RoutingState
+from meshlab.mesh.envoy_bootstrap import (
+    INBOUND_LISTENER,
+    LOOPBACK,
+    OUTBOUND_LISTENER,
+    inbound_bootstrap,
+    outbound_bootstrap,
+)
+from meshlab.mesh.envoy_config import (
+    cluster_name,
+    discovery_response,
+    find_manifest,
+    referenced_clusters,
+    route_configuration,
+    subsets_of,
+)
+from meshlab.mesh.envoy_process import EnvoyProcess, admin_json, counter, start_envoy
+from meshlab.mesh.processes import Child, ProcessGroup, http_ok, wait_until
+from meshlab.mesh.tap import TapReader
+from meshlab.samples import Sample
+from meshlab.spec import Experiment, Local, LocalVersion
+from meshlab.spec.load import parse_extractor
+
+ARMS = ("baseline", "candidate")
+RDS_FILE = "routes.json"
+APPLY_TIMEOUT_S = 10.0
+_LIVE: weakref.WeakSet[LocalMesh] = weakref.WeakSet()
+
+
+def free_port() -> int:
+    """A loopback port free right now (for model servers that must be told their port)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+def _substitute(text: str, port: int, here: Path) -> str:
+    return (
+        text.replace("{port}", str(port))
+        .replace("{python}", sys.executable)
+        .replace("{here}", str(here))
+    )
+
+
+def _version_info(experiment: str, step: Step, sequence: int, applied_at: float) -> str:
+    return json.dumps(
+        {"experiment": experiment, "step": step.name, "seq": sequence, "appliedAt": applied_at},
+        separators=(",", ":"),
+    )
+
+
+class LocalMesh:
+    """An experiment's local mesh. Use as ``with LocalMesh(exp).start(step) as mesh: ...``."""
+
+    name = "local"
+
+    def __init__(
+        self,
+        experiment: Experiment,
+        *,
+        here: Path | None = None,
+        run_dir: Path | None = None,
+        keep_run_dir: bool = False,
+    ) -> None:
+        if experiment.spec.local is None:
+            raise ConfigError(
+                "spec.local: the local mesh needs a 'local' section saying how to start or reach "
+                "each version (see examples/canary.yaml)"
+            )
+        self.experiment = experiment
+        self.local: Local = experiment.spec.local
+        self.here = (here or Path.cwd()).resolve()
+        self._own_run_dir = run_dir is None
+        self.run_dir = Path(run_dir) if run_dir else Path(tempfile.mkdtemp(prefix="meshlab-mesh-"))
+        self.keep_run_dir = keep_run_dir
+        self.group = ProcessGroup(grace=self.local.stop_timeout)
+        self.model_urls: dict[str, str] = {}
+        self.sidecars: dict[str, EnvoyProcess] = {}
+        self.outbound: EnvoyProcess | None = None
+        self._clusters: set[str] = set()
+        self._sequence = 0
+        self._tap: TapReader | None = None
+        self._closed = False
+        self.last_apply_seconds: float | None = None  # rename -> Envoy reports the new version
+
+    # ----------------------------------------------------------------------------- lifecycle
+    def start(self, step: Step | None = None) -> LocalMesh:
+        """Start everything and route as ``step`` says (default: all traffic to the baseline)."""
+        _LIVE.add(self)
+        try:
+            self._start(step or rollback_step())
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _start(self, step: Step) -> None:
+        timeout = self.local.startup_timeout
+        (self.run_dir / "rds").mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "tap").mkdir(parents=True, exist_ok=True)
+        waiting: list[tuple[str, Child, str]] = []
+        for arm in ARMS:
+            version: LocalVersion = getattr(self.local, arm)
+            if version.url is not None:
+                self.model_urls[arm] = version.url.rstrip("/")
+                continue
+            assert version.command is not None and version.ready_url is not None  # spec-validated
+            port = free_port()
+            argv = [_substitute(a, port, self.here) for a in version.command]
+            env = {k: _substitute(v, port, self.here) for k, v in version.env.items()}
+            child = self.group.start(
+                f"{arm} model server",
+                argv,
+                self.run_dir / f"{arm}.model.log",
+                env=env,
+                cwd=self.here,
+            )
+            self.model_urls[arm] = f"http://{LOOPBACK}:{port}"
+            waiting.append((arm, child, _substitute(version.ready_url, port, self.here)))
+        service_port = self.experiment.spec.service.port
+        for arm in ARMS:  # sidecars start while the model servers load their models
+            parts = urlsplit(self.model_urls[arm])
+            tap = (
+                self.run_dir / "tap" / arm
+                if arm == "candidate" and self.local.capture_mirrored
+                else None
+            )
+            bootstrap = inbound_bootstrap(
+                service_port, parts.hostname or LOOPBACK, parts.port or 80, tap
+            )
+            self.sidecars[arm] = start_envoy(
+                self.group,
+                f"{arm}-sidecar",
+                bootstrap,
+                self.run_dir,
+                timeout,
+                log_level=self.local.envoy_log_level,
+            )
+        for arm, child, ready_url in waiting:
+            wait_until(
+                functools.partial(http_ok, ready_url),
+                timeout,
+                f"spec.local.{arm}.readyUrl {ready_url} answered 2xx",
+                child,
+            )
+        if self.local.capture_mirrored:
+            path = parse_extractor(self.experiment.spec.load.extractor_path)
+            self._tap = TapReader(self.run_dir / "tap", "candidate", "candidate", path)
+        self._start_outbound(step)
+
+    def _start_outbound(self, step: Step) -> None:
+        spec = self.experiment.spec
+        docs = manifests(self.experiment, step)
+        subset_arm = {spec.baseline.subset: "baseline", spec.candidate.subset: "candidate"}
+        endpoints: dict[str, tuple[str, int]] = {}
+        for subset in subsets_of(find_manifest(docs, "DestinationRule")):
+            sidecar = self.sidecars[subset_arm[subset]]
+            name = cluster_name(spec.service.host, spec.service.port, subset)
+            endpoints[name] = (LOOPBACK, sidecar.listener_ports[INBOUND_LISTENER])
+        self._clusters = set(endpoints)
+        version = self._write_routes(step, docs)
+        bootstrap = outbound_bootstrap(
+            self.run_dir / "rds" / RDS_FILE,
+            endpoints,
+            self.local.listen_port,
+            self.local.admin_port,
+        )
+        self.outbound = start_envoy(
+            self.group,
+            "outbound",
+            bootstrap,
+            self.run_dir,
+            self.local.startup_timeout,
+            concurrency=self.local.envoy_concurrency,
+            log_level=self.local.envoy_log_level,
+        )
+        wait_until(
+            lambda: self._served_version() == version,
+            APPLY_TIMEOUT_S,
+            "the outbound Envoy loaded its first routes",
+            self.outbound.child,
+        )
+
+    def close(self) -> None:
+        """Stop every process this mesh started (idempotent); routing state dies with Envoy."""
+        if self._closed:
+            return
+        self._closed = True
+        _LIVE.discard(self)
+        self.group.stop_all()
+        if self._own_run_dir and not self.keep_run_dir:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    def __enter__(self) -> LocalMesh:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------------------ routing
+    def _write_routes(self, step: Step, docs: Sequence[Manifest]) -> str:
+        config = route_configuration(
+            find_manifest(docs, "VirtualService"), find_manifest(docs, "DestinationRule")
+        )
+        unknown = referenced_clusters(config) - self._clusters
+        if unknown:
+            raise MeshError(
+                f"the routes use {sorted(unknown)[0]}, which is not a cluster of the "
+                "local mesh (its DestinationRule subsets are fixed at start)"
+            )
+        self._sequence += 1
+        version = _version_info(self.experiment.metadata.name, step, self._sequence, time.time())
+        self._replace_file(json.dumps(discovery_response(config, version)))
+        return version
+
+    def _replace_file(self, text: str) -> None:
+        # Envoy watches the directory for files *moved* into it: write aside, then rename over.
+        directory = self.run_dir / "rds"
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".routes-", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, directory / RDS_FILE)
+
+    def _route_dump(self) -> dict[str, Any] | None:
+        assert self.outbound is not None
+        dump = admin_json(self.outbound.admin_url, "/config_dump?resource=dynamic_route_configs")
+        configs = dump.get("configs") or []
+        return dict(configs[0]) if configs else None
+
+    def _served_version(self) -> str | None:
+        entry = self._route_dump()
+        return str(entry.get("version_info")) if entry else None
+
+    def apply(self, step: Step, manifests: Sequence[Manifest]) -> None:
+        """Route as ``manifests`` say; returns once Envoy serves them. All or nothing."""
+        self.check()
+        assert self.outbound is not None
+        admin = self.outbound.admin_url
+        rejected_name = "http.outbound.rds.meshlab.update_rejected"
+        rejected = counter(admin, rejected_name)
+        previous = (self.run_dir / "rds" / RDS_FILE).read_text(encoding="utf-8")
+        started = time.monotonic()
+        version = self._write_routes(step, manifests)
+        deadline = started + APPLY_TIMEOUT_S
+        while True:
+            if self._served_version() == version:
+                self.last_apply_seconds = time.monotonic() - started
+                return
+            failed = counter(admin, rejected_name) > rejected
+            if failed or time.monotonic() > deadline:
+                self._replace_file(previous)  # the file on disk again says what Envoy serves
+                why = (
+                    "rejected the new routes"
+                    if failed
+                    else (f"did not load the new routes within {APPLY_TIMEOUT_S:g}s")
+                )
+                raise MeshError(
+                    f"step {step.name}: Envoy {why}; the previous step stays in "
+                    f"force (see {self.run_dir / 'outbound.log'})"
+                )
+            time.sleep(0.005)
+
+    def status(self) -> RoutingState | None:
+        """The step Envoy serves now, read back from its admin endpoint."""
+        if self.outbound is None or self._closed:
+            return None
+        entry = self._route_dump()
+        if entry is None:
+            return None
+        try:
+            info = json.loads(str(entry.get("version_info")))
+        except ValueError:
+            return None
+        if info.get("experiment") != self.experiment.metadata.name:
+            return None
+        return RoutingState(str(info["experiment"]), str(info["step"]), float(info["appliedAt"]))
+
+    def rollback(self) -> None:
+        """All traffic to the baseline, no mirror."""
+        step = rollback_step()
+        self.apply(step, manifests(self.experiment, step))
+
+    # ---------------------------------------------------------------------------- telemetry
+    @property
+    def url(self) -> str:
+        """Where clients send requests: the outbound Envoy's listener."""
+        if self.outbound is None:
+            raise MeshError("the local mesh is not started; call start() first")
+        return f"http://{LOOPBACK}:{self.outbound.listener_ports[OUTBOUND_LISTENER]}"
+
+    @property
+    def admin_urls(self) -> dict[str, str]:
+        """Envoy admin URLs: ``outbound`` (the routing proxy), ``baseline`` and ``candidate``."""
+        out = {arm: s.admin_url for arm, s in self.sidecars.items()}
+        if self.outbound is not None:
+            out = {"outbound": self.outbound.admin_url, **out}
+        return out
+
+    @property
+    def prometheus_urls(self) -> dict[str, str]:
+        """``/stats/prometheus`` of each Envoy, keyed like :attr:`admin_urls`."""
+        return {name: f"{url}/stats/prometheus" for name, url in self.admin_urls.items()}
+
+    @property
+    def pids(self) -> dict[str, int]:
+        """Process id (and process group id) of every child, by name."""
+        return self.group.pids
+
+    def mirrored_samples(self) -> list[Sample]:
+        """Mirrored copies the candidate answered since the last call (``mirrored=True`` rows)."""
+        return self._tap.drain() if self._tap is not None else []
+
+    def check(self) -> None:
+        """MeshError if a child process died on its own."""
+        dead = self.group.dead()
+        if dead:
+            raise MeshError(f"the local mesh lost a process: {dead[0].describe_exit()}")
+
+    def wait(self, timeout: float | None = None) -> str | None:
+        """Block until a child dies (its description) or ``timeout`` passes (None)."""
+        child = self.group.wait_any_exit(timeout)
+        return child.describe_exit() if child is not None else None
+
+
+@atexit.register
+def _close_all() -> None:  # an uncaught exception or sys.exit still stops every child
+    for mesh in list(_LIVE):
+        mesh.close()

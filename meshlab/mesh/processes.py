@@ -1,0 +1,201 @@
+"""Child processes of the local mesh: started in their own process group, polled, always stopped.
+
+Every child (model servers, Envoys) runs in a new session, so a Ctrl-C typed at meshlab's terminal
+reaches meshlab alone and meshlab stops the children in order; stopping signals the whole group
+(SIGTERM, then SIGKILL after a grace period), so grandchildren go too. On Linux each child also asks
+the kernel for SIGTERM when meshlab's process dies (``PR_SET_PDEATHSIG``), the only protection
+against meshlab itself being SIGKILLed. The kernel ties that signal to the *thread* that started
+the child, so start children from a thread that lives as long as the mesh (the main thread).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from meshlab.errors import MeshError
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class Child:
+    """One started process: its name for messages, its Popen handle and its log file."""
+
+    name: str
+    argv: list[str]
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+    stopped: bool = field(default=False)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def exit_code(self) -> int | None:
+        """None while running, else the exit code (negative: killed by that signal)."""
+        return self.popen.poll()
+
+    def log_tail(self, lines: int = 5) -> str:
+        """The last lines of the child's output, joined on one line for an error message."""
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+        tail = [line.strip() for line in text.splitlines() if line.strip()][-lines:]
+        return " | ".join(tail)
+
+    def describe_exit(self) -> str:
+        code = self.exit_code()
+        how = (
+            f"was killed by signal {-code}"
+            if code is not None and code < 0
+            else f"exited with {code}"
+        )
+        tail = self.log_tail()
+        return f"{self.name} (pid {self.pid}) {how}" + (
+            f"; its output ends: {tail}" if tail else ""
+        )
+
+
+def start_child(
+    name: str,
+    argv: Sequence[str],
+    log_path: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Child:
+    """Start ``argv`` in its own session (process group), output to ``log_path``."""
+    full_env = {**os.environ, **(env or {})}
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        try:
+            popen = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=full_env,
+                cwd=cwd,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+        except OSError as exc:
+            raise MeshError(f"{name}: cannot start {argv[0]!r}: {exc.strerror}") from exc
+    return Child(name, list(argv), popen, log_path)
+
+
+def stop_child(child: Child, grace: float = 5.0) -> None:
+    """SIGTERM the child's process group, SIGKILL it after ``grace`` seconds; reap the child."""
+    if child.stopped:
+        return
+    child.stopped = True
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(child.pid, sig)
+        except ProcessLookupError:
+            break  # the whole group is gone already
+        try:
+            child.popen.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            continue
+        # The leader is gone; make sure no other member of its group lingers.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+        break
+    if child.popen.poll() is None:
+        child.popen.wait(timeout=5.0)
+
+
+def http_ok(url: str, timeout: float = 1.0) -> bool:
+    """True if a GET of ``url`` answers 2xx."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return 200 <= int(response.status) < 300
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def wait_until(
+    ready: Callable[[], bool],
+    timeout: float,
+    what: str,
+    child: Child | None = None,
+    interval: float = 0.05,
+) -> None:
+    """Poll ``ready`` until it holds; MeshError if ``timeout`` passes or ``child`` exits first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if child is not None and child.exit_code() is not None:
+            raise MeshError(f"{child.describe_exit()} before {what}")
+        if ready():
+            return
+        if time.monotonic() >= deadline:
+            tail = f"; {child.name}'s output ends: {child.log_tail()}" if child is not None else ""
+            raise MeshError(
+                f"{what} did not happen within {timeout:g}s"
+                + tail
+                + "; check the command, or raise spec.local.startupTimeout"
+            )
+        time.sleep(interval)
+        interval = min(interval * 1.5, 0.5)
+
+
+class ProcessGroup:
+    """The children of one mesh, stopped in reverse start order (front first, model servers last)."""
+
+    def __init__(self, grace: float = 5.0) -> None:
+        self.children: list[Child] = []
+        self.grace = grace
+
+    def start(
+        self,
+        name: str,
+        argv: Sequence[str],
+        log_path: Path,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> Child:
+        child = start_child(name, argv, log_path, env, cwd)
+        self.children.append(child)
+        return child
+
+    def dead(self) -> list[Child]:
+        """Children that exited although nobody stopped them."""
+        return [c for c in self.children if not c.stopped and c.exit_code() is not None]
+
+    def wait_any_exit(self, timeout: float | None = None, interval: float = 0.2) -> Child | None:
+        """Block until a child dies on its own (returned) or ``timeout`` seconds pass (None)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            dead = self.dead()
+            if dead:
+                return dead[0]
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+            time.sleep(interval)
+
+    def stop_all(self) -> None:
+        """Stop every child; never raises for a child that is already gone."""
+        for child in reversed(self.children):
+            stop_child(child, self.grace)
+
+    @property
+    def pids(self) -> dict[str, int]:
+        return {c.name: c.pid for c in self.children}
