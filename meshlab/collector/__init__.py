@@ -21,6 +21,7 @@ from meshlab.collector.kserve import (
     logger_patches,
     logger_spec,
 )
+from meshlab.collector.live import CollectorLiveSamples
 from meshlab.collector.server import APPROXIMATION, Collector
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "RESPONSE_TYPE",
     "ArmRecord",
     "Collector",
+    "CollectorLiveSamples",
     "EventError",
     "InferenceEvent",
     "JoinStats",

@@ -9,6 +9,10 @@ Two joins:
    :class:`meshlab.samples.Sample` rows sharing the request id; the mirrored arm's row has
    ``mirrored=True``, which is how the divergence metric pairs them.
 
+With ``release="mirrored"`` the second join is skipped: each completed record of the mirrored arm
+is released on its own, for runs where the load generator already records the primary's rows
+(same ``x-request-id``) and only the shadow's responses are lost to Istio.
+
 Anything unmatched after ``ttl`` seconds is evicted and counted (a lost response, a request the
 shadow never got, an error response KServe does not log), and at most ``max_pending`` halves are
 kept: the oldest go first. ``latency_ms`` of a KServe row is the gap between its request and
@@ -24,11 +28,13 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from meshlab.collector.events import InferenceEvent
 from meshlab.samples import ARMS, Sample
 
 Clock = Callable[[], float]
+Release = Literal["pairs", "mirrored"]
 
 
 @dataclass
@@ -81,6 +87,7 @@ class Joiner:
         self,
         *,
         mirrored_arm: str = "candidate",
+        release: Release = "pairs",
         ttl: float = 60.0,
         max_pending: int = 100_000,
         clock: Clock = time.monotonic,
@@ -89,7 +96,10 @@ class Joiner:
             raise ValueError(f"mirrored_arm must be one of {ARMS}")
         if ttl <= 0 or max_pending <= 0:
             raise ValueError("ttl and max_pending must be > 0")
+        if release not in ("pairs", "mirrored"):
+            raise ValueError("release must be 'pairs' or 'mirrored'")
         self.mirrored_arm = mirrored_arm
+        self.release = release
         self.ttl = ttl
         self.max_pending = max_pending
         self._clock = clock
@@ -133,6 +143,11 @@ class Joiner:
     def _add_record(self, record: ArmRecord, now: float) -> None:
         self.stats.records += 1
         self.stats.by_arm[record.arm] += 1
+        if self.release == "mirrored":
+            # The primary rows come from the load generator: release shadow rows on their own.
+            if record.arm == self.mirrored_arm:
+                self._ready.append(self._sample(record))
+            return
         arms, seen_at = self._records.pop(record.request_id, ({}, now))
         if record.arm in arms:
             self.stats.duplicates += 1
@@ -142,19 +157,18 @@ class Joiner:
             self._bound()
             return
         self.stats.pairs += 1
-        for arm in ARMS:
-            r = arms[arm]
-            self._ready.append(
-                Sample(
-                    r.timestamp,
-                    r.arm,
-                    r.request_id,
-                    r.latency_ms,
-                    r.status,
-                    r.prediction,
-                    mirrored=(arm == self.mirrored_arm),
-                )
-            )
+        self._ready.extend(self._sample(arms[arm]) for arm in ARMS)
+
+    def _sample(self, r: ArmRecord) -> Sample:
+        return Sample(
+            r.timestamp,
+            r.arm,
+            r.request_id,
+            r.latency_ms,
+            r.status,
+            r.prediction,
+            mirrored=(r.arm == self.mirrored_arm),
+        )
 
     def _evict(self, now: float) -> None:
         cutoff = now - self.ttl

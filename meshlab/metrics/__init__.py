@@ -1,8 +1,10 @@
 """Telemetry backends: per-arm observations over time from Prometheus (Istio or local Envoy).
 
-The controller builds a provider with :func:`from_experiment`, calls ``fetch()`` once per look
-through :func:`fetch_or_hold` (hold while Prometheus is unreachable, abort after the grace period),
-and feeds ``Window.samples`` to the statistics engine; ``Window.approximation`` goes in the report.
+The controller builds a provider with :func:`from_experiment` and either wraps it with the load
+source in :class:`PrometheusLiveSamples` (the controller's ``LiveSamples`` shape), or calls
+``fetch()`` once per look through :func:`fetch_or_hold` (hold while Prometheus is unreachable,
+abort after the grace period) and feeds ``Window.samples`` to the statistics engine.
+``Window.approximation`` goes in the report.
 """
 
 from meshlab.metrics.base import (
@@ -15,6 +17,7 @@ from meshlab.metrics.base import (
     fetch_or_hold,
 )
 from meshlab.metrics.histogram import APPROXIMATION, ArmWindow, Buckets
+from meshlab.metrics.live import PrometheusLiveSamples, TrafficSource, samples_to_rows
 from meshlab.metrics.prometheus import (
     PrometheusMetrics,
     Secret,
@@ -45,16 +48,19 @@ __all__ = [
     "MetricsProvider",
     "MetricsUnavailableError",
     "Outage",
+    "PrometheusLiveSamples",
     "PrometheusMetrics",
     "QueryTemplate",
     "Secret",
     "TemplateError",
     "TemplateSet",
+    "TrafficSource",
     "Window",
     "arm_variables",
     "empty_samples",
     "fetch_or_hold",
     "from_experiment",
     "load_token",
+    "samples_to_rows",
     "template_set",
 ]

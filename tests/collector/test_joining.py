@@ -93,3 +93,14 @@ def test_duplicates_are_counted_not_doubled() -> None:
 )
 def test_prediction_extraction_v1_and_v2(payload: Any, expected: tuple[bool, Any]) -> None:
     assert extract_prediction(payload) == expected
+
+
+def test_mirrored_release_gives_shadow_rows_without_waiting_for_the_primary() -> None:
+    joiner = Joiner(release="mirrored", clock=FakeClock())
+    full(joiner, "candidate", "a", 0.9)
+    full(joiner, "baseline", "a", 0.1)  # counted, not released: the load generator has it
+    rows = joiner.take()
+    assert [(r.arm, r.request_id, r.prediction, r.mirrored) for r in rows] == [
+        ("candidate", "a", "0.9", True)
+    ]
+    assert joiner.pending == 0 and joiner.stats.by_arm == {"baseline": 1, "candidate": 1}

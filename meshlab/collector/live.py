@@ -1,0 +1,64 @@
+"""The load generator's rows plus the collector's, as one live source for the controller.
+
+In a cluster shadow test the load generator records the primary's responses but never the
+shadow's (Istio drops them); the shadow's predictions reach the collector through KServe's logger.
+:class:`CollectorLiveSamples` has the shape of ``meshlab.experiment.ports.LiveSamples`` and merges
+both: use a :class:`~meshlab.collector.joining.Joiner` with ``release="mirrored"`` so only the
+shadow's rows are added (the primary's come from the load generator with the same request id).
+After the load ends it keeps polling for ``settle`` seconds, for late logger deliveries.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from meshlab.collector.server import Collector
+from meshlab.samples import Sample
+
+Clock = Callable[[], float]
+
+
+class TrafficSource(Protocol):
+    """The load generator, as the controller sees it (``LiveSamples``)."""
+
+    def poll(self, timeout: float) -> list[Sample]: ...
+
+    @property
+    def finished(self) -> bool: ...
+
+    def stop(self) -> None: ...
+
+
+class CollectorLiveSamples:
+    """Load-generator rows and collector rows, merged in start-time order per poll."""
+
+    def __init__(
+        self,
+        collector: Collector,
+        load: TrafficSource,
+        *,
+        settle: float = 5.0,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.collector = collector
+        self.load = load
+        self.settle = settle
+        self._clock = clock
+        self._ended_at: float | None = None
+
+    def poll(self, timeout: float) -> list[Sample]:
+        rows = self.load.poll(timeout) + self.collector.joiner.take()
+        if self._ended_at is None and self.load.finished:
+            self._ended_at = self._clock()
+        return sorted(rows, key=lambda s: s.timestamp)
+
+    @property
+    def finished(self) -> bool:
+        if self._ended_at is None and self.load.finished:
+            self._ended_at = self._clock()
+        return self._ended_at is not None and self._clock() >= self._ended_at + self.settle
+
+    def stop(self) -> None:
+        self.load.stop()

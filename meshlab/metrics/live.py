@@ -1,0 +1,108 @@
+"""A live sample source for the controller whose rows come from Prometheus, not the load generator.
+
+:class:`PrometheusLiveSamples` has the shape of ``meshlab.experiment.ports.LiveSamples``
+(``poll``/``finished``/``stop``) so the controller runs unchanged with ``metrics.source:
+prometheus``: the load generator still drives the traffic (its own rows are drained and only
+counted), and every ``interval`` seconds one :func:`~meshlab.metrics.base.fetch_or_hold` turns what
+Prometheus saw into pseudo-samples. While Prometheus is unreachable it returns nothing (hold); after
+the grace period it raises :class:`~meshlab.metrics.base.MetricsUnavailableError` (abort).
+After the load ends it keeps polling for ``settle`` seconds, long enough for the last scrape.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from meshlab.metrics.base import Clock, MetricsProvider, Outage, fetch_or_hold
+from meshlab.samples import ARMS, Sample, Samples
+
+
+class TrafficSource(Protocol):
+    """The load generator, as the controller sees it (``LiveSamples``)."""
+
+    def poll(self, timeout: float) -> list[Sample]: ...
+
+    @property
+    def finished(self) -> bool: ...
+
+    def stop(self) -> None: ...
+
+
+def samples_to_rows(samples: Samples) -> list[Sample]:
+    """Column-wise samples back to rows (predictions as JSON text)."""
+    return [
+        Sample(
+            float(samples.timestamp[i]),
+            ARMS[int(samples.arm[i])],
+            str(samples.request_id[i]),
+            float(samples.latency_ms[i]),
+            int(samples.status[i]),
+            "" if samples.prediction[i] is None else json.dumps(samples.prediction[i]),
+            bool(samples.mirrored[i]),
+        )
+        for i in range(len(samples))
+    ]
+
+
+class PrometheusLiveSamples:
+    """Rows from a metrics provider every ``interval`` seconds while ``load`` drives the traffic."""
+
+    def __init__(
+        self,
+        provider: MetricsProvider,
+        load: TrafficSource,
+        *,
+        interval: float,
+        outage: Outage,
+        settle: float = 3.0,
+        clock: Clock = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if interval <= 0 or settle < 0:
+            raise ValueError("interval must be > 0 and settle >= 0")
+        self.provider = provider
+        self.load = load
+        self.interval = interval
+        self.outage = outage
+        self.settle = settle
+        self._clock = clock
+        self._sleep = sleep
+        self._next: float | None = None
+        self._load_ended_at: float | None = None
+        self._done = False
+        self.load_rows = 0  # rows the load generator recorded (drained, not analysed)
+        self.approximation = ""
+        self.fetches = 0
+        self.holds = 0
+
+    def poll(self, timeout: float) -> list[Sample]:
+        self.load_rows += len(self.load.poll(0.0))
+        now = self._clock()
+        if self._load_ended_at is None and self.load.finished:
+            self._load_ended_at = now
+        if self._next is None:  # the first fetch marks the start
+            self._next = now
+        if now < self._next:
+            self._sleep(max(0.0, min(timeout, self._next - now)))
+            return []
+        self._next = now + self.interval
+        window = fetch_or_hold(self.provider, self.outage)
+        if window is None:
+            self.holds += 1
+            return []
+        self.fetches += 1
+        if window.approximation:
+            self.approximation = window.approximation
+        if self._load_ended_at is not None and now >= self._load_ended_at + self.settle:
+            self._done = True
+        return samples_to_rows(window.samples)
+
+    @property
+    def finished(self) -> bool:
+        return self._done
+
+    def stop(self) -> None:
+        self.load.stop()
