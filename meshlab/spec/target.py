@@ -6,21 +6,33 @@ where telemetry comes from (raw ``samples`` from the load generator, or ``promet
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
-from meshlab.spec.base import Duration, StrictModel
+from meshlab.spec.base import Duration, Host, StrictModel
 
 
 class Target(StrictModel):
-    """Which mesh the routes are applied to."""
+    """Which mesh the routes are applied to, and how meshlab talks to a Kubernetes API server.
+
+    The namespace is the experiment's ``metadata.namespace``. With ``kind: kubernetes`` and neither
+    ``kubeconfig`` nor ``context`` set, meshlab uses the in-cluster ServiceAccount when it runs in a
+    pod (``KUBERNETES_SERVICE_HOST`` set), else the default kubeconfig (``$KUBECONFIG`` or
+    ``~/.kube/config``) and its current context. ``adoptVirtualService`` names an existing, user-owned
+    VirtualService whose routes meshlab prepends its own named routes to (and restores on rollback)
+    instead of creating ``meshlab-<experiment>``.
+    """
 
     kind: Literal["local", "kubernetes"] = "local"
     kubeconfig: str | None = None
     context: str | None = None
-    field_manager: str = "meshlab"
-    adopt_virtual_service: str | None = None
+    field_manager: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[ -~]+$")] = (
+        "meshlab"
+    )
+    adopt_virtual_service: Host | None = None
+    request_timeout: Duration = 10.0
+    conflict_retries: Annotated[int, Field(ge=0, le=20)] = 5
 
 
 class Prometheus(StrictModel):

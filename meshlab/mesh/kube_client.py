@@ -1,0 +1,289 @@
+"""The Kubernetes edge: load credentials, call the custom-objects API, translate its failures.
+
+Every request meshlab makes to a Kubernetes API server goes through :class:`IstioObjects`: GET,
+server-side apply (``PATCH`` with ``application/apply-patch+yaml`` and a field manager), ``PUT`` with
+a resourceVersion (optimistic concurrency) and DELETE of ``networking.istio.io/v1`` objects in one
+namespace. Each failure becomes a one-line :class:`~meshlab.errors.MeshError` that says what to do
+(403 -> apply ``istio_manifests/rbac/``, 404 on the resource type -> install Istio's CRDs, 409 ->
+:class:`~meshlab.errors.ConflictError`, timeouts -> ``target.requestTimeout``). Messages are built
+from the API's ``Status`` (reason, message), never from request headers or the kubeconfig, so tokens
+and client keys cannot leak into them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+import urllib3
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+from kubernetes.config.config_exception import ConfigException
+
+from meshlab.errors import ConflictError, MeshError
+
+GROUP = "networking.istio.io"
+VERSION = "v1"
+API_VERSION = f"{GROUP}/{VERSION}"
+PLURALS = {"VirtualService": "virtualservices", "DestinationRule": "destinationrules"}
+APPLY_PATCH = "application/apply-patch+yaml"
+# The verbs meshlab uses, per resource; istio_manifests/rbac/role.yaml grants exactly these.
+# Server-side apply of a new object needs "create" as well as "patch"; "update" is the PUT of an
+# adopted VirtualService; "delete" is cleanup (and undoing a DestinationRule a failed step created).
+VERBS = {
+    "destinationrules": ("get", "create", "patch", "delete"),
+    "virtualservices": ("get", "create", "patch", "update", "delete"),
+}
+RBAC_FIX = "kubectl apply -n {ns} -f istio_manifests/rbac/"
+
+
+class KubeTimeoutError(MeshError):
+    """A request timed out: the server may or may not have carried it out."""
+
+
+def load_api_client(
+    *, kubeconfig: str | None = None, context: str | None = None
+) -> client.ApiClient:
+    """An API client from the in-cluster ServiceAccount or a kubeconfig file and context.
+
+    In-cluster config is used when running in a pod (``KUBERNETES_SERVICE_HOST`` set) and neither a
+    kubeconfig nor a context was asked for; otherwise ``kubeconfig`` (default ``$KUBECONFIG`` or
+    ``~/.kube/config``) with ``context`` (default: its current context).
+    """
+    configuration = client.Configuration()
+    try:
+        if kubeconfig is None and context is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+            config.load_incluster_config(client_configuration=configuration)
+        else:
+            config.load_kube_config(
+                config_file=kubeconfig,
+                context=context,
+                client_configuration=configuration,
+                persist_config=False,
+            )
+    except (ConfigException, OSError) as exc:
+        where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+        # ConfigException messages name keys and contexts, not credentials; keep only the first line.
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise MeshError(
+            f"cannot load Kubernetes credentials from {where}"
+            f"{f' (context {context!r})' if context else ''}: {reason}; "
+            "fix target.kubeconfig/target.context or run `kubectl config get-contexts`"
+        ) from exc
+    # Retry connection setup, never a read: a PATCH that timed out may have been applied, and
+    # meshlab checks what is in force instead of blindly sending it again.
+    configuration.retries = urllib3.Retry(
+        total=2, connect=2, read=0, status=0, redirect=0, backoff_factor=0.2
+    )
+    return client.ApiClient(configuration)
+
+
+def server_address(api_client: client.ApiClient) -> str:
+    """The API server's scheme://host:port, without any user:password part."""
+    parts = urlsplit(str(api_client.configuration.host))
+    return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}"
+
+
+class IstioObjects:
+    """Istio networking objects of one namespace, read and written through the custom-objects API."""
+
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        namespace: str,
+        *,
+        field_manager: str = "meshlab",
+        dry_run: bool = False,
+        timeout: float = 10.0,
+    ) -> None:
+        self.api_client = api_client
+        self.namespace = namespace
+        self.field_manager = field_manager
+        self.dry_run = dry_run
+        self.timeout = timeout
+        self._api = client.CustomObjectsApi(api_client)
+
+    def get(self, kind: str, name: str) -> dict[str, Any] | None:
+        """The object as stored, or None if it does not exist."""
+        try:
+            result = self._api.get_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                self.namespace,
+                PLURALS[kind],
+                name,
+                _request_timeout=self.timeout,
+                _preload_content=False,
+            )
+        except ApiException as exc:
+            if exc.status == 404 and _names_object(exc):
+                return None
+            raise self._error(exc, "get", kind, name) from exc
+        except urllib3.exceptions.HTTPError as exc:
+            raise self._network_error(exc, "get", kind, name) from exc
+        return _as_dict(result)
+
+    def apply(self, manifest: dict[str, Any], *, force: bool = True) -> dict[str, Any]:
+        """Server-side apply ``manifest`` as this field manager; returns the object as stored."""
+        kind, name = manifest["kind"], manifest["metadata"]["name"]
+        kwargs: dict[str, Any] = {
+            "field_manager": self.field_manager,
+            "force": force,
+            "field_validation": "Strict",
+            "_content_type": APPLY_PATCH,
+            "_request_timeout": self.timeout,
+            "_preload_content": False,
+        }
+        if self.dry_run:
+            kwargs["dry_run"] = "All"
+        try:
+            result = self._api.patch_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, PLURALS[kind], name, manifest, **kwargs
+            )
+        except ApiException as exc:
+            raise self._error(exc, "apply", kind, name) from exc
+        except urllib3.exceptions.HTTPError as exc:
+            raise self._network_error(exc, "apply", kind, name) from exc
+        return _as_dict(result)
+
+    def replace(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """PUT ``manifest``; its ``metadata.resourceVersion`` makes a stale write fail with 409."""
+        kind, name = manifest["kind"], manifest["metadata"]["name"]
+        kwargs: dict[str, Any] = {
+            "field_manager": self.field_manager,
+            "field_validation": "Strict",
+            "_request_timeout": self.timeout,
+            "_preload_content": False,
+        }
+        if self.dry_run:
+            kwargs["dry_run"] = "All"
+        try:
+            result = self._api.replace_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, PLURALS[kind], name, manifest, **kwargs
+            )
+        except ApiException as exc:
+            raise self._error(exc, "update", kind, name) from exc
+        except urllib3.exceptions.HTTPError as exc:
+            raise self._network_error(exc, "update", kind, name) from exc
+        return _as_dict(result)
+
+    def delete(self, kind: str, name: str, *, resource_version: str | None = None) -> bool:
+        """Delete the object (only at ``resource_version`` if given); False if it was already gone."""
+        body: dict[str, Any] = {}
+        if resource_version is not None:
+            body["preconditions"] = {"resourceVersion": resource_version}
+        kwargs: dict[str, Any] = {"body": body, "_request_timeout": self.timeout}
+        if self.dry_run:
+            kwargs["dry_run"] = "All"
+        try:
+            self._api.delete_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, PLURALS[kind], name, **kwargs
+            )
+        except ApiException as exc:
+            if exc.status == 404 and _names_object(exc):
+                return False
+            raise self._error(exc, "delete", kind, name) from exc
+        except urllib3.exceptions.HTTPError as exc:
+            raise self._network_error(exc, "delete", kind, name) from exc
+        return True
+
+    def _error(self, exc: ApiException, verb: str, kind: str, name: str) -> MeshError:
+        status = _status(exc)
+        what = f"{kind} {self.namespace}/{name}"
+        resource = f"{PLURALS[kind]}.{GROUP}"
+        message = _one_line(str(status.get("message") or exc.reason or ""))
+        code = exc.status
+        if code == 401:
+            return MeshError(
+                f"the Kubernetes API server rejected meshlab's credentials (401) on {verb} {what}: "
+                "renew them, or fix target.kubeconfig/target.context"
+            )
+        if code == 403:
+            denied = re.search(r"cannot (\w+) resource", message)
+            rbac_verb = denied.group(1) if denied else ("patch" if verb == "apply" else verb)
+            return MeshError(
+                f"Kubernetes denied '{rbac_verb}' on {resource} in namespace {self.namespace} "
+                f"(403 Forbidden) for {what}: grant meshlab's Role with "
+                f"`{RBAC_FIX.format(ns=self.namespace)}` (see istio_manifests/rbac/)"
+            )
+        if code == 404 and not _names_object(exc):
+            return MeshError(
+                f"the API server does not serve {resource}/{VERSION} (404 on the resource type): "
+                "install Istio's CRDs (e.g. `istioctl install`) or point target.context at a "
+                "cluster with Istio >= 1.22"
+            )
+        if code == 404:
+            return MeshError(f"{what} does not exist (404) on {verb}: {message}")
+        if code == 409:
+            return ConflictError(
+                f"{what} was changed by someone else during {verb} (409 Conflict: {message}); "
+                "re-run the command, or stop the other writer (GitOps controller, kubectl)"
+            )
+        if code in (400, 422):
+            return MeshError(
+                f"Kubernetes rejected {what} on {verb} ({code} {exc.reason}): {message}"
+            )
+        if code == 415:
+            return MeshError(f"the API server cannot {verb} {what} (415): {message}; upgrade it")
+        return MeshError(
+            f"Kubernetes API error {code} {exc.reason} on {verb} {what}: {message}; retry later"
+        )
+
+    def _network_error(
+        self, exc: urllib3.exceptions.HTTPError, verb: str, kind: str, name: str
+    ) -> MeshError:
+        where = server_address(self.api_client)
+        cause = exc.reason if isinstance(exc, urllib3.exceptions.MaxRetryError) else exc
+        if isinstance(cause, urllib3.exceptions.TimeoutError):
+            return KubeTimeoutError(
+                f"the Kubernetes API server at {where} did not answer {verb} {kind} "
+                f"{self.namespace}/{name} within {self.timeout:g}s: check the connection "
+                "(VPN, proxy) or raise target.requestTimeout"
+            )
+        return MeshError(
+            f"cannot reach the Kubernetes API server at {where} ({type(cause).__name__}) on "
+            f"{verb} {kind} {self.namespace}/{name}: is the cluster up and target.context right?"
+        )
+
+
+def _as_dict(response: Any) -> dict[str, Any]:
+    """Decode an answer read with ``_preload_content=False``.
+
+    The generated client maps only some status codes to a return type (a server-side apply that
+    creates the object answers 201, which it would turn into None), so meshlab decodes the JSON.
+    """
+    try:
+        result = json.loads(response.data)
+    except (AttributeError, TypeError, ValueError):
+        result = None
+    if not isinstance(result, dict):
+        raise MeshError("unexpected answer from the Kubernetes API: not a JSON object")
+    return result
+
+
+def _status(exc: ApiException) -> dict[str, Any]:
+    """The ``Status`` object of an error answer ({} if the body is not one, e.g. a plain 404)."""
+    try:
+        body = json.loads(exc.body) if exc.body else {}
+    except (TypeError, ValueError):
+        return {}
+    return body if isinstance(body, dict) and body.get("kind") == "Status" else {}
+
+
+def _names_object(exc: ApiException) -> bool:
+    """True for "this object is not found", False for "this resource type is not served".
+
+    An API server answers a missing object with a NotFound Status whose details name it; an
+    unserved group/version gets a plain-text "404 page not found" and an unserved resource of a
+    served group a Status without ``details.name``.
+    """
+    details = _status(exc).get("details") or {}
+    return bool(details.get("name"))
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."

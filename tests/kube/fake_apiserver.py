@@ -1,0 +1,571 @@
+"""A fake Kubernetes API server for Istio custom objects, on 127.0.0.1, for the backend's tests.
+
+It serves the real REST paths of the custom-objects API for every kind in Istio's CRD file
+(``/apis/{group}/{version}/namespaces/{ns}/{plural}[/{name}]``) with the semantics meshlab relies on:
+
+* bearer-token authentication (401), RBAC denials of configured (verb, plural) pairs (403 with the
+  real message shape); server-side apply of a new object needs ``create`` as well as ``patch``;
+* GET (object, list), POST, PUT (``metadata.resourceVersion`` required, 409 when stale), PATCH as
+  ``application/apply-patch+yaml`` (field manager required, managedFields-lite ownership, conflicts
+  and ``force``; see :mod:`fake_ssa`) and ``application/merge-patch+json``; other patch types get the
+  real 415; DELETE with ``preconditions.resourceVersion``;
+* ``dryRun=All``: everything is validated and answered, nothing persisted, no version consumed;
+* a resourceVersion counter shared by all objects, ``generation`` bumped on spec changes, uid,
+  creationTimestamp, managedFields;
+* strict validation of every stored body against the CRD's openAPIV3Schema, CEL rules included
+  (unknown fields -> 400 "strict decoding error", other violations -> 422 Invalid);
+* 404 for resource types that are not served (a plain-text 404 for an unknown group/version, a
+  Status without ``details.name`` for an unknown plural), or for all Istio kinds if ``crds=False``.
+
+Faults for tests: ``deny`` (403), ``delays`` (a request that hangs unprocessed, or is processed and answered late),
+``hooks`` (run before a request is handled, e.g. a concurrent writer). Every request is recorded
+(method, path, verb, status) without headers, so nothing secret is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import yaml
+
+from tests.kube.fake_ssa import ApplyConflict, Owners, apply, managed_fields, update
+from tests.support.istio_schema import crds, istio_schema_errors
+
+
+class ApiError(Exception):
+    """An error answer: HTTP code, Status reason, message (and details)."""
+
+    def __init__(self, code: int, reason: str, message: str, details: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.code, self.reason, self.message, self.details = code, reason, message, details
+
+
+@dataclass
+class Request:
+    """What the fake recorded of one request (never headers or bodies)."""
+
+    method: str
+    path: str
+    verb: str
+    status: int
+    dry_run: bool
+
+
+@dataclass
+class Hook:
+    """Run ``action`` before the next ``times`` requests matching method and plural."""
+
+    method: str
+    plural: str
+    action: Callable[[], None]
+    times: int = 1
+
+
+@dataclass
+class FakeKubeAPI:
+    """The fake's state and configuration; ``start()`` serves it on 127.0.0.1."""
+
+    token: str
+    crds_installed: bool = True
+    deny: set[tuple[str, str]] = field(default_factory=set)  # (verb, plural)
+    # (method, plural) -> (seconds, "hang" | "late"): hang = drop unprocessed, late = answer late
+    delays: dict[tuple[str, str], tuple[float, str]] = field(default_factory=dict)
+    hooks: list[Hook] = field(default_factory=list)
+    requests: list[Request] = field(default_factory=list)
+    internal_errors: list[str] = field(default_factory=list)
+    authorized: set[tuple[str, str]] = field(default_factory=set)  # (verb, plural) RBAC allowed
+    objects: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
+    owners: dict[tuple[str, str, str], Owners] = field(default_factory=dict)
+    resource_version: int = 1000
+    port: int = 0
+
+    def __post_init__(self) -> None:
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._kinds = {
+            (api_version, entry["plural"]): kind for (api_version, kind), entry in crds().items()
+        }
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> FakeKubeAPI:
+        fake = self
+
+        class Handler(_Handler):
+            api = fake
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    # -- direct access for tests (what kubectl would do) ---------------------------------------
+
+    def put_object(
+        self, obj: dict[str, Any], manager: str = "kubectl-client-side-apply"
+    ) -> dict[str, Any]:
+        """Create or overwrite an object as another client would (validated, versioned)."""
+        with self._lock:
+            plural = self._plural(obj["apiVersion"], obj["kind"])
+            key = (plural, obj["metadata"]["namespace"], obj["metadata"]["name"])
+            old = self.objects.get(key)
+            stored = self._store(key, old, json.loads(json.dumps(obj)), manager=manager)
+            return json.loads(json.dumps(stored))
+
+    def get_object(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        with self._lock:
+            obj = self.objects.get((plural, namespace, name))
+            return json.loads(json.dumps(obj)) if obj is not None else None
+
+    # -- request handling ----------------------------------------------------------------------
+
+    def _plural(self, api_version: str, kind: str) -> str:
+        for (served, plural), served_kind in self._kinds.items():
+            if served == api_version and served_kind == kind:
+                return plural
+        raise ApiError(404, "NotFound", f"no kind {kind} in {api_version}")
+
+    def handle(
+        self, method: str, raw_path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, Any]:
+        url = urlsplit(raw_path)
+        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        parts = url.path.strip("/").split("/")
+        # apis/{group}/{version}/namespaces/{ns}/{plural}[/{name}]
+        if len(parts) not in (6, 7) or parts[0] != "apis" or parts[3] != "namespaces":
+            return 404, "404 page not found\n"
+        api_version = f"{parts[1]}/{parts[2]}"
+        namespace, plural = parts[4], parts[5]
+        name = parts[6] if len(parts) == 7 else None
+        if headers.get("authorization") != f"Bearer {self.token}":
+            raise ApiError(401, "Unauthorized", "Unauthorized")
+        if not self.crds_installed or not any(v == api_version for v, _ in self._kinds):
+            return 404, "404 page not found\n"
+        kind = self._kinds.get((api_version, plural))
+        if kind is None:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        verb = {
+            "GET": "get" if name else "list",
+            "POST": "create",
+            "PUT": "update",
+            "PATCH": "patch",
+            "DELETE": "delete",
+        }[method]
+        self._authorize(verb, plural, namespace, name)
+        dry_run = query.get("dryRun")
+        if dry_run is not None and dry_run != "All":
+            raise ApiError(400, "BadRequest", f'unsupported dry run option "{dry_run}": use All')
+        with self._lock:
+            for hook in list(self.hooks):
+                if hook.method == method and hook.plural == plural and hook.times > 0:
+                    hook.times -= 1
+                    hook.action()
+            key = (plural, namespace, name or "")
+            ctx = _Ctx(api_version, kind, plural, namespace, name, key, query, dry_run == "All")
+            if method == "GET":
+                return 200, self._get(ctx)
+            payload = _parse_body(body, headers.get("content-type", ""))
+            if method == "POST":
+                return 201, self._create(ctx, payload)
+            if method == "PUT":
+                return 200, self._replace(ctx, payload)
+            if method == "PATCH":
+                return self._patch(ctx, payload, headers.get("content-type", ""))
+            return 200, self._delete(ctx, payload)
+
+    def _authorize(self, verb: str, plural: str, namespace: str, name: str | None) -> None:
+        if (verb, plural) in self.deny:
+            group = "networking.istio.io"
+            what = f'{plural}.{group} "{name}"' if name else f"{plural}.{group}"
+            raise ApiError(
+                403,
+                "Forbidden",
+                f'{what} is forbidden: User "system:serviceaccount:{namespace}:meshlab" cannot '
+                f'{verb} resource "{plural}" in API group "{group}" in the namespace "{namespace}"',
+                {"name": name or "", "group": group, "kind": plural},
+            )
+        self.authorized.add((verb, plural))
+
+    def _get(self, ctx: _Ctx) -> Any:
+        if ctx.name is None:
+            items = [
+                o
+                for (p, ns, _), o in sorted(self.objects.items())
+                if p == ctx.plural and ns == ctx.namespace
+            ]
+            return {
+                "apiVersion": ctx.api_version,
+                "kind": f"{ctx.kind}List",
+                "metadata": {"resourceVersion": str(self.resource_version)},
+                "items": items,
+            }
+        return self._existing(ctx)
+
+    def _existing(self, ctx: _Ctx) -> dict[str, Any]:
+        obj = self.objects.get(ctx.key)
+        if obj is None:
+            raise ApiError(
+                404,
+                "NotFound",
+                f'{ctx.plural}.networking.istio.io "{ctx.name}" not found',
+                {"name": ctx.name, "group": "networking.istio.io", "kind": ctx.plural},
+            )
+        return obj
+
+    def _create(self, ctx: _Ctx, body: dict[str, Any]) -> dict[str, Any]:
+        name = (body.get("metadata") or {}).get("name")
+        ctx = replace(ctx, name=name, key=(ctx.plural, ctx.namespace, name or ""))
+        if ctx.key in self.objects:
+            raise ApiError(
+                409,
+                "AlreadyExists",
+                f'{ctx.plural}.networking.istio.io "{name}" already exists',
+                {"name": name},
+            )
+        return self._store(ctx.key, None, self._checked(ctx, body), manager=_manager(ctx), ctx=ctx)
+
+    def _replace(self, ctx: _Ctx, body: dict[str, Any]) -> dict[str, Any]:
+        old = self._existing(ctx)
+        self._check_version(ctx, body, required=True)
+        return self._store(ctx.key, old, self._checked(ctx, body), manager=_manager(ctx), ctx=ctx)
+
+    def _patch(self, ctx: _Ctx, body: Any, content_type: str) -> tuple[int, dict[str, Any]]:
+        mime = content_type.split(";")[0].strip()
+        if mime == "application/apply-patch+yaml":
+            return self._apply(ctx, body)
+        if "force" in ctx.query:
+            raise ApiError(
+                400, "BadRequest", "force flag must be unset for non-apply patch requests"
+            )
+        if mime == "application/merge-patch+json":
+            old = self._existing(ctx)
+            merged = _merge_patch(json.loads(json.dumps(old)), body)
+            self._check_version(ctx, body, required=False)
+            return 200, self._store(
+                ctx.key, old, self._checked(ctx, merged), manager=_manager(ctx), ctx=ctx
+            )
+        raise ApiError(
+            415,
+            "UnsupportedMediaType",
+            f"the body of the request was in an unknown format ({mime}) - accepted media types "
+            "include: application/json-patch+json, application/merge-patch+json, "
+            "application/apply-patch+yaml",
+        )
+
+    def _apply(self, ctx: _Ctx, config: Any) -> tuple[int, dict[str, Any]]:
+        manager = ctx.query.get("fieldManager")
+        if not manager:
+            raise ApiError(
+                422,
+                "Invalid",
+                'PatchOptions.meta.k8s.io "" is invalid: fieldManager: '
+                "Required value: is required for apply patch",
+            )
+        if not isinstance(config, dict):
+            raise ApiError(400, "BadRequest", "apply patch body must be an object")
+        old = self.objects.get(ctx.key)
+        if old is None:
+            self._authorize("create", ctx.plural, ctx.namespace, ctx.name)
+        self._check_version(ctx, config, required=False)
+        self._checked(ctx, config)  # the configuration itself must be a valid, complete object
+        force = _parse_bool(ctx.query.get("force", "false"))
+        try:
+            merged, owners = apply(old, config, self.owners.get(ctx.key, {}), manager, force=force)
+        except ApplyConflict as exc:
+            raise ApiError(
+                409,
+                "Conflict",
+                str(exc),
+                {
+                    "name": ctx.name,
+                    "causes": [
+                        {
+                            "reason": "FieldManagerConflict",
+                            "field": "." + ".".join(p),
+                            "message": f'conflict with "{w}"',
+                        }
+                        for w, p in exc.conflicts
+                    ],
+                },
+            ) from None
+        stored = self._store(
+            ctx.key, old, self._checked(ctx, merged), manager=manager, ctx=ctx, owners=owners
+        )
+        return (201 if old is None else 200), stored
+
+    def _delete(self, ctx: _Ctx, options: Any) -> dict[str, Any]:
+        obj = self._existing(ctx)
+        wanted = ((options or {}).get("preconditions") or {}).get("resourceVersion")
+        if wanted is not None and wanted != obj["metadata"]["resourceVersion"]:
+            raise ApiError(
+                409,
+                "Conflict",
+                f"Precondition failed: ResourceVersion in precondition: "
+                f"{wanted}, ResourceVersion in object meta: {obj['metadata']['resourceVersion']}",
+            )
+        if not ctx.dry_run:
+            del self.objects[ctx.key]
+            self.owners.pop(ctx.key, None)
+        return obj
+
+    def _check_version(self, ctx: _Ctx, body: dict[str, Any], *, required: bool) -> None:
+        wanted = (body.get("metadata") or {}).get("resourceVersion")
+        if wanted is None:
+            if required:
+                raise ApiError(
+                    422,
+                    "Invalid",
+                    f'{ctx.kind}.networking.istio.io "{ctx.name}" is invalid: '
+                    "metadata.resourceVersion: Invalid value: 0x0: must be specified for an update",
+                )
+            return
+        current = (self.objects.get(ctx.key) or {}).get("metadata", {}).get("resourceVersion")
+        if wanted != current:
+            raise ApiError(
+                409,
+                "Conflict",
+                f'Operation cannot be fulfilled on {ctx.plural}.networking.istio.io "{ctx.name}": '
+                "the object has been modified; please apply your changes to the latest version "
+                "and try again",
+                {"name": ctx.name},
+            )
+
+    def _checked(self, ctx: _Ctx, body: dict[str, Any]) -> dict[str, Any]:
+        """Validate an object for this path; strict about unknown fields, like fieldValidation=Strict."""
+        if not isinstance(body, dict):
+            raise ApiError(400, "BadRequest", "the body must be an object")
+        if body.get("apiVersion") != ctx.api_version or body.get("kind") != ctx.kind:
+            raise ApiError(
+                400,
+                "BadRequest",
+                f"the API version/kind in the body ({body.get('apiVersion')}, "
+                f"{body.get('kind')}) does not match the path ({ctx.api_version}, {ctx.kind})",
+            )
+        metadata = body.setdefault("metadata", {})
+        if metadata.get("name") != ctx.name:
+            raise ApiError(
+                400, "BadRequest", "the name of the object does not match the name on the URL"
+            )
+        if metadata.setdefault("namespace", ctx.namespace) != ctx.namespace:
+            raise ApiError(
+                400,
+                "BadRequest",
+                "the namespace of the object does not match the namespace on the URL",
+            )
+        bare = {k: v for k, v in body.items() if k != "status"}
+        bare["metadata"] = {k: v for k, v in metadata.items() if k != "managedFields"}
+        errors = istio_schema_errors(bare)  # UnsupportedRule propagates: a loud 500
+        unknown = [e for e in errors if e.endswith("unknown field")]
+        if unknown:
+            raise ApiError(
+                400,
+                "BadRequest",
+                "strict decoding error: "
+                + ", ".join(f'unknown field "{e.split(":")[0]}"' for e in unknown),
+            )
+        if errors:
+            raise ApiError(
+                422,
+                "Invalid",
+                f'{ctx.kind}.networking.istio.io "{ctx.name}" is invalid: ['
+                + ", ".join(errors)
+                + "]",
+            )
+        return body
+
+    def _store(
+        self,
+        key: tuple[str, str, str],
+        old: dict[str, Any] | None,
+        new: dict[str, Any],
+        *,
+        manager: str,
+        ctx: _Ctx | None = None,
+        owners: Owners | None = None,
+    ) -> dict[str, Any]:
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if owners is None:
+            owners = update(old, new, self.owners.get(key, {}), manager)
+        metadata = new.setdefault("metadata", {})
+        old_meta = (old or {}).get("metadata", {})
+        generation = old_meta.get("generation", 0)
+        if old is None or old.get("spec") != new.get("spec"):
+            generation += 1
+        dry_run = ctx is not None and ctx.dry_run
+        version = self.resource_version + (0 if dry_run else 1)
+        metadata.update(
+            {
+                "uid": old_meta.get("uid", str(uuid.uuid4())),
+                "creationTimestamp": old_meta.get("creationTimestamp", now),
+                "generation": generation,
+                "resourceVersion": str(version),
+                "managedFields": managed_fields(owners, new["apiVersion"], now),
+            }
+        )
+        if not dry_run:
+            self.resource_version = version
+            self.objects[key] = new
+            self.owners[key] = owners
+        return json.loads(json.dumps(new))
+
+
+@dataclass(frozen=True)
+class _Ctx:
+    """Where a request goes."""
+
+    api_version: str
+    kind: str
+    plural: str
+    namespace: str
+    name: str | None
+    key: tuple[str, str, str]
+    query: dict[str, str]
+    dry_run: bool
+
+
+def _parse_bool(text: str) -> bool:
+    """Go's strconv.ParseBool, which the API server uses for query flags (the client sends True)."""
+    if text in ("1", "t", "T", "TRUE", "true", "True"):
+        return True
+    if text in ("0", "f", "F", "FALSE", "false", "False"):
+        return False
+    raise ApiError(400, "BadRequest", f"invalid boolean value {text!r}")
+
+
+def _manager(ctx: _Ctx) -> str:
+    return str(ctx.query.get("fieldManager") or "unknown")
+
+
+def _parse_body(body: bytes, content_type: str) -> Any:
+    if not body:
+        return {}
+    try:
+        if content_type.startswith("application/apply-patch+yaml"):
+            return yaml.safe_load(body)
+        return json.loads(body)
+    except (ValueError, yaml.YAMLError):
+        raise ApiError(400, "BadRequest", "the request body could not be decoded") from None
+
+
+def _merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch."""
+    if not isinstance(patch, dict):
+        return patch
+    result = target if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = _merge_patch(result.get(key), value)
+    return result
+
+
+class _Handler(BaseHTTPRequestHandler):
+    api: FakeKubeAPI
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out at once (no 40 ms delayed-ACK stalls)
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        api, method = self.api, self.command
+        plural = (urlsplit(self.path).path.strip("/").split("/") + [""] * 7)[5]
+        delay, when = api.delays.get((method, plural), (0.0, ""))
+        if when == "hang":  # never processed, never answered: the connection just closes
+            api._stop.wait(delay)
+            api.requests.append(Request(method, urlsplit(self.path).path, "", 0, False))
+            self.close_connection = True
+            return
+        verb = ""
+        try:
+            status, payload = api.handle(method, self.path, headers, body)
+            verb = _verb(method, self.path)
+        except ApiError as exc:
+            status, verb = exc.code, _verb(method, self.path)
+            payload = {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Failure",
+                "message": exc.message,
+                "reason": exc.reason,
+                "code": exc.code,
+            }
+            if exc.details:
+                payload["details"] = exc.details
+        except Exception as exc:  # a bug or an unsupported CEL rule: fail loudly
+            api.internal_errors.append(f"{method} {self.path}: {type(exc).__name__}: {exc}")
+            status, payload = (
+                500,
+                {
+                    "kind": "Status",
+                    "status": "Failure",
+                    "reason": "InternalError",
+                    "message": f"fake API server error: {exc}",
+                    "code": 500,
+                },
+            )
+        if when == "late":
+            api._stop.wait(delay)
+        dry = "dryRun=All" in self.path
+        api.requests.append(Request(method, urlsplit(self.path).path, verb, status, dry))
+        data = (payload if isinstance(payload, str) else json.dumps(payload)).encode()
+        self.send_response(status)
+        self.send_header(
+            "Content-Type", "text/plain" if isinstance(payload, str) else "application/json"
+        )
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silence the default stderr access log (the fake records requests itself)."""
+
+    def handle_one_request(self) -> None:
+        try:
+            super().handle_one_request()
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client gave up (timeout test); nothing to answer
+
+
+def _verb(method: str, path: str) -> str:
+    named = len(urlsplit(path).path.strip("/").split("/")) == 7
+    return {
+        "GET": "get" if named else "list",
+        "POST": "create",
+        "PUT": "update",
+        "PATCH": "patch",
+        "DELETE": "delete",
+    }.get(method, method.lower())
+
+
+__all__ = ["ApiError", "FakeKubeAPI", "Hook", "Request"]
