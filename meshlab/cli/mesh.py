@@ -1,0 +1,70 @@
+"""``meshlab mesh up``: run an experiment's local mesh (model servers + Envoy) until stopped.
+
+It prints the URL to send requests to and the admin/telemetry URLs, then waits. Ctrl-C or SIGTERM
+stops every process it started and exits 0; a child that dies on its own stops the rest and exits
+4 with the child's last output; a failure to start stops whatever had started.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import typer
+
+from meshlab.errors import MeshError
+from meshlab.manifests import step_by_name
+from meshlab.mesh.local import LocalMesh
+from meshlab.spec import load_experiment
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so ``finally`` blocks stop the mesh."""
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise Terminated
+
+
+def up_command(
+    file: Annotated[Path, typer.Option("-f", "--file", help="The experiment spec (YAML).")],
+    step: Annotated[
+        str, typer.Option("--step", help="1-based step, 'promoted' or 'rollback'.")
+    ] = "1",
+    keep_run_dir: Annotated[
+        bool, typer.Option("--keep-run-dir", help="Keep Envoy configs and logs after stopping.")
+    ] = False,
+) -> None:
+    """Start the model servers and Envoy for a step, print the URL, run until Ctrl-C/SIGTERM."""
+    experiment = load_experiment(file)
+    chosen = step_by_name(experiment, step)
+    mesh = LocalMesh(experiment, here=file.resolve().parent, keep_run_dir=keep_run_dir)
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        mesh.start(chosen)
+        for name, pid in mesh.pids.items():
+            typer.echo(f"started {name} (pid {pid})", err=True)
+        typer.echo(f"run directory: {mesh.run_dir}", err=True)
+        for name, url in mesh.prometheus_urls.items():
+            typer.echo(f"telemetry ({name}): {url}", err=True)
+        typer.echo(f"step {chosen.name} ({chosen.label}) in force; Ctrl-C to stop", err=True)
+        typer.echo(f"mesh URL: {mesh.url}")
+        died = mesh.wait()
+        raise MeshError(f"stopping the local mesh: {died}")
+    except (KeyboardInterrupt, Terminated):
+        typer.echo("stopping the local mesh", err=True)
+    finally:
+        mesh.close()
+        signal.signal(signal.SIGTERM, previous)
+    typer.echo("stopped; every process meshlab started has ended", err=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``mesh`` command group (``meshlab mesh up``) to the app."""
+    mesh_app = typer.Typer(
+        help="The embedded local mesh: real Envoy in front of local models.", no_args_is_help=True
+    )
+    mesh_app.command("up")(up_command)
+    app.add_typer(mesh_app, name="mesh")
