@@ -1,0 +1,135 @@
+"""Every way a local mesh can end leaves no process behind: Ctrl-C, SIGTERM, a dying child, an
+exception, and meshlab itself being SIGKILLed. Each test runs meshlab in a subprocess (its own
+process group, killed in ``finally``) and checks every child PID it reported is gone."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import pytest
+
+from tests.conftest import REPO
+from tests.mesh.conftest import EXAMPLES, running
+
+pytestmark = pytest.mark.envoy
+
+# ``meshlab mesh up`` through a typer app with the mesh commands registered (as the CLI does).
+CLI = """
+import sys, typer
+from meshlab.cli import main, app
+from meshlab.cli import mesh
+if not any(g.name == "mesh" for g in app.registered_groups):
+    mesh.register(app)
+sys.exit(main(sys.argv[1:]))
+"""
+# The library used directly, with an exception after start.
+LIBRARY = """
+import sys
+from meshlab.mesh.local import LocalMesh
+from meshlab.spec import load_experiment
+exp = load_experiment(sys.argv[1])
+with LocalMesh(exp, here=__import__("pathlib").Path(sys.argv[1]).parent).start() as mesh:
+    for name, pid in mesh.pids.items():
+        print(f"started {name} (pid {pid})", file=sys.stderr, flush=True)
+    print(f"mesh URL: {mesh.url}", flush=True)
+    {action}
+"""
+STARTED = re.compile(r"started (.+) \(pid (\d+)\)")
+
+
+@dataclass
+class Run:
+    process: subprocess.Popen[str]
+    pids: dict[str, int]
+    stderr: list[str]
+
+
+@contextmanager
+def meshlab(code: str, *args: str) -> Iterator[Run]:
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        start_new_session=True,
+    )
+    pids: dict[str, int] = {}
+    lines: list[str] = []
+    try:
+        assert process.stderr is not None and process.stdout is not None
+        for line in process.stderr:  # the pids come before the URL line on stdout
+            lines.append(line)
+            if match := STARTED.search(line):
+                pids[match[1]] = int(match[2])
+            if len(pids) == 5:
+                break
+        assert len(pids) == 5, "".join(lines)
+        assert process.stdout.readline().startswith("mesh URL: http://127.0.0.1:")
+        yield Run(process, pids, lines)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+        for pipe in (process.stdout, process.stderr):
+            if pipe is not None:
+                pipe.close()
+        for pid in pids.values():  # never leave a process behind, even when the test failed
+            if running(pid):
+                os.killpg(pid, signal.SIGKILL)
+
+
+def _all_gone(pids: dict[str, int], within: float = 10.0) -> list[str]:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        alive = [name for name, pid in pids.items() if running(pid)]
+        if not alive:
+            return []
+        time.sleep(0.1)
+    return alive
+
+
+def _rest(run: Run) -> str:
+    assert run.process.stderr is not None
+    return "".join(run.stderr) + run.process.stderr.read()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_signal_stops_everything_and_exits_cleanly(sig: signal.Signals) -> None:
+    with meshlab(CLI, "mesh", "up", "-f", str(EXAMPLES / "canary.yaml"), "--step", "2") as run:
+        os.kill(run.process.pid, sig)
+        assert run.process.wait(timeout=20) == 0
+        assert _all_gone(run.pids) == []
+        assert "every process meshlab started has ended" in _rest(run)
+
+
+def test_a_child_dying_stops_the_rest_with_an_error() -> None:
+    with meshlab(CLI, "mesh", "up", "-f", str(EXAMPLES / "canary.yaml")) as run:
+        os.kill(run.pids["candidate model server"], signal.SIGKILL)
+        assert run.process.wait(timeout=20) == 4
+        assert _all_gone(run.pids) == []
+        assert "candidate model server" in _rest(run)
+
+
+def test_an_exception_in_the_controller_stops_everything() -> None:
+    code = LIBRARY.replace("{action}", "raise RuntimeError('controller bug')")
+    with meshlab(code, str(EXAMPLES / "canary.yaml")) as run:
+        assert run.process.wait(timeout=20) == 1
+        assert _all_gone(run.pids) == []
+        assert "controller bug" in _rest(run)
+
+
+def test_meshlab_killed_outright_takes_its_children_with_it() -> None:
+    code = LIBRARY.replace("{action}", "import time; time.sleep(60)")
+    with meshlab(code, str(EXAMPLES / "canary.yaml")) as run:
+        os.kill(run.process.pid, signal.SIGKILL)  # no handler, no atexit: only PDEATHSIG helps
+        run.process.wait(timeout=10)
+        assert _all_gone(run.pids) == []
