@@ -106,6 +106,10 @@ def _first_response_from(url: str, arm: str, body: bytes, deadline: float) -> fl
     raise RuntimeError(f"no response from {arm} before the deadline")
 
 
+def _watch(out: list[float], url: str, arm: str, body: bytes, deadline: float) -> None:
+    out.append(_first_response_from(url, arm, body, deadline))
+
+
 def _propagation(mesh: LocalMesh, body: bytes, rounds: int) -> tuple[list[float], list[float]]:
     exp = mesh.experiment
     acked: list[float] = []
@@ -116,9 +120,7 @@ def _propagation(mesh: LocalMesh, body: bytes, rounds: int) -> tuple[list[float]
         docs = manifests(exp, target)
         seen: list[float] = []
         started = time.monotonic()
-        watcher = threading.Thread(
-            target=lambda: seen.append(_first_response_from(mesh.url, arm, body, started + 10))
-        )
+        watcher = threading.Thread(target=_watch, args=(seen, mesh.url, arm, body, started + 10))
         watcher.start()
         mesh.apply(target, docs)
         watcher.join()
