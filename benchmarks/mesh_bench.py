@@ -161,10 +161,10 @@ def main(argv: list[str] | None = None) -> int:
 
     med = {name: {k: statistics.median(v) for k, v in row.items()} for name, row in results.items()}
     print(f"{'configuration':<16}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>10}{'errors':>8}")
-    for name, row in med.items():
+    for name, medians in med.items():
         print(
-            f"{name:<16}{row['p50_ms']:>9.3f}{row['p99_ms']:>9.3f}{row['rps']:>10.0f}"
-            f"{row['errors']:>8.0f}"
+            f"{name:<16}{medians['p50_ms']:>9.3f}{medians['p99_ms']:>9.3f}{medians['rps']:>10.0f}"
+            f"{medians['errors']:>8.0f}"
         )
     for connections in (1, args.connections):
         direct, mesh_row = med[f"direct c={connections}"], med[f"mesh c={connections}"]
