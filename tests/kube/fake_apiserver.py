@@ -30,33 +30,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import yaml
-
-from tests.kube.fake_ssa import ApplyConflict, Owners, apply, managed_fields, update
+from tests.kube.fake_http import ApiError, Request, parse_body, parse_bool, serve
+from tests.kube.fake_ssa import ApplyConflict, Owners, apply, managed_fields, merge_patch, update
 from tests.support.istio_schema import crds, istio_schema_errors
-
-
-class ApiError(Exception):
-    """An error answer: HTTP code, Status reason, message (and details)."""
-
-    def __init__(self, code: int, reason: str, message: str, details: dict[str, Any] | None = None):
-        super().__init__(message)
-        self.code, self.reason, self.message, self.details = code, reason, message, details
-
-
-@dataclass
-class Request:
-    """What the fake recorded of one request (never headers or bodies)."""
-
-    method: str
-    path: str
-    verb: str
-    status: int
-    dry_run: bool
 
 
 @dataclass
@@ -89,7 +69,7 @@ class FakeKubeAPI:
 
     def __post_init__(self) -> None:
         self._lock = threading.RLock()
-        self._stop = threading.Event()
+        self.stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._kinds = {
@@ -99,22 +79,12 @@ class FakeKubeAPI:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> FakeKubeAPI:
-        fake = self
-
-        class Handler(_Handler):
-            api = fake
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        self._server, self._thread = serve(self)
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), daemon=True
-        )
-        self._thread.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
+        self.stopping.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -190,7 +160,7 @@ class FakeKubeAPI:
             ctx = _Ctx(api_version, kind, plural, namespace, name, key, query, dry_run == "All")
             if method == "GET":
                 return 200, self._get(ctx)
-            payload = _parse_body(body, headers.get("content-type", ""))
+            payload = parse_body(body, headers.get("content-type", ""))
             if method == "POST":
                 return 201, self._create(ctx, payload)
             if method == "PUT":
@@ -265,7 +235,7 @@ class FakeKubeAPI:
             )
         if mime == "application/merge-patch+json":
             old = self._existing(ctx)
-            merged = _merge_patch(json.loads(json.dumps(old)), body)
+            merged = merge_patch(json.loads(json.dumps(old)), body)
             self._check_version(ctx, body, required=False)
             return 200, self._store(
                 ctx.key, old, self._checked(ctx, merged), manager=_manager(ctx), ctx=ctx
@@ -294,7 +264,7 @@ class FakeKubeAPI:
             self._authorize("create", ctx.plural, ctx.namespace, ctx.name)
         self._check_version(ctx, config, required=False)
         self._checked(ctx, config)  # the configuration itself must be a valid, complete object
-        force = _parse_bool(ctx.query.get("force", "false"))
+        force = parse_bool(ctx.query.get("force", "false"))
         try:
             merged, owners = apply(old, config, self.owners.get(ctx.key, {}), manager, force=force)
         except ApplyConflict as exc:
@@ -449,123 +419,8 @@ class _Ctx:
     dry_run: bool
 
 
-def _parse_bool(text: str) -> bool:
-    """Go's strconv.ParseBool, which the API server uses for query flags (the client sends True)."""
-    if text in ("1", "t", "T", "TRUE", "true", "True"):
-        return True
-    if text in ("0", "f", "F", "FALSE", "false", "False"):
-        return False
-    raise ApiError(400, "BadRequest", f"invalid boolean value {text!r}")
-
-
 def _manager(ctx: _Ctx) -> str:
     return str(ctx.query.get("fieldManager") or "unknown")
-
-
-def _parse_body(body: bytes, content_type: str) -> Any:
-    if not body:
-        return {}
-    try:
-        if content_type.startswith("application/apply-patch+yaml"):
-            return yaml.safe_load(body)
-        return json.loads(body)
-    except (ValueError, yaml.YAMLError):
-        raise ApiError(400, "BadRequest", "the request body could not be decoded") from None
-
-
-def _merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch."""
-    if not isinstance(patch, dict):
-        return patch
-    result = target if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = _merge_patch(result.get(key), value)
-    return result
-
-
-class _Handler(BaseHTTPRequestHandler):
-    api: FakeKubeAPI
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body go out at once (no 40 ms delayed-ACK stalls)
-
-    def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        api, method = self.api, self.command
-        plural = (urlsplit(self.path).path.strip("/").split("/") + [""] * 7)[5]
-        delay, when = api.delays.get((method, plural), (0.0, ""))
-        if when == "hang":  # never processed, never answered: the connection just closes
-            api._stop.wait(delay)
-            api.requests.append(Request(method, urlsplit(self.path).path, "", 0, False))
-            self.close_connection = True
-            return
-        verb = ""
-        try:
-            status, payload = api.handle(method, self.path, headers, body)
-            verb = _verb(method, self.path)
-        except ApiError as exc:
-            status, verb = exc.code, _verb(method, self.path)
-            payload = {
-                "kind": "Status",
-                "apiVersion": "v1",
-                "metadata": {},
-                "status": "Failure",
-                "message": exc.message,
-                "reason": exc.reason,
-                "code": exc.code,
-            }
-            if exc.details:
-                payload["details"] = exc.details
-        except Exception as exc:  # a bug or an unsupported CEL rule: fail loudly
-            api.internal_errors.append(f"{method} {self.path}: {type(exc).__name__}: {exc}")
-            status, payload = (
-                500,
-                {
-                    "kind": "Status",
-                    "status": "Failure",
-                    "reason": "InternalError",
-                    "message": f"fake API server error: {exc}",
-                    "code": 500,
-                },
-            )
-        if when == "late":
-            api._stop.wait(delay)
-        dry = "dryRun=All" in self.path
-        api.requests.append(Request(method, urlsplit(self.path).path, verb, status, dry))
-        data = (payload if isinstance(payload, str) else json.dumps(payload)).encode()
-        self.send_response(status)
-        self.send_header(
-            "Content-Type", "text/plain" if isinstance(payload, str) else "application/json"
-        )
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silence the default stderr access log (the fake records requests itself)."""
-
-    def handle_one_request(self) -> None:
-        try:
-            super().handle_one_request()
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True  # the client gave up (timeout test); nothing to answer
-
-
-def _verb(method: str, path: str) -> str:
-    named = len(urlsplit(path).path.strip("/").split("/")) == 7
-    return {
-        "GET": "get" if named else "list",
-        "POST": "create",
-        "PUT": "update",
-        "PATCH": "patch",
-        "DELETE": "delete",
-    }.get(method, method.lower())
 
 
 __all__ = ["ApiError", "FakeKubeAPI", "Hook", "Request"]

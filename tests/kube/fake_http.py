@@ -1,0 +1,165 @@
+"""The HTTP side of the fake API server: a threaded server on 127.0.0.1 and its request handler.
+
+The handler decodes a request, hands it to :meth:`FakeKubeAPI.handle`, turns an :class:`ApiError`
+into a ``Status`` answer as the real API server does, and applies the configured faults (a request
+that hangs unprocessed, or is processed and answered late). Anything else raised is a bug in the
+fake, or a CEL rule it does not understand: answered 500 and recorded, so the test fails.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import yaml
+
+
+class ApiError(Exception):
+    """An error answer: HTTP code, Status reason, message (and details)."""
+
+    def __init__(self, code: int, reason: str, message: str, details: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.code, self.reason, self.message, self.details = code, reason, message, details
+
+
+@dataclass
+class Request:
+    """What the fake recorded of one request (never headers or bodies)."""
+
+    method: str
+    path: str
+    verb: str
+    status: int
+    dry_run: bool
+
+
+class Backend(Protocol):
+    """What the handler needs of the fake's state."""
+
+    delays: dict[tuple[str, str], tuple[float, str]]
+    requests: list[Request]
+    internal_errors: list[str]
+    stopping: threading.Event
+
+    def handle(
+        self, method: str, raw_path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, Any]: ...
+
+
+def serve(api: Backend) -> tuple[ThreadingHTTPServer, threading.Thread]:
+    """Serve ``api`` on 127.0.0.1 (a free port) from a daemon thread."""
+
+    class Handler(_Handler):
+        backend = api
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    return server, thread
+
+
+def parse_bool(text: str) -> bool:
+    """Go's strconv.ParseBool, which the API server uses for query flags (the client sends True)."""
+    if text in ("1", "t", "T", "TRUE", "true", "True"):
+        return True
+    if text in ("0", "f", "F", "FALSE", "false", "False"):
+        return False
+    raise ApiError(400, "BadRequest", f"invalid boolean value {text!r}")
+
+
+def parse_body(body: bytes, content_type: str) -> Any:
+    if not body:
+        return {}
+    try:
+        if content_type.startswith("application/apply-patch+yaml"):
+            return yaml.safe_load(body)
+        return json.loads(body)
+    except (ValueError, yaml.YAMLError):
+        raise ApiError(400, "BadRequest", "the request body could not be decoded") from None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    backend: Backend
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out at once (no 40 ms delayed-ACK stalls)
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        api, method = self.backend, self.command
+        plural = (urlsplit(self.path).path.strip("/").split("/") + [""] * 7)[5]
+        delay, when = api.delays.get((method, plural), (0.0, ""))
+        if when == "hang":  # never processed, never answered: the connection just closes
+            api.stopping.wait(delay)
+            api.requests.append(Request(method, urlsplit(self.path).path, "", 0, False))
+            self.close_connection = True
+            return
+        verb = ""
+        try:
+            status, payload = api.handle(method, self.path, headers, body)
+            verb = _verb(method, self.path)
+        except ApiError as exc:
+            status, verb = exc.code, _verb(method, self.path)
+            payload = {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Failure",
+                "message": exc.message,
+                "reason": exc.reason,
+                "code": exc.code,
+            }
+            if exc.details:
+                payload["details"] = exc.details
+        except Exception as exc:  # a bug or an unsupported CEL rule: fail loudly
+            api.internal_errors.append(f"{method} {self.path}: {type(exc).__name__}: {exc}")
+            status, payload = (
+                500,
+                {
+                    "kind": "Status",
+                    "status": "Failure",
+                    "reason": "InternalError",
+                    "message": f"fake API server error: {exc}",
+                    "code": 500,
+                },
+            )
+        if when == "late":
+            api.stopping.wait(delay)
+        dry = "dryRun=All" in self.path
+        api.requests.append(Request(method, urlsplit(self.path).path, verb, status, dry))
+        data = (payload if isinstance(payload, str) else json.dumps(payload)).encode()
+        self.send_response(status)
+        self.send_header(
+            "Content-Type", "text/plain" if isinstance(payload, str) else "application/json"
+        )
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silence the default stderr access log (the fake records requests itself)."""
+
+    def handle_one_request(self) -> None:
+        try:
+            super().handle_one_request()
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client gave up (timeout test); nothing to answer
+
+
+def _verb(method: str, path: str) -> str:
+    named = len(urlsplit(path).path.strip("/").split("/")) == 7
+    return {
+        "GET": "get" if named else "list",
+        "POST": "create",
+        "PUT": "update",
+        "PATCH": "patch",
+        "DELETE": "delete",
+    }.get(method, method.lower())

@@ -1,0 +1,178 @@
+"""The fake API server itself, over raw HTTP: the semantics the backend's tests rely on.
+
+If the fake were lenient where a real API server is strict, the backend tests would pass for the
+wrong reasons; these tests pin the behaviour to what Kubernetes documents.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.kube.fake_apiserver import FakeKubeAPI
+
+BASE = "/apis/networking.istio.io/v1/namespaces/models/virtualservices"
+APPLY = {"Content-Type": "application/apply-patch+yaml"}
+MERGE = {"Content-Type": "application/merge-patch+json"}
+
+
+@pytest.fixture
+def http(fake_api: FakeKubeAPI, token: str) -> Iterator[httpx.Client]:
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=fake_api.url, headers=headers, timeout=5, trust_env=False) as client:
+        yield client
+
+
+def vs(name: str = "web", **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
+        "metadata": {"name": name, "namespace": "models"},
+        "spec": {"hosts": ["web"], **spec},
+    }
+
+
+def test_not_found_distinguishes_missing_types_from_missing_objects(
+    http: httpx.Client, fake_api: FakeKubeAPI
+) -> None:
+    r = http.get("/apis/nope.io/v1/namespaces/models/things/x")
+    assert (r.status_code, r.text) == (404, "404 page not found\n")
+    r = http.get("/apis/networking.istio.io/v1/namespaces/models/virtualwidgets/x")
+    assert r.status_code == 404 and "name" not in r.json().get("details", {})
+    r = http.get(f"{BASE}/web")
+    assert r.status_code == 404 and r.json()["details"]["name"] == "web"
+    fake_api.crds_installed = False
+    assert http.get(f"{BASE}/web").text == "404 page not found\n"
+    r = httpx.get(fake_api.url + BASE, headers={"Authorization": "Bearer wrong"}, trust_env=False)
+    assert r.status_code == 401
+
+
+def test_server_side_apply_owns_fields_and_removes_what_is_no_longer_applied(
+    http: httpx.Client,
+) -> None:
+    first = vs(gateways=["mesh"], http=[{"name": "a", "route": [{"destination": {"host": "web"}}]}])
+    first["metadata"]["annotations"] = {"a": "1", "b": "2"}
+    r = http.patch(
+        f"{BASE}/web", params={"fieldManager": "meshlab"}, headers=APPLY, content=json.dumps(first)
+    )
+    assert r.status_code == 201
+    other = {"metadata": {"annotations": {"team": "x"}}}
+    r = http.patch(
+        f"{BASE}/web", params={"fieldManager": "kubectl-edit"}, headers=MERGE, json=other
+    )
+    assert r.status_code == 200
+    second = vs(http=first["spec"]["http"])
+    second["metadata"]["annotations"] = {"a": "1"}
+    r = http.patch(
+        f"{BASE}/web", params={"fieldManager": "meshlab"}, headers=APPLY, content=json.dumps(second)
+    )
+    body = r.json()
+    assert r.status_code == 200
+    assert "gateways" not in body["spec"]  # applied before, not now: removed
+    assert body["metadata"]["annotations"] == {"a": "1", "team": "x"}  # others' fields stay
+    managers = {m["manager"]: m for m in body["metadata"]["managedFields"]}
+    assert set(managers) == {"meshlab", "kubectl-edit"}
+    assert managers["meshlab"]["operation"] == "Apply"
+    assert managers["meshlab"]["fieldsV1"]["f:spec"] == {"f:hosts": {}, "f:http": {}}
+
+
+def test_apply_conflicts_with_another_manager_unless_forced(http: httpx.Client) -> None:
+    http.patch(
+        f"{BASE}/web", params={"fieldManager": "meshlab"}, headers=APPLY, content=json.dumps(vs())
+    )
+    http.patch(
+        f"{BASE}/web",
+        params={"fieldManager": "argocd"},
+        headers=MERGE,
+        json={"spec": {"hosts": ["b"]}},
+    )
+    params = {"fieldManager": "meshlab"}
+    r = http.patch(f"{BASE}/web", params=params, headers=APPLY, content=json.dumps(vs()))
+    assert r.status_code == 409 and 'conflict with "argocd"' in r.json()["message"]
+    r = http.patch(
+        f"{BASE}/web", params={**params, "force": "True"}, headers=APPLY, content=json.dumps(vs())
+    )
+    assert r.status_code == 200 and r.json()["spec"]["hosts"] == ["web"]
+    assert [m["manager"] for m in r.json()["metadata"]["managedFields"]] == ["meshlab"]
+    r = http.patch(f"{BASE}/web", params={"force": "true"}, headers=MERGE, json={})
+    assert r.status_code == 400  # force is for apply only
+    r = http.patch(f"{BASE}/web", headers=APPLY, content=json.dumps(vs()))
+    assert r.status_code == 422 and "fieldManager" in r.json()["message"]
+    r = http.patch(
+        f"{BASE}/web", headers={"Content-Type": "application/strategic-merge-patch+json"}, json={}
+    )
+    assert r.status_code == 415
+
+
+def test_updates_need_the_current_resource_version(http: httpx.Client) -> None:
+    created = http.post(BASE, json=vs()).json()
+    assert http.post(BASE, json=vs()).status_code == 409  # AlreadyExists
+    assert http.put(f"{BASE}/web", json=vs()).status_code == 422  # no resourceVersion
+    changed = {**created, "spec": {"hosts": ["web", "web2"]}}
+    r = http.put(f"{BASE}/web", json=changed)
+    assert r.status_code == 200
+    assert int(r.json()["metadata"]["resourceVersion"]) > int(
+        created["metadata"]["resourceVersion"]
+    )
+    assert r.json()["metadata"]["generation"] == 2
+    r = http.put(f"{BASE}/web", json=changed)  # stale now
+    assert r.status_code == 409 and "the object has been modified" in r.json()["message"]
+    stale = {"preconditions": {"resourceVersion": created["metadata"]["resourceVersion"]}}
+    assert http.request("DELETE", f"{BASE}/web", json=stale).status_code == 409
+    assert http.put(f"{BASE}/gone", json=vs("gone")).status_code == 404
+
+
+def test_dry_run_answers_but_persists_nothing(http: httpx.Client, fake_api: FakeKubeAPI) -> None:
+    dry = {"dryRun": "All"}
+    assert http.post(BASE, params=dry, json=vs()).status_code == 201
+    assert fake_api.objects == {}
+    created = http.post(BASE, json=vs()).json()
+    version = fake_api.resource_version
+    r = http.put(f"{BASE}/web", params=dry, json={**created, "spec": {"hosts": ["x"]}})
+    assert r.status_code == 200 and r.json()["spec"]["hosts"] == ["x"]
+    assert http.request("DELETE", f"{BASE}/web", params=dry).status_code == 200
+    apply = {**dry, "fieldManager": "m"}
+    assert (
+        http.patch(
+            f"{BASE}/web", params=apply, headers=APPLY, content=json.dumps(vs(gateways=["g"]))
+        ).status_code
+        == 200
+    )
+    assert fake_api.resource_version == version
+    assert fake_api.get_object("virtualservices", "models", "web") == created
+    assert http.post(BASE, params={"dryRun": "Some"}, json=vs("x")).status_code == 400
+
+
+def test_bodies_are_validated_strictly_against_the_crd(http: httpx.Client) -> None:
+    r = http.post(BASE, json=vs(hostz=["x"]))
+    assert r.status_code == 400 and 'unknown field "spec.hostz"' in r.json()["message"]
+    bad = vs(http=[{"route": [{"destination": {"host": "web"}}], "timeout": "500us"}])
+    r = http.post(BASE, json=bad)
+    assert r.status_code == 422 and "spec.http[0].timeout" in r.json()["message"]
+    r = http.post(BASE, json=vs(http=[{"match": [{"uri": {"exact": "/", "prefix": "/"}}]}]))
+    assert r.status_code == 422 and "oneOf" in r.json()["message"]
+    wrong_path = http.post(
+        "/apis/networking.istio.io/v1/namespaces/models/destinationrules", json=vs()
+    )
+    assert wrong_path.status_code == 400
+    other_ns = vs()
+    other_ns["metadata"]["namespace"] = "default"
+    assert http.post(BASE, json=other_ns).status_code == 400
+
+
+def test_faults_are_recorded_without_secrets(
+    http: httpx.Client, fake_api: FakeKubeAPI, token: str
+) -> None:
+    fake_api.deny.add(("create", "virtualservices"))
+    r = http.post(BASE, json=vs())
+    assert r.status_code == 403 and "cannot create resource" in r.json()["message"]
+    r = http.patch(
+        f"{BASE}/web", params={"fieldManager": "m"}, headers=APPLY, content=json.dumps(vs())
+    )
+    assert r.status_code == 403  # apply that would create needs create too
+    assert token not in repr(fake_api.requests)
+    assert [q.status for q in fake_api.requests] == [403, 403]
