@@ -138,12 +138,13 @@ class KubernetesMesh:
                 applied_vs = self.objects.apply(virtual_service)
             else:
                 applied_vs = self._adopt(virtual_service["spec"].get("http", []), stamp)
-        except MeshError as exc:
+        except Exception as exc:  # any failure, even an unexpected one, must not leave half a step
             if self.dry_run:
                 raise
-            if isinstance(exc, KubeTimeoutError) and self._in_force(stamp):
+            landed = self._in_force(stamp) if isinstance(exc, KubeTimeoutError) else None
+            if landed is not None:
                 log.warning("%s; the server applied it anyway, step %s is in force", exc, step.name)
-                self.last_applied = [applied_dr]
+                self.last_applied = [applied_dr, landed]
                 return
             self._restore_destination_rule(previous, exc)
             raise
@@ -228,14 +229,15 @@ class KubernetesMesh:
             APPLIED_AT_ANNOTATION: when.isoformat(timespec="microseconds").replace("+00:00", "Z"),
         }
 
-    def _in_force(self, stamp: dict[str, str]) -> bool:
-        """Whether the VirtualService carries exactly this apply's stamp (it was applied)."""
+    def _in_force(self, stamp: dict[str, str]) -> dict[str, Any] | None:
+        """The VirtualService if it carries exactly this apply's stamp (the write landed)."""
         try:
             current = self.objects.get(VS, self.virtual_service_name)
         except MeshError:
-            return False
+            return None
         annotations = ((current or {}).get("metadata") or {}).get("annotations") or {}
-        return all(annotations.get(k) == v for k, v in stamp.items())
+        landed = all(annotations.get(k) == v for k, v in stamp.items())
+        return current if landed and current is not None else None
 
     def _adopt(self, routes: list[dict[str, Any]], stamp: dict[str, str]) -> dict[str, Any]:
         name = self.virtual_service_name
@@ -317,7 +319,7 @@ class KubernetesMesh:
             "409 Conflict; stop the other writer (GitOps controller, kubectl) and re-run"
         )
 
-    def _restore_destination_rule(self, previous: dict[str, Any] | None, cause: MeshError) -> None:
+    def _restore_destination_rule(self, previous: dict[str, Any] | None, cause: Exception) -> None:
         try:
             if previous is None:
                 self.objects.delete(DR, self.resource)

@@ -435,3 +435,24 @@ def user_virtual_service() -> dict[str, Any]:
             ],
         },
     }
+
+
+def test_an_unexpected_failure_mid_step_also_restores_the_destination_rule(
+    make_mesh: MeshFactory, fake_api: FakeKubeAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    exp = experiment("canary")
+    mesh = make_mesh(exp)
+    one, two = plan(exp)[:2]
+    mesh.apply(one, manifests(exp, one))
+    real_apply = mesh.objects.apply
+
+    def broken(manifest: dict[str, Any], *, force: bool = True) -> dict[str, Any]:
+        if manifest["kind"] == "VirtualService":
+            raise RuntimeError("client bug")
+        return real_apply(manifest, force=force)
+
+    monkeypatch.setattr(mesh.objects, "apply", broken)
+    with pytest.raises(RuntimeError, match="client bug"):
+        mesh.apply(two, manifests(exp, two))
+    dr = stored(fake_api, "destinationrules", "meshlab-fraud-canary")
+    assert dr["metadata"]["annotations"]["meshlab.io/step"] == "1"
