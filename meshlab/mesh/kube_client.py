@@ -8,6 +8,11 @@ namespace. Each failure becomes a one-line :class:`~meshlab.errors.MeshError` th
 :class:`~meshlab.errors.ConflictError`, timeouts -> ``target.requestTimeout``). Messages are built
 from the API's ``Status`` (reason, message), never from request headers or the kubeconfig, so tokens
 and client keys cannot leak into them.
+
+The client is the official ``kubernetes`` package, pinned to 36.x (``>=36,<37`` in pyproject): this
+module relies on the v36 generated client (``_content_type``/``_preload_content`` keyword arguments,
+the ``BearerToken`` api-key slot, ``response_types_map`` that maps a 201 from a creating apply to
+None, which is why answers are decoded here), and the next major version changes that generated API.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import urllib3
+import yaml
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from kubernetes.config.config_exception import ConfigException
@@ -64,10 +70,10 @@ def load_api_client(
                 client_configuration=configuration,
                 persist_config=False,
             )
-    except (ConfigException, OSError) as exc:
+    except (ConfigException, OSError, yaml.YAMLError, ValueError) as exc:
         where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
         # ConfigException messages name keys and contexts, not credentials; keep only the first line.
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
         raise MeshError(
             f"cannot load Kubernetes credentials from {where}"
             f"{f' (context {context!r})' if context else ''}: {reason}; "

@@ -456,3 +456,21 @@ def test_an_unexpected_failure_mid_step_also_restores_the_destination_rule(
         mesh.apply(two, manifests(exp, two))
     dr = stored(fake_api, "destinationrules", "meshlab-fraud-canary")
     assert dr["metadata"]["annotations"]["meshlab.io/step"] == "1"
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "users: [{name: u, user: {token: s3cr3t-token}}]\nclusters: {{{",
+        "apiVersion: v1\nkind: Config\nusers: [{name: u, user: {token: s3cr3t-token}}]\n",
+        "current-context: x\nusers: [{name: u, user: {token: s3cr3t-token}}]\ncontexts: []\n",
+    ],
+)
+def test_a_broken_kubeconfig_is_one_line_without_its_secrets(content: str, tmp_path: Path) -> None:
+    path = tmp_path / "kubeconfig"
+    path.write_text(content)
+    with pytest.raises(
+        MeshError, match=r"cannot load Kubernetes credentials from .*kubeconfig"
+    ) as info:
+        KubernetesMesh.from_spec(experiment("canary"), kubeconfig=str(path))
+    assert "s3cr3t" not in str(info.value) and "\n" not in str(info.value)
