@@ -21,7 +21,7 @@ from meshlab.spec import load_experiment
 
 
 class Terminated(BaseException):
-    """SIGTERM, raised in the main thread so ``finally`` blocks stop the mesh."""
+    """SIGTERM or SIGHUP, raised in the main thread so ``finally`` blocks stop the mesh."""
 
 
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:
@@ -41,7 +41,14 @@ def up_command(
     experiment = load_experiment(file)
     chosen = step_by_name(experiment, step)
     mesh = LocalMesh(experiment, here=file.resolve().parent, keep_run_dir=keep_run_dir)
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    # SIGINT is handled explicitly: a shell starting meshlab in the background sets it to ignored,
+    # and Python then never raises KeyboardInterrupt. A closed terminal (SIGHUP) also stops.
+    handlers = {
+        signal.SIGTERM: _raise_terminated,
+        signal.SIGHUP: _raise_terminated,
+        signal.SIGINT: signal.default_int_handler,
+    }
+    previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
     try:
         mesh.start(chosen)
         for name, pid in mesh.pids.items():
@@ -57,7 +64,8 @@ def up_command(
         typer.echo("stopping the local mesh", err=True)
     finally:
         mesh.close()
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     typer.echo("stopped; every process meshlab started has ended", err=True)
 
 

@@ -92,6 +92,8 @@ def outbound_bootstrap(
     return {
         "node": {"id": "meshlab-outbound", "cluster": "meshlab"},
         "admin": _admin(admin_port),
+        # Histograms in /stats/prometheus refresh on each flush (5 s by default).
+        "stats_flush_interval": "1s",
         "static_resources": {
             "listeners": [_listener(OUTBOUND_LISTENER, listen_port, _hcm("outbound", [], rds))],
             "clusters": [
@@ -181,6 +183,8 @@ def inbound_bootstrap(
     return {
         "node": {"id": "meshlab-inbound", "cluster": "meshlab"},
         "admin": _admin(admin_port),
+        # Histograms in /stats/prometheus refresh on each flush (5 s by default).
+        "stats_flush_interval": "1s",
         "static_resources": {
             "listeners": [
                 _listener(

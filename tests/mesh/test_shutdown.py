@@ -102,9 +102,17 @@ def _rest(run: Run) -> str:
     return "".join(run.stderr) + run.process.stderr.read()
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_a_signal_stops_everything_and_exits_cleanly(sig: signal.Signals) -> None:
-    with meshlab(CLI, "mesh", "up", "-f", str(EXAMPLES / "canary.yaml"), "--step", "2") as run:
+# A shell starting a command in the background hands it SIGINT already ignored.
+IGNORING_SIGINT = "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN)\n" + CLI
+
+
+@pytest.mark.parametrize(
+    ("code", "sig"),
+    [(CLI, signal.SIGINT), (IGNORING_SIGINT, signal.SIGINT), (CLI, signal.SIGTERM)],
+    ids=["ctrl-c", "ctrl-c-started-in-background", "sigterm"],
+)
+def test_a_signal_stops_everything_and_exits_cleanly(code: str, sig: signal.Signals) -> None:
+    with meshlab(code, "mesh", "up", "-f", str(EXAMPLES / "canary.yaml"), "--step", "2") as run:
         os.kill(run.process.pid, sig)
         assert run.process.wait(timeout=20) == 0
         assert _all_gone(run.pids) == []
