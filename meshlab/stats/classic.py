@@ -63,7 +63,8 @@ def hodges_lehmann(
     sd = math.sqrt(total * (n1 + n2 + 1) / 12.0)
 
     def rank(level: float) -> int:
-        return math.floor(total / 2.0 - float(sps.norm.ppf(1.0 - level)) * sd)
+        position: float = total / 2.0 - float(sps.norm.ppf(1.0 - level)) * sd
+        return math.floor(position)
 
     k_lo, k_hi = rank(alpha_share), total + 1 - rank(beta)
     lower = _kth_difference(c, b, k_lo) if k_lo >= 1 else -math.inf

@@ -212,7 +212,8 @@ class Comparison:
                 self._errors[0], n_b, self._errors[1], n_c, a, b, seq, self.design_n
             )
             lo, est, hi = float(lo_), float(est_), float(hi_)
-            method, how = "error-rate difference", "union bound over the two arms"
+            method = "error-rate difference"
+            how = "product of the two arms' mixtures" if seq else "Agresti-Caffo interval"
         elif self.mode == "shadow":
             pairs = self._pairs[m.name]
             n_b = n_c = pairs.pairs
@@ -220,14 +221,22 @@ class Comparison:
                 pairs.differ, pairs.pairs, a, b, seq, self.design_n
             )
             lo, est, hi = float(lo_), float(est_), float(hi_)
-            method, how = "paired disagreement rate", f"pairs differ when |a-b| > {m.epsilon:g}"
+            method = "paired disagreement rate"
+            how = f"pairs differ when |a-b| > {m.epsilon:g}"
+            how = how if seq else f"Clopper-Pearson; {how}"
         else:
             counts = self._categories[m.name].counts
             n_b, n_c = int(counts[0].sum()), int(counts[1].sum())
             lo_, est_, hi_ = rates.tv_interval(counts[0], counts[1], a, b, seq, self.design_n)
             lo, est, hi = float(lo_), float(est_), float(hi_)
             method = "total-variation distance of predictions"
-            how = f"Bonferroni over 4 x {counts.shape[1]} category bounds"
+            k = counts.shape[1]
+            how = (
+                f"Bonferroni over {2**k - 2} events of {k} labels"
+                if seq and 2 <= k <= rates.MAX_SET_CATEGORIES
+                else f"Bonferroni over 4 x {k} label-rate bounds"
+            )
+            how = how if seq else f"Clopper-Pearson; {how}"
         if m.type != "latency":
             text = rates.SEQUENTIAL_GUARANTEE if seq else rates.FIXED_GUARANTEE
             method += " confidence sequence" if seq else " (fixed horizon)"

@@ -6,13 +6,18 @@ mixture approach of Lindon & Malek, "Anytime-valid inference for multinomial cou
 NeurIPS 2022, specialised to two categories) or, for ``method: fixed-horizon``, exact
 Clopper-Pearson bounds valid for a single look only.
 
-* error-rate: effect ``p_cand - p_base``; lower = L_cand - U_base (each at alpha_share / 2),
-  upper = U_cand - L_base (each at beta / 2). Union bound over the two arms.
+* error-rate: effect ``p_cand - p_base``; the product of the two arms' one-sided mixtures is a
+  test martingale for the pair of true rates, and the bound is the extreme difference over the
+  pairs it does not reject (:func:`meshlab.stats.boundaries.difference_upper`): widths add in
+  quadrature, about half the samples of a union bound over per-arm bounds. Fixed horizon:
+  Agresti-Caffo (one-sided Wald with one pseudo-success and failure per arm).
 * paired disagreement (shadow): effect = the rate of pairs whose predictions differ; one
   Bernoulli sequence, lower at alpha_share, upper at beta.
-* total variation (canary): effect ``TV(P_cand, P_base) = sum_k (p_k - q_k)^+`` over the K
-  prediction categories. With 4K one-sided rate bounds (two per category per arm, Bonferroni:
-  each at level / (4K)) holding simultaneously,
+* total variation (canary): effect ``TV(P_cand, P_base) = max_A P(A) - Q(A)`` over events A of
+  the K prediction categories. For 2 <= K <= 6 (sequential): the two-arm difference bound for
+  each of the 2^K - 2 events, Bonferroni over events (level / (2^K - 2) each); TV's upper bound is
+  the largest event upper bound, its lower bound the largest event lower bound. Otherwise: with
+  4K one-sided rate bounds (two per category per arm, each at level / (4K)) holding together,
   lower = max(sum_k (L_pk - U_qk)^+, sum_k (L_qk - U_pk)^+) and
   upper = min(1, sum_k (U_pk - L_qk)^+, sum_k (U_qk - L_pk)^+, 1/2 sum_k max(U_pk - L_qk, U_qk - L_pk)).
   K is the number of categories seen so far; the union bound is exact for a fixed label set and
@@ -28,7 +33,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats as sps
 
-from meshlab.stats.boundaries import DEFAULT_DESIGN_N, rate_lower, rate_upper
+from meshlab.stats.boundaries import DEFAULT_DESIGN_N, difference_upper, rate_lower, rate_upper
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -38,7 +43,7 @@ SEQUENTIAL_GUARANTEE = (
 )
 FIXED_GUARANTEE = (
     "one look only: P(lower above the true effect) <= {a:.4g}, P(upper below it) <= {b:.4g} "
-    "(Clopper-Pearson; {how}); repeated looks inflate both"
+    "({how}); repeated looks inflate both"
 )
 
 
@@ -82,18 +87,24 @@ def rate_difference(
     sequential: bool = True,
     design_n: float = DEFAULT_DESIGN_N,
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """(lower, estimate, upper) of p_cand - p_base; (-1, nan, 1) while an arm has no data."""
+    """(lower, estimate, upper) of p_cand - p_base (estimate nan while an arm has no data)."""
     sb, nb = np.asarray(s_base, dtype=np.float64), np.asarray(n_base, dtype=np.float64)
     sc, nc = np.asarray(s_cand, dtype=np.float64), np.asarray(n_cand, dtype=np.float64)
-    lower = bernoulli_lower(sc, nc, alpha_share / 2, sequential, design_n) - bernoulli_upper(
-        sb, nb, alpha_share / 2, sequential, design_n
-    )
-    upper = bernoulli_upper(sc, nc, beta / 2, sequential, design_n) - bernoulli_lower(
-        sb, nb, beta / 2, sequential, design_n
-    )
+    if sequential:
+        lower = -difference_upper(sb, nb, sc, nc, alpha_share, design_n)
+        upper = difference_upper(sc, nc, sb, nb, beta, design_n)
+    else:  # Agresti-Caffo: add one success and one failure per arm, then Wald
+        pc, pb = (sc + 1) / (nc + 2), (sb + 1) / (nb + 2)
+        se = np.sqrt(pc * (1 - pc) / (nc + 2) + pb * (1 - pb) / (nb + 2))
+        lower = pc - pb - float(sps.norm.ppf(1 - alpha_share)) * se
+        upper = pc - pb + float(sps.norm.ppf(1 - beta)) * se
     with np.errstate(divide="ignore", invalid="ignore"):
         estimate = np.where((nb > 0) & (nc > 0), sc / nc - sb / nb, np.nan)
-    return lower, np.asarray(estimate, dtype=np.float64), upper
+    return (
+        np.asarray(lower, dtype=np.float64),
+        np.asarray(estimate, dtype=np.float64),
+        np.asarray(upper, dtype=np.float64),
+    )
 
 
 def rate_interval(
@@ -113,6 +124,15 @@ def rate_interval(
     return lower, np.asarray(estimate, dtype=np.float64), upper
 
 
+MAX_SET_CATEGORIES = 6  # up to 2^6 - 2 = 62 event bounds; beyond, per-category bounds
+
+
+def _subsets(k: int) -> npt.NDArray[np.float64]:
+    """Indicator rows of every non-empty proper subset of k categories, (2^k - 2, k)."""
+    codes = np.arange(1, 2**k - 1)
+    return np.asarray((codes[:, None] >> np.arange(k)) & 1, dtype=np.float64)
+
+
 def tv_interval(
     counts_base: npt.ArrayLike,
     counts_cand: npt.ArrayLike,
@@ -126,6 +146,50 @@ def tv_interval(
     p = np.asarray(counts_cand, dtype=np.float64)
     k = max(int(p.shape[-1]), 1)
     nq, np_ = q.sum(axis=-1, keepdims=True), p.sum(axis=-1, keepdims=True)
+    if sequential and 2 <= k <= MAX_SET_CATEGORIES:
+        lower, upper = _tv_by_events(q, p, nq, np_, alpha_share, beta, design_n)
+    else:
+        lower, upper = _tv_by_categories(q, p, nq, np_, alpha_share, beta, sequential, design_n)
+    empty = (nq[..., 0] == 0) | (np_[..., 0] == 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        est = 0.5 * np.abs(p / np_ - q / nq).sum(axis=-1)
+    return (
+        np.asarray(np.where(empty, 0.0, lower), dtype=np.float64),
+        np.asarray(np.where(empty, np.nan, est), dtype=np.float64),
+        np.asarray(np.where(empty, 1.0, upper), dtype=np.float64),
+    )
+
+
+def _tv_by_events(
+    q: FloatArray,
+    p: FloatArray,
+    nq: FloatArray,
+    np_: FloatArray,
+    alpha_share: float,
+    beta: float,
+    design_n: float,
+) -> tuple[FloatArray, FloatArray]:
+    """TV = max over events A of P(A) - Q(A): difference bounds per event, Bonferroni over events."""
+    sets = _subsets(p.shape[-1])
+    pa, qa = p @ sets.T, q @ sets.T  # (..., events)
+    events = sets.shape[0]
+    upper = difference_upper(pa, np_, qa, nq, beta / events, design_n).max(axis=-1)
+    lower = (-difference_upper(qa, nq, pa, np_, alpha_share / events, design_n)).max(axis=-1)
+    return np.clip(lower, 0.0, 1.0), np.clip(upper, 0.0, 1.0)
+
+
+def _tv_by_categories(
+    q: FloatArray,
+    p: FloatArray,
+    nq: FloatArray,
+    np_: FloatArray,
+    alpha_share: float,
+    beta: float,
+    sequential: bool,
+    design_n: float,
+) -> tuple[FloatArray, FloatArray]:
+    """TV from per-category rate bounds, Bonferroni over 4K one-sided bounds."""
+    k = max(int(p.shape[-1]), 1)
 
     def bounds(level: float) -> tuple[FloatArray, ...]:
         each = level / (4 * k)
@@ -150,11 +214,4 @@ def tv_interval(
             0.5 * np.maximum(x, y).sum(axis=-1),
         ]
     )
-    empty = (nq[..., 0] == 0) | (np_[..., 0] == 0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        est = 0.5 * np.abs(p / np_ - q / nq).sum(axis=-1)
-    return (
-        np.asarray(np.where(empty, 0.0, lower), dtype=np.float64),
-        np.asarray(np.where(empty, np.nan, est), dtype=np.float64),
-        np.asarray(np.where(empty, 1.0, upper), dtype=np.float64),
-    )
+    return np.asarray(lower, dtype=np.float64), np.asarray(upper, dtype=np.float64)
