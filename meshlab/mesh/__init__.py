@@ -1,5 +1,6 @@
 """Mesh backends: where routes are applied. One module per backend behind :class:`MeshBackend`."""
 
 from meshlab.mesh.base import MeshBackend, RoutingState
+from meshlab.mesh.local import LocalMesh
 
-__all__ = ["MeshBackend", "RoutingState"]
+__all__ = ["LocalMesh", "MeshBackend", "RoutingState"]

@@ -268,8 +268,9 @@ class LocalMesh:
 
     def apply(self, step: Step, manifests: Sequence[Manifest]) -> None:
         """Route as ``manifests`` say; returns once Envoy serves them. All or nothing."""
+        if self.outbound is None or self._closed:
+            raise MeshError("the local mesh is not running; call start() first")
         self.check()
-        assert self.outbound is not None
         admin = self.outbound.admin_url
         rejected_name = "http.outbound.rds.meshlab.update_rejected"
         rejected = counter(admin, rejected_name)
