@@ -96,3 +96,35 @@ def make_mesh(kubeconfig: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Mes
     finally:
         for mesh in built:
             mesh.close()
+
+
+def user_virtual_service() -> dict[str, Any]:
+    """A VirtualService a team owns, for meshlab to adopt: two routes and fields meshlab must keep."""
+    return {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
+        "metadata": {
+            "name": "fraud-routes",
+            "namespace": "models",
+            "labels": {"app": "fraud"},
+            "annotations": {"team": "fraud"},
+        },
+        "spec": {
+            "hosts": ["fraud-model", "fraud.example.com"],
+            "gateways": ["mesh", "public"],
+            "exportTo": ["."],
+            "http": [
+                {
+                    "name": "legacy",
+                    "match": [{"uri": {"prefix": "/v0/"}}],
+                    "rewrite": {"uri": "/"},
+                    "route": [{"destination": {"host": "fraud-legacy"}}],
+                },
+                {
+                    "name": "default",
+                    "route": [{"destination": {"host": "fraud-model", "subset": "v1"}}],
+                    "retries": {"attempts": 2, "perTryTimeout": "2s"},
+                },
+            ],
+        },
+    }

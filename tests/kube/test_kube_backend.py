@@ -14,7 +14,7 @@ from meshlab.errors import ConflictError, MeshError
 from meshlab.manifests import all_steps, manifests, plan, rollback
 from meshlab.mesh.base import MeshBackend, RoutingState
 from meshlab.mesh.kubernetes import KubernetesMesh
-from tests.kube.conftest import STRATEGIES, MeshFactory, experiment
+from tests.kube.conftest import STRATEGIES, MeshFactory, experiment, user_virtual_service
 from tests.kube.fake_apiserver import FakeKubeAPI, Hook
 from tests.support.istio_schema import validate_istio
 
@@ -178,14 +178,14 @@ def test_missing_crds_give_one_clear_error(make_mesh: MeshFactory, fake_api: Fak
 def test_a_timeout_is_reported_and_the_previous_step_stays(
     make_mesh: MeshFactory, fake_api: FakeKubeAPI
 ) -> None:
-    exp = experiment("canary", requestTimeout="300ms")
+    exp = experiment("canary", requestTimeout="1s")  # generous: 2 shared cores
     mesh = make_mesh(exp)
     one, two = plan(exp)[:2]
     mesh.apply(one, manifests(exp, one))
-    fake_api.delays[("PATCH", "virtualservices")] = (1.5, "hang")
+    fake_api.delays[("PATCH", "virtualservices")] = (3.0, "hang")
     with pytest.raises(
         MeshError,
-        match=r"did not answer apply VirtualService models/meshlab-fraud-canary within 0\.3s",
+        match=r"did not answer apply VirtualService models/meshlab-fraud-canary within 1s",
     ):
         mesh.apply(two, manifests(exp, two))
     assert (
@@ -197,7 +197,7 @@ def test_a_timeout_is_reported_and_the_previous_step_stays(
     state = mesh.status()
     assert state is not None and state.step == "1"
     # Applied by the server but answered too late: the step is in force, not undone.
-    fake_api.delays[("PATCH", "virtualservices")] = (1.0, "late")
+    fake_api.delays[("PATCH", "virtualservices")] = (1.6, "late")
     mesh.apply(two, manifests(exp, two))
     state = mesh.status()
     assert state is not None and state.step == "2"
@@ -249,14 +249,14 @@ def test_secrets_never_reach_logs_or_errors(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     messages: list[str] = []
-    exp = experiment("canary", requestTimeout="200ms")
+    exp = experiment("canary", requestTimeout="1s")
     mesh = make_mesh(exp)
     step = plan(exp)[0]
     mesh.apply(step, manifests(exp, step))
     for fault in ({"deny": ("patch", "virtualservices")}, {"crds": False}, {"hang": True}):
         fake_api.deny = {fault["deny"]} if "deny" in fault else set()  # type: ignore[arg-type]
         fake_api.crds_installed = "crds" not in fault
-        fake_api.delays = {("PATCH", "virtualservices"): (0.6, "hang")} if "hang" in fault else {}
+        fake_api.delays = {("PATCH", "virtualservices"): (2.0, "hang")} if "hang" in fault else {}
         with pytest.raises(MeshError) as info:
             mesh.apply(step, manifests(exp, step))
         messages.append(str(info.value))
@@ -404,37 +404,6 @@ def test_adoption_errors_name_the_field(make_mesh: MeshFactory, fake_api: FakeKu
     make_mesh(exp).apply(plan(exp)[0], manifests(exp, plan(exp)[0]))
     with pytest.raises(ConflictError, match="adopted by experiment 'fraud-canary'"):
         make_mesh(exp2).apply(plan(exp2)[0], manifests(exp2, plan(exp2)[0]))
-
-
-def user_virtual_service() -> dict[str, Any]:
-    return {
-        "apiVersion": "networking.istio.io/v1",
-        "kind": "VirtualService",
-        "metadata": {
-            "name": "fraud-routes",
-            "namespace": NS,
-            "labels": {"app": "fraud"},
-            "annotations": {"team": "fraud"},
-        },
-        "spec": {
-            "hosts": ["fraud-model", "fraud.example.com"],
-            "gateways": ["mesh", "public"],
-            "exportTo": ["."],
-            "http": [
-                {
-                    "name": "legacy",
-                    "match": [{"uri": {"prefix": "/v0/"}}],
-                    "rewrite": {"uri": "/"},
-                    "route": [{"destination": {"host": "fraud-legacy"}}],
-                },
-                {
-                    "name": "default",
-                    "route": [{"destination": {"host": "fraud-model", "subset": "v1"}}],
-                    "retries": {"attempts": 2, "perTryTimeout": "2s"},
-                },
-            ],
-        },
-    }
 
 
 def test_an_unexpected_failure_mid_step_also_restores_the_destination_rule(

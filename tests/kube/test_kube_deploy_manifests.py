@@ -16,9 +16,8 @@ import yaml
 
 from meshlab.manifests import all_steps, manifests
 from meshlab.mesh.kube_client import VERBS
-from tests.kube.conftest import REPO, MeshFactory, experiment
+from tests.kube.conftest import REPO, MeshFactory, experiment, user_virtual_service
 from tests.kube.fake_apiserver import FakeKubeAPI
-from tests.kube.test_kube_backend import user_virtual_service
 
 DIRS = ("rbac", "deploy", "locust")
 MODELS = {
