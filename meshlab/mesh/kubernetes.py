@@ -180,9 +180,16 @@ class KubernetesMesh:
         )
 
     def rollback(self) -> None:
-        """All traffic to the baseline: rollback routes, or the adopted VirtualService restored."""
+        """All traffic to the baseline: rollback routes, or the adopted VirtualService restored.
+
+        A no-op when meshlab's routes are absent (never applied, or cleaned up).
+        """
         if self.adopt_virtual_service is not None:
             self._restore_adopted()
+            return
+        if self.objects.get(VS, self.resource) is None:
+            # meshlab routes nothing yet: creating rollback routes now would change routing, not undo
+            log.info("no VirtualService %s/%s: nothing to roll back", self.namespace, self.resource)
             return
         step = rollback_step()
         self.apply(step, manifests(self.experiment, step))

@@ -70,6 +70,8 @@ def test_rollback_routes_everything_to_the_baseline(
 ) -> None:
     exp = experiment("shadow")
     mesh = make_mesh(exp)
+    mesh.rollback()  # nothing applied yet: routing is left alone
+    assert fake_api.objects == {}
     step = plan(exp)[0]
     mesh.apply(step, manifests(exp, step))
     make_mesh(exp).rollback()  # from "another machine"
