@@ -4,7 +4,9 @@ The controller builds a provider with :func:`from_experiment` and either wraps i
 source in :class:`PrometheusLiveSamples` (the controller's ``LiveSamples`` shape), or calls
 ``fetch()`` once per look through :func:`fetch_or_hold` (hold while Prometheus is unreachable,
 abort after the grace period) and feeds ``Window.samples`` to the statistics engine.
-``Window.approximation`` goes in the report.
+``Window.approximation`` goes in the report. Analyse the pseudo-samples with
+:class:`BracketedComparison` (not the plain ``Comparison``): bucket placement alone can promote a
+slower candidate.
 """
 
 from meshlab.metrics.base import (
@@ -15,6 +17,14 @@ from meshlab.metrics.base import (
     Window,
     empty_samples,
     fetch_or_hold,
+)
+from meshlab.metrics.bracket import (
+    DEFAULT_BUCKETS_MS,
+    BracketedComparison,
+    envoy_bucket_settings,
+    geometric_buckets,
+    istio_buckets_annotation,
+    lower_bounds,
 )
 from meshlab.metrics.histogram import APPROXIMATION, ArmWindow, Buckets
 from meshlab.metrics.live import PrometheusLiveSamples, TrafficSource, samples_to_rows
@@ -38,12 +48,14 @@ from meshlab.metrics.templates import (
 
 __all__ = [
     "APPROXIMATION",
+    "DEFAULT_BUCKETS_MS",
     "ENVOY",
     "ISTIO",
     "ISTIO_WORKLOAD",
     "TEMPLATE_SETS",
     "ArmTotals",
     "ArmWindow",
+    "BracketedComparison",
     "Buckets",
     "MetricsProvider",
     "MetricsUnavailableError",
@@ -58,9 +70,13 @@ __all__ = [
     "Window",
     "arm_variables",
     "empty_samples",
+    "envoy_bucket_settings",
     "fetch_or_hold",
     "from_experiment",
+    "geometric_buckets",
+    "istio_buckets_annotation",
     "load_token",
+    "lower_bounds",
     "samples_to_rows",
     "template_set",
 ]

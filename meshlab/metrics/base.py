@@ -57,6 +57,7 @@ class Window:
     samples: Samples
     totals: Mapping[str, ArmTotals] = field(default_factory=dict)
     approximation: str = ""  # how ``samples`` were derived; "" when they are raw observations
+    bounds: tuple[float, ...] = ()  # latency bucket bounds (ms) the pseudo-samples sit on, if any
 
     @property
     def is_empty(self) -> bool:

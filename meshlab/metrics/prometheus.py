@@ -162,6 +162,14 @@ class PrometheusMetrics:
         return f"PrometheusMetrics(url={redact_url(self.url)!r}, templates={self.templates.name!r})"
 
     @property
+    def bounds(self) -> tuple[float, ...]:
+        """Finite latency bucket bounds (ms) seen so far; () before any histogram was read.
+
+        Pass them to :class:`~meshlab.metrics.bracket.BracketedComparison`.
+        """
+        return tuple(b for b in self._bounds or () if math.isfinite(b))
+
+    @property
     def queries(self) -> Mapping[str, tuple[str, str]]:
         """The rendered (requests, latency) queries per arm, for the report."""
         return dict(self._queries)
@@ -286,7 +294,7 @@ class PrometheusMetrics:
             ts, lat, status = window_columns(window, start, end)
             columns.append((arm_index, ts, lat, status))
         if not columns or all(c[1].size == 0 for c in columns):
-            return Window(start, end, empty_samples(), totals, describe(used))
+            return Window(start, end, empty_samples(), totals, describe(used), self.bounds)
         ts = np.concatenate([c[1] for c in columns])
         order = np.argsort(ts, kind="stable")
         arm_col = np.concatenate([np.full(c[1].size, c[0], dtype=np.int8) for c in columns])
@@ -303,7 +311,7 @@ class PrometheusMetrics:
             np.full(n, None, dtype=object),
             (arm_col == mirrored_index)[order],
         )
-        return Window(start, end, samples, totals, describe(used))
+        return Window(start, end, samples, totals, describe(used), self.bounds)
 
     def _with_pending(self, window: ArmWindow) -> ArmWindow | None:
         """Requests counted before their latencies reached the histogram wait one window.

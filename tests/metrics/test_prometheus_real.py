@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from meshlab.errors import RetryableMetricsError
-from meshlab.metrics import ENVOY, Outage, PrometheusMetrics, fetch_or_hold
+from meshlab.metrics import ENVOY, BracketedComparison, Outage, PrometheusMetrics, fetch_or_hold
 from meshlab.samples import BASELINE, CANDIDATE
+from meshlab.spec.analysis import Analysis, Metric
 from tests.metrics.conftest import CLUSTERS, Stack, free_port, wait_for
 
 pytestmark = [pytest.mark.envoy, pytest.mark.slow]
@@ -18,7 +19,7 @@ pytestmark = [pytest.mark.envoy, pytest.mark.slow]
 # What each arm is sent: (count, delay_ms, status)
 TRAFFIC = {
     "baseline": [(45, 0, 200), (5, 0, 500)],
-    "candidate": [(24, 30, 200), (3, 30, 503), (3, 30, 404)],
+    "candidate": [(54, 30, 200), (3, 30, 503), (3, 30, 404)],
 }
 
 
@@ -68,25 +69,35 @@ def test_per_arm_counts_errors_and_latency_buckets_match_what_was_sent(stack: St
         assert window.totals["baseline"].requests == 50
         assert window.totals["baseline"].errors == 5
         assert window.totals["baseline"].latency_observations == 50
-        assert window.totals["candidate"].requests == 30
+        assert window.totals["candidate"].requests == 60
         assert window.totals["candidate"].errors == 3  # 404 is not an error, 503 is
-        assert window.totals["candidate"].latency_observations == 30
+        assert window.totals["candidate"].latency_observations == 60
 
         samples = window.samples
         base, cand = samples.arm == BASELINE, samples.arm == CANDIDATE
-        assert int(base.sum()) == 50 and int(cand.sum()) == 30
+        assert int(base.sum()) == 50 and int(cand.sum()) == 60
         assert sorted(samples.status[base].tolist()) == [200] * 45 + [500] * 5
-        assert sorted(samples.status[cand].tolist()) == [200] * 24 + [404] * 3 + [503] * 3
+        assert sorted(samples.status[cand].tolist()) == [200] * 54 + [404] * 3 + [503] * 3
         # Candidate slept 30 ms: its bucket is (25, 50], so every pseudo-latency is at least 50.
         assert float(np.median(samples.latency_ms[cand])) == 50.0
         assert float(samples.latency_ms[cand].min()) >= 50.0
         # Baseline answered at once: at most a few milliseconds on loopback.
         assert float(np.median(samples.latency_ms[base])) <= 5.0
         assert np.all(np.diff(samples.timestamp) >= 0)
-        assert len(set(samples.request_id.tolist())) == 80
+        assert len(set(samples.request_id.tolist())) == 110
         assert not samples.mirrored.any()
         assert "upper bound" in window.approximation
         assert "candidate: median in bucket (25, 50] ms" in window.approximation
+
+        # The bracketed comparison reads the real window: 30 ms against ~1 ms is beyond doubt
+        # (about 50 requests per arm are needed before the sequential bounds can decide).
+        assert backend.bounds[:6] == (0.5, 1.0, 5.0, 10.0, 25.0, 50.0)
+        latency_only = Analysis(
+            metrics=[Metric(name="latency-p50", type="latency", quantile=0.5, tolerance=0.1)]
+        )
+        bracketed = BracketedComparison(latency_only, bounds=backend.bounds)
+        bracketed.update(samples)
+        assert bracketed.assess().verdict.outcome == "abort"
 
         # Nothing new: no observations (never zeros that could pass).
         again = backend.fetch()
