@@ -19,10 +19,11 @@ from meshlab.collector.kserve import (
     arm_by_service,
     collector_event_url,
     logger_patches,
+    logger_patches_from_spec,
     logger_spec,
 )
 from meshlab.collector.live import CollectorLiveSamples
-from meshlab.collector.server import APPROXIMATION, Collector
+from meshlab.collector.server import APPROXIMATION, Collector, collector_from_spec
 
 __all__ = [
     "APPROXIMATION",
@@ -37,8 +38,10 @@ __all__ = [
     "Joiner",
     "arm_by_service",
     "collector_event_url",
+    "collector_from_spec",
     "extract_prediction",
     "logger_patches",
+    "logger_patches_from_spec",
     "logger_spec",
     "parse",
 ]

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from meshlab.errors import ConfigError
 from meshlab.samples import ARMS
+from meshlab.spec.metrics import CollectorSpec
 
 LoggerMode = Literal["all", "request", "response"]
 METADATA_HEADERS = ("X-Request-Id",)
@@ -72,3 +73,13 @@ def logger_patches(
 def arm_by_service(inference_services: Mapping[str, str]) -> dict[str, str]:
     """InferenceService name -> arm, for events posted to ``/events`` without an arm path."""
     return {name: arm for arm, name in inference_services.items()}
+
+
+def logger_patches_from_spec(spec: CollectorSpec, namespace: str) -> list[dict[str, Any]]:
+    """:func:`logger_patches` from ``spec.metrics.collector`` (needs ``url`` and the services)."""
+    if spec.url is None or spec.inference_services is None:
+        raise ConfigError(
+            "spec.metrics.collector: rendering the KServe logger needs 'url' (how the model pods "
+            "reach the collector) and 'inferenceServices: {baseline: ..., candidate: ...}'"
+        )
+    return logger_patches(spec.inference_services.model_dump(), namespace, spec.url)

@@ -26,7 +26,9 @@ from types import TracebackType
 
 from meshlab.collector.events import EventError, parse
 from meshlab.collector.joining import Joiner
+from meshlab.collector.kserve import arm_by_service
 from meshlab.samples import ARMS, Samples
+from meshlab.spec.metrics import CollectorSpec
 
 log = logging.getLogger(__name__)
 
@@ -174,3 +176,14 @@ class Collector:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def collector_from_spec(spec: CollectorSpec, mirrored_arm: str = "candidate") -> Collector:
+    """A (not yet started) collector as ``spec.metrics.collector`` configures it."""
+    services = (
+        arm_by_service(spec.inference_services.model_dump()) if spec.inference_services else {}
+    )
+    joiner = Joiner(
+        mirrored_arm=mirrored_arm, release=spec.release, ttl=spec.ttl, max_pending=spec.max_pending
+    )
+    return Collector(joiner, host=spec.listen, port=spec.port, services=services)

@@ -9,6 +9,7 @@ abort after the grace period) and feeds ``Window.samples`` to the statistics eng
 slower candidate.
 """
 
+from meshlab.metrics.arms import arm_variables, from_experiment
 from meshlab.metrics.base import (
     ArmTotals,
     MetricsProvider,
@@ -28,13 +29,7 @@ from meshlab.metrics.bracket import (
 )
 from meshlab.metrics.histogram import APPROXIMATION, ArmWindow, Buckets
 from meshlab.metrics.live import PrometheusLiveSamples, TrafficSource, samples_to_rows
-from meshlab.metrics.prometheus import (
-    PrometheusMetrics,
-    Secret,
-    arm_variables,
-    from_experiment,
-    load_token,
-)
+from meshlab.metrics.prometheus import PrometheusMetrics, Secret, load_token
 from meshlab.metrics.templates import (
     ENVOY,
     ISTIO,

@@ -28,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -77,17 +77,25 @@ class BracketedComparison:
         analysis: Analysis,
         mode: Mode = "canary",
         *,
-        bounds: Sequence[float] = DEFAULT_BUCKETS_MS,
+        bounds: Sequence[float] | Callable[[], Sequence[float]] = DEFAULT_BUCKETS_MS,
     ) -> None:
+        """``bounds``: the bucket bounds (ms) of the pseudo-samples, or a callable returning them
+        at each update (e.g. ``lambda: backend.bounds or DEFAULT_BUCKETS_MS``), since a backend
+        learns the buckets only from its first data."""
         self.analysis = analysis
         self.mode = mode
-        self.bounds = tuple(bounds)
+        self._bounds = bounds
         self.pessimistic = Comparison(analysis, mode)
         self.optimistic = Comparison(analysis, mode)
         self.decision: Decision | None = None
         self._first: float | None = None
         self._last = 0.0
         self._n = 0
+
+    @property
+    def bounds(self) -> tuple[float, ...]:
+        """The bucket bounds in force now."""
+        return tuple(self._bounds() if callable(self._bounds) else self._bounds)
 
     def update(self, batch: Samples) -> None:
         """Add pseudo-samples whose latencies sit at bucket upper bounds."""

@@ -11,7 +11,9 @@ module builds *pseudo-samples*, one per request counted in the window:
   Comparisons of quantiles are exact only to the resolution of the buckets: two arms whose true
   quantiles fall in the same bucket look identical, and a shift across a bucket boundary looks like
   a full bucket width. With Istio's default buckets (..., 25, 50, 100, 250, ... ms) that resolution
-  is often coarser than a 10% tolerance; :func:`describe` says so per window.
+  is often coarser than a 10% tolerance; :func:`describe` says so per window. Placement alone is
+  not safe for verdicts (both arms move together); analyse these samples with
+  :class:`meshlab.metrics.bracket.BracketedComparison`, which brackets each value by its bucket.
 * **status** -- the counter gives exact codes (Istio ``response_code``, Envoy
   ``envoy_response_code``) but not which latency went with which code; errors are spread evenly
   over the window instead of being joined to their true latencies.
@@ -35,7 +37,8 @@ import numpy.typing as npt
 APPROXIMATION = (
     "latency from Prometheus histogram buckets: each request is placed at its bucket's upper bound "
     "(overstated by < 1 bucket width; above the last finite bound it is placed at that bound); "
-    "status codes are exact counts but are not joined to latencies"
+    "status codes are exact counts but are not joined to latencies; latency verdicts bracket "
+    "each request between its bucket's bounds"
 )
 
 

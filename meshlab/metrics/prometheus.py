@@ -31,10 +31,8 @@ from urllib3.util.retry import Retry
 from meshlab.errors import ConfigError, PermanentMetricsError, RetryableMetricsError
 from meshlab.metrics.base import ArmTotals, Clock, Window, empty_samples
 from meshlab.metrics.histogram import ArmWindow, Buckets, counter_delta, describe, window_columns
-from meshlab.metrics.templates import TemplateSet, envoy_cluster_name, promql_regex_literal
-from meshlab.metrics.templates import template_set as lookup_template_set
+from meshlab.metrics.templates import TemplateSet
 from meshlab.samples import ARMS, Samples
-from meshlab.spec.experiment import Experiment
 
 SeriesKey = tuple[tuple[str, str], ...]
 
@@ -336,67 +334,3 @@ class PrometheusMetrics:
             return None
         bounds = self._bounds
         return ArmWindow(arm, counts, Buckets(bounds, (0,) * (len(bounds) - 1) + (n,)))
-
-
-def arm_variables(experiment: Experiment, templates: TemplateSet) -> dict[str, dict[str, str]]:
-    """The template variables selecting each arm of ``experiment`` for the ``templates`` set.
-
-    ``istio`` selects by the pods' ``version`` label (each version's ``labels.version``);
-    ``envoy`` by the arm's cluster ``outbound|<port>|<subset>|<host>``. ``istio-workload`` needs the
-    Deployment names, which the spec does not hold: build that mapping yourself.
-    """
-    spec = experiment.spec
-    versions = {"baseline": spec.baseline, "candidate": spec.candidate}
-    if templates.name == "envoy":
-        return {
-            arm: {"arm": envoy_cluster_name(spec.service.port, v.subset, spec.service.host)}
-            for arm, v in versions.items()
-        }
-    if templates.name == "istio":
-        out: dict[str, dict[str, str]] = {}
-        for arm, version in versions.items():
-            value = version.labels.get("version")
-            if not value:
-                raise ConfigError(
-                    f"spec.{arm}.labels: no 'version' label, so Istio's destination_version cannot "
-                    "tell the arms apart; add labels: {version: ...} to the pods and the spec"
-                )
-            out[arm] = {
-                "arm": value,
-                "namespace": experiment.metadata.namespace,
-                "service_regex": promql_regex_literal(spec.service.host.split(".", 1)[0]),
-            }
-        return out
-    raise ConfigError(
-        f"template set {templates.name!r} needs explicit per-arm variables "
-        f"({', '.join(sorted(templates.variables))}); pass them to PrometheusMetrics"
-    )
-
-
-def from_experiment(
-    experiment: Experiment,
-    *,
-    template_set: str | None = None,
-    clock: Clock = time.time,
-    environ: Mapping[str, str] | None = None,
-) -> PrometheusMetrics:
-    """The Prometheus backend for ``experiment`` as its spec configures it.
-
-    Template set: ``istio`` for ``target.kind: kubernetes``, ``envoy`` for the local mesh, unless
-    ``template_set`` names one. In a shadow test the candidate's samples are marked mirrored.
-    """
-    spec = experiment.spec
-    prom = spec.metrics.prometheus
-    name = template_set or ("istio" if spec.target.kind == "kubernetes" else "envoy")
-    templates = lookup_template_set(name)
-    return PrometheusMetrics(
-        prom.url,
-        templates,
-        arm_variables(experiment, templates),
-        token_env=prom.token_env,
-        token_file=prom.token_file,
-        verify_tls=prom.verify_tls,
-        mirrored_arm="candidate" if spec.strategy == "shadow" else None,
-        clock=clock,
-        environ=environ,
-    )

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from meshlab.collector import arm_by_service, logger_patches, logger_spec
+from meshlab.collector import (
+    arm_by_service,
+    collector_from_spec,
+    logger_patches,
+    logger_patches_from_spec,
+    logger_spec,
+)
 from meshlab.errors import ConfigError
+from meshlab.spec.metrics import CollectorSpec
 
 
 def test_logger_spec_points_each_version_at_its_own_path() -> None:
@@ -45,3 +52,22 @@ def test_bad_collector_urls_say_what_to_give(url: str) -> None:
 def test_both_versions_must_be_named() -> None:
     with pytest.raises(ConfigError, match="exactly the baseline and the candidate"):
         logger_patches({"baseline": "fraud-v1"}, "models", "http://c:8080")
+
+
+def test_from_spec() -> None:
+    spec = CollectorSpec.model_validate(
+        {
+            "url": "http://meshlab-collector.models.svc:8080",
+            "port": 0,
+            "listen": "127.0.0.1",
+            "inferenceServices": {"baseline": "fraud-v1", "candidate": "fraud-v2"},
+            "ttl": "30s",
+        }
+    )
+    patches = logger_patches_from_spec(spec, "models")
+    assert [p["metadata"]["name"] for p in patches] == ["fraud-v1", "fraud-v2"]
+    collector = collector_from_spec(spec)
+    assert collector.services == {"fraud-v1": "baseline", "fraud-v2": "candidate"}
+    assert collector.joiner.ttl == 30.0 and collector.joiner.release == "mirrored"
+    with pytest.raises(ConfigError, match="needs 'url'"):
+        logger_patches_from_spec(CollectorSpec(), "models")

@@ -5,11 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from meshlab.errors import ConfigError
-from meshlab.metrics import ENVOY, ISTIO, ISTIO_WORKLOAD, QueryTemplate, TemplateError, template_set
-from meshlab.metrics.prometheus import arm_variables
+from meshlab.metrics import (
+    ENVOY,
+    ISTIO,
+    ISTIO_WORKLOAD,
+    QueryTemplate,
+    TemplateError,
+    from_experiment,
+    template_set,
+)
+from meshlab.metrics.arms import arm_variables
 from meshlab.spec.experiment import Experiment
+from meshlab.spec.metrics import ArmNames, PrometheusQueries
 
 
 def test_missing_variable_is_an_error() -> None:
@@ -65,13 +75,39 @@ def test_istio_needs_a_version_label(example_data: dict[str, Any]) -> None:
         arm_variables(Experiment.model_validate(example_data), ISTIO)
 
 
-def test_workload_set_needs_explicit_variables(example_data: dict[str, Any]) -> None:
-    with pytest.raises(ConfigError, match="needs explicit per-arm variables"):
-        arm_variables(Experiment.model_validate(example_data), ISTIO_WORKLOAD)
-    requests, _ = ISTIO_WORKLOAD.render(
-        {"arm": "fraud-v2", "namespace": "models", "service_regex": "fraud-model"}
+def test_workload_set_selects_deployments(example_data: dict[str, Any]) -> None:
+    experiment = Experiment.model_validate(example_data)
+    with pytest.raises(ConfigError, match=r"queries\.workloads: templates istio-workload needs"):
+        arm_variables(experiment, ISTIO_WORKLOAD)
+    arms = arm_variables(
+        experiment, ISTIO_WORKLOAD, ArmNames(baseline="fraud-v1", candidate="fraud-v2")
     )
+    requests, _ = ISTIO_WORKLOAD.render(arms["candidate"])
     assert 'destination_workload="fraud-v2"' in requests
+    assert 'destination_workload_namespace="models"' in requests
+
+
+def test_queries_spec_picks_templates_and_needs_workloads(example_data: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError, match="workloads"):
+        PrometheusQueries.model_validate({"templates": "istio-workload"})
+    queries = PrometheusQueries.model_validate(
+        {
+            "templates": "istio-workload",
+            "workloads": {"baseline": "a", "candidate": "b"},
+            "caFile": "/etc/ca.pem",
+        }
+    )
+    backend = from_experiment(Experiment.model_validate(example_data), queries)
+    try:
+        assert backend.templates is ISTIO_WORKLOAD
+        assert 'destination_workload="b"' in backend.queries["candidate"][0]
+    finally:
+        backend.close()
+    default = from_experiment(Experiment.model_validate(example_data))
+    try:
+        assert default.templates is ENVOY  # target.kind local
+    finally:
+        default.close()
 
 
 def test_envoy_queries_select_the_arm_cluster(example_data: dict[str, Any]) -> None:

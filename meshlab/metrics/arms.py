@@ -1,0 +1,89 @@
+"""Which series belong to which arm: template variables from the experiment spec, and the backend.
+
+``istio`` selects an arm by its pods' ``version`` label (``destination_version``), ``istio-workload``
+by its Deployment (``destination_workload``), ``envoy`` by its upstream cluster in the local mesh's
+outbound Envoy (``outbound|<port>|<subset>|<host>``, the name istiod would give it).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+from meshlab.errors import ConfigError
+from meshlab.metrics.base import Clock
+from meshlab.metrics.prometheus import PrometheusMetrics
+from meshlab.metrics.templates import TemplateSet, envoy_cluster_name, promql_regex_literal
+from meshlab.metrics.templates import template_set as lookup_template_set
+from meshlab.spec.experiment import Experiment
+from meshlab.spec.metrics import ArmNames, PrometheusQueries
+
+ARM_NAMES = ("baseline", "candidate")
+
+
+def arm_variables(
+    experiment: Experiment, templates: TemplateSet, workloads: ArmNames | None = None
+) -> dict[str, dict[str, str]]:
+    """The template variables selecting each arm of ``experiment`` for the ``templates`` set."""
+    spec = experiment.spec
+    versions = {"baseline": spec.baseline, "candidate": spec.candidate}
+    if templates.name == "envoy":
+        return {
+            arm: {"arm": envoy_cluster_name(spec.service.port, v.subset, spec.service.host)}
+            for arm, v in versions.items()
+        }
+    common = {
+        "namespace": experiment.metadata.namespace,
+        "service_regex": promql_regex_literal(spec.service.host.split(".", 1)[0]),
+    }
+    if templates.name == "istio-workload":
+        if workloads is None:
+            raise ConfigError(
+                "spec.metrics.prometheus.queries.workloads: templates istio-workload needs the "
+                "Deployment of each version ({baseline: ..., candidate: ...})"
+            )
+        return {arm: {**common, "arm": getattr(workloads, arm)} for arm in ARM_NAMES}
+    if templates.name == "istio":
+        out: dict[str, dict[str, str]] = {}
+        for arm, version in versions.items():
+            value = version.labels.get("version")
+            if not value:
+                raise ConfigError(
+                    f"spec.{arm}.labels: no 'version' label, so Istio's destination_version cannot "
+                    "tell the arms apart; add labels: {version: ...} to the pods and the spec, or "
+                    "use queries.templates: istio-workload"
+                )
+            out[arm] = {**common, "arm": value}
+        return out
+    raise ConfigError(f"template set {templates.name!r} has no arm selection; give the variables")
+
+
+def from_experiment(
+    experiment: Experiment,
+    queries: PrometheusQueries | None = None,
+    *,
+    clock: Clock = time.time,
+    environ: Mapping[str, str] | None = None,
+) -> PrometheusMetrics:
+    """The Prometheus backend for ``experiment`` as its spec configures it.
+
+    Template set: ``queries.templates``, else ``istio`` for ``target.kind: kubernetes`` and
+    ``envoy`` for the local mesh. In a shadow test the candidate's samples are marked mirrored.
+    """
+    spec = experiment.spec
+    prom = spec.metrics.prometheus
+    queries = queries or PrometheusQueries()
+    name = queries.templates or ("istio" if spec.target.kind == "kubernetes" else "envoy")
+    templates = lookup_template_set(name)
+    return PrometheusMetrics(
+        prom.url,
+        templates,
+        arm_variables(experiment, templates, queries.workloads),
+        token_env=prom.token_env,
+        token_file=prom.token_file,
+        verify_tls=prom.verify_tls,
+        ca_file=queries.ca_file,
+        mirrored_arm="candidate" if spec.strategy == "shadow" else None,
+        clock=clock,
+        environ=environ,
+    )
