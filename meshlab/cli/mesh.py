@@ -2,22 +2,30 @@
 
 It prints the URL to send requests to and the admin/telemetry URLs, then waits. Ctrl-C or SIGTERM
 stops every process it started and exits 0; a child that dies on its own stops the rest and exits
-4 with the child's last output; a failure to start stops whatever had started.
+4 with the child's last output; a failure to start stops whatever had started. With
+``--mirrored-samples FILE`` the candidate's mirrored responses are written to a samples CSV as they
+arrive (rows ``mirrored=1``, paired with the primaries by ``request_id``).
 """
 
 from __future__ import annotations
 
 import signal
+import time
+from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
 from typing import Annotated
 
 import typer
 
-from meshlab.errors import MeshError
-from meshlab.manifests import step_by_name
+from meshlab.errors import ConfigError, MeshError
+from meshlab.manifests import Step, step_by_name
 from meshlab.mesh.local import LocalMesh
+from meshlab.samples import SampleWriter
 from meshlab.spec import load_experiment
+
+# Mirrored rows younger than this are held back so the CSV stays in start-time order.
+SETTLE_S = 2.0
 
 
 class Terminated(BaseException):
@@ -36,11 +44,38 @@ def up_command(
     keep_run_dir: Annotated[
         bool, typer.Option("--keep-run-dir", help="Keep Envoy configs and logs after stopping.")
     ] = False,
+    mirrored_samples: Annotated[
+        Path | None,
+        typer.Option(
+            "--mirrored-samples",
+            help="Write the candidate's mirrored responses to this samples CSV (shadow steps).",
+        ),
+    ] = None,
 ) -> None:
     """Start the model servers and Envoy for a step, print the URL, run until Ctrl-C/SIGTERM."""
     experiment = load_experiment(file)
     chosen = step_by_name(experiment, step)
-    mesh = LocalMesh(experiment, here=file.resolve().parent, keep_run_dir=keep_run_dir)
+    with ExitStack() as files:
+        writer = None
+        if mirrored_samples is not None:
+            try:
+                stream = files.enter_context(
+                    mirrored_samples.open("w", newline="", encoding="utf-8")
+                )
+            except OSError as exc:
+                raise ConfigError(f"--mirrored-samples: cannot write {mirrored_samples}") from exc
+            writer = SampleWriter(stream)
+        mesh = LocalMesh(
+            experiment,
+            here=file.resolve().parent,
+            keep_run_dir=keep_run_dir,
+            capture_mirrored=writer is not None,
+        )
+        _run(mesh, chosen, writer)
+    typer.echo("stopped; every process meshlab started has ended", err=True)
+
+
+def _run(mesh: LocalMesh, chosen: Step, writer: SampleWriter | None) -> None:
     # SIGINT is handled explicitly: a shell starting meshlab in the background sets it to ignored,
     # and Python then never raises KeyboardInterrupt. A closed terminal (SIGHUP) also stops.
     handlers = {
@@ -58,15 +93,21 @@ def up_command(
             typer.echo(f"telemetry ({name}): {url}", err=True)
         typer.echo(f"step {chosen.name} ({chosen.label}) in force; Ctrl-C to stop", err=True)
         typer.echo(f"mesh URL: {mesh.url}")
-        died = mesh.wait()
+        while (died := mesh.wait(timeout=0.5)) is None:
+            if writer is not None:
+                writer.write(mesh.mirrored_samples(settle=SETTLE_S))
         raise MeshError(f"stopping the local mesh: {died}")
     except (KeyboardInterrupt, Terminated):
         typer.echo("stopping the local mesh", err=True)
     finally:
-        mesh.close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    typer.echo("stopped; every process meshlab started has ended", err=True)
+        try:
+            if writer is not None and not mesh.group.dead():
+                time.sleep(0.2)  # copies of the last requests finish just after their primaries
+                writer.write(mesh.mirrored_samples())
+        finally:
+            mesh.close()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def register(app: typer.Typer) -> None:

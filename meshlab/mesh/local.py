@@ -94,6 +94,7 @@ class LocalMesh:
         here: Path | None = None,
         run_dir: Path | None = None,
         keep_run_dir: bool = False,
+        capture_mirrored: bool | None = None,
     ) -> None:
         if experiment.spec.local is None:
             raise ConfigError(
@@ -106,6 +107,10 @@ class LocalMesh:
         self._own_run_dir = run_dir is None
         self.run_dir = Path(run_dir) if run_dir else Path(tempfile.mkdtemp(prefix="meshlab-mesh-"))
         self.keep_run_dir = keep_run_dir
+        # Tap files pile up until mirrored_samples() drains them: capture only for a consumer.
+        self.capture_mirrored = (
+            self.local.capture_mirrored if capture_mirrored is None else capture_mirrored
+        )
         self.group = ProcessGroup(grace=self.local.stop_timeout)
         self.model_urls: dict[str, str] = {}
         self.sidecars: dict[str, EnvoyProcess] = {}
@@ -154,9 +159,7 @@ class LocalMesh:
         for arm in ARMS:  # sidecars start while the model servers load their models
             parts = urlsplit(self.model_urls[arm])
             tap = (
-                self.run_dir / "tap" / arm
-                if arm == "candidate" and self.local.capture_mirrored
-                else None
+                self.run_dir / "tap" / arm if arm == "candidate" and self.capture_mirrored else None
             )
             bootstrap = inbound_bootstrap(
                 service_port, parts.hostname or LOOPBACK, parts.port or 80, tap
@@ -176,7 +179,7 @@ class LocalMesh:
                 f"spec.local.{arm}.readyUrl {ready_url} answered 2xx",
                 child,
             )
-        if self.local.capture_mirrored:
+        if self.capture_mirrored:
             path = parse_extractor(self.experiment.spec.load.extractor_path)
             self._tap = TapReader(self.run_dir / "tap", "candidate", "candidate", path)
         self._start_outbound(step)
@@ -342,9 +345,13 @@ class LocalMesh:
         """Process id (and process group id) of every child, by name."""
         return self.group.pids
 
-    def mirrored_samples(self) -> list[Sample]:
-        """Mirrored copies the candidate answered since the last call (``mirrored=True`` rows)."""
-        return self._tap.drain() if self._tap is not None else []
+    def mirrored_samples(self, settle: float = 0.0) -> list[Sample]:
+        """Mirrored copies the candidate answered since the last call (``mirrored=True`` rows).
+
+        Sorted by start time; ``settle`` holds back copies younger than that many seconds so that
+        rows from successive calls stay in order (see :meth:`TapReader.drain`).
+        """
+        return self._tap.drain(settle) if self._tap is not None else []
 
     def check(self) -> None:
         """MeshError if a child process died on its own."""

@@ -77,10 +77,16 @@ class TapReader:
         self.arm = arm
         self.path = tuple(path)
         self.dropped = 0  # traces that never parsed, or had no x-request-id
+        self._held: list[Sample] = []
 
-    def drain(self) -> list[Sample]:
-        """New mirrored samples in order of start time; their files are deleted."""
-        out: list[Sample] = []
+    def drain(self, settle: float = 0.0) -> list[Sample]:
+        """New mirrored samples in order of start time; their files are deleted.
+
+        With ``settle`` > 0, samples that started less than ``settle`` seconds ago are held back
+        for a later call, so that successive calls stay in start-time order even when a slower
+        copy that started earlier finishes later (as long as it takes under ``settle``).
+        """
+        out: list[Sample] = self._held
         now = time.time()
         for file in sorted(self.directory.glob(f"{self.prefix}_*.json")):
             try:
@@ -99,4 +105,8 @@ class TapReader:
             else:
                 out.append(sample)
         out.sort(key=lambda s: s.timestamp)
-        return out
+        cut = len(out)
+        if settle > 0:
+            cut = next((i for i, s in enumerate(out) if s.timestamp > now - settle), len(out))
+        self._held = out[cut:]
+        return out[:cut]

@@ -13,11 +13,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
+from meshlab.samples import read_samples
 from tests.conftest import REPO
-from tests.mesh.conftest import EXAMPLES, running
+from tests.mesh.conftest import EXAMPLES, Client, running
 
 pytestmark = pytest.mark.envoy
 
@@ -50,6 +52,7 @@ class Run:
     process: subprocess.Popen[str]
     pids: dict[str, int]
     stderr: list[str]
+    url: str
 
 
 @contextmanager
@@ -73,8 +76,9 @@ def meshlab(code: str, *args: str) -> Iterator[Run]:
             if len(pids) == 5:
                 break
         assert len(pids) == 5, "".join(lines)
-        assert process.stdout.readline().startswith("mesh URL: http://127.0.0.1:")
-        yield Run(process, pids, lines)
+        url_line = process.stdout.readline()
+        assert url_line.startswith("mesh URL: http://127.0.0.1:"), url_line
+        yield Run(process, pids, lines, url_line.split()[-1])
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
@@ -141,3 +145,17 @@ def test_meshlab_killed_outright_takes_its_children_with_it() -> None:
         os.kill(run.process.pid, signal.SIGKILL)  # no handler, no atexit: only PDEATHSIG helps
         run.process.wait(timeout=10)
         assert _all_gone(run.pids) == []
+
+
+def test_mesh_up_writes_mirrored_samples_paired_by_request_id(tmp_path: Path) -> None:
+    out = tmp_path / "mirrored.csv"
+    spec = str(EXAMPLES / "shadow.yaml")
+    with meshlab(CLI, "mesh", "up", "-f", spec, "--mirrored-samples", str(out)) as run:
+        url = run.url
+        results = Client(url).send(30, "cli", threads=2)
+        assert {r.arm for r in results} == {"baseline"}
+        os.kill(run.process.pid, signal.SIGTERM)
+        assert run.process.wait(timeout=20) == 0
+    samples = read_samples(out)
+    assert sorted(samples.request_id.tolist()) == sorted(r.request_id for r in results)
+    assert samples.mirrored.all() and (samples.arm == 1).all() and (samples.status == 200).all()

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,21 @@ def test_the_reader_drains_in_time_order_and_waits_for_partial_files(tmp_path: P
     old = time.time() - 60
     os.utime(tmp_path / "candidate_3.json", (old, old))
     assert reader.drain() == [] and reader.dropped == 1 and not list(tmp_path.iterdir())
+
+
+def test_settle_holds_back_young_samples_so_calls_stay_in_order(tmp_path: Path) -> None:
+    body = json.dumps({"outputs": [{"data": [0]}]})
+    old, young = _trace("old", body=body), _trace("young", body=body)
+    now = datetime.now(UTC)
+    for trace, age in ((old, 10.0), (young, 0.5)):
+        stamp = (now - timedelta(seconds=age)).isoformat().replace("+00:00", "Z")
+        trace["http_buffered_trace"]["request"]["headers_received_time"] = stamp
+        trace["http_buffered_trace"]["response"]["headers_received_time"] = stamp
+    (tmp_path / "candidate_1.json").write_text(json.dumps(young))
+    (tmp_path / "candidate_2.json").write_text(json.dumps(old))
+    reader = TapReader(tmp_path, "candidate", "candidate", PATH)
+    assert [s.request_id for s in reader.drain(settle=5.0)] == ["old"]
+    assert [s.request_id for s in reader.drain()] == ["young"]
 
 
 def test_stopping_a_child_stops_its_whole_process_group(tmp_path: Path) -> None:
