@@ -124,6 +124,8 @@ class LocalMesh:
     # ----------------------------------------------------------------------------- lifecycle
     def start(self, step: Step | None = None) -> LocalMesh:
         """Start everything and route as ``step`` says (default: all traffic to the baseline)."""
+        if self.group.children or self._closed:
+            raise MeshError("this local mesh was started already; build a new LocalMesh")
         _LIVE.add(self)
         try:
             self._start(step or rollback_step())
