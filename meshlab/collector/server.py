@@ -9,6 +9,7 @@ Routes (``POST`` bodies are parsed by :mod:`meshlab.collector.events`):
 ``GET /healthz``
     ``200 ok``.
 
+Bodies need a ``content-length`` (KServe's Go client sends one); chunked bodies are refused.
 Answers ``200`` to an accepted event (KServe logs anything else as a failure), ``400`` with a
 one-line reason to a bad one, ``413`` above ``max_body`` bytes. The server runs in a daemon thread
 of the meshlab process (stdlib ``ThreadingHTTPServer``); :class:`Collector` is also a
@@ -52,6 +53,7 @@ class _Handler(BaseHTTPRequestHandler):
     # One segment per answer: headers and body written apart would meet delayed ACKs (~40 ms).
     wbufsize = 64 * 1024
     disable_nagle_algorithm = True
+    timeout = 30  # seconds a client may take to send its request; frees stuck handler threads
 
     def _answer(self, status: int, text: str) -> None:
         body = (text + "\n").encode()
@@ -77,6 +79,10 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._answer(404, "post to /events, /events/baseline or /events/candidate")
             return
+        if "chunked" in self.headers.get("transfer-encoding", "").lower():
+            self.close_connection = True
+            self._answer(411, "send a content-length; chunked bodies are not accepted")
+            return
         try:
             length = int(self.headers.get("content-length", "0"))
         except ValueError:
@@ -96,7 +102,7 @@ class _Handler(BaseHTTPRequestHandler):
                 received_at=time.time(),
             )
         except EventError as exc:
-            collector.rejected += 1
+            collector.count_rejected()
             self._answer(400, str(exc))
             return
         collector.joiner.add(event)
@@ -122,7 +128,8 @@ class Collector:
         self.joiner = joiner or Joiner()
         self.services = dict(services or {})
         self.max_body = max_body
-        self.rejected = 0
+        self.rejected = 0  # events answered 400
+        self._rejected_lock = threading.Lock()
         self._address = (host, port)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -146,6 +153,10 @@ class Collector:
             )
             self._thread.start()
         return self.url
+
+    def count_rejected(self) -> None:
+        with self._rejected_lock:
+            self.rejected += 1
 
     def online(self) -> bool:
         return self._server is not None

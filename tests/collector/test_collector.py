@@ -239,3 +239,14 @@ def test_oversized_bodies_are_refused() -> None:
         )
         assert answer.status_code == 413
         assert httpx.get(collector.url + "/healthz", timeout=5).text == "ok\n"
+
+
+def test_chunked_bodies_are_refused_with_the_reason(collector: Collector) -> None:
+    def body() -> Iterator[bytes]:
+        yield b'{"requestId": "r", "prediction": 1}'
+
+    answer = httpx.post(collector.url + "/events/baseline", content=body(), timeout=5)
+    assert answer.status_code == 411 and "content-length" in answer.text
+    assert collector.rejected == 0
+    bad = httpx.post(collector.url + "/events/baseline", json={"prediction": 1}, timeout=5)
+    assert bad.status_code == 400 and collector.rejected == 1
