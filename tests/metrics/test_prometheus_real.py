@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from meshlab.errors import RetryableMetricsError
-from meshlab.metrics import ENVOY, BracketedComparison, Outage, PrometheusMetrics, fetch_or_hold
+from meshlab.metrics import (
+    ENVOY,
+    BracketedComparison,
+    MetricsUnavailableError,
+    Outage,
+    PrometheusMetrics,
+    fetch_or_hold,
+)
 from meshlab.samples import BASELINE, CANDIDATE
 from meshlab.spec.analysis import Analysis, Metric
 from tests.metrics.conftest import CLUSTERS, Stack, free_port, wait_for
@@ -121,7 +128,7 @@ def test_unreachable_prometheus_is_retryable_and_holds_then_aborts() -> None:
         now[0] = 29.0
         assert fetch_or_hold(backend, outage) is None
         now[0] = 31.0
-        with pytest.raises(Exception, match="grace period of 30s; aborting"):
+        with pytest.raises(MetricsUnavailableError, match="grace period of 30s; aborting"):
             fetch_or_hold(backend, outage)
     finally:
         backend.close()
