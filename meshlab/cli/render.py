@@ -28,7 +28,7 @@ def render_command(
         typer.Option("-o", "--output", help="Directory for --all (created if missing)."),
     ] = None,
 ) -> None:
-    """Render the DestinationRule and VirtualService of a step as YAML for ``kubectl apply -f -``."""
+    """Render the DestinationRule and VirtualService of a step as YAML for kubectl apply -f -."""
     experiment = load_experiment(file)
     if not all_:
         if output is not None:
