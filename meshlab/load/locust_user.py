@@ -54,6 +54,11 @@ class SampleRecorder:
         self.environment: Environment | None = None
         self._file: IO[str] | None = None
         self._writer: Any = None
+        # Start times of requests on their way (request id -> time.time() just before sending):
+        # the oldest bounds the start of any row not yet recorded, which is the watermark.
+        self.in_flight: dict[str, float] = {}
+        self.node = "local"
+        self._stopped = False
 
     # -- wiring -------------------------------------------------------------------------------
     def attach(self, environment: Environment) -> None:
@@ -63,18 +68,28 @@ class SampleRecorder:
             runner.register_message(MESSAGE, self._on_worker_rows)
             self._open()
         elif isinstance(runner, WorkerRunner):
+            self.node = str(runner.client_id)
             _on(environment.events.request, self.on_request)
-            _on(environment.events.test_stop, lambda **_: self.flush())
+            _on(environment.events.test_stop, self._on_test_stop)
+            _on(environment.events.test_start, self._on_test_start)
             gevent.spawn(self._flush_forever)
         else:
             self._open()
             _on(environment.events.request, self.on_request)
-            _on(environment.events.test_stop, lambda **_: self.flush())
+            _on(environment.events.test_stop, self._on_test_stop)
             gevent.spawn(self._flush_forever)
         # Not closed on 'quitting': on SIGTERM Locust fires it *before* stopping users and hearing
         # the workers' last rows. Every write is flushed; the file closes when the process exits.
         _on(environment.events.quitting, lambda **_: self.flush())
         atexit.register(self.close)
+
+    def _on_test_stop(self, **_: Any) -> None:
+        self.in_flight.clear()  # users are stopped: what was in flight will never report
+        self.flush()
+        self._stopped = True
+
+    def _on_test_start(self, **_: Any) -> None:
+        self._stopped = False
 
     def _open(self) -> None:
         if self.config.samples is not None and self._file is None:
@@ -93,6 +108,7 @@ class SampleRecorder:
         request_id = context.get("meshlab_request_id")
         if request_id is None:
             return  # not one of meshlab's requests
+        self.in_flight.pop(request_id, None)
         status = int(getattr(response, "status_code", 0) or 0)
         headers = getattr(response, "headers", None)
         arm = (headers.get(ARM_HEADER) or "") if headers else ""
@@ -109,23 +125,41 @@ class SampleRecorder:
         )
 
     def _on_worker_rows(self, environment: Environment, msg: Any, **_: Any) -> None:
-        self._write(msg.data["rows"])
+        self._write(msg.data["rows"], msg.data["node"], msg.data["watermark"])
 
-    def _write(self, rows: list[list[str]]) -> None:
-        if self._writer is not None and rows:
+    def _write(self, rows: list[list[str]], node: str, watermark: float) -> None:
+        """Rows, then a ``#,node,watermark`` line: no later row of ``node`` starts before it."""
+        if self._writer is not None:
             self._writer.writerows(rows)
+            self._writer.writerow(["#", node, repr(watermark)])
             assert self._file is not None
             self._file.flush()
 
+    def watermark(self) -> float:
+        """The start time no request still unrecorded can precede.
+
+        A request killed in flight (users stopped) never reports; after ``timeout + 1`` s its
+        entry is dropped, so it cannot hold the stream back (if it does report, it is late).
+        """
+        now = time.time()
+        cutoff = now - self.config.timeout - 1.0
+        for rid in [r for r, t in self.in_flight.items() if t < cutoff]:
+            del self.in_flight[rid]
+        return min(self.in_flight.values(), default=now)
+
     def flush(self) -> None:
-        rows, self.rows = self.rows, []
-        if not rows:
-            return
         runner = self.environment.runner if self.environment else None
+        if isinstance(runner, MasterRunner):
+            return  # the master sends no requests; it only writes what workers send
+        # No gevent switch between taking the rows and the watermark, so they agree.
+        rows, self.rows = self.rows, []
+        mark = self.watermark()
         if isinstance(runner, WorkerRunner):
-            runner.send_message(MESSAGE, {"rows": rows})
+            if not rows and self._stopped:
+                return  # after the final flush: a message to a master that quit would hang exit
+            runner.send_message(MESSAGE, {"rows": rows, "node": self.node, "watermark": mark})
         else:
-            self._write(rows)
+            self._write(rows, self.node, mark)
 
     def _flush_forever(self) -> None:
         while True:
@@ -158,10 +192,11 @@ def setup(protocol: str | None = None) -> type[FastHttpUser]:
     config = config_from_env(os.environ, protocol=protocol)
     _active["config"] = config
     if config.samples is not None and "recorder" not in _active:
-        recorder = SampleRecorder(config, make_extractor(config.extractor))
-        _active["recorder"] = recorder
-        _on(events.init, lambda environment, **_: recorder.attach(environment))
-    return make_user(config)
+        new = SampleRecorder(config, make_extractor(config.extractor))
+        _active["recorder"] = new
+        _on(events.init, lambda environment, **_: new.attach(environment))
+    recorder: SampleRecorder | None = _active.get("recorder")
+    return make_user(config, recorder.in_flight if recorder is not None else None)
 
 
 def load_bodies(config: LocustConfig) -> list[bytes]:
@@ -184,8 +219,13 @@ def load_bodies(config: LocustConfig) -> list[bytes]:
     )
 
 
-def make_user(config: LocustConfig) -> type[FastHttpUser]:
-    """A FastHttpUser class that POSTs ``config``'s payloads at its per-user constant throughput."""
+def make_user(
+    config: LocustConfig, in_flight: dict[str, float] | None = None
+) -> type[FastHttpUser]:
+    """A FastHttpUser class that POSTs ``config``'s payloads at its per-user constant throughput.
+
+    With ``in_flight``, each request's start is noted there until the recorder sees it complete.
+    """
     bodies = load_bodies(config)
     per_user = config.user_rps
     headers = {"content-type": "application/json", "accept": "application/json", **config.headers}
@@ -207,6 +247,8 @@ def make_user(config: LocustConfig) -> type[FastHttpUser]:
             body = bodies[self._next]
             self._next = (self._next + 1) % len(bodies)
             request_id = uuid.uuid4().hex
+            if in_flight is not None:
+                in_flight[request_id] = time.time()
             self.client.request(
                 "POST",
                 config.path,

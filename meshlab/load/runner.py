@@ -4,8 +4,10 @@ Locust (and gevent's monkey-patching) stays in its own processes: a local runner
 ``workers`` worker processes, all in one process group so they are always cleaned up together. The
 Locust side appends raw rows to a spool file in completion order; :class:`LoadRun` tails it, keeps
 the rows apart whose response carried no arm, and releases the rest in order of start time through
-:class:`~meshlab.load.ordering.OrderedMerge` (a row can arrive at most about ``timeout`` after it
-started, so rows older than ``2 * timeout + 2 s`` are safe to release). Writing the samples file is
+:class:`~meshlab.load.ordering.OrderedMerge`. Each Locust process writes, after its rows, a
+watermark: the start of its oldest request still in flight. Rows older than every process's
+watermark are released (typically within a poll interval); ``now - (2 * timeout + 2 s)`` is the
+fallback before every process has reported. Writing the samples file is
 the caller's business (:func:`meshlab.load.record_load` does it), which lets the caller merge rows
 from another source, such as the mirrored copies the mesh records in shadow mode.
 """
@@ -131,10 +133,15 @@ class LoadRun:
         self._spool: Path = self.run_dir / "spool.csv"
         self._offset = 0
         self._partial = b""
+        self._node_marks: dict[str, float] = {}
+        self._rows_seen = 0
         self._unattributed: list[Sample] = []
         self._late: list[Sample] = []
         self._released = 0
         self._stop_at: float | None = None
+        self._on_time = False  # stopped by meshlab at the end of the duration, not early
+        self._first_start: float | None = None
+        self._shaped = False
         self._lock = threading.Lock()
         self._deadline = math.inf
         self._finished = False
@@ -150,7 +157,10 @@ class LoadRun:
         files = self._locustfiles(config)
         env = {**os.environ, CONFIG_ENV: str(config_file.resolve()), "PYTHONUNBUFFERED": "1"}
         shaped = bool(config.steps or config.ramp)
-        run_time = math.ceil(self.plan.duration) + (1 if shaped else 0)
+        # meshlab ends a constant-rate run itself, ``duration`` after the first request started
+        # (Locust's own clock starts before its users are up); --run-time is only a backstop.
+        run_time = math.ceil(self.plan.duration) + (1 if shaped else 30)
+        self._shaped = shaped
         spawn_rate = max(100.0, config.users * 10.0)  # all users almost at once
         common = [
             self._python,
@@ -247,11 +257,19 @@ class LoadRun:
         return [p.pid for p in self._procs]
 
     def stop(self) -> None:
-        """Ask Locust to stop now (graceful: it flushes its last rows). Idempotent, thread-safe."""
+        """Ask Locust to stop now (graceful: it flushes its last rows). Idempotent, thread-safe.
+
+        Before the first row, Locust may still be starting up, where it ignores SIGTERM (a master
+        waiting for its workers has no handler yet); with nothing to lose, the group is killed.
+        """
         with self._lock:
             if self._stop_at is not None or not self._procs:
                 return
             self._stop_at = self._clock()
+            if self._rows_seen == 0:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self._procs[0].pid, signal.SIGKILL)
+                return
             with contextlib.suppress(ProcessLookupError):
                 self._procs[0].send_signal(signal.SIGTERM)
 
@@ -297,15 +315,29 @@ class LoadRun:
         rows = csv.reader(complete.decode("utf-8").split("\n"))
         out: list[Sample] = []
         for row in rows:
+            if row[0] == "#":  # a node's watermark, written after the rows it covers
+                self._node_marks[row[1]] = float(row[2])
+                continue
             sample = _parse_spool_line(row)
+            self._rows_seen += 1
+            if self._first_start is None or sample.timestamp < self._first_start:
+                self._first_start = sample.timestamp
             if sample.arm:
                 out.append(sample)
             else:
                 self._unattributed.append(sample)
         return out
 
-    def _batch(self, watermark: float | None) -> SampleBatch:
-        self._merge.add(SOURCE, self._read_spool(), watermark)
+    def _watermark(self, now: float) -> float:
+        """From the Locust nodes' own watermarks once all have reported; else ``now - lag``."""
+        fallback = now - self.lag
+        if len(self._node_marks) < max(1, self.plan.workers):
+            return fallback
+        return max(fallback, min(self._node_marks.values()))
+
+    def _batch(self, now: float | None) -> SampleBatch:
+        rows = self._read_spool()
+        self._merge.add(SOURCE, rows, None if now is None else self._watermark(now))
         batch = self._merge.release()
         self._released += len(batch.samples)
         self._late.extend(batch.late)
@@ -333,11 +365,19 @@ class LoadRun:
                     yield batch
                 break
             now = self._clock()
+            if (
+                not self._shaped
+                and self._first_start is not None
+                and now >= self._first_start + self.plan.duration
+                and self._stop_at is None
+            ):
+                self._on_time = True
+                self.stop()
             if now > self._deadline:
                 self.stop()
             if self._stop_at is not None and now > self._stop_at + self.grace:
                 self.close()  # Locust did not stop by itself in time
-            batch = self._batch(now - self.lag)
+            batch = self._batch(now)
             if batch.samples or batch.late:
                 yield batch
             time.sleep(poll)
@@ -348,7 +388,8 @@ class LoadRun:
             raise LoadError("the load run is still going; iterate batches() to its end first")
         code = self._procs[0].returncode if self._procs else None
         requests = _locust_request_count(self.run_dir / "locust_stats.json")
-        if requests is None and self._released == 0 and not self._unattributed:
+        nothing = self._released == 0 and not self._unattributed
+        if requests is None and nothing and self._stop_at is None:
             raise LoadError(f"Locust failed (exit {code}): {self._last_log_line()}")
         return LoadResult(
             self._released,
@@ -356,7 +397,7 @@ class LoadRun:
             tuple(self._late),
             requests,
             code,
-            self._stop_at is not None,
+            self._stop_at is not None and not self._on_time,
         )
 
     def _last_log_line(self) -> str:

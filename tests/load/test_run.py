@@ -48,13 +48,22 @@ def test_rate_contract_and_arms_through_envoy(envoy_split: Endpoint, tmp_path: P
     span = samples.timestamp[-1] - samples.timestamp[0]
     rate = (len(samples) - 1) / span
     assert abs(rate - 100) / 100 < 0.05, f"rate {rate:.1f}/s over {span:.2f}s"
-    assert span > 7.0
+    assert 7.5 < span < 8.5  # the duration counts from the first request
     # Every sample names the arm whose server answered its request id.
     served = envoy_split.served_arms()
     arms = np.array(["baseline", "candidate"])[samples.arm]
-    assert all(served[rid] == arm for rid, arm in zip(samples.request_id, arms, strict=True))
+    # (Under heavy CPU contention Envoy can answer a rare 503 itself, upstream reset: the route
+    # still names the arm it chose, but no server logged the request.)
+    ok = samples.status == 200
+    assert ok.mean() > 0.99 and (samples.status[~ok] >= 500).all()
+    wrong = [
+        (rid, arm, served.get(rid))
+        for rid, arm in zip(samples.request_id[ok], arms[ok], strict=True)
+        if served.get(rid) != arm
+    ]
+    assert not wrong, wrong[:5]
     assert 0.2 < samples.arm.mean() < 0.4  # Envoy's 30% candidate weight
-    assert (samples.status == 200).all() and not samples.mirrored.any()
+    assert not samples.mirrored.any()
     assert all(isinstance(p, float) for p in samples.prediction)
     assert "locust" not in sys.modules and "gevent" not in sys.modules  # never patched here
 
@@ -76,19 +85,25 @@ def test_workers_merge_without_loss_or_duplicates(arm_server: Endpoint, tmp_path
 def test_stop_ends_the_run_and_every_process(arm_server: Endpoint, tmp_path: Path) -> None:
     plan = LoadPlan(config(rps=40, users=4), arm_server.url, 60.0, workers=1)
     got = 0
+    lags: list[float] = []
     with LoadRun(plan, tmp_path / "run") as run:
         pids = run.pids
-        timer = threading.Timer(3.0, run.stop)
-        timer.start()
+        timer = threading.Timer(1.5, run.stop)
         started = time.monotonic()
         try:
             for batch in run.batches(poll=0.1):
                 got += len(batch.samples)
+                if batch.samples and not timer.is_alive() and not timer.finished.is_set():
+                    timer.start()  # stop 1.5 s after the first rows
+                if batch.samples and not timer.finished.is_set():
+                    lags.append(time.time() - batch.samples[-1].timestamp)
         finally:
             timer.cancel()
         elapsed = time.monotonic() - started
         result = run.result()
-    assert elapsed < 12, f"took {elapsed:.1f}s to stop"
+    assert elapsed < 30, f"took {elapsed:.1f}s"
+    # Rows stream out within about a poll of the workers' watermarks, not the 6 s fallback lag.
+    assert lags and min(lags) < 1.5, lags
     assert result.stopped_early and got == result.samples > 0
     assert result.lost == 0
     assert not any(alive(pid) for pid in pids)
@@ -143,7 +158,7 @@ def test_transport_failures_are_kept_apart(tmp_path: Path) -> None:
     result = record_load(LoadPlan(config(rps=20, users=2), f"http://127.0.0.1:{port}", 2.0), out)
     assert len(read_samples(out)) == 0
     assert result.locust_requests is not None
-    assert len(result.unattributed) == result.locust_requests > 10
+    assert len(result.unattributed) == result.locust_requests > 10  # 20/s for 2 s
     assert all(s.status == 0 and s.arm == "" for s in result.unattributed)
     assert (tmp_path / "dead.unattributed.csv").read_text().count(
         "\n"
@@ -204,6 +219,21 @@ def test_locustfile_by_hand_records_samples(arm_server: Endpoint, tmp_path: Path
             os.killpg(proc.pid, 9)
             proc.wait()
     assert proc.returncode == 0, err.decode()[-500:]
-    rows = spool.read_text().splitlines()
-    assert len(rows) > 20
+    rows = [r for r in spool.read_text().splitlines() if not r.startswith("#")]  # not watermarks
+    assert len(rows) > 10
     assert all(r.split(",")[1] in ("baseline", "candidate") for r in rows)
+
+
+def test_stop_during_startup_ends_at_once(arm_server: Endpoint, tmp_path: Path) -> None:
+    """A master still waiting for its workers ignores SIGTERM; meshlab must still stop it."""
+    plan = LoadPlan(config(rps=10, users=2), arm_server.url, 60.0, workers=1)
+    with LoadRun(plan, tmp_path / "run") as run:
+        pids = run.pids
+        time.sleep(1.0)
+        started = time.monotonic()
+        run.stop()
+        rows = sum(len(b.samples) for b in run.batches(poll=0.1))
+        result = run.result()
+    assert time.monotonic() - started < 5
+    assert result.stopped_early and rows == result.samples
+    assert not any(alive(pid) for pid in pids)
