@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/bootstrap.sh
-debian_packages prometheus wrk
+debian_packages prometheus wrk openssl
 
 .venv/bin/ruff check meshlab tests analysis loadtests benchmarks examples istio_manifests
 .venv/bin/ruff format --check meshlab

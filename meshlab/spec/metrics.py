@@ -1,6 +1,6 @@
 """Spec fields of the Prometheus backend and the shadow-prediction collector (``spec.metrics``).
 
-Meant to be attached by ``meshlab.spec.target`` (owned elsewhere) as::
+Attached by ``meshlab.spec.target`` as::
 
     class Prometheus(StrictModel):
         ...

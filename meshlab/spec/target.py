@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from meshlab.spec.base import Duration, Host, StrictModel
+from meshlab.spec.metrics import CollectorSpec, PrometheusQueries
 
 
 class Target(StrictModel):
@@ -44,6 +45,7 @@ class Prometheus(StrictModel):
     verify_tls: bool = True
     grace_period: Duration = 60.0
     interval: Duration = 5.0
+    queries: PrometheusQueries = PrometheusQueries()
 
 
 class MetricsSource(StrictModel):
@@ -51,6 +53,7 @@ class MetricsSource(StrictModel):
 
     source: Literal["samples", "prometheus"] = "samples"
     prometheus: Prometheus = Prometheus()
+    collector: CollectorSpec | None = None
 
 
 class Webhook(StrictModel):
