@@ -50,13 +50,9 @@ def _prediction_key(value: Any, epsilon: float) -> Hashable:
 
 def predictions_differ(a: Any, b: Any, epsilon: float) -> bool:
     """Whether two parsed predictions differ (numbers: ``|a - b| > epsilon``, else inequality)."""
-    numeric = (int, float)
-    if (
-        isinstance(a, numeric)
-        and isinstance(b, numeric)
-        and not isinstance(a, bool)
-        and not isinstance(b, bool)
-    ):
+    if isinstance(a, bool) or isinstance(b, bool):  # JSON true is not the number 1
+        return type(a) is not type(b) or a != b
+    if isinstance(a, int | float) and isinstance(b, int | float):
         return abs(float(a) - float(b)) > epsilon
     return bool(a != b)
 
@@ -160,9 +156,10 @@ class Comparison:
         """Add a batch of samples (rows in time order, continuing the previous batches)."""
         if len(batch) == 0:
             return
-        if self.first_time is None:
-            self.first_time = float(batch.timestamp[0])
-        self.last_time = float(batch.timestamp[-1])
+        # min/max rather than first/last row: the verdict must not depend on order within a batch
+        first = float(batch.timestamp.min())
+        self.first_time = first if self.first_time is None else min(self.first_time, first)
+        self.last_time = max(self.last_time, float(batch.timestamp.max()))
         self.n_seen += len(batch)
         primary = ~batch.mirrored
         if self.mode == "canary":

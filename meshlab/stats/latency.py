@@ -20,6 +20,7 @@ bounds its upper edge, so the quantisation only widens the interval (by at most 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -44,21 +45,23 @@ class LogGrid:
     hi: float = 1e7
     ratio: float = 1.001
 
-    @property
+    @cached_property
     def edges(self) -> FloatArray:
         steps = int(np.ceil(np.log(self.hi / self.lo) / np.log(self.ratio)))
         inner = self.lo * self.ratio ** np.arange(steps + 1, dtype=np.float64)
         return np.concatenate(([0.0], inner, [np.inf]))
 
-    @property
+    @cached_property
     def size(self) -> int:
         return int(self.edges.shape[0] - 1)
 
     def index(self, values: npt.ArrayLike) -> IntArray:
         """Bin index of each value (values are latencies, >= 0)."""
         x = np.asarray(values, dtype=np.float64)
-        with np.errstate(divide="ignore"):
-            j = np.floor(np.log(x / self.lo) / np.log(self.ratio)).astype(np.int64) + 1
+        steps = np.floor(
+            np.log(np.clip(x, self.lo, self.hi * self.ratio) / self.lo) / np.log(self.ratio)
+        )
+        j = steps.astype(np.int64) + 1
         j = np.where(x < self.lo, 0, np.clip(j, 1, self.size - 1))
         # Correct the rare log-rounding error so a value always lies inside its bin.
         e = self.edges
