@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from meshlab.mesh.envoy_config import ROUTE_CONFIG_NAME, static_cluster
+from meshlab.stats.buckets import envoy_bucket_settings, fine_latency_buckets
 
 Json = dict[str, Any]
 
@@ -94,6 +95,8 @@ def outbound_bootstrap(
         "admin": _admin(admin_port),
         # Histograms in /stats/prometheus refresh on each flush (5 s by default).
         "stats_flush_interval": "1s",
+        # 2%-wide latency buckets, so a Prometheus-fed comparison can resolve a 10% tolerance.
+        "stats_config": envoy_bucket_settings(fine_latency_buckets()),
         "static_resources": {
             "listeners": [_listener(OUTBOUND_LISTENER, listen_port, _hcm("outbound", [], rds))],
             "clusters": [

@@ -22,8 +22,6 @@ from meshlab.metrics.base import (
 from meshlab.metrics.bracket import (
     DEFAULT_BUCKETS_MS,
     BracketedComparison,
-    envoy_bucket_settings,
-    geometric_buckets,
     istio_buckets_annotation,
     lower_bounds,
 )
@@ -40,6 +38,7 @@ from meshlab.metrics.templates import (
     TemplateSet,
     template_set,
 )
+from meshlab.stats.buckets import envoy_bucket_settings, geometric_buckets
 
 __all__ = [
     "APPROXIMATION",

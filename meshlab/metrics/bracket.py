@@ -147,26 +147,6 @@ def _combine(worst: MetricResult, best: MetricResult) -> MetricResult:
     )
 
 
-def geometric_buckets(low_ms: float, high_ms: float, ratio: float) -> list[float]:
-    """Bucket bounds ``low, low*ratio, ...`` up to ``high``: each bucket ``ratio - 1`` wide.
-
-    With ``ratio - 1`` below a latency tolerance, bracketed comparisons can promote.
-    """
-    if not (0 < low_ms < high_ms) or ratio <= 1:
-        raise ValueError("need 0 < low_ms < high_ms and ratio > 1")
-    steps = math.ceil(math.log(high_ms / low_ms) / math.log(ratio))
-    return [float(f"{low_ms * ratio**i:.4g}") for i in range(steps + 1)]
-
-
 def istio_buckets_annotation(bounds: Sequence[float]) -> dict[str, str]:
     """Pod annotation giving Istio's request-duration histogram these buckets (Istio >= 1.19)."""
     return {"sidecar.istio.io/statsHistogramBuckets": json.dumps({"istiocustom": list(bounds)})}
-
-
-def envoy_bucket_settings(bounds: Sequence[float], prefix: str = "cluster.") -> dict[str, object]:
-    """Envoy bootstrap ``stats_config`` giving histograms under ``prefix`` these buckets (ms)."""
-    return {
-        "histogram_bucket_settings": [
-            {"match": {"prefix": prefix}, "buckets": [float(b) for b in bounds]}
-        ]
-    }
