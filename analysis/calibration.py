@@ -141,20 +141,28 @@ def simulate(s: Scenario, reps: int, rng: np.random.Generator) -> Outcome:
                 code = (u[..., None] > np.cumsum(probs)[:-1]).sum(axis=-1)
                 onehot = np.eye(CATS.size, dtype=np.int64)[code] * masks[a][..., None]
                 cats[a] += onehot.sum(axis=1)
+        shared_err = rng.random((reps, k))  # shadow: a bad request fails on both arms
         for a, logl, pe in arms:
             m = masks[a]
             idx = GRID.index(np.exp(logl) * scale)
             flat = (rows * nb + idx)[m]
             hist[a] += np.bincount(flat, minlength=reps * nb).reshape(reps, nb)
             n[a] += m.sum(axis=1)
-            err[a] += ((rng.random((reps, k)) < pe) & m).sum(axis=1)
+            u_err = shared_err if s.mode == "shadow" else rng.random((reps, k))
+            err[a] += ((u_err < pe) & m).sum(axis=1)
         act = np.flatnonzero(active)
         if act.size == 0:
             break
         cum = np.cumsum(hist[:, act], axis=2)
         lo_l, _, hi_l = latency.ratio_interval(cum[0], cum[1], 0.5, ALPHA_SHARE, BETA, GRID)
         lo_e, _, hi_e = rates.rate_difference(
-            err[0, act], n[0, act], err[1, act], n[1, act], ALPHA_SHARE, BETA
+            err[0, act],
+            n[0, act],
+            err[1, act],
+            n[1, act],
+            ALPHA_SHARE,
+            BETA,
+            paired=s.mode == "shadow",
         )
         if s.mode == "shadow":
             lo_d, _, hi_d = rates.rate_interval(differ[act], pairs[act], ALPHA_SHARE, BETA)
@@ -269,7 +277,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=None, help="replications per scenario")
     parser.add_argument("--seed", type=int, default=20261124)
     args = parser.parse_args()
-    reps = args.reps or (100 if args.quick else 500)
+    reps = args.reps or (100 if args.quick else 300)
     rng = np.random.default_rng(args.seed)
     rows: list[dict[str, object]] = []
     started = time.perf_counter()

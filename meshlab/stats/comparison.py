@@ -205,12 +205,19 @@ class Comparison:
                 method, text = "Mann-Whitney U / Hodges-Lehmann (fixed horizon)", classic.GUARANTEE
             how = ""
         elif m.type == "error-rate":
+            shadow = self.mode == "shadow"
             lo_, est_, hi_ = rates.rate_difference(
-                self._errors[0], n_b, self._errors[1], n_c, a, b, seq, self.design_n
+                self._errors[0], n_b, self._errors[1], n_c, a, b, seq, self.design_n, shadow
             )
             lo, est, hi = float(lo_), float(est_), float(hi_)
             method = "error-rate difference"
-            how = "product of the two arms' mixtures" if seq else "Agresti-Caffo interval"
+            how = (
+                "Agresti-Caffo interval"
+                if not seq
+                else "union bound over the two arms (paired requests)"
+                if shadow
+                else "product of the two arms' mixtures"
+            )
         elif self.mode == "shadow":
             pairs = self._pairs[m.name]
             n_b = n_c = pairs.pairs

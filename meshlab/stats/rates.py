@@ -9,7 +9,9 @@ Clopper-Pearson bounds valid for a single look only.
 * error-rate: effect ``p_cand - p_base``; the product of the two arms' one-sided mixtures is a
   test martingale for the pair of true rates, and the bound is the extreme difference over the
   pairs it does not reject (:func:`meshlab.stats.boundaries.difference_upper`): widths add in
-  quadrature, about half the samples of a union bound over per-arm bounds. Fixed horizon:
+  quadrature, about half the samples of a union bound over per-arm bounds. In shadow mode both
+  arms see the same requests (errors may be correlated), so a union bound over per-arm
+  confidence sequences (each at half the level) is used instead. Fixed horizon:
   Agresti-Caffo (one-sided Wald with one pseudo-success and failure per arm).
 * paired disagreement (shadow): effect = the rate of pairs whose predictions differ; one
   Bernoulli sequence, lower at alpha_share, upper at beta.
@@ -86,11 +88,21 @@ def rate_difference(
     beta: float,
     sequential: bool = True,
     design_n: float = DEFAULT_DESIGN_N,
+    paired: bool = False,
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """(lower, estimate, upper) of p_cand - p_base (estimate nan while an arm has no data)."""
+    """(lower, estimate, upper) of p_cand - p_base (estimate nan while an arm has no data).
+
+    ``paired`` (shadow: both arms see the same requests, so their errors may be correlated and
+    the product of the arms' mixtures need not be a martingale): a union bound over per-arm
+    confidence sequences instead, each at half the level, valid under any dependence.
+    """
     sb, nb = np.asarray(s_base, dtype=np.float64), np.asarray(n_base, dtype=np.float64)
     sc, nc = np.asarray(s_cand, dtype=np.float64), np.asarray(n_cand, dtype=np.float64)
-    if sequential:
+    if sequential and paired:
+        half_a, half_b = alpha_share / 2, beta / 2
+        lower = rate_lower(sc, nc, half_a, design_n) - rate_upper(sb, nb, half_a, design_n)
+        upper = rate_upper(sc, nc, half_b, design_n) - rate_lower(sb, nb, half_b, design_n)
+    elif sequential:
         lower = -difference_upper(sb, nb, sc, nc, alpha_share, design_n)
         upper = difference_upper(sc, nc, sb, nb, beta, design_n)
     else:  # Agresti-Caffo: add one success and one failure per arm, then Wald
