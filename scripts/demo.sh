@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/bootstrap.sh
-exec .venv/bin/meshlab render -f examples/fraud-v2.yaml --step 1 "$@"
+exec .venv/bin/meshlab demo "$@"

@@ -1,0 +1,294 @@
+"""Running one experiment end to end: build the edges from the spec, run the controller, finalize.
+
+``start_experiment`` is what ``meshlab <strategy> start`` calls. It creates the run directory,
+starts the mesh (local Envoy by default) with all traffic on the baseline, starts Locust, wires
+the live sources and the per-phase statistics into a :class:`Controller`, and whatever happens
+(decision, error, Ctrl-C, SIGTERM) finishes by writing samples, result and report, then stopping
+every process it started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any, Literal
+
+from meshlab.errors import ConfigError, MeshlabError
+from meshlab.experiment.controller import Controller, Outcome
+from meshlab.experiment.notify import Notifier
+from meshlab.experiment.ports import Analyzer, LiveSamples, Progress
+from meshlab.experiment.progress import JsonProgress, QuietProgress, RichProgress
+from meshlab.experiment.sources import LoadSamples, LocalMeshSamples, StatsAnalyzer
+from meshlab.experiment.state import ExperimentState, load_state, save_state, state_path
+from meshlab.load import LoadRun, plan_from_spec
+from meshlab.mesh import MeshBackend
+from meshlab.report import build_report, load_run
+from meshlab.report.record import RESULT, SAMPLES, SPEC, dump_json, write_atomic
+from meshlab.samples import Sample, samples_to_csv
+from meshlab.spec import Experiment, load_experiment
+from meshlab.stats import Comparison
+from meshlab.stats.serialize import assessment_to_json
+
+ProgressMode = Literal["rich", "quiet", "json"]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What ``start`` leaves behind: the outcome, the run directory and the report paths."""
+
+    outcome: Outcome
+    run_dir: Path
+    result: dict[str, Any]
+    reports: tuple[Path, Path] | None
+
+
+def new_run_dir(base: Path, experiment: Experiment) -> Path:
+    """``runs/<name>-<UTC time>/``, unique even for two runs in the same second."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    for i in range(100):
+        path = base / f"{experiment.metadata.name}-{stamp}{'' if i == 0 else f'-{i}'}"
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            continue
+    raise ConfigError(f"{base}: cannot create a new run directory")
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM behaves like Ctrl-C (KeyboardInterrupt), so both roll back the same way."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def make_progress(mode: ProgressMode) -> Progress:
+    if mode == "json":
+        return JsonProgress()
+    if mode == "quiet" or not sys.stderr.isatty():
+        return QuietProgress()
+    return RichProgress()
+
+
+def analyzer_factory(experiment: Experiment) -> Callable[[str, float, float], Analyzer]:
+    """Per-phase statistics: the spec's analysis with the phase's share of alpha and beta."""
+
+    def make(mode: str, alpha: float, beta: float) -> Analyzer:
+        analysis = experiment.spec.analysis.model_copy(update={"alpha": alpha, "beta": beta})
+        return StatsAnalyzer(Comparison(analysis, mode), assessment_to_json)  # type: ignore[arg-type]
+
+    return make
+
+
+def check_not_running(experiment: Experiment) -> None:
+    """Refuse to start twice: a live experiment owns its routes."""
+    state = load_state(state_path(experiment))
+    if state is not None and state.phase in ("starting", "running") and state.process_alive:
+        raise ConfigError(
+            f"{experiment.metadata.namespace}/{experiment.metadata.name} is already running "
+            f"(pid {state.pid}); see 'meshlab status' or stop it first"
+        )
+
+
+def _mesh_for(
+    experiment: Experiment,
+    spec_dir: Path,
+    run_dir: Path,
+    *,
+    kubeconfig: str | None,
+    context: str | None,
+    dry_run: bool,
+) -> tuple[MeshBackend, Callable[[], list[Sample]], str | None]:
+    """The mesh backend, its mirrored-copy source (local only) and its client URL (local only)."""
+    if experiment.spec.target.kind == "local":
+        from meshlab.mesh.local import LocalMesh
+
+        local = LocalMesh(experiment, here=spec_dir, run_dir=run_dir / "mesh", keep_run_dir=True)
+        local.start()
+        return local, local.mirrored_samples, local.url
+    from meshlab.mesh.kubernetes import KubernetesMesh
+
+    kube = KubernetesMesh.from_spec(
+        experiment, kubeconfig=kubeconfig, context=context, dry_run=dry_run
+    )
+    return kube, list, None
+
+
+def start_experiment(
+    file: Path,
+    *,
+    runs: Path = Path("runs"),
+    progress: ProgressMode = "rich",
+    url: str | None = None,
+    rps: float | None = None,
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    dry_run: bool = False,
+    experiment: Experiment | None = None,
+) -> RunResult:
+    """Run the experiment in ``file`` to its end; see the module docstring."""
+    exp = experiment or load_experiment(file)
+    spec_dir = file.resolve().parent
+    check_not_running(exp)
+    if exp.spec.target.kind == "kubernetes" and url is None:
+        raise ConfigError(
+            "--url: a Kubernetes target needs the URL the load generator sends to "
+            "(the service's gateway or an in-cluster address)"
+        )
+    run_dir = new_run_dir(runs, exp)
+    shutil.copyfile(file, run_dir / SPEC)
+    state_file = state_path(exp)
+    state = ExperimentState(
+        exp.metadata.name,
+        exp.metadata.namespace,
+        exp.spec.strategy,
+        exp.spec.target.kind,
+        "starting",
+        "none",
+        str(run_dir.resolve()),
+        pid=_pid(),
+        started_at=time.time(),
+        updated_at=time.time(),
+    )
+    save_state(state_file, state)
+    view = make_progress(progress)
+    notifier = Notifier(exp.spec.notifications.webhooks)
+    closers: list[Callable[[], None]] = []
+    load_source: LoadSamples | None = None
+    outcome: Outcome | None = None
+    controller: Controller | None = None
+    try:
+        with sigterm_as_interrupt():
+            try:
+                mesh, mirrored, mesh_url = _mesh_for(
+                    exp, spec_dir, run_dir, kubeconfig=kubeconfig, context=context, dry_run=dry_run
+                )
+                closers.append(mesh.close)
+                target_url = url or mesh_url
+                assert target_url is not None
+                plan = plan_from_spec(
+                    exp.spec.load,
+                    target_url,
+                    base_dir=spec_dir,
+                    rps=rps,
+                    duration=exp.spec.limits.experiment_max_duration + 60,
+                )
+                run = LoadRun(plan, run_dir / "load")
+                closers.append(run.close)
+                run.start()
+                load_source = LoadSamples(run)
+                source: LiveSamples = LocalMeshSamples(load_source, mirrored)
+            except KeyboardInterrupt:
+                state = state.advance(
+                    phase="rolled-back", step="rollback", detail="interrupted during start-up"
+                )
+                save_state(state_file, state)
+                raise
+            except MeshlabError as exc:
+                state = state.advance(phase="failed", detail=f"start-up failed: {exc}")
+                save_state(state_file, state)
+                raise
+            controller = Controller(
+                exp,
+                mesh=mesh,
+                samples=source,
+                analyzers=analyzer_factory(exp),
+                run_dir=run_dir,
+                state=state,
+                state_file=state_file,
+                progress=view,
+                notifier=notifier,
+            )
+            outcome = controller.run()
+            if load_source is not None:
+                load_source.stop()
+                load_source.join(10.0)
+                controller.rows.extend(load_source.poll(0.0))
+    finally:
+        view.close()
+        for close in reversed(closers):
+            with contextlib.suppress(Exception):
+                close()
+        notifier.close()
+    assert controller is not None and outcome is not None
+    result = _result(exp, controller, outcome, url or "local mesh")
+    write_atomic(run_dir / SAMPLES, samples_to_csv(_ordered_unique(controller.rows)))
+    write_atomic(run_dir / RESULT, dump_json(result))
+    reports = build_report(load_run(run_dir))
+    return RunResult(outcome, run_dir, result, reports)
+
+
+def _pid() -> int:
+    import os
+
+    return os.getpid()
+
+
+def _ordered_unique(rows: list[Sample]) -> list[Sample]:
+    """The samples contract: start-time order, one row per (request id, mirrored)."""
+    seen: set[tuple[str, bool]] = set()
+    out = []
+    for row in sorted(rows, key=lambda s: s.timestamp):
+        key = (row.request_id, row.mirrored)
+        if key not in seen:
+            seen.add(key)
+            out.append(row)
+    return out
+
+
+def _result(
+    exp: Experiment, controller: Controller, outcome: Outcome, target: str
+) -> dict[str, Any]:
+    snap = outcome.snapshot
+    started = controller.state.started_at
+    return {
+        "experiment": exp.metadata.name,
+        "namespace": exp.metadata.namespace,
+        "strategy": exp.spec.strategy,
+        "target": exp.spec.target.kind,
+        "endpoint": target,
+        "verdict": outcome.verdict,
+        "exit_code": outcome.exit_code,
+        "reason": outcome.reason,
+        "final_step": outcome.final_step,
+        "decision": outcome.decision,
+        "metrics": snap.metrics if snap else [],
+        "n_baseline": snap.n_baseline if snap else 0,
+        "n_candidate": snap.n_candidate if snap else 0,
+        "guarantee": snap.guarantee if snap else "",
+        "alpha": exp.spec.analysis.alpha,
+        "beta": exp.spec.analysis.beta,
+        "method": exp.spec.analysis.method,
+        "rollback": outcome.rollback,
+        "steps": outcome.steps,
+        "duration_s": round(time.time() - started, 3),
+        "requests": len(controller.rows),
+    }
+
+
+def result_json(result: RunResult) -> str:
+    """The ``--json`` output of ``start``."""
+    return json.dumps(
+        {
+            **result.result,
+            "run_dir": str(result.run_dir),
+            "reports": [str(p) for p in result.reports or ()],
+        },
+        indent=2,
+        sort_keys=True,
+    )

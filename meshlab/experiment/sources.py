@@ -1,0 +1,117 @@
+"""Live sample sources for the controller, adapting the load runner and the local mesh.
+
+:class:`LoadSamples` drains :meth:`meshlab.load.LoadRun.batches` on a background thread into a
+queue, so the controller can poll with a timeout while Locust runs in its own processes.
+:class:`LocalMeshSamples` adds the mirrored copies the local mesh's tap captured (shadow mode).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from meshlab.errors import LoadError
+from meshlab.experiment.ports import LiveSamples, Snapshot
+from meshlab.load import LoadRun
+from meshlab.samples import Sample, Samples
+from meshlab.stats import Comparison
+
+
+class LoadSamples:
+    """The rows a :class:`LoadRun` records, as a pollable :class:`LiveSamples`."""
+
+    def __init__(self, run: LoadRun, poll: float = 0.1) -> None:
+        self.run = run
+        self._queue: queue.Queue[list[Sample] | BaseException | None] = queue.Queue()
+        self._done = threading.Event()
+        self._thread = threading.Thread(
+            target=self._pump, args=(poll,), daemon=True, name="meshlab-load-samples"
+        )
+        self._thread.start()
+
+    def _pump(self, poll: float) -> None:
+        try:
+            for batch in self.run.batches(poll=poll):
+                rows = list(batch.samples) + list(batch.late)
+                if rows:
+                    self._queue.put(rows)
+        except BaseException as exc:  # handed to the controller's thread, raised there
+            self._queue.put(exc)
+        finally:
+            self._queue.put(None)
+
+    def poll(self, timeout: float) -> list[Sample]:
+        out: list[Sample] = []
+        try:
+            item = self._queue.get(timeout=timeout)
+            while True:
+                if item is None:
+                    self._done.set()
+                elif isinstance(item, BaseException):
+                    raise LoadError(f"the load generator failed: {item}") from item
+                else:
+                    out.extend(item)
+                item = self._queue.get_nowait()
+        except queue.Empty:
+            pass
+        return out
+
+    @property
+    def finished(self) -> bool:
+        return self._done.is_set() and self._queue.empty()
+
+    def stop(self) -> None:
+        self.run.stop()
+
+    def join(self, timeout: float) -> None:
+        """Wait for the pump thread after :meth:`stop` (the run drains its last rows)."""
+        self._thread.join(timeout)
+
+
+class LocalMeshSamples:
+    """Load rows plus the candidate's mirrored copies captured by the local mesh."""
+
+    def __init__(self, load: LiveSamples, mirrored: Callable[[], list[Sample]]) -> None:
+        self.load = load
+        self.mirrored = mirrored
+
+    def poll(self, timeout: float) -> list[Sample]:
+        rows = self.load.poll(timeout) + self.mirrored()
+        return sorted(rows, key=lambda s: s.timestamp)
+
+    @property
+    def finished(self) -> bool:
+        return self.load.finished
+
+    def stop(self) -> None:
+        self.load.stop()
+
+
+class StatsAnalyzer:
+    """The controller's :class:`Analyzer` over :class:`meshlab.stats.Comparison`."""
+
+    def __init__(self, comparison: Comparison, to_json: Callable[[Any], dict[str, Any]]) -> None:
+        self.comparison = comparison
+        self._to_json = to_json
+        self._arms = {"baseline": 0, "candidate": 0}
+
+    def update(self, samples: Sequence[Sample]) -> None:
+        if samples:
+            for s in samples:
+                self._arms[s.arm] += 1
+            self.comparison.update(Samples.from_rows(sorted(samples, key=lambda s: s.timestamp)))
+
+    def snapshot(self) -> Snapshot:
+        assessment = self.comparison.assess()
+        data = self._to_json(assessment)
+        guarantee = " ".join(sorted({m.guarantee for m in assessment.metrics}))
+        return Snapshot(
+            verdict=assessment.verdict.outcome,
+            metrics=data["metrics"],
+            n_baseline=self._arms["baseline"],
+            n_candidate=self._arms["candidate"],
+            reasons=list(assessment.verdict.reasons),
+            guarantee=guarantee,
+        )
