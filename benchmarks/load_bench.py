@@ -2,18 +2,24 @@
 
 Side by side in one script, against the same real Envoy on loopback (``direct_response``: Envoy
 answers itself and labels a random 30% of responses ``candidate``, so the server is not what is
-measured). Three load generators, run alternately ``--repeat`` times, each for ``--seconds``:
+measured). Four load generators, run alternately ``--repeat`` times, each for ``--seconds``:
 
 * ``wrk``: the C reference (``-t1 -c USERS``), POSTing the same V2 body;
 * ``locust``: plain Locust, the same locustfile (loadtests/v2.py) with recording off;
+* ``locust+rec``: the same, recording to a spool file (MESHLAB_SAMPLES) that nobody reads;
 * ``meshlab``: meshlab's load (LoadRun: same user class, every request recorded and streamed).
 
-Locust's rates come from its own request count over the run time; meshlab's recorded rows are
-checked against that count. Prints requests/s (median of the repeats) and the ratios, including
-the recording overhead ``1 - meshlab / locust`` (target: under 10%). The machine is shared, so
-numbers move between runs; the ratios from one run of this script are what to compare.
+Locust's rates come from its own report (request count over test start to last request) for all
+three Locust runs; meshlab's recorded rows are checked against that count. Then Locust's CPU time
+per request at a fixed rate, recording off and on, which is steadier than throughput when other
+work shares the CPUs. Prints requests/s (median of the repeats) and the ratios, including the
+recording overhead (target: under 10%). The machine is shared, so numbers move between runs; the
+ratios from one run of this script are what to compare.
 
     python benchmarks/load_bench.py --seconds 10 --repeat 3 [--workers 1]
+    # or against a running endpoint, e.g. the local mesh (meshlab mesh up -f examples/canary.yaml):
+    python benchmarks/load_bench.py --url http://127.0.0.1:PORT --model breast-cancer \\
+        --payloads loadtests/data/breast_cancer.v2.jsonl
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -32,15 +39,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "loadtests" / "support"))
 
-import stack  # noqa: E402
+import stack  # type: ignore[import-not-found]  # noqa: E402
 
 from meshlab.load import LoadPlan, LoadRun, LocustConfig  # noqa: E402
 
 PAYLOADS = ROOT / "loadtests" / "data" / "meshlab-features.jsonl"
-PATH = "/v2/models/model/infer"
 
 
-def run_wrk(url: str, body: bytes, seconds: int, users: int, work: Path) -> float:
+def run_wrk(url: str, path: str, body: bytes, seconds: int, users: int, work: Path) -> float:
     script = work / "post.lua"
     script.write_text(
         'wrk.method = "POST"\n'
@@ -48,7 +54,7 @@ def run_wrk(url: str, body: bytes, seconds: int, users: int, work: Path) -> floa
         'wrk.headers["content-type"] = "application/json"\n'
     )
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{users}", f"-d{seconds}s", "-s", str(script), url + PATH],
+        ["wrk", "-t1", f"-c{users}", f"-d{seconds}s", "-s", str(script), url + path],
         capture_output=True,
         text=True,
         check=True,
@@ -60,16 +66,31 @@ def run_wrk(url: str, body: bytes, seconds: int, users: int, work: Path) -> floa
     return float(match.group(1))
 
 
-def run_plain_locust(url: str, seconds: int, users: int, work: Path) -> float:
-    """Plain Locust: the same locustfile, recording off (no MESHLAB_SAMPLES)."""
+def run_plain_locust(
+    url: str,
+    payloads: Path,
+    model: str,
+    seconds: int,
+    users: int,
+    work: Path,
+    record: bool,
+    rps: str = "max",
+) -> tuple[float, float, int]:
+    """Plain Locust, the same locustfile; ``record`` sets MESHLAB_SAMPLES (no meshlab reading).
+
+    Returns (requests/s, CPU seconds Locust used, requests).
+    """
     report = work / "plain"
     env = {
         **os.environ,
-        "MESHLAB_PAYLOADS": str(PAYLOADS),
-        "MESHLAB_RPS": "max",
+        "MESHLAB_PAYLOADS": str(payloads),
+        "MESHLAB_RPS": rps,
         "MESHLAB_USERS": str(users),
+        "MESHLAB_MODEL": model,
     }
     env.pop("MESHLAB_SAMPLES", None)
+    if record:
+        env["MESHLAB_SAMPLES"] = str(work / "by-hand-spool.csv")
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -98,26 +119,61 @@ def run_plain_locust(url: str, seconds: int, users: int, work: Path) -> float:
         stderr=subprocess.DEVNULL,
         process_group=0,
     )
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
         proc.wait(timeout=seconds + 60)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, 9)
             proc.wait()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
     entries = json.loads(report.with_suffix(".json").read_text())
-    return sum(int(e["num_requests"]) for e in entries) / seconds
+    count = sum(int(e["num_requests"]) for e in entries)
+    return locust_rate(report.with_suffix(".json")), cpu, count
 
 
-def run_meshlab(url: str, seconds: int, users: int, workers: int, work: Path) -> tuple[float, int]:
+def cpu_per_request(
+    url: str, payloads: Path, model: str, users: int, work: Path, record: bool, rps: int
+) -> float:
+    """Locust's CPU microseconds per request at a fixed rate: the slope between a 3 s and a 9 s
+    run, so start-up cancels out. Steadier than throughput on a shared machine."""
+    _, cpu_short, n_short = run_plain_locust(url, payloads, model, 3, users, work, record, str(rps))
+    _, cpu_long, n_long = run_plain_locust(url, payloads, model, 9, users, work, record, str(rps))
+    micros: float = (cpu_long - cpu_short) / (n_long - n_short) * 1e6
+    return micros
+
+
+def locust_rate(stats_json: Path) -> float:
+    """Requests/s from Locust's own report: its count over the span from test start to last request.
+
+    The same measure for plain Locust and meshlab, whatever ends each run.
+    """
+    entries = json.loads(stats_json.read_text())
+    count = sum(int(e["num_requests"]) for e in entries)
+    span = max(e["last_request_timestamp"] for e in entries) - min(e["start_time"] for e in entries)
+    return count / span
+
+
+def run_meshlab(
+    url: str, payloads: Path, model: str, seconds: int, users: int, workers: int, work: Path
+) -> tuple[float, int]:
     """meshlab's load: returns (requests/s by Locust's count, rows lost)."""
-    config = LocustConfig(payloads=str(PAYLOADS), rps=None, users=users, timeout=5.0)
+    config = LocustConfig(
+        payloads=str(payloads),
+        model=model,
+        path=f"/v2/models/{model}/infer",
+        rps=None,
+        users=users,
+        timeout=5.0,
+    )
     run_dir = Path(tempfile.mkdtemp(dir=work))
     with LoadRun(LoadPlan(config, url, float(seconds), workers=workers), run_dir) as run:
         rows = sum(len(b.samples) for b in run.batches())
         result = run.result()
     assert result.locust_requests is not None and rows == result.samples
     lost = result.lost or 0
-    return result.locust_requests / seconds, lost
+    return locust_rate(run_dir / "locust_stats.json"), lost
 
 
 def main() -> None:
@@ -127,6 +183,10 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=20)
     parser.add_argument("--workers", type=int, default=0, help="meshlab's Locust workers")
     parser.add_argument("--envoy-concurrency", type=int, default=1)
+    parser.add_argument("--url", default=None, help="a running V2 endpoint instead of Envoy's own")
+    parser.add_argument("--payloads", type=Path, default=PAYLOADS)
+    parser.add_argument("--model", default="model")
+    parser.add_argument("--cpu-rps", type=int, default=1000, help="fixed rate of the CPU runs")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install -y wrk")
@@ -134,25 +194,50 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="meshlab-load-bench-"))
     from meshlab.load.payloads import build_bodies, read_rows
 
-    body = build_bodies(read_rows(PAYLOADS)[:1], "v2")[0]
-    config = stack.envoy_config(stack.free_port(), stack.free_port())
-    envoy, port = stack.start_envoy(config, work / "envoy", concurrency=args.envoy_concurrency)
-    url = f"http://127.0.0.1:{port}"
-    rates: dict[str, list[float]] = {"wrk": [], "locust": [], "meshlab": []}
+    body = build_bodies(read_rows(args.payloads)[:1], "v2", model=args.model)[0]
+    path = f"/v2/models/{args.model}/infer"
+    envoy = None
+    if args.url is None:
+        config = stack.envoy_config(stack.free_port(), stack.free_port())
+        envoy, port = stack.start_envoy(config, work / "envoy", concurrency=args.envoy_concurrency)
+        url = f"http://127.0.0.1:{port}"
+    else:
+        url = args.url.rstrip("/")
+    rates: dict[str, list[float]] = {"wrk": [], "locust": [], "locust+rec": [], "meshlab": []}
     lost = 0
     try:
         for i in range(args.repeat):
-            rates["wrk"].append(run_wrk(url, body, args.seconds, args.users, work))
-            rates["locust"].append(run_plain_locust(url, args.seconds, args.users, work))
-            rate, missing = run_meshlab(url, args.seconds, args.users, args.workers, work)
+            rates["wrk"].append(run_wrk(url, path, body, args.seconds, args.users, work))
+            for name, record in (("locust", False), ("locust+rec", True)):
+                rate, _, _ = run_plain_locust(
+                    url, args.payloads, args.model, args.seconds, args.users, work, record
+                )
+                rates[name].append(rate)
+            rate, missing = run_meshlab(
+                url, args.payloads, args.model, args.seconds, args.users, args.workers, work
+            )
             rates["meshlab"].append(rate)
             lost += missing
             print(
                 f"round {i + 1}: " + ", ".join(f"{k} {v[-1]:,.0f}/s" for k, v in rates.items()),
                 flush=True,
             )
+        cpu: dict[str, list[float]] = {"locust": [], "locust+rec": []}
+        for _ in range(args.repeat):
+            for name, record in (("locust", False), ("locust+rec", True)):
+                cpu[name].append(
+                    cpu_per_request(
+                        url, args.payloads, args.model, args.users, work, record, args.cpu_rps
+                    )
+                )
+            print(
+                f"CPU/request at {args.cpu_rps}/s: "
+                + ", ".join(f"{k} {v[-1]:.0f} us" for k, v in cpu.items()),
+                flush=True,
+            )
     finally:
-        envoy.stop()
+        if envoy is not None:
+            envoy.stop()
         shutil.rmtree(work, ignore_errors=True)
     med = {k: statistics.median(v) for k, v in rates.items()}
     print(
@@ -164,11 +249,19 @@ def main() -> None:
         print(f"  {name:8s} {value:10,.0f}")
     print(f"  meshlab / wrk     = {med['meshlab'] / med['wrk']:.3f}")
     print(f"  locust  / wrk     = {med['locust'] / med['wrk']:.3f}")
+    rec = med["locust+rec"] / med["locust"]
+    print(f"  locust+rec / locust = {rec:.3f}  (recording in Locust: overhead {1 - rec:+.1%})")
+    full = med["meshlab"] / med["locust"]
     print(
-        f"  meshlab / locust  = {med['meshlab'] / med['locust']:.3f}"
-        f"  (recording overhead {1 - med['meshlab'] / med['locust']:+.1%}; target < 10%)"
+        f"  meshlab / locust  = {full:.3f}  (recording + meshlab reading the stream on the same"
+        f" CPUs: overhead {1 - full:+.1%}; target < 10%)"
     )
     print(f"  rows lost (Locust's count - recorded): {lost}")
+    plain_cpu, rec_cpu = (statistics.median(cpu[k]) for k in ("locust", "locust+rec"))
+    print(
+        f"  Locust CPU per request at {args.cpu_rps}/s: plain {plain_cpu:.0f} us, recording "
+        f"{rec_cpu:.0f} us -> recording costs {rec_cpu / plain_cpu - 1:+.1%} CPU per request"
+    )
 
 
 if __name__ == "__main__":

@@ -181,6 +181,15 @@ def envoy_config(
         "codec_type": "AUTO",
         "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": routes}]},
         "http_filters": [
+            # Read whole requests before answering: a direct response sent while a POST body is
+            # still unread makes Envoy close the connection, and every request would reconnect.
+            {
+                "name": "envoy.filters.http.buffer",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
+                    "max_request_bytes": 1048576,
+                },
+            },
             {
                 "name": "envoy.filters.http.router",
                 "typed_config": {

@@ -12,7 +12,6 @@ messages), so the master's spool holds every worker's requests, each exactly onc
 from __future__ import annotations
 
 import atexit
-import csv
 import math
 import os
 import random
@@ -50,10 +49,11 @@ class SampleRecorder:
     def __init__(self, config: LocustConfig, extract: Any) -> None:  # extract: bytes -> JSON text
         self.config = config
         self.extract = extract
-        self.rows: list[list[str]] = []
+        # CSV lines, not lists: strings are not tracked by the garbage collector, and thousands of
+        # small lists per second made Locust's heap scans cost more than the recording itself.
+        self.rows: list[str] = []
         self.environment: Environment | None = None
         self._file: IO[str] | None = None
-        self._writer: Any = None
         # Start times of requests on their way (request id -> time.time() just before sending):
         # the oldest bounds the start of any row not yet recorded, which is the watermark.
         self.in_flight: dict[str, float] = {}
@@ -94,7 +94,6 @@ class SampleRecorder:
     def _open(self) -> None:
         if self.config.samples is not None and self._file is None:
             self._file = open(self.config.samples, "a", encoding="utf-8", newline="")  # noqa: SIM115
-            self._writer = csv.writer(self._file, lineterminator="\n")
 
     # -- recording ----------------------------------------------------------------------------
     def on_request(
@@ -120,19 +119,19 @@ class SampleRecorder:
             except Exception:  # a body we cannot read has no prediction
                 prediction = ""
         started = start_time if start_time is not None else time.time() - response_time / 1000
+        if "," in prediction or '"' in prediction:
+            prediction = '"' + prediction.replace('"', '""') + '"'  # CSV quoting (JSON has no \n)
         self.rows.append(
-            [repr(started), arm, request_id, f"{response_time:.3f}", str(status), prediction, "0"]
+            f"{started!r},{arm},{request_id},{response_time:.3f},{status},{prediction},0\n"
         )
 
     def _on_worker_rows(self, environment: Environment, msg: Any, **_: Any) -> None:
         self._write(msg.data["rows"], msg.data["node"], msg.data["watermark"])
 
-    def _write(self, rows: list[list[str]], node: str, watermark: float) -> None:
+    def _write(self, rows: list[str], node: str, watermark: float) -> None:
         """Rows, then a ``#,node,watermark`` line: no later row of ``node`` starts before it."""
-        if self._writer is not None:
-            self._writer.writerows(rows)
-            self._writer.writerow(["#", node, repr(watermark)])
-            assert self._file is not None
+        if self._file is not None:
+            self._file.write("".join(rows) + f"#,{node},{watermark!r}\n")
             self._file.flush()
 
     def watermark(self) -> float:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -166,6 +167,11 @@ def make_extractor(path: str) -> Extractor:
             elif not isinstance(value, dict) or step not in value:
                 return ""
             value = value[step]
+        kind = type(value)  # numbers, the usual prediction, skip the JSON encoder
+        if kind is float and math.isfinite(value):
+            return repr(value)
+        if kind is int:
+            return str(value)
         return json.dumps(value, separators=(",", ":"))
 
     return extract

