@@ -17,47 +17,14 @@ from meshlab.errors import ConfigError
 from meshlab.samples import read_samples
 from meshlab.spec import load_experiment
 from meshlab.stats import MODES, Assessment, Comparison, Mode
+from meshlab.stats.serialize import assessment_to_json
 
 EXIT_CODES = {"promote": 0, "abort": 1, "inconclusive": 3}
 
 
-def _number(x: float) -> float | str | None:
-    """JSON has no inf/nan: nan -> null, +-inf -> "inf"/"-inf"."""
-    if math.isnan(x):
-        return None
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    return x
-
-
 def to_json(assessment: Assessment) -> dict[str, Any]:
     """The machine-readable verdict (keys as documented in the README)."""
-    d = assessment.decision
-    return {
-        "verdict": assessment.verdict.outcome,
-        "decision": None if d is None else {"at_request": d.at_request, "at_time": d.at_time},
-        "reasons": list(assessment.verdict.reasons),
-        "method": assessment.method,
-        "mode": assessment.mode,
-        "n_samples": assessment.n_samples,
-        "warnings": list(assessment.warnings),
-        "metrics": [
-            {
-                "name": m.name,
-                "type": m.type,
-                "verdict": m.verdict,
-                "estimate": _number(m.estimate),
-                "interval": [_number(m.lower), _number(m.upper)],
-                "tolerance": m.tolerance,
-                "abort_threshold": m.abort_threshold,
-                "n_baseline": m.n_baseline,
-                "n_candidate": m.n_candidate,
-                "method": m.method,
-                "guarantee": m.guarantee,
-            }
-            for m in assessment.metrics
-        ],
-    }
+    return assessment_to_json(assessment)
 
 
 def _pct(x: float) -> str:
