@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -90,3 +91,32 @@ def test_verdict_is_unchanged_by_reordering_within_a_look(s: Samples, seed: int)
     a = assess(s, LATENCY, ERRORS, DIVERGENCE)
     b = assess(s.take(perm), LATENCY, ERRORS, DIVERGENCE)
     assert a == b
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(20, 200), st.integers(0, 2**32 - 1))
+def test_shadow_verdict_is_unchanged_by_reordering_within_a_look(pairs: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    ids = [f"q{i}" for i in range(pairs)]
+    base = np.exp(rng.normal(3.0, 0.5, pairs))
+    preds = rng.integers(0, 3, pairs).tolist()
+    flips = (rng.random(pairs) < 0.1).tolist()
+    s = make_samples(
+        [0] * pairs + [1] * pairs,
+        np.concatenate([base, base * rng.uniform(0.8, 1.3, pairs)]),
+        rng.choice([200, 503], 2 * pairs, p=[0.95, 0.05]),
+        preds + [p + 1 if f else p for p, f in zip(preds, flips, strict=True)],
+        [False] * pairs + [True] * pairs,
+        ids + ids,
+    )
+    perm = np.random.default_rng(seed + 1).permutation(2 * pairs)
+    a, b = (
+        Comparison(analysis(LATENCY, ERRORS, DIVERGENCE), "shadow"),
+        Comparison(analysis(LATENCY, ERRORS, DIVERGENCE), "shadow"),
+    )
+    a.update(s)
+    b.update(s.take(perm))
+    ra, rb = a.assess(), b.assess()
+    assert ra == rb
+    assert ra.metrics[2].n_baseline == pairs
+    assert ra.metrics[2].estimate == pytest.approx(sum(flips) / pairs)

@@ -167,3 +167,18 @@ def test_unknown_mode_is_a_config_error() -> None:
 
     with pytest.raises(ConfigError, match="--mode"):
         Comparison(analysis(LATENCY), mode="blue")  # type: ignore[arg-type]
+
+
+def test_abort_on_is_read_from_yaml_in_camel_case() -> None:
+    import yaml
+
+    from meshlab.spec import parse_experiment
+
+    from ..conftest import EXAMPLE
+
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data["spec"]["analysis"]["metrics"][2]["abortOn"] = "beyond-tolerance"
+    metric = parse_experiment(data).spec.analysis.metrics[2]
+    assert metric.abort_on == "beyond-tolerance" and metric.tolerance == pytest.approx(0.02)
+    c = Comparison(parse_experiment(data).spec.analysis, mode="shadow")
+    assert [m.abort_on for m in c.analysis.metrics] == ["worse", "worse", "beyond-tolerance"]
