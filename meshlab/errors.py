@@ -19,6 +19,7 @@ from __future__ import annotations
 
 EXIT_BAD_INPUT = 2
 EXIT_INFRASTRUCTURE = 4
+EXIT_INTERRUPTED = 130
 
 
 class MeshlabError(Exception):

@@ -19,7 +19,8 @@ except ImportError:  # pragma: no cover - older typer uses click itself
     from click import ClickException, UsageError  # type: ignore[assignment]
 
 from meshlab.cli import analyze, experiment, load, mesh, render
-from meshlab.errors import EXIT_BAD_INPUT, EXIT_INFRASTRUCTURE, MeshlabError
+from meshlab.errors import EXIT_BAD_INPUT, EXIT_INFRASTRUCTURE, EXIT_INTERRUPTED, MeshlabError
+from meshlab.experiment import signals
 
 app = typer.Typer(
     name="meshlab",
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     except ClickException as exc:
         return _fail(exc.format_message().replace("\n", " "), EXIT_BAD_INPUT)
     except (typer.Abort, KeyboardInterrupt):
-        return _fail("interrupted", 130)
+        return _fail("interrupted", EXIT_INTERRUPTED)
     except MeshlabError as exc:
         if os.environ.get("MESHLAB_DEBUG"):
             traceback.print_exc()
@@ -63,9 +64,13 @@ def main(argv: list[str] | None = None) -> int:
             f"internal error: {type(exc).__name__}: {exc} (set MESHLAB_DEBUG=1 for details)",
             EXIT_INFRASTRUCTURE,
         )
-    return result if isinstance(result, int) else 0
+    code = result if isinstance(result, int) else 0
+    if code == EXIT_INTERRUPTED:  # typer turns KeyboardInterrupt into a silent Exit(130)
+        return _fail("interrupted", EXIT_INTERRUPTED)
+    return code
 
 
 def entrypoint() -> None:
-    """Console-script wrapper: exit with :func:`main`'s code."""
+    """Console-script wrapper: exit with :func:`main`'s code; SIGTERM acts like Ctrl-C throughout."""
+    signals.install()
     sys.exit(main())

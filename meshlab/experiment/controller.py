@@ -25,6 +25,7 @@ from typing import Any
 from meshlab.errors import ConfigError, MeshlabError
 from meshlab.experiment.notify import Notifier
 from meshlab.experiment.ports import Analyzer, Clock, LiveSamples, Progress, Snapshot, VerdictName
+from meshlab.experiment.signals import raise_if_interrupted
 from meshlab.experiment.state import ExperimentState, save_state
 from meshlab.manifests import Step, manifests, plan, promoted, rollback, step_filename, to_yaml
 from meshlab.mesh import MeshBackend
@@ -191,6 +192,7 @@ class Controller:
             counts = {"baseline": 0, "candidate": 0}
             outcome = "limit"
             while True:
+                raise_if_interrupted()
                 batch = self.source.poll(self.poll_interval)
                 if batch:
                     self.rows.extend(batch)
@@ -317,6 +319,8 @@ class Controller:
         ]
         last = max(ends, default=decided)
         return {
+            "decided_at": decided,
+            "applied_at": applied,
             "apply_ms": round(1000 * (applied - decided), 1),
             "decision_to_last_candidate_ms": round(1000 * max(0.0, last - decided), 1),
             "candidate_requests_after_decision": len(ends),

@@ -12,13 +12,11 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any, Literal
 
 from meshlab.errors import ConfigError, MeshlabError
@@ -26,6 +24,7 @@ from meshlab.experiment.controller import Controller, Outcome
 from meshlab.experiment.notify import Notifier
 from meshlab.experiment.ports import Analyzer, LiveSamples, Progress
 from meshlab.experiment.progress import JsonProgress, QuietProgress, RichProgress
+from meshlab.experiment.signals import interrupts_handled, raise_if_interrupted
 from meshlab.experiment.sources import LoadSamples, LocalMeshSamples, StatsAnalyzer
 from meshlab.experiment.state import ExperimentState, load_state, save_state, state_path
 from meshlab.load import LoadRun, plan_from_spec
@@ -61,20 +60,6 @@ def new_run_dir(base: Path, experiment: Experiment) -> Path:
         except FileExistsError:
             continue
     raise ConfigError(f"{base}: cannot create a new run directory")
-
-
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM behaves like Ctrl-C (KeyboardInterrupt), so both roll back the same way."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def make_progress(mode: ProgressMode) -> Progress:
@@ -173,7 +158,7 @@ def start_experiment(
     outcome: Outcome | None = None
     controller: Controller | None = None
     try:
-        with sigterm_as_interrupt():
+        with interrupts_handled():
             try:
                 mesh, mirrored, mesh_url = _mesh_for(
                     exp, spec_dir, run_dir, kubeconfig=kubeconfig, context=context, dry_run=dry_run
@@ -193,6 +178,7 @@ def start_experiment(
                 run.start()
                 load_source = LoadSamples(run)
                 source: LiveSamples = LocalMeshSamples(load_source, mirrored)
+                raise_if_interrupted()
             except KeyboardInterrupt:
                 state = state.advance(
                     phase="rolled-back", step="rollback", detail="interrupted during start-up"
