@@ -133,6 +133,39 @@ def run_plain_locust(
     return locust_rate(report.with_suffix(".json")), cpu, count
 
 
+RECORDER_TIMING = """
+import json, sys, timeit
+from geventhttpclient.header import Headers
+from meshlab.load.config import LocustConfig
+from meshlab.load.locust_user import SampleRecorder
+from meshlab.load.payloads import make_extractor
+
+class Response:  # what FastHttpUser hands the request event, with a V2 answer
+    status_code = 200
+    headers = Headers({"x-meshlab-arm": "baseline", "content-type": "application/json"})
+    content = json.dumps({"model_name": "m", "outputs": [
+        {"name": "output-0", "shape": [1], "datatype": "FP64", "data": [0.5]}]}).encode()
+
+recorder = SampleRecorder(LocustConfig(), make_extractor("outputs[0].data[0]"))
+response, context = Response(), {"meshlab_request_id": "0" * 32}
+def one():
+    recorder.in_flight["0" * 32] = 1.0
+    recorder.on_request(1.234, response, context, start_time=1795553323.938)
+n = 50000
+seconds = min(timeit.repeat(one, number=n, repeat=5))
+recorder.rows.clear()
+print(seconds / n * 1e6)
+"""
+
+
+def recorder_micros() -> float:
+    """Microseconds the recorder spends per request (in a child: it imports Locust)."""
+    out = subprocess.run(
+        [sys.executable, "-c", RECORDER_TIMING], capture_output=True, text=True, check=True
+    ).stdout
+    return float(out.strip().splitlines()[-1])
+
+
 def cpu_per_request(
     url: str, payloads: Path, model: str, users: int, work: Path, record: bool, rps: int
 ) -> float:
@@ -151,8 +184,8 @@ def locust_rate(stats_json: Path) -> float:
     """
     entries = json.loads(stats_json.read_text())
     count = sum(int(e["num_requests"]) for e in entries)
-    span = max(e["last_request_timestamp"] for e in entries) - min(e["start_time"] for e in entries)
-    return count / span
+    last = max(float(e["last_request_timestamp"]) for e in entries)
+    return count / (last - min(float(e["start_time"]) for e in entries))
 
 
 def run_meshlab(
@@ -258,6 +291,11 @@ def main() -> None:
     )
     print(f"  rows lost (Locust's count - recorded): {lost}")
     plain_cpu, rec_cpu = (statistics.median(cpu[k]) for k in ("locust", "locust+rec"))
+    micros = recorder_micros()
+    print(
+        f"  recorder per request (timed in isolation): {micros:.1f} us = "
+        f"{micros / plain_cpu:.1%} of plain Locust's CPU per request"
+    )
     print(
         f"  Locust CPU per request at {args.cpu_rps}/s: plain {plain_cpu:.0f} us, recording "
         f"{rec_cpu:.0f} us -> recording costs {rec_cpu / plain_cpu - 1:+.1%} CPU per request"
