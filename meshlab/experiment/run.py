@@ -14,12 +14,12 @@ import json
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from meshlab.errors import ConfigError, MeshlabError
+from meshlab.errors import ConfigError, MeshlabError, MetricsError
 from meshlab.experiment.controller import Controller, Outcome
 from meshlab.experiment.notify import Notifier
 from meshlab.experiment.ports import Analyzer, LiveSamples, Progress
@@ -70,14 +70,55 @@ def make_progress(mode: ProgressMode) -> Progress:
     return RichProgress()
 
 
-def analyzer_factory(experiment: Experiment) -> Callable[[str, float, float], Analyzer]:
-    """Per-phase statistics: the spec's analysis with the phase's share of alpha and beta."""
+def analyzer_factory(
+    experiment: Experiment, bounds: Callable[[], Sequence[float]] | None = None
+) -> Callable[[str, float, float], Analyzer]:
+    """Per-phase statistics: the spec's analysis with the phase's share of alpha and beta.
+
+    With ``bounds`` (histogram bucket bounds, for Prometheus-fed pseudo-samples) latencies are only
+    known to within a bucket, so the bracketed comparison is used: it decides only when the
+    verdict is the same wherever in its bucket each request really fell.
+    """
 
     def make(mode: str, alpha: float, beta: float) -> Analyzer:
         analysis = experiment.spec.analysis.model_copy(update={"alpha": alpha, "beta": beta})
-        return StatsAnalyzer(Comparison(analysis, mode), assessment_to_json)  # type: ignore[arg-type]
+        if bounds is None:
+            return StatsAnalyzer(Comparison(analysis, mode), assessment_to_json)  # type: ignore[arg-type]
+        from meshlab.metrics import BracketedComparison
+
+        core = BracketedComparison(analysis, mode, bounds=bounds)  # type: ignore[arg-type]
+        return StatsAnalyzer(core, assessment_to_json)  # type: ignore[arg-type]
 
     return make
+
+
+def _live_source(
+    experiment: Experiment,
+    load: LoadSamples,
+    mirrored: Callable[[], list[Sample]],
+    closers: list[Callable[[], None]],
+) -> tuple[LiveSamples, Callable[[], Sequence[float]] | None]:
+    """Where the statistics read from: raw samples (default) or Prometheus."""
+    if experiment.spec.metrics.source == "samples":
+        return LocalMeshSamples(load, mirrored), None
+    from meshlab.metrics import DEFAULT_BUCKETS_MS, Outage, PrometheusLiveSamples, from_experiment
+
+    prom = experiment.spec.metrics.prometheus
+    backend = from_experiment(experiment, prom.queries)
+    closers.append(backend.close)
+    if not backend.online():
+        raise MetricsError(
+            f"spec.metrics.prometheus.url: Prometheus at {prom.url} does not answer; "
+            "start it or fix the URL"
+        )
+    live = PrometheusLiveSamples(
+        backend,
+        load,
+        interval=prom.interval,
+        outage=Outage(prom.grace_period),
+        settle=prom.interval,
+    )
+    return live, lambda: backend.bounds or DEFAULT_BUCKETS_MS
 
 
 def check_not_running(experiment: Experiment) -> None:
@@ -177,7 +218,7 @@ def start_experiment(
                 closers.append(run.close)
                 run.start()
                 load_source = LoadSamples(run)
-                source: LiveSamples = LocalMeshSamples(load_source, mirrored)
+                source, bounds = _live_source(exp, load_source, mirrored, closers)
                 raise_if_interrupted()
             except KeyboardInterrupt:
                 state = state.advance(
@@ -193,7 +234,7 @@ def start_experiment(
                 exp,
                 mesh=mesh,
                 samples=source,
-                analyzers=analyzer_factory(exp),
+                analyzers=analyzer_factory(exp, bounds),
                 run_dir=run_dir,
                 state=state,
                 state_file=state_file,
