@@ -32,13 +32,37 @@ def pct(value: float | None) -> str:
     return f"{100 * value:+.3g}%"
 
 
+def _effect(m: dict[str, Any]) -> str:
+    if m["type"] == "prediction-divergence" and "total-variation" in str(m.get("method", "")):
+        return (
+            "total-variation distance between the two arms' prediction distributions "
+            "(the largest share of requests whose predicted class would change)"
+        )
+    return str(EFFECT_WORDS.get(m["type"], m["type"])).format(q=_quantile_label(m))
+
+
+def _guarantees(r: dict[str, Any]) -> list[str]:
+    lines = [
+        f"Over every look of the run: P(abort) <= {r.get('alpha', 0.05):g} if the candidate is no "
+        f"worse than the baseline on every metric; P(promote) <= {r.get('beta', 0.05):g} if some "
+        "metric is worse by at least its tolerance.",
+        "",
+    ]
+    for m in r.get("metrics", []):
+        if m.get("guarantee"):
+            lines.append(f"- {m['name']} ({m.get('method', '')}): {m['guarantee']}")
+    return lines
+
+
 def _metric_sentence(m: dict[str, Any]) -> str:
-    effect = EFFECT_WORDS.get(m["type"], m["type"]).format(q=_quantile_label(m))
+    effect = _effect(m)
     lo, hi = (m.get("interval") or [None, None])[:2]
     n = f"{m.get('n_baseline', 0)} baseline and {m.get('n_candidate', 0)} candidate observations"
     head = f"**{m['name']}** — {effect}: estimate {pct(m.get('estimate'))}, interval [{pct(lo)}, {pct(hi)}] from {n}; tolerance {pct(m['tolerance'])}."
     verdict = m.get("verdict")
-    if verdict == "fail":
+    if verdict == "fail" and m.get("abort_threshold"):
+        why = "The interval lies entirely above the tolerance, so the candidate is worse than allowed on this metric (abort)."
+    elif verdict == "fail":
         why = "The interval lies entirely above 0, so the candidate is worse than the baseline on this metric (abort)."
     elif verdict == "pass":
         why = "The whole interval lies below the tolerance, so any degradation is smaller than what was declared acceptable."
@@ -99,9 +123,8 @@ def markdown(run: RunRecord, plot_links: dict[str, str] | None = None) -> str:
         )
     out += ["", "## Metrics", ""]
     out += [f"- {_metric_sentence(m)}" for m in r.get("metrics", [])]
-    guarantee = r.get("guarantee")
-    if guarantee:
-        out += ["", "## What the numbers guarantee", "", str(guarantee)]
+    if r.get("metrics"):
+        out += ["", "## What the numbers guarantee", "", *_guarantees(r)]
     if r.get("approximation"):
         out += ["", f"_Approximation: {r['approximation']}_"]
     table = _steps_table(r)
