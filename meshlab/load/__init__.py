@@ -6,8 +6,9 @@ monkey-patches the process with gevent. Everything exported here is safe to impo
 
 from meshlab.load.config import LocustConfig, config_from_env
 from meshlab.load.ordering import OrderedMerge, SampleBatch
+from meshlab.load.plan import LoadPlan, LoadResult
 from meshlab.load.recording import plan_from_spec, record_load
-from meshlab.load.runner import LoadPlan, LoadResult, LoadRun
+from meshlab.load.runner import LoadRun
 
 __all__ = [
     "LoadPlan",

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from meshlab.load.config import LocustConfig
 from meshlab.load.ordering import SampleBatch
-from meshlab.load.runner import LoadPlan, LoadResult, LoadRun
+from meshlab.load.plan import LoadPlan, LoadResult
+from meshlab.load.runner import LoadRun
 from meshlab.samples import COLUMNS, Sample, SampleWriter
 from meshlab.spec.load import Load
 
