@@ -7,7 +7,7 @@ monkey-patches the process with gevent. Everything exported here is safe to impo
 from meshlab.load.config import LocustConfig, config_from_env
 from meshlab.load.ordering import OrderedMerge, SampleBatch
 from meshlab.load.plan import LoadPlan, LoadResult
-from meshlab.load.recording import plan_from_spec, record_load
+from meshlab.load.recording import plan_from_spec, record_load, samples_from_spool
 from meshlab.load.runner import LoadRun
 
 __all__ = [
@@ -20,4 +20,5 @@ __all__ = [
     "config_from_env",
     "plan_from_spec",
     "record_load",
+    "samples_from_spool",
 ]

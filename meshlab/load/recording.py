@@ -12,10 +12,11 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from meshlab.errors import ConfigError
 from meshlab.load.config import LocustConfig
 from meshlab.load.ordering import SampleBatch
 from meshlab.load.plan import LoadPlan, LoadResult
-from meshlab.load.runner import LoadRun
+from meshlab.load.runner import LoadRun, parse_spool_line
 from meshlab.samples import COLUMNS, Sample, SampleWriter
 from meshlab.spec.load import Load
 
@@ -55,6 +56,38 @@ def write_unattributed(samples: tuple[Sample, ...], path: Path) -> None:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(COLUMNS)
         writer.writerows(s.row() for s in samples)
+
+
+def samples_from_spool(spool: str | Path, out: str | Path) -> tuple[int, int]:
+    """Turn a Locust spool (e.g. a Kubernetes master's ``MESHLAB_SAMPLES`` file) into a samples
+    file in start-time order; rows without an arm go to ``<out>.unattributed.csv``.
+
+    Returns (rows written, rows unattributed).
+    """
+    source, out_file = Path(spool), Path(out)
+    try:
+        lines = source.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read the spool ({exc.strerror})") from exc
+    rows: list[Sample] = []
+    for number, line in enumerate(lines, start=1):
+        if not line:
+            continue
+        try:
+            parsed = parse_spool_line(line)
+        except ValueError as exc:
+            raise ConfigError(f"{source}:{number}: not a spool line ({exc})") from exc
+        if isinstance(parsed, Sample):
+            rows.append(parsed)
+    rows.sort(key=lambda s: s.timestamp)
+    attributed = [s for s in rows if s.arm]
+    unattributed = tuple(s for s in rows if not s.arm)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    with out_file.open("w", encoding="utf-8", newline="") as fh:
+        SampleWriter(fh).write(attributed)
+    if unattributed:
+        write_unattributed(unattributed, out_file.with_name(f"{out_file.stem}.unattributed.csv"))
+    return len(attributed), len(unattributed)
 
 
 def record_load(

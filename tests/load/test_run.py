@@ -242,3 +242,22 @@ def test_stop_during_startup_ends_at_once(arm_server: Endpoint, tmp_path: Path) 
     assert time.monotonic() - started < 5
     assert result.stopped_early and rows == result.samples
     assert not any(alive(pid) for pid in pids)
+
+
+def test_spool_converts_to_an_ordered_samples_file(tmp_path: Path) -> None:
+    """The path for a Kubernetes master's spool: completion order in, contract file out."""
+    from meshlab.load import samples_from_spool
+
+    spool = tmp_path / "spool.csv"
+    spool.write_text(
+        '2.0,candidate,b,1.000,200,"[1,2]",0\n'
+        "#,worker-1,1.5\n"
+        "1.0,baseline,a,900.000,200,0.5,0\n"
+        "1.5,,c,10000.000,0,,0\n"
+    )
+    out = tmp_path / "samples.csv"
+    assert samples_from_spool(spool, out) == (2, 1)
+    samples = read_samples(out)
+    assert list(samples.request_id) == ["a", "b"]
+    assert list(samples.prediction) == [0.5, [1, 2]]
+    assert (tmp_path / "samples.unattributed.csv").read_text().splitlines()[1].startswith("1.5,,c")
