@@ -68,7 +68,12 @@ class Proc:
 
 
 def start_arm_server(
-    arm: str = "random:0.5", *, log: Path | None = None, header: bool = True, seed: int = 1
+    arm: str = "random:0.5",
+    *,
+    log: Path | None = None,
+    header: bool = True,
+    seed: int = 1,
+    delay_ms: float = 0.0,
 ) -> tuple[Proc, int]:
     """Start ``arm_server.py``; returns the process and the port it listens on."""
     argv = [sys.executable, str(HERE / "arm_server.py"), "--arm", arm, "--seed", str(seed)]
@@ -76,6 +81,8 @@ def start_arm_server(
         argv += ["--log", str(log)]
     if not header:
         argv.append("--no-arm-header")
+    if delay_ms:
+        argv += ["--delay-ms", str(delay_ms)]
     proc = Proc(argv)
     assert proc.popen.stdout is not None
     line = proc.popen.stdout.readline().decode()

@@ -11,7 +11,7 @@ import typer
 from pydantic_core import PydanticCustomError
 
 from meshlab.errors import ConfigError, LoadError
-from meshlab.load import LoadRun, plan_from_spec, record_load
+from meshlab.load import LoadRun, SampleBatch, plan_from_spec, record_load
 from meshlab.spec import load_experiment
 from meshlab.spec.base import parse_duration
 
@@ -80,17 +80,32 @@ def load_command(
 
     # Locust runs in its own process group, so Ctrl-C reaches only meshlab, which stops it cleanly.
     previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    span: list[float] = []  # first and last start time written
+
+    def track(batch: SampleBatch) -> None:
+        if batch.samples:
+            span[:] = [span[0] if span else batch.samples[0].timestamp, batch.samples[-1].timestamp]
+
     try:
-        result = record_load(plan, out, on_start=wire_signals)
+        result = record_load(plan, out, on_start=wire_signals, on_batch=track)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+    rate = (result.samples - 1) / (span[1] - span[0]) if span and span[1] > span[0] else 0.0
     typer.echo(
         f"wrote {result.samples} samples to {out}"
+        + (f" at {rate:.1f} req/s" if rate else "")
         + (f"; {len(result.unattributed)} without an arm" if result.unattributed else "")
         + (f"; {len(result.late)} late" if result.late else ""),
         err=True,
     )
+    target = plan.config.rps
+    if rate and target and not (plan.config.steps or plan.config.ramp) and rate < 0.95 * target:
+        typer.echo(
+            f"warning: reached {rate:.1f} req/s of the {target:g} asked; responses are too slow "
+            f"for {plan.config.users} users: raise --users (or spec.load.users)",
+            err=True,
+        )
     if result.lost:
         raise LoadError(
             f"Locust counted {result.locust_requests} requests but {result.recorded} were "

@@ -68,7 +68,7 @@ def test_load_command_writes_a_valid_samples_file(arm_server: Endpoint, tmp_path
     )
     assert result.exit_code == 0, result.output
     assert 30 <= len(read_samples(out)) <= 100  # 40/s for 2 s, less Locust's start-up
-    assert f"to {out}" in result.output
+    assert f"to {out} at " in result.output
 
 
 @pytest.mark.parametrize(
@@ -187,3 +187,33 @@ def test_signal_stops_load_and_keeps_samples(
     assert proc.returncode == 130, err.decode()[-400:]
     assert len(read_samples(out)) > 0
     assert not any(alive(kid) for kid in kids)
+
+
+@pytest.mark.slow
+def test_too_few_users_for_the_rate_is_reported(tmp_path: Path) -> None:
+    from .conftest import stack
+
+    proc, port = stack.start_arm_server("baseline", delay_ms=100)  # 1 user: at most ~10 req/s
+    try:
+        result = CliRunner().invoke(
+            make_app(),
+            [
+                "load",
+                "-f",
+                str(spec_file(tmp_path)),
+                "--url",
+                f"http://127.0.0.1:{port}",
+                "--rps",
+                "40",
+                "--users",
+                "1",
+                "--duration",
+                "2s",
+                "--out",
+                str(tmp_path / "s.csv"),
+            ],
+        )
+    finally:
+        proc.stop()
+    assert result.exit_code == 0, result.output
+    assert "raise --users" in result.output
