@@ -158,6 +158,91 @@ print(seconds / n * 1e6)
 """
 
 
+TOGGLE_LOCUSTFILE = """
+import statistics, sys, time
+import gevent
+from locust import events
+import meshlab.load.locust_user as lu
+
+state = {"on": True, "n": 0}
+record = lu.SampleRecorder.on_request
+
+def switchable(self, *args, **kwargs):
+    state["n"] += 1
+    if state["on"]:
+        record(self, *args, **kwargs)
+    else:
+        self.in_flight.pop(kwargs["context"].get("meshlab_request_id"), None)
+
+lu.SampleRecorder.on_request = switchable
+
+class Inference(lu.setup("v2")):
+    abstract = False
+
+def toggle():
+    gevent.sleep(1.5)  # users up
+    per_request = {True: [], False: []}
+    for i in range(PHASES):
+        state["on"] = i % 2 == 0
+        cpu, n = time.process_time(), state["n"]
+        gevent.sleep(0.5)
+        per_request[state["on"]].append((time.process_time() - cpu) / max(1, state["n"] - n))
+    print("TOGGLE", statistics.median(per_request[True]) * 1e6,
+          statistics.median(per_request[False]) * 1e6, file=sys.stderr, flush=True)
+
+@events.test_start.add_listener
+def _start(**_):
+    gevent.spawn(toggle)
+"""
+
+
+def toggled_cpu(
+    url: str, payloads: Path, model: str, users: int, work: Path, rps: int
+) -> tuple[float, float]:
+    """Locust's CPU per request with recording on and off, alternating every 0.5 s in ONE process
+    at a fixed rate, so drift and neighbours' load hit both sides alike. Returns (on, off) us."""
+    phases = 24
+    locustfile = work / "toggle_locustfile.py"
+    locustfile.write_text(TOGGLE_LOCUSTFILE.replace("PHASES", str(phases)))
+    env = {
+        **os.environ,
+        "MESHLAB_PAYLOADS": str(payloads),
+        "MESHLAB_RPS": str(rps),
+        "MESHLAB_USERS": str(users),
+        "MESHLAB_MODEL": model,
+        "MESHLAB_SAMPLES": str(work / "toggle-spool.csv"),
+    }
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "locust",
+            "-f",
+            str(locustfile),
+            "--headless",
+            "--host",
+            url,
+            "-u",
+            str(users),
+            "-r",
+            "1000",
+            "--run-time",
+            f"{int(phases * 0.5 + 4)}s",
+            "--stop-timeout",
+            "0",
+            "--loglevel",
+            "WARNING",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stderr
+    line = next(ln for ln in out.splitlines() if ln.startswith("TOGGLE"))
+    _, on, off = line.split()
+    return float(on), float(off)
+
+
 def recorder_micros() -> float:
     """Microseconds the recorder spends per request (in a child: it imports Locust)."""
     out = subprocess.run(
@@ -268,6 +353,13 @@ def main() -> None:
                 + ", ".join(f"{k} {v[-1]:.0f} us" for k, v in cpu.items()),
                 flush=True,
             )
+        toggles: list[tuple[float, float]] = []
+        for _ in range(args.repeat):
+            toggles.append(
+                toggled_cpu(url, args.payloads, args.model, args.users, work, args.cpu_rps)
+            )
+            on, off = toggles[-1]
+            print(f"recording on/off in one process: {on:.0f} / {off:.0f} us", flush=True)
     finally:
         if envoy is not None:
             envoy.stop()
@@ -299,6 +391,14 @@ def main() -> None:
     print(
         f"  Locust CPU per request at {args.cpu_rps}/s: plain {plain_cpu:.0f} us, recording "
         f"{rec_cpu:.0f} us -> recording costs {rec_cpu / plain_cpu - 1:+.1%} CPU per request"
+        " (separate runs)"
+    )
+    on = statistics.median(t[0] for t in toggles)
+    off = statistics.median(t[1] for t in toggles)
+    print(
+        f"  recording on vs off, alternating in one Locust process at {args.cpu_rps}/s: "
+        f"{on:.0f} vs {off:.0f} us per request -> overhead {on / off - 1:+.1%} (target < 10%;"
+        " the steadiest of these measures)"
     )
 
 

@@ -146,12 +146,29 @@ def build_bodies(
     return bodies
 
 
-def make_extractor(path: str) -> Extractor:
-    """A function from a response body to the JSON text of the value at ``path`` ("" if absent)."""
+CACHE_SIZE = 4096
+
+
+def make_extractor(path: str, cache_size: int = CACHE_SIZE) -> Extractor:
+    """A function from a response body to the JSON text of the value at ``path`` ("" if absent).
+
+    Results are cached by body: a model answering a cycled dataset sends the same few bodies over
+    and over, and parsing each again was most of what recording a request cost. The cache is
+    emptied when it reaches ``cache_size`` bodies, so unique bodies cost one dict insert more.
+    """
     try:
         steps = parse_extractor(path)
     except ValueError as exc:
         raise ConfigError(f"load.extractor: {exc}") from exc
+    cache: dict[bytes, str] = {}
+
+    def cached(body: bytes) -> str:
+        hit = cache.get(body)
+        if hit is None:
+            if len(cache) >= cache_size:
+                cache.clear()
+            hit = cache[body] = extract(body)
+        return hit
 
     def extract(body: bytes) -> str:
         if not body:
@@ -174,4 +191,4 @@ def make_extractor(path: str) -> Extractor:
             return str(value)
         return json.dumps(value, separators=(",", ":"))
 
-    return extract
+    return cached if cache_size > 0 else extract

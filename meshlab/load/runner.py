@@ -30,6 +30,7 @@ from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 
+from meshlab.childproc import die_with_parent
 from meshlab.errors import ConfigError, LoadError
 from meshlab.load.config import CONFIG_ENV, LocustConfig
 from meshlab.load.ordering import OrderedMerge, SampleBatch
@@ -227,6 +228,7 @@ class LoadRun:
                     stderr=subprocess.STDOUT,
                     env=env,
                     process_group=group,
+                    preexec_fn=die_with_parent,  # Locust must not outlive a SIGKILLed meshlab
                 )
             except OSError as exc:
                 self.close()

@@ -83,3 +83,13 @@ def test_extractor(path: str, body: object, expected: str) -> None:
 def test_extractor_tolerates_non_json_bodies() -> None:
     assert make_extractor("a")(b"<html>") == ""
     assert make_extractor("a")(b"") == ""
+
+
+def test_extractor_cache_gives_the_same_answers_and_stays_bounded() -> None:
+    extract = make_extractor("predictions[0]", cache_size=3)
+    bodies = [json.dumps({"predictions": [i]}).encode() for i in range(10)]
+    for _ in range(2):  # second pass: a mix of hits and refills after the cache emptied
+        assert [extract(b) for b in bodies] == [str(i) for i in range(10)]
+    assert extract(b"not json") == "" and extract(b"not json") == ""
+    uncached = make_extractor("predictions[0]", cache_size=0)
+    assert [uncached(b) for b in bodies] == [str(i) for i in range(10)]
