@@ -164,7 +164,8 @@ def tv_interval(
         lower, upper = _tv_by_categories(q, p, nq, np_, alpha_share, beta, sequential, design_n)
     empty = (nq[..., 0] == 0) | (np_[..., 0] == 0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        est = 0.5 * np.abs(p / np_ - q / nq).sum(axis=-1)
+        # Sorted before summing: the labels' order (first seen) must not change the rounding.
+        est = 0.5 * np.sort(np.abs(p / np_ - q / nq), axis=-1).sum(axis=-1)
     return (
         np.asarray(np.where(empty, 0.0, lower), dtype=np.float64),
         np.asarray(np.where(empty, np.nan, est), dtype=np.float64),

@@ -89,12 +89,12 @@ class Meshlab:
         for proc in self.procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.communicate(timeout=30)
-                except subprocess.TimeoutExpired:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(proc.pid, signal.SIGKILL)
-                    proc.communicate(timeout=10)
+            try:
+                proc.communicate(timeout=30)  # also closes the pipes of processes already gone
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.communicate(timeout=10)
 
 
 @pytest.fixture
@@ -234,7 +234,7 @@ def test_sigkill_then_status_and_rollback_tell_the_truth(meshlab: Meshlab) -> No
     )
     meshlab.wait_for("step-applied")
     os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=10)
+    proc.communicate(timeout=10)
     deadline = time.monotonic() + 15  # children die with meshlab (parent-death signal)
     while _processes_mentioning(str(meshlab.tmp)) and time.monotonic() < deadline:
         time.sleep(0.2)
