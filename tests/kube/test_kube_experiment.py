@@ -1,0 +1,214 @@
+"""``meshlab canary start --target kubernetes`` end to end, against the fake API server.
+
+No cluster can run here, so the Kubernetes API is the faithful fake of tests/kube/ (real REST
+paths, server-side apply, CRD validation) and there is no data plane: the load goes to a loopback
+model server that labels responses with a random arm. What is under test is the controller driving
+a cluster: every step applied as validated objects, the verdict carried out, the routing state
+read back from the cluster by ``status``, and a SIGTERM ending with rollback routes in the cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+from tests.kube.fake_apiserver import FakeKubeAPI
+
+pytestmark = pytest.mark.slow
+NAME = "fraud-canary"
+
+
+@pytest.fixture
+def model_url() -> Iterator[str]:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(REPO / "loadtests/support/arm_server.py"),
+            "--port",
+            "0",
+            "--arm",
+            "random:0.5",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("PORT "), line
+        yield f"http://127.0.0.1:{line.split()[1]}"
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
+
+
+def _spec(tmp_path: Path, kubeconfig: Path) -> Path:
+    data: dict[str, Any] = yaml.safe_load(
+        (REPO / "istio_manifests/examples/canary.experiment.yaml").read_text()
+    )
+    spec = data["spec"]
+    spec["canary"] = {"steps": [50, 100]}
+    spec["analysis"] = {
+        "metrics": [
+            {"name": "latency-p50", "type": "latency", "quantile": 0.5, "tolerance": "50%"},
+            {"name": "errors", "type": "error-rate", "tolerance": "5%"},
+        ]
+    }
+    spec["limits"] = {"minSamples": 100, "maxDuration": "20s", "experimentMaxDuration": "45s"}
+    spec["load"] = {
+        "protocol": "v2",
+        "model": "breast-cancer",
+        "rps": 80,
+        "payloads": str(REPO / "loadtests/data/breast_cancer.v2.jsonl"),
+    }
+    spec["target"] = {"kind": "kubernetes", "kubeconfig": str(kubeconfig), "requestTimeout": "5s"}
+    path = tmp_path / "experiment.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k.lower() not in ("http_proxy", "https_proxy") and k != "KUBERNETES_SERVICE_HOST"
+    }
+    return {**env, "MESHLAB_HOME": str(tmp_path / "home")}
+
+
+def _meshlab(tmp_path: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "meshlab", *args],
+        cwd=REPO,
+        env=_env(tmp_path),
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def _virtual_service(api: FakeKubeAPI) -> dict[str, Any]:
+    vs = api.get_object("virtualservices", "models", f"meshlab-{NAME}")
+    assert vs is not None
+    return vs
+
+
+def test_canary_on_kubernetes_promotes_and_status_reads_the_cluster(
+    tmp_path: Path, fake_api: FakeKubeAPI, kubeconfig: Path, model_url: str, token: str
+) -> None:
+    spec = _spec(tmp_path, kubeconfig)
+    run = _meshlab(
+        tmp_path,
+        "canary",
+        "start",
+        "-f",
+        str(spec),
+        "--url",
+        model_url,
+        "--quiet",
+        "--runs",
+        str(tmp_path / "runs"),
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert token not in run.stdout + run.stderr
+    vs = _virtual_service(fake_api)
+    assert vs["metadata"]["annotations"]["meshlab.io/step"] == "promoted"
+    route = vs["spec"]["http"][0]
+    assert [d["destination"]["subset"] for d in route["route"]] == ["v2"]
+    applied = sorted(
+        p.name for p in next((tmp_path / "runs").glob("*/")).joinpath("manifests").glob("*.yaml")
+    )
+    assert applied == ["01-step-1.yaml", "02-step-2.yaml", "03-promoted.yaml"]
+    status = _meshlab(tmp_path, "status", "-f", str(spec))
+    assert "routing read back from the cluster: step promoted" in status.stdout, (
+        status.stdout + status.stderr
+    )
+
+
+def test_sigterm_leaves_rollback_routes_in_the_cluster(
+    tmp_path: Path, fake_api: FakeKubeAPI, kubeconfig: Path, model_url: str
+) -> None:
+    spec = _spec(tmp_path, kubeconfig)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "meshlab",
+            "canary",
+            "start",
+            "-f",
+            str(spec),
+            "--url",
+            model_url,
+            "--quiet",
+            "--runs",
+            str(tmp_path / "runs"),
+        ],
+        cwd=REPO,
+        env=_env(tmp_path),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            vs = fake_api.get_object("virtualservices", "models", f"meshlab-{NAME}")
+            if vs is not None and vs["metadata"]["annotations"].get("meshlab.io/step") == "1":
+                break
+            assert proc.poll() is None, proc.communicate()[1][-2000:]
+            time.sleep(0.1)
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err[-2000:]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate(timeout=10)
+    vs = _virtual_service(fake_api)
+    assert vs["metadata"]["annotations"]["meshlab.io/step"] == "rollback"
+    assert all(d["destination"]["subset"] == "v1" for r in vs["spec"]["http"] for d in r["route"])
+    assert all("mirror" not in r for r in vs["spec"]["http"])
+    status = _meshlab(tmp_path, "status", "-f", str(spec))
+    assert "routing read back from the cluster: step rollback" in status.stdout
+
+
+def test_dry_run_stores_nothing(
+    tmp_path: Path, fake_api: FakeKubeAPI, kubeconfig: Path, model_url: str
+) -> None:
+    spec = _spec(tmp_path, kubeconfig)
+    data = yaml.safe_load(spec.read_text())
+    data["spec"]["limits"] = {"minSamples": 50, "maxDuration": "5s", "experimentMaxDuration": "8s"}
+    spec.write_text(yaml.safe_dump(data))
+    run = _meshlab(
+        tmp_path,
+        "canary",
+        "start",
+        "-f",
+        str(spec),
+        "--url",
+        model_url,
+        "--dry-run",
+        "--quiet",
+        "--runs",
+        str(tmp_path / "runs"),
+        timeout=90,
+    )
+    assert run.returncode in (0, 3), run.stderr[-2000:]
+    assert fake_api.get_object("virtualservices", "models", f"meshlab-{NAME}") is None
+    assert fake_api.get_object("destinationrules", "models", f"meshlab-{NAME}") is None
