@@ -24,6 +24,7 @@ Anything else in a route (fault injection, rewrites, CORS, ...) is rejected with
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -320,8 +321,20 @@ def route_configuration(
 
 
 def discovery_response(route_config: Json, version: str) -> Json:
-    """The DiscoveryResponse a file-based RDS source reads (``version_info`` identifies the step)."""
-    return {"version_info": version, "resources": [{"@type": ROUTE_CONFIG_TYPE, **route_config}]}
+    """The DiscoveryResponse a file-based RDS source reads (``version_info`` identifies the step).
+
+    Envoy ignores an update whose resources are unchanged, and two steps can translate to the same
+    routes (a blue/green switch, whose weight-0 baseline is dropped, and ``promoted``). The version
+    is therefore also stamped into every route's metadata, which changes no routing decision, so
+    each applied step is a real update that Envoy acknowledges.
+    """
+    stamped = copy.deepcopy(route_config)
+    for vhost in stamped.get("virtual_hosts", []):
+        for route in vhost.get("routes", []):
+            route.setdefault("metadata", {}).setdefault("filter_metadata", {})["meshlab"] = {
+                "version": version
+            }
+    return {"version_info": version, "resources": [{"@type": ROUTE_CONFIG_TYPE, **stamped}]}
 
 
 def referenced_clusters(route_config: Mapping[str, Any]) -> set[str]:

@@ -71,6 +71,20 @@ def test_end_states_send_everything_to_one_arm(canary_mesh: LocalMesh) -> None:
     assert {r.arm for r in client.send(100, "rolledback")} == {"baseline"}
 
 
+def test_steps_with_identical_routes_are_still_acknowledged(canary_mesh: LocalMesh) -> None:
+    """Canary 100% (weight-0 baseline dropped) and promoted translate to the same routes; Envoy
+    skips unchanged resources, so without the per-step stamp the second apply would time out."""
+    exp = canary_mesh.experiment
+    full = plan(exp)[-1]
+    assert full.candidate_weight == 100
+    apply(canary_mesh, exp, full)
+    apply(canary_mesh, exp, promoted())
+    state = canary_mesh.status()
+    assert state is not None and state.step == "promoted"
+    apply(canary_mesh, exp, promoted())  # the very same step twice
+    assert canary_mesh.last_apply_seconds is not None and canary_mesh.last_apply_seconds < 5
+
+
 def test_mirror_rate_matches_mirror_percent_and_copies_keep_the_request_id(
     canary_mesh: LocalMesh,
 ) -> None:
