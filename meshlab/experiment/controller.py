@@ -5,7 +5,10 @@ batch of samples: **abort** rolls back at once (and measures how long the candid
 **promote** (once the step has ``minSamples`` requests) moves to the next step and, after the last,
 to the ``promoted`` state; a step that reaches ``maxDuration`` undecided moves on, and an experiment
 still undecided after its last step or at ``experimentMaxDuration`` ends by ``onInconclusive``
-(default: roll back, exit 3). Any exception or interrupt rolls back before it propagates: traffic
+(default: roll back, exit 3). A step without a concurrent baseline (canary 100%, the blue/green
+switch) is entered only on a promote verdict and runs as a soak of ``minSamples`` requests whose
+samples are recorded but not analysed: with no baseline beside it, they would compare the candidate
+under all the load with a baseline measured under part of it. Any exception or interrupt rolls back before it propagates: traffic
 is on the baseline whenever meshlab is not in control.
 
 One analyzer runs per phase (shadow, then canary for ``then: canary``); its alpha and beta are the
@@ -50,6 +53,15 @@ class Outcome:
     decision: dict[str, Any] | None
     rollback: dict[str, Any] | None
     steps: list[dict[str, Any]]
+
+
+def has_concurrent_baseline(step: Step) -> bool:
+    """Whether the baseline still serves live traffic beside the candidate in this step.
+
+    Without it (canary 100%, the blue/green switch) new samples cannot be compared: the candidate
+    would be measured under all the load against a baseline measured earlier under part of it.
+    """
+    return step.candidate_weight < 100 or bool(step.matches)
 
 
 def phase_of(step: Step) -> str:
@@ -187,6 +199,12 @@ class Controller:
                 mode = phase_of(step)
                 analyzer = self.make_analyzer(mode, analysis.alpha / share, analysis.beta / share)
             assert analyzer is not None
+            concurrent = has_concurrent_baseline(step)
+            if not concurrent and (snapshot is None or snapshot.verdict != "promote"):
+                # All traffic to the candidate needs the evidence first; this step adds none.
+                return self._inconclusive(
+                    snapshot, f"step {step.name} ({step.label}) needs a promote verdict first"
+                )
             self._apply(step)
             step_start, step_rows = self.clock(), 0
             counts = {"baseline": 0, "candidate": 0}
@@ -199,7 +217,8 @@ class Controller:
                     step_rows += sum(1 for s in batch if not s.mirrored)
                     for s in batch:
                         counts[s.arm] += 1
-                    analyzer.update(batch)
+                    if concurrent:
+                        analyzer.update(batch)
                 snapshot = analyzer.snapshot()
                 now = self.clock()
                 self._history(step, snapshot, now)

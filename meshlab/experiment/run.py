@@ -32,7 +32,8 @@ from meshlab.mesh import MeshBackend
 from meshlab.report import build_report, load_run
 from meshlab.report.record import RESULT, SAMPLES, SPEC, dump_json, write_atomic
 from meshlab.samples import Sample, samples_to_csv
-from meshlab.spec import Experiment, load_experiment
+from meshlab.spec import Experiment, Load, load_experiment
+from meshlab.spec.load import Variant
 from meshlab.stats import Comparison
 from meshlab.stats.serialize import assessment_to_json
 
@@ -121,6 +122,37 @@ def _live_source(
     return live, lambda: backend.bounds or DEFAULT_BUCKETS_MS
 
 
+def load_for(experiment: Experiment) -> Load:
+    """The load section, with the traffic mix a preview or A/B test needs to reach the candidate.
+
+    Blue/green previews and A/B tests send only requests with given headers to the candidate. Real
+    users carry them; generated load must too, so unless ``load.variants`` says otherwise half the
+    requests carry the preview header (bluegreen) or the first A/B match's headers (abtest).
+    """
+    spec = experiment.spec
+    load = spec.load
+    if load.variants is not None or spec.strategy not in ("bluegreen", "abtest"):
+        return load
+    if spec.strategy == "bluegreen":
+        header = spec.bluegreen_block.preview_header
+        headers = {header.name: header.value}
+    else:
+        assert spec.abtest is not None
+        match = spec.abtest.match[0]
+        literal = {
+            name: m.exact if m.exact is not None else m.prefix
+            for name, m in (match.headers or {}).items()
+        }
+        if not literal or any(v is None for v in literal.values()) or match.uri is not None:
+            raise ConfigError(
+                "spec.load.variants: cannot derive requests that match spec.abtest.match[0] (it "
+                "uses a regex or a uri); give them, e.g. variants: [{share: 0.5, headers: "
+                "{x-user-group: beta}}]"
+            )
+        headers = {k: str(v) for k, v in literal.items()}
+    return load.model_copy(update={"variants": [Variant(share=0.5, headers=headers)]})
+
+
 def check_not_running(experiment: Experiment) -> None:
     """Refuse to start twice: a live experiment owns its routes."""
     state = load_state(state_path(experiment))
@@ -176,6 +208,7 @@ def start_experiment(
             "--url: a Kubernetes target needs the URL the load generator sends to "
             "(the service's gateway or an in-cluster address)"
         )
+    load_for(exp)  # a traffic mix that cannot be derived is bad input: fail before anything starts
     run_dir = new_run_dir(runs, exp)
     shutil.copyfile(file, run_dir / SPEC)
     state_file = state_path(exp)
@@ -208,7 +241,7 @@ def start_experiment(
                 target_url = url or mesh_url
                 assert target_url is not None
                 plan = plan_from_spec(
-                    exp.spec.load,
+                    load_for(exp),
                     target_url,
                     base_dir=spec_dir,
                     rps=rps,

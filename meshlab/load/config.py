@@ -41,6 +41,7 @@ class LocustConfig:
     steps: list[tuple[float, float]] = field(default_factory=list)  # (rps, seconds)
     ramp: tuple[float, float, float, float] | None = None  # (from rps, to rps, seconds, step s)
     samples: str | None = None  # spool file; None = do not record
+    variants: list[tuple[float, dict[str, str]]] = field(default_factory=list)  # (share, headers)
 
     @classmethod
     def from_spec(cls, load: Load, *, base_dir: Path | None = None) -> LocustConfig:
@@ -63,6 +64,7 @@ class LocustConfig:
             users=load.users,
             timeout=load.timeout,
             headers=dict(load.headers),
+            variants=[(v.share, dict(v.headers)) for v in load.variants or []],
             steps=[(s.rps, s.duration) for s in load.steps or []],
             ramp=(
                 None
@@ -102,6 +104,7 @@ class LocustConfig:
             if unknown:
                 raise ValueError(f"unknown keys {', '.join(unknown)}")
             data["steps"] = [tuple(s) for s in data.get("steps", [])]
+            data["variants"] = [(float(v[0]), dict(v[1])) for v in data.get("variants", [])]
             if data.get("ramp") is not None:
                 data["ramp"] = tuple(data["ramp"])
             return cls(**data).validated()

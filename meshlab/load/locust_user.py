@@ -218,6 +218,16 @@ def load_bodies(config: LocustConfig) -> list[bytes]:
     )
 
 
+def _variant_headers(variants: list[tuple[float, dict[str, str]]]) -> dict[str, str]:
+    """The extra headers of the variant this request falls in ({} for the plain share)."""
+    draw = random.random()
+    for share, extra in variants:
+        if draw < share:
+            return extra
+        draw -= share
+    return {}
+
+
 def make_user(
     config: LocustConfig, in_flight: dict[str, float] | None = None
 ) -> type[FastHttpUser]:
@@ -246,6 +256,7 @@ def make_user(
             body = bodies[self._next]
             self._next = (self._next + 1) % len(bodies)
             request_id = uuid.uuid4().hex
+            sent = {**headers, "x-request-id": request_id, **_variant_headers(config.variants)}
             if in_flight is not None:
                 in_flight[request_id] = time.time()
             self.client.request(
@@ -253,7 +264,7 @@ def make_user(
                 config.path,
                 data=body,  # type: ignore[arg-type]  # geventhttpclient sends bytes as is
                 name=config.path,
-                headers={**headers, "x-request-id": request_id},
+                headers=sent,
                 context={"meshlab_request_id": request_id},
             )
 

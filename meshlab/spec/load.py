@@ -70,6 +70,13 @@ class Ramp(StrictModel):
     step_every: Duration = 1.0
 
 
+class Variant(StrictModel):
+    """A share of requests that carries extra headers (e.g. a blue/green preview, an A/B group)."""
+
+    share: float = Field(gt=0, le=1)
+    headers: dict[str, str] = Field(min_length=1)
+
+
 class Load(StrictModel):
     """Protocol, payloads and rate of the generated load."""
 
@@ -85,6 +92,9 @@ class Load(StrictModel):
     users: int = Field(default=20, ge=1)
     workers: int = Field(default=0, ge=0)
     headers: dict[str, str] = Field(default_factory=dict)
+    # A share of requests with extra headers. Default for bluegreen/abtest: half the requests
+    # carry the preview header / the A/B match headers (see meshlab.experiment.run).
+    variants: list[Variant] | None = None
     timeout: Duration = 10.0
     steps: list[Step] | None = Field(default=None, min_length=1)
     ramp: Ramp | None = None
@@ -118,6 +128,17 @@ class Load(StrictModel):
                     "header '{n}' is set by meshlab itself; remove it",
                     {"n": name, "subpath": f".{name}"},
                 )
+        return value
+
+    @field_validator("variants")
+    @classmethod
+    def _shares_fit(cls, value: list[Variant] | None) -> list[Variant] | None:
+        if value is not None and sum(v.share for v in value) > 1 + 1e-9:
+            raise PydanticCustomError(
+                "load",
+                "the variants' shares add up to {total:.3g}, above 1",
+                {"total": sum(v.share for v in value)},
+            )
         return value
 
     @model_validator(mode="after")

@@ -40,6 +40,9 @@ _OWN_MESSAGES = {
     "strategy",
     "versions",
     "then",
+    "load",
+    "queries",
+    "arm_names",
 }
 
 

@@ -116,8 +116,25 @@ def test_abort_rolls_back_at_once_and_times_it(tmp_path: Path) -> None:
 def test_undecided_steps_advance_at_their_limit_then_policy_rolls_back(tmp_path: Path) -> None:
     outcome, mesh, _, _ = _run(tmp_path, _experiment(), always("inconclusive"))
     assert outcome.verdict == "inconclusive" and outcome.exit_code == 3
-    assert mesh.applied == ["1", "2", "3", "rollback"]
-    assert [s["duration_s"] >= 30 for s in outcome.steps] == [True] * 3
+    # steps 1 and 2 ran to their limit; step 3 (100%) needs a promote verdict, so it never started
+    assert mesh.applied == ["1", "2", "rollback"]
+    assert [s["duration_s"] >= 30 for s in outcome.steps] == [True] * 2
+    assert "needs a promote verdict" in outcome.reason
+
+
+def test_full_traffic_step_is_a_soak_that_feeds_no_comparison(tmp_path: Path) -> None:
+    fed: list[int] = []
+
+    def script(n: int) -> VerdictName:
+        fed.append(n)
+        return "promote"
+
+    outcome, mesh, _, _ = _run(tmp_path, _experiment(), script)
+    assert mesh.applied == ["1", "2", "3", "promoted"]
+    soak = outcome.steps[2]
+    assert soak["weight"] == 100 and sum(soak["requests"].values()) >= 100
+    # during the 100% step the analyzer saw no new samples: its input count stayed put
+    assert fed[-1] == fed[-2] and fed[-1] < sum(sum(s["requests"].values()) for s in outcome.steps)
 
 
 def test_experiment_limit_ends_by_policy_hold(tmp_path: Path) -> None:

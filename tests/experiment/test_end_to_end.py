@@ -277,3 +277,46 @@ def test_second_start_while_running_is_refused(meshlab: Meshlab) -> None:
     )
     assert second.returncode == 2 and "already running" in second.stderr
     assert second.stderr.count("\n") == 1
+
+
+def _demo_variant(tmp: Path, strategy: str) -> Path:
+    """examples/<strategy>.yaml with the demo's limits, runnable from a temporary directory."""
+    import yaml
+
+    data = yaml.safe_load((REPO / "examples" / f"{strategy}.yaml").read_text())
+    spec = data["spec"]
+    spec["analysis"]["metrics"] = [
+        {"name": "latency-p50", "type": "latency", "quantile": 0.5, "tolerance": "20%"},
+        {"name": "errors", "type": "error-rate", "tolerance": "2%"},
+    ]
+    spec["limits"] = {"minSamples": 200, "maxDuration": "25s", "experimentMaxDuration": "40s"}
+    spec["load"].update(rps=120, payloads=str(REPO / "loadtests/data/breast_cancer.v2.jsonl"))
+    for arm in ("baseline", "candidate"):
+        spec["local"][arm]["command"] = [
+            c.replace("{here}", str(REPO / "examples")) for c in spec["local"][arm]["command"]
+        ]
+    path = tmp / f"{strategy}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize("strategy", ["bluegreen", "abtest"])
+def test_header_routed_strategies_send_only_matching_traffic_to_the_candidate(
+    meshlab: Meshlab, strategy: str
+) -> None:
+    """Half the generated requests carry the preview / A/B headers; exactly those reach the candidate."""
+    spec = _demo_variant(meshlab.tmp, strategy)
+    proc = meshlab.start(
+        strategy, "start", "-f", str(spec), "--json", "--runs", str(meshlab.tmp / "runs")
+    )
+    code, out, err = _wait_exit(proc, timeout=120)
+    assert code in (0, 1, 3), err[-3000:]
+    result = json.loads(out)
+    first = result["steps"][0]
+    served = first["requests"]["baseline"] + first["requests"]["candidate"]
+    assert served >= 100
+    share = first["requests"]["candidate"] / served
+    assert 0.4 < share < 0.6, first  # the variant share is 0.5; routing follows the header exactly
+    applied = sorted(p.name for p in (meshlab.run_dir() / "manifests").glob("*.yaml"))
+    assert applied[0] == "01-step-1.yaml"
+    assert applied[-1].endswith("promoted.yaml" if code == 0 else "rollback.yaml")
