@@ -6,15 +6,13 @@ import json
 import sys
 from typing import Any, TextIO
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from meshlab.experiment.ports import Snapshot
-
-
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:+.2f}%"
+from meshlab.report.text import pct
 
 
 class RichProgress:
@@ -45,26 +43,27 @@ class RichProgress:
         step_elapsed: float,
         step_limit: float,
     ) -> None:
-        table = Table(
-            title=f"{step_label}: candidate {weight}%"
+        header = Text(
+            f"{step_label}: candidate {weight}%"
             + (f", mirror {mirror:g}%" if mirror else "")
             + f" — requests baseline {snapshot.n_baseline} / candidate {snapshot.n_candidate}"
             + f" — {max(0.0, step_limit - step_elapsed):.0f} s left in step",
-            title_justify="left",
+            style="bold",
         )
+        table = Table()
         for column in ("metric", "estimate", "interval", "tolerance", "verdict"):
             table.add_column(column)
         for m in snapshot.metrics:
             lo, hi = (m.get("interval") or [None, None])[:2]
             table.add_row(
                 m["name"],
-                _pct(m.get("estimate")),
-                f"[{_pct(lo)}, {_pct(hi)}]",
-                _pct(m.get("tolerance")),
+                pct(m.get("estimate")),
+                f"[{pct(lo)}, {pct(hi)}]",
+                pct(m.get("tolerance")),
                 str(m.get("verdict")),
             )
         table.caption = f"overall: {snapshot.verdict}"
-        self._live.update(table)
+        self._live.update(Group(header, table))
 
     def close(self) -> None:
         self._live.stop()
@@ -94,25 +93,8 @@ class QuietProgress:
         return None
 
 
-class JsonProgress:
+class JsonProgress(QuietProgress):
     """Every event as one JSON line on stderr (stdout is kept for the final result)."""
-
-    def __init__(self, stream: TextIO | None = None) -> None:
-        self.stream = stream or sys.stderr
 
     def event(self, record: dict[str, Any]) -> None:
         print(json.dumps(record, sort_keys=True), file=self.stream, flush=True)
-
-    def look(
-        self,
-        step_label: str,
-        weight: int,
-        mirror: float,
-        snapshot: Snapshot,
-        step_elapsed: float,
-        step_limit: float,
-    ) -> None:
-        return None
-
-    def close(self) -> None:
-        return None

@@ -25,11 +25,14 @@ EFFECT_WORDS = {
 }
 
 
-def pct(value: float | None) -> str:
-    """0.0123 -> '+1.23%' style numbers for effects."""
+def pct(value: float | str | None, digits: int = 3) -> str:
+    """0.0123 -> '+1.23%'; the JSON forms of no value (None) and of unbounded ("inf", "-inf")."""
     if value is None:
         return "n/a"
-    return f"{100 * value:+.3g}%"
+    number = float(value)  # "inf" / "-inf" are how result JSON writes unbounded intervals
+    if number in (float("inf"), float("-inf")):
+        return "+inf" if number > 0 else "-inf"
+    return f"{100 * number:+.{digits}g}%"
 
 
 def _effect(m: dict[str, Any]) -> str:
@@ -66,8 +69,8 @@ def _metric_sentence(m: dict[str, Any]) -> str:
         why = "The interval lies entirely above 0, so the candidate is worse than the baseline on this metric (abort)."
     elif verdict == "pass":
         why = "The whole interval lies below the tolerance, so any degradation is smaller than what was declared acceptable."
-    elif lo is None:
-        why = "There was no data for this metric; no data is never a pass."
+    elif not m.get("n_baseline") or not m.get("n_candidate"):
+        why = "There was no data for this metric on one of the arms; no data is never a pass."
     else:
         why = "The interval still contains 0 and reaches above the tolerance, so neither conclusion is proven yet."
     return f"{head} {why}"

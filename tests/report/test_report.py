@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from pathlib import Path
@@ -134,3 +135,55 @@ def test_result_json_roundtrip(tmp_path: Path) -> None:
     run = load_run(make_run(tmp_path))
     assert json.loads((tmp_path / RESULT).read_text())["verdict"] == run.result["verdict"]
     assert len(run.samples) == 600 and len(run.history) == 29
+
+
+NO_DATA = {
+    "name": "divergence",
+    "type": "prediction-divergence",
+    "verdict": "inconclusive",
+    "estimate": None,
+    "interval": ["-inf", "inf"],
+    "tolerance": 0.02,
+    "n_baseline": 0,
+    "n_candidate": 0,
+    "method": "paired disagreement rate confidence sequence",
+}
+
+
+def test_a_metric_without_data_is_explained_and_drawn(tmp_path: Path) -> None:
+    """Unbounded intervals arrive as the JSON strings "inf"/"-inf" and the estimate as null."""
+    root = make_run(tmp_path, verdict="inconclusive")
+    result = json.loads((root / RESULT).read_text())
+    result["metrics"].append(NO_DATA)
+    (root / RESULT).write_text(dump_json(result))
+    append_jsonl(
+        root / HISTORY,
+        {
+            "time": 31,
+            "step": "1",
+            "verdict": "inconclusive",
+            "n_baseline": 0,
+            "n_candidate": 0,
+            "metrics": [NO_DATA],
+        },
+    )
+    md_path, _ = build_report(load_run(root))
+    md = md_path.read_text()
+    assert "interval [-inf, +inf]" in md and "no data is never a pass" in md
+
+
+def test_live_table_renders_unbounded_intervals() -> None:
+    from rich.console import Console
+
+    from meshlab.experiment.ports import Snapshot
+    from meshlab.experiment.progress import RichProgress
+
+    console = Console(file=io.StringIO(), force_terminal=True, width=160, color_system=None)
+    progress = RichProgress(console)
+    try:
+        progress.look("canary 25%", 25, 0.0, Snapshot("inconclusive", [NO_DATA], 10, 0), 3.0, 30.0)
+        progress.event({"event": "step-applied", "step": "1", "weight": 25})
+    finally:
+        progress.close()
+    out = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "divergence" in out and "+inf" in out and "27 s left" in out
