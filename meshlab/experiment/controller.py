@@ -116,6 +116,7 @@ class Controller:
         self._applied = 0
         self._start = clock()
         self._current: Step | None = None
+        self._decided: dict[str, Any] | None = None
 
     # -- edges ---------------------------------------------------------------------------------
 
@@ -231,9 +232,12 @@ class Controller:
                     limits.max_duration,
                 )
                 if snapshot.verdict == "abort":
+                    self._mark_decision()
                     self._record_step(step, step_start, counts, "abort")
                     return self._abort(snapshot)
                 if snapshot.verdict == "promote" and step_rows >= limits.min_samples:
+                    if concurrent:
+                        self._mark_decision()
                     outcome = "promote"
                     break
                 if now - step_start >= limits.max_duration:
@@ -289,9 +293,19 @@ class Controller:
             }
         )
 
-    def _decision(self) -> dict[str, Any]:
-        first = min((s.timestamp for s in self.rows), default=self._start)
-        return {"at_request": max(0, len(self.rows) - 1), "at_time": round(self.clock() - first, 3)}
+    def _mark_decision(self) -> None:
+        """Record where the deciding look stood: the last sample used, and its time since the first.
+
+        Taken at the look itself, before a rollback's drain adds the requests still in flight.
+        """
+        if not self.rows:
+            self._decided = {"at_request": 0, "at_time": 0.0}
+            return
+        stamps = [s.timestamp for s in self.rows]
+        self._decided = {
+            "at_request": len(self.rows) - 1,
+            "at_time": round(max(stamps) - min(stamps), 3),
+        }
 
     def _outcome(
         self,
@@ -307,7 +321,7 @@ class Controller:
             reason,
             self.state.step,
             snapshot,
-            self._decision() if snapshot else None,
+            self._decided if verdict != "inconclusive" else None,
             rollback_info,
             self.steps,
         )

@@ -105,6 +105,10 @@ def test_abort_rolls_back_at_once_and_times_it(tmp_path: Path) -> None:
     assert outcome.verdict == "abort" and outcome.exit_code == 1
     assert mesh.applied[-1] == "rollback" and "promoted" not in mesh.applied
     assert outcome.rollback is not None and outcome.rollback["decision_to_last_candidate_ms"] >= 0
+    # the decision point is the deciding look (25 samples per look, abort once 250 are seen), not
+    # the end of the drain that follows the rollback
+    assert outcome.decision is not None and outcome.decision["at_request"] == 274
+    assert outcome.decision["at_time"] == pytest.approx(2.74, abs=0.02)
     state = load_state(state_file)
     assert state is not None and (state.phase, state.step) == ("aborted", "rollback")
     events = [
