@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import sys
 import time
@@ -220,7 +221,7 @@ def start_experiment(
         "starting",
         "none",
         str(run_dir.resolve()),
-        pid=_pid(),
+        pid=os.getpid(),
         started_at=time.time(),
         updated_at=time.time(),
     )
@@ -291,12 +292,6 @@ def start_experiment(
     write_atomic(run_dir / RESULT, dump_json(result))
     reports = build_report(load_run(run_dir))
     return RunResult(outcome, run_dir, result, reports)
-
-
-def _pid() -> int:
-    import os
-
-    return os.getpid()
 
 
 def _ordered_unique(rows: list[Sample]) -> list[Sample]:

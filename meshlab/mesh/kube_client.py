@@ -132,19 +132,22 @@ class IstioObjects:
             raise self._network_error(exc, "get", kind, name) from exc
         return _as_dict(result)
 
-    def apply(self, manifest: dict[str, Any], *, force: bool = True) -> dict[str, Any]:
-        """Server-side apply ``manifest`` as this field manager; returns the object as stored."""
-        kind, name = manifest["kind"], manifest["metadata"]["name"]
+    def _write_kwargs(self) -> dict[str, Any]:
+        """What every write sends: our field manager, strict validation, timeout, dry run."""
         kwargs: dict[str, Any] = {
             "field_manager": self.field_manager,
-            "force": force,
             "field_validation": "Strict",
-            "_content_type": APPLY_PATCH,
             "_request_timeout": self.timeout,
             "_preload_content": False,
         }
         if self.dry_run:
             kwargs["dry_run"] = "All"
+        return kwargs
+
+    def apply(self, manifest: dict[str, Any], *, force: bool = True) -> dict[str, Any]:
+        """Server-side apply ``manifest`` as this field manager; returns the object as stored."""
+        kind, name = manifest["kind"], manifest["metadata"]["name"]
+        kwargs = {**self._write_kwargs(), "force": force, "_content_type": APPLY_PATCH}
         try:
             result = self._api.patch_namespaced_custom_object(
                 GROUP, VERSION, self.namespace, PLURALS[kind], name, manifest, **kwargs
@@ -158,14 +161,7 @@ class IstioObjects:
     def replace(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """PUT ``manifest``; its ``metadata.resourceVersion`` makes a stale write fail with 409."""
         kind, name = manifest["kind"], manifest["metadata"]["name"]
-        kwargs: dict[str, Any] = {
-            "field_manager": self.field_manager,
-            "field_validation": "Strict",
-            "_request_timeout": self.timeout,
-            "_preload_content": False,
-        }
-        if self.dry_run:
-            kwargs["dry_run"] = "All"
+        kwargs = self._write_kwargs()
         try:
             result = self._api.replace_namespaced_custom_object(
                 GROUP, VERSION, self.namespace, PLURALS[kind], name, manifest, **kwargs
