@@ -7,8 +7,8 @@ CEL rules are evaluated. CEL is not interpreted in general: the rules that occur
 networking CRDs are recognised verbatim and evaluated in Python; any other rule raises
 :class:`UnsupportedRule` instead of silently passing.
 
-The CRD file is ``<repo>/../shared/istio/customresourcedefinitions.gen.yaml`` unless the environment
-variable ``MESHLAB_ISTIO_CRDS`` names another one.
+The CRD file is the vendored ``<repo>/istio_manifests/crds/istio/customresourcedefinitions.gen.yaml``
+(provenance in its README) unless the environment variable ``MESHLAB_ISTIO_CRDS`` names another one.
 
     validate_istio(manifest)          raise AssertionError listing every violation with its path
     istio_schema_errors(manifest)     the violations as a list of "path: message" strings
@@ -75,12 +75,12 @@ class UnsupportedRule(ValueError):
 
 
 def crd_file() -> Path:
-    """The Istio CRD file: ``$MESHLAB_ISTIO_CRDS`` or ``<repo>/../shared/istio/...``."""
+    """The Istio CRD file: ``$MESHLAB_ISTIO_CRDS`` or the copy vendored in ``istio_manifests/crds``."""
     override = os.environ.get("MESHLAB_ISTIO_CRDS")
     return (
         Path(override)
         if override
-        else REPO.parent / "shared/istio/customresourcedefinitions.gen.yaml"
+        else REPO / "istio_manifests/crds/istio/customresourcedefinitions.gen.yaml"
     )
 
 
