@@ -31,7 +31,6 @@ import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 from urllib.parse import urlsplit
 
 from meshlab.errors import ConfigError, MeshError
@@ -43,7 +42,6 @@ from meshlab.mesh.envoy_bootstrap import (
     LOOPBACK,
     OUTBOUND_LISTENER,
     inbound_bootstrap,
-    outbound_bootstrap,
 )
 from meshlab.mesh.envoy_config import (
     cluster_name,
@@ -53,9 +51,16 @@ from meshlab.mesh.envoy_config import (
     route_configuration,
     subsets_of,
 )
-from meshlab.mesh.envoy_process import EnvoyProcess, admin_json, counter, start_envoy
-from meshlab.mesh.health import Component, FaultWatch, ProbeSettings, answers, exit_detail
-from meshlab.mesh.processes import Child, ProcessGroup, http_ok, kill_now, wait_until
+from meshlab.mesh.envoy_process import EnvoyProcess, counter, start_envoy
+from meshlab.mesh.health import Component, FaultWatch, ProbeSettings
+from meshlab.mesh.processes import Child, ProcessGroup, http_ok, wait_until
+from meshlab.mesh.router import (
+    APPLY_TIMEOUT_S,
+    launch_router,
+    read_routes,
+    served_version,
+    take_down_failed_router,
+)
 from meshlab.mesh.tap import TapReader
 from meshlab.samples import Sample
 from meshlab.spec import Experiment, Local, LocalVersion
@@ -63,7 +68,6 @@ from meshlab.spec.load import parse_extractor
 
 ARMS = ("baseline", "candidate")
 RDS_FILE = "routes.json"
-APPLY_TIMEOUT_S = 10.0
 _LIVE: weakref.WeakSet[LocalMesh] = weakref.WeakSet()
 
 
@@ -231,27 +235,17 @@ class LocalMesh:
             endpoints[name] = (LOOPBACK, sidecar.listener_ports[INBOUND_LISTENER])
         self._clusters = set(endpoints)
         self._endpoints = endpoints
-        version = self._write_routes(step, docs)
-        self._launch_outbound(version, self.local.listen_port, self.local.admin_port)
+        self._write_routes(step, docs)
+        self._launch_outbound((self.local.listen_port, self.local.admin_port))
 
-    def _launch_outbound(self, version: str, listen_port: int, admin_port: int) -> None:
-        bootstrap = outbound_bootstrap(
-            self.run_dir / "rds" / RDS_FILE, self._endpoints, listen_port, admin_port
-        )
-        self.outbound = start_envoy(
+    def _launch_outbound(self, ports: tuple[int, int]) -> None:
+        self.outbound = launch_router(
             self.group,
-            "outbound",
-            bootstrap,
             self.run_dir,
-            self.local.startup_timeout,
-            concurrency=self.local.envoy_concurrency,
-            log_level=self.local.envoy_log_level,
-        )
-        wait_until(
-            lambda: self._served_version() == version,
-            APPLY_TIMEOUT_S,
-            "the outbound Envoy loaded its first routes",
-            self.outbound.child,
+            self.run_dir / "rds" / RDS_FILE,
+            self._endpoints,
+            ports,
+            self.local,
         )
 
     def close(self) -> None:
@@ -297,15 +291,9 @@ class LocalMesh:
             fh.write(text)
         os.replace(tmp, directory / RDS_FILE)
 
-    def _route_dump(self) -> dict[str, Any] | None:
-        assert self.outbound is not None
-        dump = admin_json(self.outbound.admin_url, "/config_dump?resource=dynamic_route_configs")
-        configs = dump.get("configs") or []
-        return dict(configs[0]) if configs else None
-
     def _served_version(self) -> str | None:
-        entry = self._route_dump()
-        return str(entry.get("version_info")) if entry else None
+        assert self.outbound is not None
+        return served_version(self.outbound.admin_url)
 
     def apply(self, step: Step, manifests: Sequence[Manifest]) -> None:
         """Route as ``manifests`` say; returns once Envoy serves them. All or nothing.
@@ -352,7 +340,7 @@ class LocalMesh:
         """The step Envoy serves now, read back from its admin endpoint."""
         if self.outbound is None or self._closed:
             return None
-        entry = self._route_dump()
+        entry = read_routes(self.outbound.admin_url)
         if entry is None:
             return None
         try:
@@ -371,27 +359,13 @@ class LocalMesh:
     def _ensure_router(self) -> None:
         """Make sure the outbound Envoy answers; else restart it on its ports from its last routes."""
         assert self.outbound is not None
-        child = self.outbound.child
-        code = child.exit_code()
-        label = f"outbound Envoy (pid {child.pid})"
-        known = any(f.component == label for f in self._watch.faults())  # seen silent already
-        probe = max(self._watch.settings.timeout, 2.0)
-        if code is None and not known and answers(self.outbound.admin_url + "/ready", probe):
+        if not take_down_failed_router(self.outbound, self._watch):
             return
-        if code is not None:
-            self._watch.record("router", label, exit_detail(code), time.time())
-        else:
-            self._watch.record("router", label, "stopped answering its admin", time.time())
-            kill_now(child)  # hung or SIGSTOPped: it holds the ports, so it has to go
-        child.stopped = True  # handled: neither a death to report again nor a process to stop
         if self._router is not None:
             self._watch.forget(self._router)
         listen = self.outbound.listener_ports[OUTBOUND_LISTENER]
-        admin = urlsplit(self.outbound.admin_url).port or 0
-        served = (self.run_dir / "rds" / RDS_FILE).read_text(encoding="utf-8")
-        version = str(json.loads(served)["version_info"])
         try:
-            self._launch_outbound(version, listen, admin)
+            self._launch_outbound((listen, urlsplit(self.outbound.admin_url).port or 0))
         except MeshError as exc:
             raise MeshError(
                 f"the outbound Envoy died and could not be restarted on 127.0.0.1:{listen}: {exc}"
