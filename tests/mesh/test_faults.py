@@ -15,6 +15,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -26,6 +27,7 @@ from meshlab.mesh.envoy_process import admin_json
 from meshlab.mesh.health import ProbeSettings
 from meshlab.mesh.local import LocalMesh
 from tests.mesh.conftest import EXAMPLES, Client, apply, example, running
+from tests.mesh.test_model_faults import model_server
 
 pytestmark = pytest.mark.envoy
 
@@ -177,3 +179,41 @@ def test_a_fault_is_named_by_role_and_the_rollback_still_applies(
             os.kill(stopped_pid, signal.SIGCONT)
         mesh.close()
     assert not any(running(p) for p in mesh.pids.values())
+
+
+def test_a_server_meshlab_did_not_start_is_probed_by_its_url(tmp_path: Path) -> None:
+    """A ``url:`` candidate has no process to poll: only the probe can see it stop answering."""
+    with model_server(tmp_path) as (port, server):
+        exp = example(
+            "canary.yaml",
+            local={
+                "baseline": example("canary.yaml").spec.local.baseline.model_dump(  # type: ignore[union-attr]
+                    by_alias=True, exclude_none=True
+                ),
+                "candidate": {"url": f"http://127.0.0.1:{port}"},
+            },
+        )
+        mesh = LocalMesh(exp, here=EXAMPLES, probe=PROBE)
+        try:
+            mesh.start()
+            apply(mesh, exp, plan(exp)[0])
+            time.sleep(PROBE.interval * 3)
+            assert mesh.faults() == []  # a 404 on / is an answer: the server is alive
+            fault_at = time.time()
+            os.kill(server.pid, signal.SIGSTOP)
+            try:
+                faults, seen_at = _wait_for_fault(mesh, SILENCE_BOUND_S)
+                mesh.rollback()
+            finally:
+                os.kill(server.pid, signal.SIGCONT)
+            assert [(f.role, f.component) for f in faults] == [
+                ("candidate", f"candidate model server at http://127.0.0.1:{port}")
+            ]
+            assert faults[0].detail.startswith("stopped answering for ")
+            TIMINGS.append(
+                ("candidate url: SIGSTOP", seen_at - fault_at, 0.0, time.time() - fault_at)
+            )
+            state = mesh.status()
+            assert state is not None and state.step == "rollback"
+        finally:
+            mesh.close()
