@@ -211,7 +211,12 @@ def test_a_server_meshlab_did_not_start_is_probed_by_its_url(tmp_path: Path) -> 
             ]
             assert faults[0].detail.startswith("stopped answering for ")
             TIMINGS.append(
-                ("candidate url: SIGSTOP", seen_at - fault_at, 0.0, time.time() - fault_at)
+                (
+                    "candidate url: SIGSTOP",
+                    seen_at - fault_at,
+                    faults[0].since - fault_at,
+                    time.time() - fault_at,
+                )
             )
             state = mesh.status()
             assert state is not None and state.step == "rollback"
