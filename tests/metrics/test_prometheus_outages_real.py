@@ -86,7 +86,7 @@ def test_a_frozen_prometheus_is_held_and_aborts_one_timeout_after_the_grace_peri
                     live.poll(0.05)
             took = time.monotonic() - started
             print(f"frozen real Prometheus: abort after {took:.2f}s (grace {grace}s)")
-            assert grace < took <= grace + QUERY_TIMEOUT + 0.3
+            assert grace < took <= grace + QUERY_TIMEOUT + 0.5
         finally:
             os.killpg(proc.pid, signal.SIGCONT)
         wait_for(prom.online, 10, "Prometheus answering again")
