@@ -12,7 +12,8 @@ by one daemon thread that, every ``interval`` seconds,
   only an answer proves it is alive).
 
 Faults are sticky: once seen, a fault stays in :meth:`FaultWatch.faults` for the rest of the run,
-with the time it was first seen, so every look of the controller reads the same sentence. The
+so every look of the controller reads the same sentence. ``since`` is when the death was first
+seen, or when the first unanswered probe of a silent component began. The
 watch never starts or stops a process; the mesh does (from its main thread, see ``processes``).
 """
 
