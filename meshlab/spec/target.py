@@ -43,8 +43,11 @@ class Prometheus(StrictModel):
     token_env: str | None = None
     token_file: str | None = None
     verify_tls: bool = True
-    grace_period: Duration = 60.0
+    grace_period: Duration = 60.0  # hold this long while Prometheus fails transiently, then abort
     interval: Duration = 5.0
+    # One look's queries (two per arm) must all answer within this; a frozen Prometheus then
+    # delays the abort by at most one queryTimeout past the grace period.
+    query_timeout: Duration = 5.0
     queries: PrometheusQueries = PrometheusQueries()
 
 
