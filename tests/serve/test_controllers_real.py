@@ -1,0 +1,195 @@
+"""Both controllers' drivers against ``meshlab serve`` judging real Envoy traffic via real Prometheus.
+
+The local mesh (real Envoy) splits requests 50/50 between two loopback model servers; Prometheus
+scrapes the Envoys every second; ``meshlab serve`` runs as a subprocess. The drivers call it
+exactly as Argo Rollouts (web metric of the shipped AnalysisTemplate) and Flagger (webhooks of the
+shipped Canary) do. Time is compressed: one controller interval is ``LOOK`` seconds here.
+Each scenario also records what the controller's own threshold analysis concludes on the same data
+(printed with ``-s``; the README's table comes from these runs).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.serve.argo_driver import AnalysisRun
+from tests.serve.conftest import CLUSTERS, REPO, MeshStack, ServeProcess
+from tests.serve.flagger_driver import CanaryRun
+from tests.serve.scenario import Load, ThresholdJudge
+
+pytestmark = [pytest.mark.envoy, pytest.mark.slow]
+
+MANIFESTS = REPO / "istio_manifests" / "serve"
+LOOK = 2.0  # seconds per controller interval
+MAX_LOOKS = 20
+RATE = 60.0  # requests/s through the mesh (about half to each arm)
+
+
+def _template_metric() -> dict[str, Any]:
+    doc = yaml.safe_load((MANIFESTS / "argo-analysistemplate.yaml").read_text())
+    metric: dict[str, Any] = doc["spec"]["metrics"][0]
+    return metric
+
+
+def _canary() -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load((MANIFESTS / "flagger-canary.yaml").read_text())
+    return doc
+
+
+def _argo_run(serve: ServeProcess, revision: str) -> AnalysisRun:
+    args = {
+        "namespace": "models",
+        "rollout": "fraud-model",
+        "canary-hash": revision,
+        "stable-service": CLUSTERS["baseline"],
+        "canary-service": CLUSTERS["candidate"],
+        "templates": "envoy",  # the local mesh's Envoy, not Istio's
+        "analysis": "default",
+    }
+    return AnalysisRun(_template_metric(), args, serve.url)
+
+
+def _flagger_run(serve: ServeProcess, checksum: str) -> CanaryRun:
+    overrides = {
+        "templates": "envoy",
+        "baseline": CLUSTERS["baseline"],
+        "candidate": CLUSTERS["candidate"],
+    }
+    return CanaryRun(_canary(), serve.url, checksum, metadata=overrides)
+
+
+def _drive(step: Any, judge: ThresholdJudge, max_looks: int = MAX_LOOKS) -> tuple[str, int, float]:
+    """Call ``step`` every LOOK seconds until it returns a final phase; (phase, looks, seconds)."""
+    started = time.monotonic()
+    for look in range(1, max_looks + 1):
+        time.sleep(max(0.0, started + look * LOOK - time.monotonic()))
+        phase = step()
+        judge.check(time.time())
+        if phase not in ("Running", "Progressing"):
+            return phase, look, time.monotonic() - started
+    return "timeout", max_looks, time.monotonic() - started
+
+
+def _set(stack: MeshStack, *, delay_ms: float = 8.0, error_rate: float = 0.0) -> None:
+    stack.faults["candidate"].delay_ms = delay_ms
+    stack.faults["candidate"].error_rate = error_rate
+
+
+def _report(
+    name: str, phase: str, looks: int, answer: dict[str, Any], judge: ThresholdJudge
+) -> None:
+    flagger, argo = judge.flagger(), judge.argo()
+    requests = answer.get("requests", {})
+    print(
+        f"\n[{name}] meshlab: {phase} at look {looks} "
+        f"({requests.get('baseline')}+{requests.get('candidate')} requests, "
+        f"{answer.get('elapsed_seconds')} s); same data, Flagger thresholds: {flagger[0]} at "
+        f"interval {flagger[1]}; Argo successCondition: {argo[0]} at measurement {argo[1]}"
+    )
+
+
+def _judge(stack: MeshStack) -> ThresholdJudge:
+    return ThresholdJudge(stack.prometheus_url, f"{int(LOOK)}s")
+
+
+def test_argo_good_candidate_succeeds(mesh_stack: MeshStack, serve: ServeProcess) -> None:
+    _set(mesh_stack)
+    run, judge = _argo_run(serve, "good1"), _judge(mesh_stack)
+    with Load(mesh_stack, RATE):
+        phase, looks, _ = _drive(lambda: (run.measure(), run.phase())[1], judge)
+    last = run.measurements[-1]
+    _report("argo good", phase, looks, last.body or {}, judge)
+    assert phase == "Successful", [m.value for m in run.measurements]
+    assert last.value == "promote" and last.body is not None
+    assert all(m.phase in ("Inconclusive", "Successful") for m in run.measurements)
+    assert {m["name"] for m in last.body["metrics"]} == {"latency-p50", "errors"}
+    assert "beta = 0.05" in last.body["guarantee"]
+
+
+def test_argo_bad_candidate_fails(mesh_stack: MeshStack, serve: ServeProcess) -> None:
+    _set(mesh_stack, delay_ms=16.0, error_rate=0.08)
+    run, judge = _argo_run(serve, "bad1"), _judge(mesh_stack)
+    with Load(mesh_stack, RATE):
+        phase, looks, _ = _drive(lambda: (run.measure(), run.phase())[1], judge)
+    last = run.measurements[-1]
+    _report("argo bad", phase, looks, last.body or {}, judge)
+    assert phase == "Failed", [m.value for m in run.measurements]
+    assert last.value == "abort"
+    assert all(m.phase in ("Inconclusive", "Failed") for m in run.measurements)
+
+
+def test_flagger_good_candidate_is_promoted(mesh_stack: MeshStack, serve: ServeProcess) -> None:
+    _set(mesh_stack)
+    run, judge = _flagger_run(serve, "c0ffee01"), _judge(mesh_stack)
+    with Load(mesh_stack, RATE):
+        phase, looks, _ = _drive(run.iterate, judge)
+    last = run.calls[-1]
+    _report("flagger good", phase, looks, last.body, judge)
+    assert phase == "Succeeded", [(c.hook, c.status) for c in run.calls]
+    assert last.hook == "confirm-promotion" and last.status == 200
+    assert run.failed_checks == 0
+    rollout = [c.status for c in run.calls if c.hook == "rollout"]
+    assert rollout and all(s == 200 for s in rollout)
+
+
+def test_flagger_bad_candidate_is_rolled_back(mesh_stack: MeshStack, serve: ServeProcess) -> None:
+    _set(mesh_stack, delay_ms=16.0, error_rate=0.08)
+    run, judge = _flagger_run(serve, "bad0c0de"), _judge(mesh_stack)
+    with Load(mesh_stack, RATE):
+        phase, looks, _ = _drive(run.iterate, judge)
+    last = run.calls[-1]
+    _report("flagger bad", phase, looks, last.body, judge)
+    assert phase == "Failed", [(c.hook, c.status) for c in run.calls]
+    # The rollback hook answered 2xx on meshlab's first abort: no waiting for `threshold` failures.
+    assert last.hook == "rollback" and last.status == 200 and last.body["verdict"] == "abort"
+    assert not any(c.hook == "confirm-promotion" and c.status == 200 for c in run.calls)
+
+
+def test_little_traffic_is_inconclusive_never_a_failure(
+    mesh_stack: MeshStack, serve: ServeProcess
+) -> None:
+    _set(mesh_stack, delay_ms=16.0, error_rate=0.08)  # even a bad candidate: too little evidence
+    argo, flagger = _argo_run(serve, "quiet1"), _flagger_run(serve, "quiet001")
+    judge = _judge(mesh_stack)
+    with Load(mesh_stack, 2.0):
+        for _ in range(4):
+            time.sleep(LOOK)
+            argo.measure()
+            flagger.iterate()
+    assert argo.phase() == "Running"
+    assert [m.phase for m in argo.measurements] == ["Inconclusive"] * 4
+    assert flagger.phase == "Progressing" and flagger.failed_checks == 0
+    assert all(c.status == 200 for c in flagger.calls if c.hook == "rollout")
+    assert all(
+        c.status != 200 for c in flagger.calls if c.hook in ("rollback", "confirm-promotion")
+    )
+    del judge
+
+
+def test_restart_mid_analysis_keeps_evidence_and_verdict(
+    mesh_stack: MeshStack, serve: ServeProcess, tmp_path: Path
+) -> None:
+    _set(mesh_stack, delay_ms=16.0, error_rate=0.08)
+    run, judge = _argo_run(serve, "restart1"), _judge(mesh_stack)
+    with Load(mesh_stack, RATE):
+        for _ in range(2):
+            time.sleep(LOOK)
+            run.measure()
+        before = run.measurements[-1].body
+        assert before is not None and before["verdict"] == "inconclusive"
+        serve.restart()
+        after_restart = run.measure()
+        phase, _, _ = _drive(lambda: (run.measure(), run.phase())[1], judge)
+    assert after_restart.body is not None
+    # Nothing lost: the restarted service counts every request since the session started.
+    for arm in ("baseline", "candidate"):
+        assert after_restart.body["requests"][arm] >= before["requests"][arm]
+    assert after_restart.body["session"]["started_at"] == before["session"]["started_at"]
+    assert after_restart.body["session"]["look"] == before["session"]["look"] + 1
+    assert phase == "Failed" and run.measurements[-1].value == "abort"
+    assert len(serve.pids) == 2
