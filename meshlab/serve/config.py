@@ -49,7 +49,7 @@ def parse_analysis(data: Any, where: str) -> Analysis:
         if metric.type == "prediction-divergence":
             raise ConfigError(
                 f"{where}.metrics[{i}].type: prediction-divergence needs the predictions, which "
-                "Prometheus counters do not carry; judge it with 'meshlab run' or drop the metric"
+                "Prometheus counters do not carry; judge it with 'meshlab shadow'/'meshlab canary' or drop the metric here"
             )
     return analysis
 

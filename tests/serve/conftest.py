@@ -9,6 +9,7 @@ is stopped by PID in ``finally``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from meshlab.manifests import plan
 from meshlab.mesh.local import LocalMesh
@@ -126,10 +128,10 @@ def _experiment(urls: dict[str, str], prometheus_url: str) -> Experiment:
     )
 
 
-@pytest.fixture(scope="package")
-def mesh_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshStack]:
+@contextlib.contextmanager
+def running_mesh(tmp: Path) -> Iterator[MeshStack]:
+    """The local mesh, its model servers and Prometheus, stopped by PID on exit."""
     require_binaries()
-    tmp = tmp_path_factory.mktemp("serve-mesh")
     faults = {"baseline": Faults(), "candidate": Faults()}
     servers = {arm: ThreadingHTTPServer(("127.0.0.1", 0), _handler(f)) for arm, f in faults.items()}
     for server in servers.values():
@@ -153,6 +155,12 @@ def mesh_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshStack]:
         for server in servers.values():
             server.shutdown()
             server.server_close()
+
+
+@pytest.fixture(scope="package")
+def mesh_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshStack]:
+    with running_mesh(tmp_path_factory.mktemp("serve-mesh")) as stack:
+        yield stack
 
 
 class ServeProcess:
@@ -189,17 +197,23 @@ class ServeProcess:
         self.start()
 
 
-@pytest.fixture
-def serve(mesh_stack: MeshStack, tmp_path: Path) -> Iterator[ServeProcess]:
-    import yaml
-
-    profiles = tmp_path / "profiles.yaml"
+@contextlib.contextmanager
+def running_serve(stack: MeshStack, tmp: Path) -> Iterator[ServeProcess]:
+    """``meshlab serve`` with the PROFILES file, reading ``stack``'s Prometheus; stopped on exit."""
+    profiles = tmp / "profiles.yaml"
     profiles.write_text(yaml.safe_dump(PROFILES))
-    process = ServeProcess(
-        mesh_stack.prometheus_url, tmp_path / "state", profiles, tmp_path / "serve.log"
-    )
+    process = ServeProcess(stack.prometheus_url, tmp / "state", profiles, tmp / "serve.log")
     try:
         process.start()
         yield process
     finally:
         process.stop()
+
+
+@pytest.fixture(scope="module")
+def serve(
+    mesh_stack: MeshStack, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServeProcess]:
+    """One service per test module: sessions are keyed apart, so tests do not share evidence."""
+    with running_serve(mesh_stack, tmp_path_factory.mktemp("serve")) as process:
+        yield process

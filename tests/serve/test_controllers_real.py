@@ -11,7 +11,6 @@ Each scenario also records what the controller's own threshold analysis conclude
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -172,7 +171,7 @@ def test_little_traffic_is_inconclusive_never_a_failure(
 
 
 def test_restart_mid_analysis_keeps_evidence_and_verdict(
-    mesh_stack: MeshStack, serve: ServeProcess, tmp_path: Path
+    mesh_stack: MeshStack, serve: ServeProcess
 ) -> None:
     _set(mesh_stack, delay_ms=16.0, error_rate=0.08)
     run, judge = _argo_run(serve, "restart1"), _judge(mesh_stack)
@@ -182,7 +181,9 @@ def test_restart_mid_analysis_keeps_evidence_and_verdict(
             run.measure()
         before = run.measurements[-1].body
         assert before is not None and before["verdict"] == "inconclusive"
+        old_pid = serve.pids[-1]
         serve.restart()
+        assert serve.pids[-1] != old_pid
         after_restart = run.measure()
         phase, _, _ = _drive(lambda: (run.measure(), run.phase())[1], judge)
     assert after_restart.body is not None
@@ -192,4 +193,3 @@ def test_restart_mid_analysis_keeps_evidence_and_verdict(
     assert after_restart.body["session"]["started_at"] == before["session"]["started_at"]
     assert after_restart.body["session"]["look"] == before["session"]["look"] + 1
     assert phase == "Failed" and run.measurements[-1].value == "abort"
-    assert len(serve.pids) == 2
