@@ -175,6 +175,8 @@ class ServeProcess:
             "--state-dir", str(state_dir), "--analysis", str(profiles),
         ]  # fmt: skip
         self.log = log
+        self.state_dir = state_dir
+        self.prometheus_url = prometheus_url
         self.proc: subprocess.Popen[bytes] | None = None
         self.pids: list[int] = []
 

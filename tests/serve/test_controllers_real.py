@@ -11,11 +11,16 @@ Each scenario also records what the controller's own threshold analysis conclude
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 import pytest
 import yaml
 
+from meshlab.serve import PrometheusSettings
+from meshlab.serve.evidence import Evidence
+from meshlab.serve.judge import answer_json
+from meshlab.serve.sessions import SessionKey, StateStore
 from tests.serve.argo_driver import AnalysisRun
 from tests.serve.conftest import CLUSTERS, REPO, MeshStack, ServeProcess
 from tests.serve.flagger_driver import CanaryRun
@@ -173,23 +178,51 @@ def test_little_traffic_is_inconclusive_never_a_failure(
 def test_restart_mid_analysis_keeps_evidence_and_verdict(
     mesh_stack: MeshStack, serve: ServeProcess
 ) -> None:
-    _set(mesh_stack, delay_ms=16.0, error_rate=0.08)
+    # A milder fault than the other bad candidate, so the restart falls before the decision.
+    _set(mesh_stack, delay_ms=11.0, error_rate=0.05)
     run, judge = _argo_run(serve, "restart1"), _judge(mesh_stack)
     with Load(mesh_stack, RATE):
-        for _ in range(2):
+        for _ in range(2):  # the session's start, then its first look
             time.sleep(LOOK)
             run.measure()
         before = run.measurements[-1].body
-        assert before is not None and before["verdict"] == "inconclusive"
+        assert before is not None
         old_pid = serve.pids[-1]
         serve.restart()
         assert serve.pids[-1] != old_pid
+        time.sleep(LOOK)
         after_restart = run.measure()
         phase, _, _ = _drive(lambda: (run.measure(), run.phase())[1], judge)
     assert after_restart.body is not None
     # Nothing lost: the restarted service counts every request since the session started.
-    for arm in ("baseline", "candidate"):
-        assert after_restart.body["requests"][arm] >= before["requests"][arm]
     assert after_restart.body["session"]["started_at"] == before["session"]["started_at"]
-    assert after_restart.body["session"]["look"] == before["session"]["look"] + 1
-    assert phase == "Failed" and run.measurements[-1].value == "abort"
+    if before["verdict"] == "abort":  # decided before the restart: the decision stands
+        assert after_restart.body == {**before, "looks": after_restart.body["looks"]}
+    else:
+        assert after_restart.body["session"]["look"] == before["session"]["look"] + 1
+        for arm in ("baseline", "candidate"):
+            assert after_restart.body["requests"][arm] > before["requests"][arm]
+    assert run.phase() == "Failed" and run.measurements[-1].value == "abort", phase
+    _assert_replay_reproduces_every_stored_answer(serve, "restart1")
+
+
+def _assert_replay_reproduces_every_stored_answer(serve: ServeProcess, revision: str) -> None:
+    """A cold start (what a restart is) re-reads the counters at the recorded look times and gets
+    exactly the evidence and verdict that were answered live."""
+    key = SessionKey("argo", "models", "fraud-model", revision)
+    record = StateStore(serve.state_dir).load(key)
+    assert record is not None and record.decision is not None
+    evidence = Evidence(record, PrometheusSettings(serve.prometheus_url))
+    try:
+        evidence.catch_up(replace(record, looks=record.looks[:-1]))
+        replayed = answer_json(
+            record, record.looks[-1], evidence.look(record.looks[-1]), evidence.counts,
+            len(record.looks),
+        )  # fmt: skip
+    finally:
+        evidence.close()
+    stored = record.last_answer
+    assert replayed["verdict"] == stored["verdict"] == record.decision.verdict == "abort"
+    assert replayed["requests"] == stored["requests"]
+    assert replayed["errors"] == stored["errors"]
+    assert replayed["metrics"] == stored["metrics"]
