@@ -61,37 +61,41 @@ def _value(prometheus_url: str, query: str, at: float) -> float | None:
 
 @dataclass
 class ThresholdJudge:
-    """What the controller's own threshold analysis concludes at each interval (same data)."""
+    """What the controller's own threshold analysis concludes at each interval (same data).
+
+    Each check reads the candidate's counters and latency buckets at the check time minus their
+    values one ``interval`` earlier (``X - X offset <interval>``): the requests of that interval.
+    """
 
     prometheus_url: str
-    interval: str  # PromQL range of one interval, e.g. "4s"
-    checks: list[tuple[float | None, float | None]] = field(default_factory=list)
+    interval: str  # PromQL duration of one interval, e.g. "5s"
+    checks: list[tuple[float | None, float | None, int]] = field(default_factory=list)
 
-    def check(self, at: float) -> tuple[float | None, float | None]:
+    def _delta(self, selector: str, by: str = "") -> str:
+        return f"sum{by}({selector}) - sum{by}({selector} offset {self.interval})"
+
+    def check(self, at: float) -> tuple[float | None, float | None, int]:
         sel = f'envoy_cluster_name="{CLUSTERS["candidate"]}"'
-        total = _value(
-            self.prometheus_url,
-            f"sum(increase(envoy_cluster_upstream_rq{{{sel}}}[{self.interval}]))",
-            at,
-        )
+        url = self.prometheus_url
+        total = _value(url, self._delta(f"envoy_cluster_upstream_rq{{{sel}}}"), at)
         errors = _value(
-            self.prometheus_url,
-            f'sum(increase(envoy_cluster_upstream_rq{{{sel},envoy_response_code=~"5.."}}[{self.interval}]))',
+            url,
+            self._delta(f'envoy_cluster_upstream_rq{{{sel},envoy_response_code=~"5.."}}'),
             at,
         )
-        p99 = _value(
-            self.prometheus_url,
-            f"histogram_quantile(0.99, sum by (le) (rate(envoy_cluster_upstream_rq_time_bucket{{{sel}}}[{self.interval}])))",
-            at,
-        )
-        rate = None if not total else 1.0 - (errors or 0.0) / total
-        self.checks.append((rate, p99))
-        return rate, p99
+        buckets = self._delta(f"envoy_cluster_upstream_rq_time_bucket{{{sel}}}", " by (le)")
+        p99 = _value(url, f"histogram_quantile(0.99, {buckets})", at) if total else None
+        n = int(total or 0)
+        rate = None if not n else 1.0 - (errors or 0.0) / n
+        self.checks.append((rate, p99, n))
+        return rate, p99, n
 
     def flagger(self, threshold: int = 5, steps: int = 5) -> tuple[str, int]:
-        """(verdict, interval of the verdict) of Flagger's built-in checks on the same data."""
+        """(verdict, interval of the verdict) of Flagger's built-in checks on the same data:
+        request-success-rate >= 99% and request-duration p99 < 500 ms, no data = failed check,
+        rollback at ``threshold`` failed checks, promotion after ``steps`` weight steps + 1."""
         failed = passed = 0
-        for i, (rate, p99) in enumerate(self.checks, start=1):
+        for i, (rate, p99, _) in enumerate(self.checks, start=1):
             ok = rate is not None and p99 is not None and rate >= 0.99 and p99 < 500
             failed += not ok
             passed += ok
@@ -99,12 +103,14 @@ class ThresholdJudge:
                 return "rollback", i
             if passed > steps:
                 return "promote", i
-        return "running", len(self.checks)
+        return "undecided", len(self.checks)
 
     def argo(self, failure_limit: int = 3, count: int = 5) -> tuple[str, int]:
-        """(verdict, measurement) of a typical Argo success-rate metric on the same data."""
+        """(verdict, measurement) of a typical Argo success-rate metric on the same data:
+        ``successCondition: result[0] >= 0.99``, ``failureLimit: 3``, ``count: 5``; no data is a
+        measurement Error, more than 4 in a row end the run in Error."""
         failed = errors = 0
-        for i, (rate, _) in enumerate(self.checks, start=1):
+        for i, (rate, _, _) in enumerate(self.checks, start=1):
             if rate is None:
                 errors += 1
                 if errors > 4:
@@ -116,4 +122,8 @@ class ThresholdJudge:
                 return "failed", i
             if i >= count:
                 return "successful", i
-        return "running", len(self.checks)
+        return "undecided", len(self.checks)
+
+    def requests_until(self, interval: int) -> int:
+        """Candidate requests in the first ``interval`` checks."""
+        return sum(n for _, _, n in self.checks[:interval])

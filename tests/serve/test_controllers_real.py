@@ -4,8 +4,7 @@ The local mesh (real Envoy) splits requests 50/50 between two loopback model ser
 scrapes the Envoys every second; ``meshlab serve`` runs as a subprocess. The drivers call it
 exactly as Argo Rollouts (web metric of the shipped AnalysisTemplate) and Flagger (webhooks of the
 shipped Canary) do. Time is compressed: one controller interval is ``LOOK`` seconds here.
-Each scenario also records what the controller's own threshold analysis concludes on the same data
-(printed with ``-s``; the README's table comes from these runs).
+The comparison with the controllers' own threshold analysis is ``analysis/serve_vs_thresholds.py``.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ from meshlab.serve.sessions import SessionKey, StateStore
 from tests.serve.argo_driver import AnalysisRun
 from tests.serve.conftest import CLUSTERS, REPO, MeshStack, ServeProcess
 from tests.serve.flagger_driver import CanaryRun
-from tests.serve.scenario import Load, ThresholdJudge
+from tests.serve.scenario import Load
 
 pytestmark = [pytest.mark.envoy, pytest.mark.slow]
 
@@ -67,13 +66,12 @@ def _flagger_run(serve: ServeProcess, checksum: str) -> CanaryRun:
     return CanaryRun(_canary(), serve.url, checksum, metadata=overrides)
 
 
-def _drive(step: Any, judge: ThresholdJudge, max_looks: int = MAX_LOOKS) -> tuple[str, int, float]:
+def _drive(step: Any, max_looks: int = MAX_LOOKS) -> tuple[str, int, float]:
     """Call ``step`` every LOOK seconds until it returns a final phase; (phase, looks, seconds)."""
     started = time.monotonic()
     for look in range(1, max_looks + 1):
         time.sleep(max(0.0, started + look * LOOK - time.monotonic()))
         phase = step()
-        judge.check(time.time())
         if phase not in ("Running", "Progressing"):
             return phase, look, time.monotonic() - started
     return "timeout", max_looks, time.monotonic() - started
@@ -84,30 +82,22 @@ def _set(stack: MeshStack, *, delay_ms: float = 8.0, error_rate: float = 0.0) ->
     stack.faults["candidate"].error_rate = error_rate
 
 
-def _report(
-    name: str, phase: str, looks: int, answer: dict[str, Any], judge: ThresholdJudge
-) -> None:
-    flagger, argo = judge.flagger(), judge.argo()
+def _report(name: str, phase: str, looks: int, answer: dict[str, Any]) -> None:
     requests = answer.get("requests", {})
     print(
         f"\n[{name}] meshlab: {phase} at look {looks} "
         f"({requests.get('baseline')}+{requests.get('candidate')} requests, "
-        f"{answer.get('elapsed_seconds')} s); same data, Flagger thresholds: {flagger[0]} at "
-        f"interval {flagger[1]}; Argo successCondition: {argo[0]} at measurement {argo[1]}"
+        f"{answer.get('elapsed_seconds')} s)"
     )
-
-
-def _judge(stack: MeshStack) -> ThresholdJudge:
-    return ThresholdJudge(stack.prometheus_url, f"{int(LOOK)}s")
 
 
 def test_argo_good_candidate_succeeds(mesh_stack: MeshStack, serve: ServeProcess) -> None:
     _set(mesh_stack)
-    run, judge = _argo_run(serve, "good1"), _judge(mesh_stack)
+    run = _argo_run(serve, "good1")
     with Load(mesh_stack, RATE):
-        phase, looks, _ = _drive(lambda: (run.measure(), run.phase())[1], judge)
+        phase, looks, _ = _drive(lambda: (run.measure(), run.phase())[1])
     last = run.measurements[-1]
-    _report("argo good", phase, looks, last.body or {}, judge)
+    _report("argo good", phase, looks, last.body or {})
     assert phase == "Successful", [m.value for m in run.measurements]
     assert last.value == "promote" and last.body is not None
     assert all(m.phase in ("Inconclusive", "Successful") for m in run.measurements)
@@ -117,11 +107,11 @@ def test_argo_good_candidate_succeeds(mesh_stack: MeshStack, serve: ServeProcess
 
 def test_argo_bad_candidate_fails(mesh_stack: MeshStack, serve: ServeProcess) -> None:
     _set(mesh_stack, delay_ms=16.0, error_rate=0.08)
-    run, judge = _argo_run(serve, "bad1"), _judge(mesh_stack)
+    run = _argo_run(serve, "bad1")
     with Load(mesh_stack, RATE):
-        phase, looks, _ = _drive(lambda: (run.measure(), run.phase())[1], judge)
+        phase, looks, _ = _drive(lambda: (run.measure(), run.phase())[1])
     last = run.measurements[-1]
-    _report("argo bad", phase, looks, last.body or {}, judge)
+    _report("argo bad", phase, looks, last.body or {})
     assert phase == "Failed", [m.value for m in run.measurements]
     assert last.value == "abort"
     assert all(m.phase in ("Inconclusive", "Failed") for m in run.measurements)
@@ -129,11 +119,11 @@ def test_argo_bad_candidate_fails(mesh_stack: MeshStack, serve: ServeProcess) ->
 
 def test_flagger_good_candidate_is_promoted(mesh_stack: MeshStack, serve: ServeProcess) -> None:
     _set(mesh_stack)
-    run, judge = _flagger_run(serve, "c0ffee01"), _judge(mesh_stack)
+    run = _flagger_run(serve, "c0ffee01")
     with Load(mesh_stack, RATE):
-        phase, looks, _ = _drive(run.iterate, judge)
+        phase, looks, _ = _drive(run.iterate)
     last = run.calls[-1]
-    _report("flagger good", phase, looks, last.body, judge)
+    _report("flagger good", phase, looks, last.body)
     assert phase == "Succeeded", [(c.hook, c.status) for c in run.calls]
     assert last.hook == "confirm-promotion" and last.status == 200
     assert run.failed_checks == 0
@@ -143,11 +133,11 @@ def test_flagger_good_candidate_is_promoted(mesh_stack: MeshStack, serve: ServeP
 
 def test_flagger_bad_candidate_is_rolled_back(mesh_stack: MeshStack, serve: ServeProcess) -> None:
     _set(mesh_stack, delay_ms=16.0, error_rate=0.08)
-    run, judge = _flagger_run(serve, "bad0c0de"), _judge(mesh_stack)
+    run = _flagger_run(serve, "bad0c0de")
     with Load(mesh_stack, RATE):
-        phase, looks, _ = _drive(run.iterate, judge)
+        phase, looks, _ = _drive(run.iterate)
     last = run.calls[-1]
-    _report("flagger bad", phase, looks, last.body, judge)
+    _report("flagger bad", phase, looks, last.body)
     assert phase == "Failed", [(c.hook, c.status) for c in run.calls]
     # The rollback hook answered 2xx on meshlab's first abort: no waiting for `threshold` failures.
     assert last.hook == "rollback" and last.status == 200 and last.body["verdict"] == "abort"
@@ -159,7 +149,6 @@ def test_little_traffic_is_inconclusive_never_a_failure(
 ) -> None:
     _set(mesh_stack, delay_ms=16.0, error_rate=0.08)  # even a bad candidate: too little evidence
     argo, flagger = _argo_run(serve, "quiet1"), _flagger_run(serve, "quiet001")
-    judge = _judge(mesh_stack)
     with Load(mesh_stack, 2.0):
         for _ in range(4):
             time.sleep(LOOK)
@@ -172,7 +161,6 @@ def test_little_traffic_is_inconclusive_never_a_failure(
     assert all(
         c.status != 200 for c in flagger.calls if c.hook in ("rollback", "confirm-promotion")
     )
-    del judge
 
 
 def test_restart_mid_analysis_keeps_evidence_and_verdict(
@@ -180,7 +168,7 @@ def test_restart_mid_analysis_keeps_evidence_and_verdict(
 ) -> None:
     # A milder fault than the other bad candidate, so the restart falls before the decision.
     _set(mesh_stack, delay_ms=11.0, error_rate=0.05)
-    run, judge = _argo_run(serve, "restart1"), _judge(mesh_stack)
+    run = _argo_run(serve, "restart1")
     with Load(mesh_stack, RATE):
         for _ in range(2):  # the session's start, then its first look
             time.sleep(LOOK)
@@ -192,7 +180,7 @@ def test_restart_mid_analysis_keeps_evidence_and_verdict(
         assert serve.pids[-1] != old_pid
         time.sleep(LOOK)
         after_restart = run.measure()
-        phase, _, _ = _drive(lambda: (run.measure(), run.phase())[1], judge)
+        phase, _, _ = _drive(lambda: (run.measure(), run.phase())[1])
     assert after_restart.body is not None
     # Nothing lost: the restarted service counts every request since the session started.
     assert after_restart.body["session"]["started_at"] == before["session"]["started_at"]
