@@ -60,6 +60,7 @@ def serve_command(
     ] = None,
 ) -> None:
     """Answer Argo Rollouts web metrics and Flagger webhooks with meshlab's sequential verdicts."""
+    from meshlab.metrics import load_token
     from meshlab.serve import Judge, PrometheusSettings, ServeSettings, load_profiles
     from meshlab.serve.app import create_app, run
 
@@ -67,6 +68,7 @@ def serve_command(
         raise ConfigError(f"--port: {port} is not a TCP port (1-65535)")
     if not prometheus_url.startswith(("http://", "https://")):
         raise ConfigError("--prometheus-url: give an http:// or https:// URL")
+    load_token(token_env, token_file)  # a missing token fails now (exit 2), not at the first look
     settings = ServeSettings(
         prometheus=PrometheusSettings(
             prometheus_url,

@@ -4,8 +4,8 @@ A :class:`Target` is a template set and the two arms' selectors, frozen when a s
 Template sets are those of :mod:`meshlab.metrics.templates` plus ``istio-service``, which tells the
 arms apart by the Kubernetes Service the caller addressed (Argo Rollouts' ``stableService`` and
 ``canaryService``). It reads the *source* side (``reporter="source"``), because only the client's
-sidecar names the Service it routed to; Istio >= 1.22 gives every pod of a Rollout the Rollout's
-workload name, so ``destination_workload`` cannot tell Argo's two ReplicaSets apart.
+sidecar names the Service it routed to; recent Istio (istio/istio#49256) gives every pod of a
+Rollout the Rollout's workload name, so ``destination_workload`` cannot tell Argo's two ReplicaSets apart.
 
 Defaults per controller: Flagger's primary/canary Deployments (``<name>-primary`` / ``<name>``)
 with ``istio-workload``; Argo's stable/canary Services with ``istio-service``. ``envoy`` selects

@@ -13,6 +13,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
@@ -103,6 +104,18 @@ def test_argo_good_candidate_succeeds(mesh_stack: MeshStack, serve: ServeProcess
     assert all(m.phase in ("Inconclusive", "Successful") for m in run.measurements)
     assert {m["name"] for m in last.body["metrics"]} == {"latency-p50", "errors"}
     assert "beta = 0.05" in last.body["guarantee"]
+    # The decision stands (no new evidence is read), and the session's settings are frozen.
+    assert run.measure().value == "promote"
+    looser = {
+        **run.args,
+        "analysis": '{"metrics": [{"name": "errors", "type": "error-rate", "tolerance": "9%"}]}',
+    }
+    answer = httpx.get(f"{serve.url}/argo/v1/measure", params={
+        "namespace": "models", "rollout": "fraud-model", "revision": looser["canary-hash"],
+        "stable": looser["stable-service"], "canary": looser["canary-service"],
+        "templates": "envoy", "analysis": looser["analysis"],
+    })  # fmt: skip
+    assert answer.status_code == 400 and "started with other settings" in answer.json()["error"]
 
 
 def test_argo_bad_candidate_fails(mesh_stack: MeshStack, serve: ServeProcess) -> None:

@@ -188,3 +188,25 @@ def test_session_state_round_trips_and_refuses_a_corrupt_file(tmp_path: Path) ->
     with pytest.raises(StateError, match="unreadable"):
         store.load(key)
     assert json.loads(json.dumps(record.to_json()))["key"]["revision"] == "85d5/../x"
+
+
+def test_cli_bad_input_is_one_line_and_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from meshlab.cli import main
+
+    monkeypatch.delenv("NO_SUCH_TOKEN", raising=False)
+    base = ["serve", "--state-dir", str(tmp_path / "s"), "--port", str(free_port())]
+    cases = {
+        "--prometheus-url: give an http": [*base, "--prometheus-url", "prom:9090"],
+        "tokenEnv: environment variable NO_SUCH_TOKEN": [
+            *base, "--prometheus-url", "http://127.0.0.1:1", "--prometheus-token-env", "NO_SUCH_TOKEN",
+        ],
+        "--analysis: cannot read": [
+            *base, "--prometheus-url", "http://127.0.0.1:1", "--analysis", str(tmp_path / "none.yaml"),
+        ],
+    }  # fmt: skip
+    for message, argv in cases.items():
+        assert main(argv) == 2, message
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1 and "Traceback" not in err
