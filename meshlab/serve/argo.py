@@ -51,6 +51,11 @@ def look_request(args: Mapping[str, Any], settings: ServeSettings) -> LookReques
             f"{unknown[0]}: unknown argument; Argo measurements take {', '.join(sorted(_KNOWN))}"
         )
     namespace = _text(args, "namespace")
+    for name in ("namespace", "rollout", "revision"):
+        if not _text(args, name):
+            raise ConfigError(
+                f"{name}: required to key the analysis session (see the shipped AnalysisTemplate)"
+            )
     key = SessionKey("argo", namespace, _text(args, "rollout"), _text(args, "revision"))
     services = [s.strip() for s in _text(args, "service").split(",") if s.strip()]
     target = build_target(

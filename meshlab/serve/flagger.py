@@ -56,6 +56,11 @@ def look_request(payload: Any, settings: ServeSettings) -> LookRequest:
             f"metadata.{unknown[0]}: unknown key; meshlab reads {', '.join(sorted(_METADATA))}"
         )
     name, namespace = str(payload.get("name") or ""), str(payload.get("namespace") or "")
+    for field in ("name", "namespace", "checksum"):
+        if not payload.get(field):
+            raise ConfigError(
+                f"{field}: missing from the webhook payload (Flagger always sends it)"
+            )
     key = SessionKey("flagger", namespace, name, str(payload.get("checksum") or ""))
     default_services = f"{name},{name}-primary,{name}-canary"
     services = [s.strip() for s in meta.get("service", default_services).split(",") if s.strip()]

@@ -9,6 +9,7 @@ controller-neutral JSON of :func:`answer_json`; :mod:`meshlab.serve.argo` and
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -84,11 +85,13 @@ class Judge:
         self.store = StateStore(settings.state_dir)
         self._clock = clock
         self._warm: OrderedDict[str, Evidence] = OrderedDict()
+        self._warm_lock = threading.Lock()  # looks of different sessions run concurrently
 
     def close(self) -> None:
-        for evidence in self._warm.values():
-            evidence.close()
-        self._warm.clear()
+        with self._warm_lock:
+            for evidence in self._warm.values():
+                evidence.close()
+            self._warm.clear()
 
     def _start(self, request: LookRequest, at: float) -> SessionRecord:
         record = SessionRecord(request.key, at, request.analysis, request.target)
@@ -103,26 +106,30 @@ class Judge:
         return record
 
     def _evidence(self, record: SessionRecord) -> Evidence:
+        """The warm evidence of ``record``'s session, or a new one to replay (caller holds the
+        session's lock, so only the shared cache needs guarding here)."""
         slug = record.key.slug
-        evidence = self._warm.get(slug)
-        if (
-            evidence is not None
-            and evidence.started_at == record.started_at
-            and evidence.applied <= len(record.looks)
-        ):
-            self._warm.move_to_end(slug)
-            return evidence
-        if evidence is not None:
-            evidence.close()
-        evidence = Evidence(record, self.settings.prometheus)
-        self._warm[slug] = evidence
-        while len(self._warm) > MAX_WARM:
-            _, old = self._warm.popitem(last=False)
+        with self._warm_lock:
+            evidence = self._warm.get(slug)
+            if (
+                evidence is not None
+                and evidence.started_at == record.started_at
+                and evidence.applied <= len(record.looks)
+            ):
+                self._warm.move_to_end(slug)
+                return evidence
+            stale = [] if evidence is None else [evidence]
+            evidence = Evidence(record, self.settings.prometheus)
+            self._warm[slug] = evidence
+            while len(self._warm) > MAX_WARM:
+                stale.append(self._warm.popitem(last=False)[1])
+        for old in stale:
             old.close()
         return evidence
 
     def _forget(self, key: SessionKey) -> None:
-        evidence = self._warm.pop(key.slug, None)
+        with self._warm_lock:
+            evidence = self._warm.pop(key.slug, None)
         if evidence is not None:
             evidence.close()
 

@@ -204,10 +204,10 @@ def test_restart_mid_analysis_keeps_evidence_and_verdict(
         for arm in ("baseline", "candidate"):
             assert after_restart.body["requests"][arm] > before["requests"][arm]
     assert run.phase() == "Failed" and run.measurements[-1].value == "abort", phase
-    _assert_replay_reproduces_every_stored_answer(serve, "restart1")
+    _assert_cold_replay_reproduces_the_deciding_answer(serve, "restart1")
 
 
-def _assert_replay_reproduces_every_stored_answer(serve: ServeProcess, revision: str) -> None:
+def _assert_cold_replay_reproduces_the_deciding_answer(serve: ServeProcess, revision: str) -> None:
     """A cold start (what a restart is) re-reads the counters at the recorded look times and gets
     exactly the evidence and verdict that were answered live."""
     key = SessionKey("argo", "models", "fraud-model", revision)
