@@ -79,6 +79,11 @@ def test_argo_with_prometheus_unreachable_is_a_measurement_error_without_secrets
     assert TOKEN not in answer.text and TOKEN not in caplog.text
 
 
+def test_index_and_health(client: AppClient) -> None:
+    assert client.get("/healthz").text == "ok"
+    assert client.get("/sessions").json() == []  # no session starts without a first read
+
+
 def test_argo_bad_arguments_are_400_naming_the_field(client: AppClient) -> None:
     cases = {
         "stable": ({**ARGO, "stable": ARGO["canary"]}, "baseline/candidate: both arms"),
