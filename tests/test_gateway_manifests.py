@@ -284,3 +284,18 @@ def test_render_cli_emits_either_api(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["render", "-f", str(spec), "--routing", "istio", "--step", "2"]) == 0
     kinds = [d["kind"] for d in yaml.safe_load_all(capsys.readouterr().out)]
     assert kinds == ["DestinationRule", "VirtualService"]
+
+
+def test_validate_reports_what_the_routing_api_cannot_express(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from meshlab.cli import main
+
+    data = yaml.safe_load((ISTIO_EXAMPLES / "canary.experiment.yaml").read_text())  # has retries
+    data["spec"]["target"] = {"routing": "gateway-api"}
+    spec = tmp_path / "exp.yaml"
+    spec.write_text(yaml.safe_dump(data))
+    assert main(["validate", "-f", str(spec)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("meshlab: error: spec.service.retries: ") and "\n" not in err
+    assert main(["validate", "-f", str(GATEWAY_EXAMPLES / "abtest.experiment.yaml")]) == 0

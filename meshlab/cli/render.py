@@ -65,9 +65,11 @@ def render_command(
 
 
 def validate_command(file: SpecFile) -> None:
-    """Check the spec only; exit 0 if valid, 2 with a one-line error naming the field if not."""
+    """Check the spec (and that its routing API can express it); exit 0, or 2 naming the field."""
     experiment = load_experiment(file)
     steps = plan(experiment)
+    for state in all_steps(experiment):  # what the routing API cannot express is bad input too
+        render_step(experiment, state)
     typer.echo(
         f"{file}: valid {experiment.spec.strategy} experiment '{experiment.metadata.name}' "
         f"with {len(steps)} step{'s' if len(steps) != 1 else ''}: "

@@ -78,17 +78,17 @@ def duration_seconds(text: str, where: str) -> float:
     return sum(int(n) * _UNIT_SECONDS[u] for n, u in parts)
 
 
-def backend_clusters(
-    services: Sequence[Mapping[str, Any]], host: str, subsets: Mapping[str, Mapping[str, str]]
+def service_subsets(
+    services: Sequence[Mapping[str, Any]], versions: Mapping[str, Mapping[str, str]]
 ) -> dict[str, str]:
-    """Backend Service name -> the cluster of the version its selector picks (by the version labels)."""
+    """Backend Service name -> the subset whose labels its selector contains (exactly one)."""
     out: dict[str, str] = {}
     for service in services:
         name = str(service["metadata"]["name"])
         selector = service.get("spec", {}).get("selector") or {}
         picked = [
             subset
-            for subset, labels in subsets.items()
+            for subset, labels in versions.items()
             if all(selector.get(k) == v for k, v in labels.items())
         ]
         if len(picked) != 1:
@@ -96,8 +96,20 @@ def backend_clusters(
                 f"Service {name}: its selector {selector} picks {len(picked)} versions of the "
                 "local mesh; a backend Service must select exactly one version's labels"
             )
+        out[name] = picked[0]
+    return out
+
+
+def backend_clusters(
+    services: Sequence[Mapping[str, Any]], host: str, versions: Mapping[str, Mapping[str, str]]
+) -> dict[str, str]:
+    """Backend Service name -> the cluster of the version it selects (``outbound|port|subset|host``)."""
+    subsets = service_subsets(services, versions)
+    out: dict[str, str] = {}
+    for service in services:
+        name = str(service["metadata"]["name"])
         for port in service.get("spec", {}).get("ports") or []:
-            out[name] = cluster_name(host, int(port["port"]), picked[0])
+            out[name] = cluster_name(host, int(port["port"]), subsets[name])
     return out
 
 
@@ -290,9 +302,8 @@ def step_subsets(
     """The subsets a step's objects declare: the DestinationRule's, or those its Services select."""
     if any(d.get("kind") == "DestinationRule" for d in docs):
         return subsets_of(find_manifest(docs, "DestinationRule"))
-    services = [d for d in docs if d.get("kind") == "Service"]
-    picked = backend_clusters(services, "-", versions)
-    return [s for s in versions if any(c.split("|")[2] == s for c in picked.values())]
+    picked = service_subsets([d for d in docs if d.get("kind") == "Service"], versions)
+    return [s for s in versions if s in picked.values()]
 
 
 def step_route_configuration(
