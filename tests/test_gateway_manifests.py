@@ -21,7 +21,7 @@ from meshlab.manifests import (
     render_step,
     routing_plan,
 )
-from meshlab.manifests.gateway import escape_regex, gateway_duration
+from meshlab.manifests.gateway import CATCH_ALL_REGEX, escape_regex, gateway_duration
 from meshlab.manifests.routing import RoutingPlan
 from meshlab.spec import Experiment, Version, load_experiment
 from tests.conftest import EXAMPLE, REPO
@@ -155,8 +155,8 @@ def _unescape_prefix(pattern: str) -> str:
 
 def _as_istio_match(matches: Any) -> Any:
     """Read a Gateway API match back into the Istio match it was rendered from."""
-    if matches is None:
-        return None
+    if matches is None or matches == [{"path": CATCH_ALL_REGEX}]:
+        return None  # the catch-all: no match, or every path by regex (outranked by path regexes)
     out = []
     for m in matches:
         istio: dict[str, Any] = {}
@@ -299,3 +299,23 @@ def test_validate_reports_what_the_routing_api_cannot_express(
     err = capsys.readouterr().err.strip()
     assert err.startswith("meshlab: error: spec.service.retries: ") and "\n" not in err
     assert main(["validate", "-f", str(GATEWAY_EXAMPLES / "abtest.experiment.yaml")]) == 0
+
+
+def test_the_catch_all_matches_by_regex_only_when_a_rule_matches_the_path_by_regex() -> None:
+    exp = load_experiment(GATEWAY_EXAMPLES / "abtest.experiment.yaml")
+    rules = gateway_manifests(exp, plan(exp)[0])[-1]["spec"]["rules"]
+    assert rules[-1]["matches"] == [{"path": CATCH_ALL_REGEX}]
+    assert rules[1]["matches"][0]["path"] == {
+        "type": "RegularExpression",
+        "value": "/v2/models/fraud.*",
+    }
+    exp = load_experiment(GATEWAY_EXAMPLES / "bluegreen.experiment.yaml")
+    rules = gateway_manifests(exp, plan(exp)[0])[-1]["spec"]["rules"]
+    assert "matches" not in rules[-1]  # header matches outrank the default PathPrefix /
+    data = yaml.safe_load((GATEWAY_EXAMPLES / "abtest.experiment.yaml").read_text())
+    data["spec"]["abtest"]["match"][1]["uri"] = {"regex": "/a"}
+    from meshlab.spec import parse_experiment
+
+    exp = parse_experiment(data)
+    with pytest.raises(ConfigError, match=r"spec\.abtest\.match\[1\]\.uri\.regex: .*3 characters"):
+        gateway_manifests(exp, plan(exp)[0])

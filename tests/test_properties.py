@@ -19,6 +19,7 @@ from meshlab.manifests import (
 )
 from meshlab.mesh.envoy_httproute import step_route_configuration
 from meshlab.spec import Experiment, Version, parse_experiment
+from tests.support.envoy_routes import same_decisions
 from tests.support.gateway_schema import gateway_schema_errors
 
 weights = st.lists(st.integers(0, 100), min_size=1, max_size=8).map(sorted)
@@ -91,14 +92,15 @@ def test_rollback_routes_nothing_to_the_candidate(exp: Experiment) -> None:
 @settings(max_examples=100, deadline=None)
 @given(experiments())
 def test_gateway_routes_are_crd_valid_and_route_like_istio_on_envoy(exp: Experiment) -> None:
-    """Any valid spec: every HTTPRoute passes the CRD schema and CEL rules, and translates to
-    exactly the Envoy routes of the VirtualService."""
+    """Any valid spec: every HTTPRoute passes the CRD schema and CEL rules, and translates to the
+    Envoy routes of the VirtualService, up to the order of header-matched routes that all go to the
+    candidate (the Gateway API ranks rules by specificity, not by their order)."""
     versions = {v.subset: dict(v.labels) for v in (exp.spec.baseline, exp.spec.candidate)}
     for step in all_steps(exp):
         docs = render_step(exp, step, "gateway-api")
         assert not gateway_schema_errors(docs[-1]), step.name
         istio = step_route_configuration(render_step(exp, step, "istio"), "svc", versions)
-        assert step_route_configuration(docs, "svc", versions) == istio
+        assert same_decisions(step_route_configuration(docs, "svc", versions), istio)
 
 
 @settings(max_examples=150, deadline=None)

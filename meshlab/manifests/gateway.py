@@ -14,7 +14,11 @@ Where the two APIs differ, the rendering keeps Istio's meaning, so both route th
 * a string ``prefix`` (header or path) has no Gateway API equivalent (``PathPrefix`` matches whole
   path segments, headers have no prefix match), so it is written as the ``RegularExpression``
   ``<escaped prefix>.*``; a path prefix ``/`` is ``PathPrefix /``;
-* ``service.timeout`` is ``timeouts.request``, in the Gateway API's duration syntax (``500ms``).
+* ``service.timeout`` is ``timeouts.request``, in the Gateway API's duration syntax (``500ms``);
+* rule order is not precedence in the Gateway API (Istio sorts rules Exact > PathPrefix > regex
+  path, then by length, then by header count), so when a matched rule tests the path by regex the
+  catch-all rule matches ``RegularExpression /.*``, which ranks below it, instead of the default
+  ``PathPrefix /``, which would rank above it.
 
 What the Gateway API (v1.6 standard channel) cannot say is a :class:`~meshlab.errors.ConfigError`
 naming the field and the fix, never dropped: a retry policy, a gateway other than ``mesh``, a host
@@ -44,6 +48,7 @@ from meshlab.spec import Experiment
 
 API_VERSION = "gateway.networking.k8s.io/v1"
 _RE2_SPECIAL = set("\\.+*?()|[]{}^$")
+CATCH_ALL_REGEX = {"type": "RegularExpression", "value": "/.*"}
 _DURATION_UNITS = (("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1))
 
 
@@ -235,17 +240,45 @@ def _check(plan: RoutingPlan) -> None:
             )
 
 
+def _regex_path(rule: dict[str, Any]) -> str | None:
+    for match in rule.get("matches", []):
+        if match.get("path", {}).get("type") == "RegularExpression":
+            return str(match["path"]["value"])
+    return None
+
+
 def http_route(plan: RoutingPlan) -> Manifest:
     """The HTTPRoute of a step: its parent is the service's Service, one rule per plan rule."""
     _check(plan)
     name, _ = parent_service(plan)
+    rules = [_rule(plan, rule) for rule in plan.rules]
+    # Rule order is not precedence in the Gateway API: a more specific match wins, and Istio ranks
+    # path matches Exact > PathPrefix > RegularExpression, then by length. The catch-all (default
+    # match PathPrefix /) would outrank a rule matching the path by regex, so then the catch-all
+    # matches every path by regex too ("/.*", 3 characters; longer patterns rank first, equal ones
+    # keep rule order).
+    regexes = [(r, p) for r, p in zip(plan.rules[:-1], rules[:-1], strict=True) if _regex_path(p)]
+    if regexes:
+        catch_all = rules[-1]
+        rest = {k: v for k, v in catch_all.items() if k != "name"}
+        rules[-1] = {
+            "name": catch_all["name"],
+            "matches": [{"path": dict(CATCH_ALL_REGEX)}],
+            **rest,
+        }
+        for rule, rendered in regexes:
+            if len(_regex_path(rendered) or "") < len(CATCH_ALL_REGEX["value"]):
+                raise ConfigError(
+                    f"{rule.origin}.uri.regex: a path regex shorter than 3 characters would rank "
+                    "below meshlab's catch-all '/.*' in the Gateway API; write a longer pattern"
+                )
     return {
         "apiVersion": API_VERSION,
         "kind": "HTTPRoute",
         "metadata": object_metadata(plan),
         "spec": {
             "parentRefs": [{"group": "", "kind": "Service", "name": name, "port": plan.port}],
-            "rules": [_rule(plan, rule) for rule in plan.rules],
+            "rules": rules,
         },
     }
 

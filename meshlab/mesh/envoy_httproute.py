@@ -9,8 +9,9 @@ the two for every strategy and step. No I/O here.
 * Backends: each ``backendRef`` names a per-version Service; its selector picks the version whose
   labels it contains, and the reference becomes that version's cluster
   (``outbound|<port>|<subset>|<host>``), exactly the cluster the DestinationRule subset names.
-* Rules keep their order; each ``matches`` entry is one Envoy route (ORed), a rule without matches
-  matches every path (the API's default ``PathPrefix /``). ``Exact`` -> ``path``; ``PathPrefix /``
+* Each ``matches`` entry is one Envoy route (ORed); a rule without matches gets the API's default
+  ``PathPrefix /``. Rule order is not precedence: the routes are sorted, stably, as Istio sorts
+  them (Exact > PathPrefix > RegularExpression path, longer first, then more header matches). ``Exact`` -> ``path``; ``PathPrefix /``
   -> ``prefix: /``; other ``PathPrefix`` -> ``path_separated_prefix`` (whole segments, as Istio);
   ``RegularExpression`` -> ``safe_regex``, except ``<escaped literal>.*``, which is how meshlab writes
   a string prefix (the API has none) and is read back as the ``prefix`` it means; headers likewise.
@@ -221,7 +222,23 @@ def _check_filters(filters: Sequence[Mapping[str, Any]], allowed: set[str], wher
             )
 
 
-def _rule_routes(rule: Mapping[str, Any], clusters: Mapping[str, str], where: str) -> list[Json]:
+def _precedence(match: Mapping[str, Any]) -> tuple[int, int, int]:
+    """Istio's sort key of one match (descending): path kind, path length, header count.
+
+    The API server defaults a missing path to ``PathPrefix /``; Istio converts ``PathPrefix`` to a
+    prefix without its trailing slash and ranks Exact (3) > prefix (2) > regex (1).
+    """
+    path = match.get("path") or {"type": "PathPrefix", "value": "/"}
+    kind, value = path.get("type", "PathPrefix"), str(path.get("value", "/"))
+    if kind == "PathPrefix" and value != "/":
+        value = value.rstrip("/")
+    rank = {"Exact": 3, "PathPrefix": 2, "RegularExpression": 1}.get(kind, 0)
+    return rank, len(value), len(match.get("headers") or [])
+
+
+def _rule_routes(
+    rule: Mapping[str, Any], clusters: Mapping[str, str], where: str
+) -> list[tuple[tuple[int, int, int], Json]]:
     unknown = set(rule) - {"name", "matches", "filters", "backendRefs", "timeouts"}
     if unknown:
         raise MeshError(f"{where}.{sorted(unknown)[0]}: not supported by the local mesh")
@@ -263,12 +280,13 @@ def _rule_routes(rule: Mapping[str, Any], clusters: Mapping[str, str], where: st
     matches = rule.get("matches") or [{}]
     out = []
     for i, match in enumerate(matches):
+        precedence = _precedence(match)
         envoy: Json = {"match": route_match(match, f"{where}.matches[{i}]"), "route": action}
         if rule.get("name"):
             envoy["name"] = str(rule["name"])
         envoy.update(extra)
         apply_header_ops(envoy, _header_modifiers(filters))
-        out.append(envoy)
+        out.append((precedence, envoy))
     return out
 
 
@@ -284,9 +302,12 @@ def httproute_configuration(
         raise MeshError(
             "HTTPRoute spec.parentRefs: the local mesh routes a Service's traffic (GAMMA)"
         )
-    routes: list[Json] = []
+    ranked: list[tuple[tuple[int, int, int], Json]] = []
     for i, rule in enumerate(spec.get("rules") or []):
-        routes += _rule_routes(rule, clusters, f"HTTPRoute spec.rules[{i}]")
+        ranked += _rule_routes(rule, clusters, f"HTTPRoute spec.rules[{i}]")
+    # Rule order is not precedence: Istio sorts (stably) by the most specific match first.
+    ranked.sort(key=lambda item: tuple(-k for k in item[0]))
+    routes = [route for _, route in ranked]
     if not routes:
         raise MeshError("HTTPRoute spec.rules: no rules to translate")
     return {

@@ -36,6 +36,7 @@ from meshlab.mesh.envoy_httproute import (
 from meshlab.mesh.envoy_httproute import route_match as httproute_match
 from meshlab.spec import Experiment, Shadow, load_experiment
 from tests.conftest import EXAMPLE, REPO
+from tests.support.envoy_routes import same_decisions
 
 V1 = "outbound|8080|v1|fraud-model"
 V2 = "outbound|8080|v2|fraud-model"
@@ -347,3 +348,32 @@ def test_unsupported_httproute_fields_and_unknown_backends_are_errors() -> None:
     with pytest.raises(MeshError, match="picks 0 versions"):
         step_route_configuration([service, docs[1], docs[2]], host, versions)
     assert step_subsets(docs, versions) == ["v1", "v2"]
+
+
+def test_precedence_not_rule_order_decides_like_istio() -> None:
+    """A regex-path rule listed before a catch-all with the default PathPrefix / is outranked by it
+    in Istio; the translation shows it (which is why meshlab's catch-all then matches by regex)."""
+    exp = load_experiment(GATEWAY_EXAMPLES / "abtest.experiment.yaml")
+    docs = render_step(exp, plan(exp)[0])
+    host, versions = exp.spec.service.host, _versions(exp)
+    names = [r["name"] for r in _routes(step_route_configuration(docs, host, versions))]
+    assert names == [
+        "meshlab-fraud-abtest-match-0",
+        "meshlab-fraud-abtest-match-1",
+        "meshlab-fraud-abtest",
+    ]
+    route = copy.deepcopy(docs[-1])
+    del route["spec"]["rules"][-1]["matches"]  # the catch-all as the API would default it
+    config = step_route_configuration([*docs[:-1], route], host, versions)
+    names = [r["name"] for r in _routes(config)]
+    assert names == [
+        "meshlab-fraud-abtest-match-0",
+        "meshlab-fraud-abtest",
+        "meshlab-fraud-abtest-match-1",
+    ]
+    istio = step_route_configuration(render_step(exp, plan(exp)[0], "istio"), host, versions)
+    assert not same_decisions(config, istio)
+    swapped = copy.deepcopy(docs[-1])
+    rules = swapped["spec"]["rules"]
+    rules[0], rules[1] = rules[1], rules[0]  # header-matched rules: only their order changes
+    assert same_decisions(step_route_configuration([*docs[:-1], swapped], host, versions), istio)
