@@ -29,7 +29,7 @@ class Registry:
 
     what: str  # "routing API", used in messages
     field: str  # the spec field that holds the name
-    entries: Mapping[str, str]
+    entries: Mapping[str, str]  # name -> "package.module:attribute[.attribute]"
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -49,7 +49,10 @@ class Registry:
         """Import and return the implementation registered as ``name``."""
         module, _, attribute = self.entries[self.check(name)].partition(":")
         try:
-            return cast(object, getattr(importlib.import_module(module), attribute))
+            found: object = importlib.import_module(module)
+            for part in attribute.split("."):  # "Class.factory" names a classmethod
+                found = getattr(found, part)
+            return found
         except (ImportError, AttributeError) as exc:
             raise ConfigError(
                 f"{self.field}: the {self.what} '{name}' is registered as "

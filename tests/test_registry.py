@@ -70,3 +70,17 @@ def test_the_spec_accepts_exactly_the_registered_routing_apis(example_data: dict
     )
     del example_data["spec"]["target"]
     assert parse_experiment(example_data).spec.target.routing == "istio"
+
+
+def test_entries_may_name_a_factory_on_a_class_and_bad_targets_are_config_errors() -> None:
+    from meshlab.errors import ConfigError
+    from meshlab.registry import Registry
+
+    registry = Registry(
+        "thing", "spec.thing", {"a": "meshlab.registry:Registry.check", "b": "meshlab.nope:x"}
+    )
+    assert registry.load("a") is Registry.check
+    with pytest.raises(
+        ConfigError, match=r"^spec.thing: the thing 'b' is registered as meshlab.nope:x"
+    ):
+        registry.load("b")

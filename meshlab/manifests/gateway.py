@@ -47,14 +47,14 @@ from meshlab.manifests.steps import Step
 from meshlab.spec import Experiment
 
 API_VERSION = "gateway.networking.k8s.io/v1"
-_RE2_SPECIAL = set("\\.+*?()|[]{}^$")
+RE2_SPECIAL = set("\\.+*?()|[]{}^$")
 CATCH_ALL_REGEX = {"type": "RegularExpression", "value": "/.*"}
 _DURATION_UNITS = (("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1))
 
 
 def escape_regex(text: str) -> str:
     """``text`` as an RE2 pattern matching it literally (only metacharacters are escaped)."""
-    return "".join("\\" + c if c in _RE2_SPECIAL else c for c in text)
+    return "".join("\\" + c if c in RE2_SPECIAL else c for c in text)
 
 
 def gateway_duration(seconds: float, field: str) -> str:

@@ -32,6 +32,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from meshlab.errors import MeshError
+from meshlab.manifests.gateway import RE2_SPECIAL
 from meshlab.mesh.envoy_config import (
     ROUTE_CONFIG_NAME,
     HeaderOps,
@@ -45,7 +46,6 @@ from meshlab.mesh.envoy_config import (
 )
 from meshlab.spec.base import format_duration
 
-_RE2_SPECIAL = set("\\.+*?()|[]{}^$")
 _DURATION_PART = re.compile(r"(\d+)(ms|h|m|s)")
 _UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 _HEADER_FILTERS = {"RequestHeaderModifier", "ResponseHeaderModifier"}
@@ -58,13 +58,13 @@ def literal_prefix(pattern: str) -> str | None:
     out, escaped = [], False
     for char in pattern[:-2]:
         if escaped:
-            if char not in _RE2_SPECIAL:
+            if char not in RE2_SPECIAL:
                 return None  # \d, \w, ...: a class, not a literal
             out.append(char)
             escaped = False
         elif char == "\\":
             escaped = True
-        elif char in _RE2_SPECIAL:
+        elif char in RE2_SPECIAL:
             return None
         else:
             out.append(char)
