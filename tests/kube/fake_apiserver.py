@@ -18,7 +18,9 @@ It serves the real REST paths of the custom-objects API for every kind in Istio'
   Status without ``details.name`` for an unknown plural), or for all Istio kinds if ``crds=False``.
 
 Faults for tests: ``deny`` (403), ``delays`` (a request that hangs unprocessed, or is processed and answered late),
-``hooks`` (run before a request is handled, e.g. a concurrent writer). Every request is recorded
+``hooks`` (run before a request is handled, e.g. a concurrent writer), ``failures`` (a list of
+:class:`~tests.kube.fake_http.Failure`: the next N matching requests, optionally after skipping some,
+answered 5xx/429 unprocessed or hung until the client times out; use :meth:`FakeKubeAPI.fail`). Every request is recorded
 (method, path, verb, status) without headers, so nothing secret is kept.
 """
 
@@ -34,7 +36,7 @@ from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tests.kube.fake_http import ApiError, Request, parse_body, parse_bool, serve
+from tests.kube.fake_http import ApiError, Failure, Request, parse_body, parse_bool, serve
 from tests.kube.fake_ssa import ApplyConflict, Owners, apply, managed_fields, merge_patch, update
 from tests.support.istio_schema import crds, istio_schema_errors
 
@@ -59,6 +61,7 @@ class FakeKubeAPI:
     # (method, plural) -> (seconds, "hang" | "late"): hang = drop unprocessed, late = answer late
     delays: dict[tuple[str, str], tuple[float, str]] = field(default_factory=dict)
     hooks: list[Hook] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
     requests: list[Request] = field(default_factory=list)
     internal_errors: list[str] = field(default_factory=list)
     authorized: set[tuple[str, str]] = field(default_factory=set)  # (verb, plural) RBAC allowed
@@ -94,6 +97,27 @@ class FakeKubeAPI:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    # -- faults ----------------------------------------------------------------------------------
+
+    def fail(self, method: str, plural: str, times: int = 1, **how: Any) -> Failure:
+        """Inject a :class:`Failure` (see there for ``status``, ``hang`` and ``after``)."""
+        failure = Failure(method, plural, times, **how)
+        with self._lock:
+            self.failures.append(failure)
+        return failure
+
+    def take_failure(self, method: str, plural: str) -> Failure | None:
+        """The failure this request meets, if any (consumes one of its ``times``)."""
+        with self._lock:
+            for failure in self.failures:
+                if failure.times > 0 and failure.matches(method, plural):
+                    if failure.after > 0:
+                        failure.after -= 1
+                        continue
+                    failure.times -= 1
+                    return failure
+        return None
 
     # -- direct access for tests (what kubectl would do) ---------------------------------------
 
@@ -423,4 +447,4 @@ def _manager(ctx: _Ctx) -> str:
     return str(ctx.query.get("fieldManager") or "unknown")
 
 
-__all__ = ["ApiError", "FakeKubeAPI", "Hook", "Request"]
+__all__ = ["ApiError", "Failure", "FakeKubeAPI", "Hook", "Request"]
