@@ -79,7 +79,7 @@ def with_target(experiment: Experiment, kind: str) -> Experiment:
 
 
 def _mesh(experiment: Experiment, where: Where, *, dry_run: bool = False) -> KubernetesMesh:
-    from meshlab.mesh.kubernetes import KubernetesMesh
+    from meshlab.mesh.kubernetes import KubernetesMesh  # the kubernetes client: only when used
 
     return KubernetesMesh.from_spec(
         with_target(experiment, "kubernetes"),
@@ -174,6 +174,7 @@ def _recover(
         return experiment
     mesh.in_force = in_force
     mesh.rollback()
+    mesh.release(lease.holder)  # the dead run's claim
     after = mesh.status()
     if after is not None and after.step != "rollback":
         raise MeshError(
@@ -277,6 +278,8 @@ def cluster_rollback(experiment: Experiment, where: Where) -> str:
             )
         mesh.in_force = _label(experiment, before.step)
         mesh.rollback()
+        if lease is not None and not lease.alive(time.time()):
+            mesh.release(lease.holder)  # a dead run's claim
         after = mesh.status()
     finally:
         mesh.close()

@@ -61,10 +61,17 @@ def parse_time(value: str | None) -> float | None:
         return None
 
 
+_OURS: set[str] = set()  # the holders this process created: alive for as long as it runs
+
+
 def new_holder() -> str:
-    """This process's identity: ``<host>/<pid>/<random run id>`` (a restarted container may reuse
-    its host name and pid, never the run id)."""
-    return f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(4)}"
+    """A new identity for this process: ``<host>/<pid>/<random run id>``.
+
+    A restarted container may reuse its host name and pid, never the run id.
+    """
+    holder = f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(4)}"
+    _OURS.add(holder)
+    return holder
 
 
 @dataclass(frozen=True)
@@ -104,7 +111,7 @@ class Lease:
 
     def provably_dead(self) -> bool:
         """The holder ran on this host and its process is gone (or this process has its pid)."""
-        if self.host != socket.gethostname() or self.pid is None:
+        if self.holder in _OURS or self.host != socket.gethostname() or self.pid is None:
             return False
         if self.pid == os.getpid():
             return True  # a restarted container: same host name, same pid, another run

@@ -308,13 +308,17 @@ class KubernetesMesh:
             self.objects.delete(VS, self.resource)
         self.objects.delete(DR, self.resource)
 
+    def release(self, holder: str) -> bool:
+        """Remove ``holder``'s lease from the routes if it still holds them (ours, or a dead run's)."""
+        return release(self.objects, self.virtual_service_name, holder)
+
     def close(self) -> None:
         """Give up the lease (if held) and release the connections; routing stays as it is."""
         try:
             if self.heartbeat is not None:
                 self.heartbeat.stop()
             if self.holder is not None and not self.dry_run:
-                release(self.objects, self.virtual_service_name, self.holder)
+                self.release(self.holder)
         except MeshError as exc:
             log.warning("lease on %s not released (it expires by itself): %s", self.resource, exc)
         finally:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -65,8 +66,9 @@ class Request:
     method: str
     path: str
     verb: str
-    status: int
+    status: int  # 0: hung, never answered
     dry_run: bool
+    at: float = field(default_factory=time.time)  # when it was answered (or given up)
 
 
 class Backend(Protocol):
