@@ -5,7 +5,10 @@ server-side apply (``PATCH`` with ``application/apply-patch+yaml`` and a field m
 a resourceVersion (optimistic concurrency) and DELETE of ``networking.istio.io/v1`` objects in one
 namespace. Each failure becomes a one-line :class:`~meshlab.errors.MeshError` that says what to do
 (403 -> apply ``istio_manifests/rbac/``, 404 on the resource type -> install Istio's CRDs, 409 ->
-:class:`~meshlab.errors.ConflictError`, timeouts -> ``target.requestTimeout``). Messages are built
+:class:`~meshlab.errors.ConflictError`, timeouts -> ``target.requestTimeout``). Failures that may
+heal by waiting are their own classes (:class:`KubeTimeoutError`; :class:`KubeUnavailableError` for
+5xx, 429 and an unreachable server), which callers retry inside :meth:`IstioObjects.retrying`
+(steps briefly, rollbacks until their deadline); 401/403/404/409/422 are never retried. Messages are built
 from the API's ``Status`` (reason, message), never from request headers or the kubeconfig, so tokens
 and client keys cannot leak into them.
 

@@ -27,20 +27,13 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from meshlab.errors import ConflictError, MeshError
+from meshlab.errors import MeshError
 from meshlab.manifests import Manifest, Step, manifests, owned_route_prefix, resource_name
 from meshlab.manifests import rollback as rollback_step
 from meshlab.manifests.istio import STEP_ANNOTATION
 from meshlab.mesh.base import RoutingState
-from meshlab.mesh.kube_adopt import (
-    APPLIED_AT_ANNOTATION,
-    EXPERIMENT_ANNOTATION,
-    adopt,
-    adopted_by,
-    is_owned_route,
-    restored,
-    serves_host,
-)
+from meshlab.mesh.kube_adopt import APPLIED_AT_ANNOTATION, EXPERIMENT_ANNOTATION, is_owned_route
+from meshlab.mesh.kube_adoption import adopt_routes, restore_adopted
 from meshlab.mesh.kube_client import (
     TRANSIENT,
     IstioObjects,
@@ -350,83 +343,18 @@ class KubernetesMesh:
         return current if landed and current is not None else None
 
     def _adopt(self, routes: list[dict[str, Any]], stamp: dict[str, str]) -> dict[str, Any]:
-        name = self.virtual_service_name
-
-        def change(current: dict[str, Any]) -> dict[str, Any] | None:
-            owner = adopted_by(current)
-            if owner not in (None, self.experiment.metadata.name):
-                raise ConflictError(
-                    f"VirtualService {self.namespace}/{name} is adopted by experiment {owner!r}; "
-                    "roll that experiment back before adopting it again"
-                )
-            host = self.experiment.spec.service.host
-            if not serves_host(current, host):
-                raise MeshError(
-                    f"spec.target.adoptVirtualService: VirtualService {self.namespace}/{name} does "
-                    f"not route host {host!r}; adopt the VirtualService whose hosts include it"
-                )
-            return adopt(current, routes, self.prefix, stamp)
-
-        return self._read_modify_write(name, change, missing_ok=False)
+        return adopt_routes(
+            self.objects,
+            self.virtual_service_name,
+            self.experiment,
+            routes,
+            stamp,
+            retries=self.conflict_retries,
+        )
 
     def _restore_adopted(self) -> None:
-        name = self.virtual_service_name
-
-        def change(current: dict[str, Any]) -> dict[str, Any] | None:
-            owner = adopted_by(current)
-            if owner is None:
-                return None  # nothing of meshlab's left: already restored
-            if owner != self.experiment.metadata.name:
-                raise ConflictError(
-                    f"VirtualService {self.namespace}/{name} is adopted by experiment {owner!r}, "
-                    f"not {self.experiment.metadata.name!r}; meshlab leaves it alone"
-                )
-            result, drifted = restored(current, self.prefix)
-            if drifted:
-                log.warning(
-                    "VirtualService %s/%s was edited during the experiment; meshlab removed its own "
-                    "routes and kept those edits instead of restoring the saved original",
-                    self.namespace,
-                    name,
-                )
-            return result
-
-        self._read_modify_write(name, change, missing_ok=True)
-
-    def _read_modify_write(
-        self,
-        name: str,
-        change: Callable[[dict[str, Any]], dict[str, Any] | None],
-        *,
-        missing_ok: bool,
-    ) -> dict[str, Any]:
-        """GET, edit, PUT with the resourceVersion read; on 409 start over (bounded)."""
-        attempts = self.conflict_retries + 1
-        for attempt in range(1, attempts + 1):
-            current = self.objects.get(VS, name)
-            if current is None:
-                if missing_ok:
-                    return {}
-                raise MeshError(
-                    f"spec.target.adoptVirtualService: VirtualService {self.namespace}/{name} does "
-                    "not exist; create it first or remove adoptVirtualService"
-                )
-            desired = change(current)
-            if desired is None:
-                return current
-            try:
-                return self.objects.replace(desired)
-            except ConflictError:
-                log.info(
-                    "VirtualService %s/%s changed meanwhile (409), attempt %d/%d",
-                    self.namespace,
-                    name,
-                    attempt,
-                    attempts,
-                )
-        raise ConflictError(
-            f"VirtualService {self.namespace}/{name} kept changing: {attempts} attempts met "
-            "409 Conflict; stop the other writer (GitOps controller, kubectl) and re-run"
+        restore_adopted(
+            self.objects, self.virtual_service_name, self.experiment, retries=self.conflict_retries
         )
 
     def _restore_destination_rule(self, previous: dict[str, Any] | None, cause: Exception) -> None:

@@ -210,6 +210,8 @@ def test_a_step_the_server_keeps_failing_ends_the_run_rolled_back(
     vs = _vs(fake_api)
     assert vs["metadata"]["annotations"]["meshlab.io/step"] == "rollback" and _baseline_only(vs)
     applied = max(a.at for a in fake_api.audit if a.plural == "virtualservices")
-    print(f"500s from step 2's apply -> rollback applied: {applied - began:.2f} s")
+    first_500 = min(r.at for r in fake_api.requests if r.status == 500)
+    assert first_500 >= began
+    print(f"first 500 (step 2's apply) -> rollback applied: {applied - first_500:.2f} s")
     assert "500" in out + err and "rolled back" in out + err
     assert "ROLLBACK FAILED" not in out + err
