@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from meshlab.errors import MeshError
+from meshlab.errors import ConflictError, MeshError
 from meshlab.manifests import Manifest, Step, manifests, owned_route_prefix, resource_name
 from meshlab.manifests import rollback as rollback_step
 from meshlab.manifests.istio import STEP_ANNOTATION
@@ -182,8 +182,10 @@ class KubernetesMesh:
         virtual_service = annotated(virtual_service, stamp)
         previous = self.objects.get(DR, self.resource)
         refuse_foreign(previous, DR, self.namespace, self.resource)
+        current = self.objects.get(VS, self.virtual_service_name)
         if self.adopt_virtual_service is None:
-            refuse_foreign(self.objects.get(VS, self.resource), VS, self.namespace, self.resource)
+            refuse_foreign(current, VS, self.namespace, self.resource)
+        self._check_claim(current, step)
         applied_dr = self.objects.apply(destination_rule)
         try:
             if self.adopt_virtual_service is None:
@@ -318,6 +320,27 @@ class KubernetesMesh:
             self.objects.api_client.close()
 
     # -- internals -------------------------------------------------------------------------------
+
+    def _check_claim(self, current: dict[str, Any] | None, step: Step) -> None:
+        """A holding run that lost its routes stops: to another run, or to a manual rollback.
+
+        Its own rollback still goes ahead when nobody else holds them (re-applying rollback routes
+        a person already applied changes nothing), never over another run's routes.
+        """
+        if self.holder is None or self.in_force is None or current is None:
+            return
+        held_by = ((current.get("metadata") or {}).get("annotations") or {}).get(HOLDER_ANNOTATION)
+        if held_by == self.holder or (held_by is None and step.kind == "rollback"):
+            return
+        why = (
+            f"another meshlab holds them now ({held_by}); this run leaves them to it"
+            if held_by
+            else "its lease was removed (e.g. by 'meshlab rollback'); this run stops"
+        )
+        raise ConflictError(
+            f"VirtualService {self.namespace}/{self.virtual_service_name} is no longer held by "
+            f"this meshlab: {why}"
+        )
 
     def _stamp(self, step: Step) -> dict[str, str]:
         now = timestamp(self.clock())

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from meshlab.errors import ConfigError
+from meshlab.errors import ConfigError, ConflictError, MeshError
 from meshlab.experiment.recovery import (
     Where,
     cluster_rollback,
@@ -218,11 +218,8 @@ def test_a_live_holder_is_waited_for_then_refused(
     live = _holding(make_mesh, 0.9)
     exp = live.experiment
     step = plan(exp)[0]
-    live.apply(step, manifests(exp, step))
     assert live.holder is not None
     live.holder = live.holder.replace(socket.gethostname(), "node-b", 1)  # as if on another node
-    assert live.heartbeat is not None
-    live.heartbeat.holder = live.holder
     live.apply(step, manifests(exp, step))
     began = time.monotonic()
     with pytest.raises(ConfigError, match="already running in the cluster: running"):
@@ -303,3 +300,50 @@ def test_state_files_are_keyed_by_where_the_spec_is(
     assert state_path(exp, one) == state_path(exp, one.parent / "other-name.yaml")
     assert state_path(exp, one).parent == tmp_path / "home" / "experiments"
     assert state_path(exp, one).name.startswith("models.fraud-canary.")
+
+
+def test_a_run_that_lost_its_routes_stops_and_never_overrides_the_new_holder(
+    make_mesh: MeshFactory, fake_api: FakeKubeAPI
+) -> None:
+    first = _holding(make_mesh, 30)
+    exp = first.experiment
+    one, two = plan(exp)[:2]
+    first.apply(one, manifests(exp, one))
+    second = _holding(make_mesh, 30)  # took over, e.g. after a partition outlasted the lease
+    second.apply(one, manifests(exp, one))
+    with pytest.raises(ConflictError, match="another meshlab holds them now"):
+        first.apply(two, manifests(exp, two))
+    with pytest.raises(MeshError, match=r"rollback NOT applied.*another meshlab holds them"):
+        first.rollback()
+    assert _annotations(fake_api)["meshlab.io/step"] == "1"
+    assert _annotations(fake_api)["meshlab.io/holder"] == second.holder
+
+
+def test_a_manual_rollback_stops_the_run_holding_the_routes(
+    make_mesh: MeshFactory, fake_api: FakeKubeAPI, kubeconfig: Path
+) -> None:
+    run = _holding(make_mesh, 30)
+    exp = run.experiment
+    one, two = plan(exp)[:2]
+    run.apply(one, manifests(exp, one))
+    cluster_rollback(exp, Where("kubernetes", str(kubeconfig)))
+    assert "meshlab.io/holder" not in _annotations(fake_api)
+    with pytest.raises(ConflictError, match="its lease was removed"):
+        run.apply(two, manifests(exp, two))
+    run.rollback()  # its own rollback still goes ahead: the routes are the baseline's anyway
+    assert _annotations(fake_api)["meshlab.io/step"] == "rollback"
+
+
+def test_lease_renewal_rides_out_server_errors(
+    make_mesh: MeshFactory, fake_api: FakeKubeAPI
+) -> None:
+    mesh = _holding(make_mesh, 0.6)
+    exp = mesh.experiment
+    step = plan(exp)[0]
+    mesh.apply(step, manifests(exp, step))
+    fake_api.fail("PATCH", "virtualservices", times=2, status=500)
+    fake_api.fail("GET", "virtualservices", times=1, status=503)
+    time.sleep(1.6)
+    assert mesh.heartbeat is not None and mesh.heartbeat.renewals >= 1
+    assert not mesh.heartbeat.lost
+    assert not any(f.times for f in fake_api.failures)
