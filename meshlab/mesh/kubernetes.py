@@ -303,6 +303,14 @@ class KubernetesMesh:
             self.objects.delete(VS, self.resource)
         self.objects.delete(DR, self.resource)
 
+    def faults(self) -> list[Any]:
+        """Failed components of the mesh: none that meshlab runs (the agreed ``MeshBackend.faults``).
+
+        The cluster's data plane is not meshlab's to watch; the API server's failures surface as
+        :class:`~meshlab.errors.MeshError` from the call that met them.
+        """
+        return []
+
     def release(self, holder: str) -> bool:
         """Remove ``holder``'s lease from the routes if it still holds them (ours, or a dead run's)."""
         return release(self.objects, self.virtual_service_name, holder)

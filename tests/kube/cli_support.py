@@ -51,22 +51,24 @@ def spec(tmp_path: Path, kubeconfig: Path, **target: Any) -> Path:
     return path
 
 
-def env(tmp_path: Path) -> dict[str, str]:
+def env(tmp_path: Path, home: str = "home") -> dict[str, str]:
     """The environment of a meshlab process: no proxies, no in-cluster config, its own home."""
     kept = {
         k: v
         for k, v in os.environ.items()
         if k.lower() not in ("http_proxy", "https_proxy") and k != "KUBERNETES_SERVICE_HOST"
     }
-    return {**kept, "MESHLAB_HOME": str(tmp_path / "home")}
+    return {**kept, "MESHLAB_HOME": str(tmp_path / home)}
 
 
-def meshlab(tmp_path: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """Run ``meshlab *args`` to its end."""
+def meshlab(
+    tmp_path: Path, *args: str, timeout: float = 60, home: str = "home"
+) -> subprocess.CompletedProcess[str]:
+    """Run ``meshlab *args`` to its end (``home``: its MESHLAB_HOME under ``tmp_path``)."""
     return subprocess.run(
         [sys.executable, "-m", "meshlab", *args],
         cwd=REPO,
-        env=env(tmp_path),
+        env=env(tmp_path, home),
         text=True,
         capture_output=True,
         timeout=timeout,

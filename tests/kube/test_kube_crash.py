@@ -98,7 +98,8 @@ def test_a_sigkilled_run_is_rolled_back_by_its_restarted_job_then_runs_again(
 
     mark = len(fake_api.audit)
     began = time.time()
-    restarted = meshlab(tmp_path, *args, timeout=150)
+    # The Job's new pod: same command, an empty state directory (its emptyDir is new).
+    restarted = meshlab(tmp_path, *args, timeout=150, home="new-pod")
     assert restarted.returncode == 0, restarted.stderr[-3000:]
     assert "interrupted at canary 50% (step 1)" in restarted.stderr
     assert "rolling it back before starting" in restarted.stderr
@@ -117,7 +118,7 @@ def test_a_sigkilled_run_is_rolled_back_by_its_restarted_job_then_runs_again(
         a.annotations.get("meshlab.io/holder") != dead for a in writes if a.annotations
     )  # the dead run's claim went with the rollback
     assert not {"meshlab.io/holder", "meshlab.io/heartbeat"} & set(_annotations(fake_api))
-    after = meshlab(tmp_path, "status", "-f", str(path))
+    after = meshlab(tmp_path, "status", "-f", str(path), home="new-pod")
     assert "routing read back from the cluster: step promoted" in after.stdout
     assert "meshlab holding the routes: none" in after.stdout
 
