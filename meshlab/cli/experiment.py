@@ -19,6 +19,12 @@ from meshlab.report import build_report, load_run
 from meshlab.spec import load_experiment
 
 SpecFile = Annotated[Path, typer.Option("-f", "--file", help="The experiment spec (YAML).")]
+Target = Annotated[
+    str | None,
+    typer.Option("--target", help="local | kubernetes (default: the run's, then the spec's)."),
+]
+Kubeconfig = Annotated[str | None, typer.Option("--kubeconfig", help="Kubeconfig file.")]
+Context = Annotated[str | None, typer.Option("--context", help="Kubeconfig context.")]
 STRATEGIES = ("canary", "shadow", "bluegreen", "abtest")
 
 
@@ -50,6 +56,14 @@ def _start(strategy: str) -> typer.Typer:
         dry_run: Annotated[
             bool, typer.Option("--dry-run", help="Kubernetes: server-side dry run of every apply.")
         ] = False,
+        resume: Annotated[
+            bool,
+            typer.Option(
+                "--resume",
+                help="Kubernetes: if a run of this experiment died, carry on from its step "
+                "instead of rolling it back first.",
+            ),
+        ] = False,
     ) -> None:
         """Route, drive load, analyse live, promote or abort and roll back; write the report."""
         exp = load_experiment(file)
@@ -75,6 +89,7 @@ def _start(strategy: str) -> typer.Typer:
             context=context,
             dry_run=dry_run,
             experiment=exp,
+            resume=resume,
         )
         if json_out:
             typer.echo(result_json(result))
@@ -89,28 +104,40 @@ def _start(strategy: str) -> typer.Typer:
     return group
 
 
-def status(file: SpecFile, json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+def status(
+    file: SpecFile,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+    target: Target = None,
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
+) -> None:
     """Where a running, finished or interrupted experiment stands (exit 3 if never run here)."""
+    from meshlab.experiment.recovery import cluster_view, resolve_target
+
     exp = load_experiment(file)
-    state = load_state(state_path(exp))
-    if state is None:
+    state = load_state(state_path(exp, file))
+    where = resolve_target(exp, state, target=target, kubeconfig=kubeconfig, context=context)
+    cluster = cluster_view(exp, where) if where.kind == "kubernetes" else None
+    if state is None and (cluster is None or cluster.step == "absent"):
         typer.echo(
             f"{exp.metadata.namespace}/{exp.metadata.name}: no record of a run on this machine"
+            + ("" if cluster is None else " and no meshlab route in the cluster")
         )
         raise typer.Exit(3)
-    cluster = None
-    if exp.spec.target.kind == "kubernetes" and state.target == "kubernetes":
-        from meshlab.mesh.kubernetes import KubernetesMesh
-
-        routing = KubernetesMesh.from_spec(exp).status()
-        cluster = routing.step if routing else "absent"
     if json_out:
-        data = {**state.__dict__, "process_alive": state.process_alive, "cluster_step": cluster}
+        data = {
+            **(state.__dict__ if state else {}),
+            "process_alive": state.process_alive if state else None,
+            "cluster_step": cluster.step if cluster else None,
+            "cluster_holder": cluster.holder if cluster else None,
+            "cluster_running": cluster.alive if cluster else None,
+        }
         typer.echo(json.dumps(data, indent=2, sort_keys=True))
         return
-    typer.echo(state.describe())
+    typer.echo(state.describe() if state else f"{exp.metadata.name}: no record on this machine")
     if cluster is not None:
-        typer.echo(f"routing read back from the cluster: step {cluster}")
+        typer.echo(f"routing read back from the cluster: step {cluster.step}")
+        typer.echo(f"meshlab holding the routes: {cluster.holder}")
 
 
 def rollback(
@@ -118,20 +145,19 @@ def rollback(
     wait: Annotated[
         float, typer.Option("--wait", help="Seconds to wait for a running meshlab to roll back.")
     ] = 30.0,
+    target: Target = None,
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
 ) -> None:
-    """Put all traffic back on the baseline, now."""
-    exp = load_experiment(file)
-    path = state_path(exp)
-    state = load_state(path)
-    if exp.spec.target.kind == "kubernetes":
-        from meshlab.mesh.kubernetes import KubernetesMesh
+    """Put all traffic back on the baseline, now, where the run was (state file) or as told."""
+    from meshlab.experiment.recovery import cluster_rollback, resolve_target
 
-        mesh = KubernetesMesh.from_spec(exp)
-        try:
-            mesh.rollback()
-        finally:
-            mesh.close()
-        typer.echo(f"{exp.metadata.name}: routes rolled back to the baseline in the cluster")
+    exp = load_experiment(file)
+    path = state_path(exp, file)
+    state = load_state(path)
+    where = resolve_target(exp, state, target=target, kubeconfig=kubeconfig, context=context)
+    if where.kind == "kubernetes":
+        typer.echo(cluster_rollback(exp, where))
     elif state is not None and state.phase not in FINAL_PHASES and state.process_alive:
         # The running meshlab owns the local mesh: ask it to roll back (as Ctrl-C would) and wait.
         os.kill(state.pid, signal.SIGTERM)

@@ -25,9 +25,16 @@ from meshlab.experiment.controller import Controller, Outcome
 from meshlab.experiment.notify import Notifier
 from meshlab.experiment.ports import Analyzer, LiveSamples, Progress
 from meshlab.experiment.progress import JsonProgress, QuietProgress, RichProgress
+from meshlab.experiment.recovery import recover_before_start
 from meshlab.experiment.signals import interrupts_handled, raise_if_interrupted
 from meshlab.experiment.sources import LoadSamples, LocalMeshSamples, StatsAnalyzer
-from meshlab.experiment.state import ExperimentState, load_state, save_state, state_path
+from meshlab.experiment.state import (
+    ExperimentState,
+    cluster_record,
+    load_state,
+    save_state,
+    state_path,
+)
 from meshlab.load import LoadRun, plan_from_spec
 from meshlab.mesh import MeshBackend
 from meshlab.report import build_report, load_run
@@ -154,9 +161,9 @@ def load_for(experiment: Experiment) -> Load:
     return load.model_copy(update={"variants": [Variant(share=0.5, headers=headers)]})
 
 
-def check_not_running(experiment: Experiment) -> None:
+def check_not_running(experiment: Experiment, spec_file: Path) -> None:
     """Refuse to start twice: a live experiment owns its routes."""
-    state = load_state(state_path(experiment))
+    state = load_state(state_path(experiment, spec_file))
     if state is not None and state.phase in ("starting", "running") and state.process_alive:
         raise ConfigError(
             f"{experiment.metadata.namespace}/{experiment.metadata.name} is already running "
@@ -183,7 +190,7 @@ def _mesh_for(
     from meshlab.mesh.kubernetes import KubernetesMesh
 
     kube = KubernetesMesh.from_spec(
-        experiment, kubeconfig=kubeconfig, context=context, dry_run=dry_run
+        experiment, kubeconfig=kubeconfig, context=context, dry_run=dry_run, hold=True
     )
     return kube, list, None
 
@@ -199,20 +206,24 @@ def start_experiment(
     context: str | None = None,
     dry_run: bool = False,
     experiment: Experiment | None = None,
+    resume: bool = False,
 ) -> RunResult:
     """Run the experiment in ``file`` to its end; see the module docstring."""
     exp = experiment or load_experiment(file)
     spec_dir = file.resolve().parent
-    check_not_running(exp)
+    check_not_running(exp, file)
     if exp.spec.target.kind == "kubernetes" and url is None:
         raise ConfigError(
             "--url: a Kubernetes target needs the URL the load generator sends to "
             "(the service's gateway or an in-cluster address)"
         )
     load_for(exp)  # a traffic mix that cannot be derived is bad input: fail before anything starts
+    exp = recover_before_start(
+        exp, kubeconfig=kubeconfig, context=context, resume=resume, dry_run=dry_run
+    )
     run_dir = new_run_dir(runs, exp)
     shutil.copyfile(file, run_dir / SPEC)
-    state_file = state_path(exp)
+    state_file = state_path(exp, file)
     state = ExperimentState(
         exp.metadata.name,
         exp.metadata.namespace,
@@ -224,6 +235,7 @@ def start_experiment(
         pid=os.getpid(),
         started_at=time.time(),
         updated_at=time.time(),
+        mesh=cluster_record(exp, kubeconfig, context),
     )
     save_state(state_file, state)
     view = make_progress(progress)

@@ -1,12 +1,18 @@
 """The state file: where a running, finished or interrupted experiment stands, readable by any process.
 
-Written atomically on every state change to ``$MESHLAB_HOME/experiments/<namespace>.<name>.json``
-(default ``~/.local/state/meshlab``), so ``meshlab status`` tells the truth after a crash and
-``meshlab rollback`` knows how to reach the mesh (for the local mesh: its route file and processes).
+Written atomically on every state change to
+``$MESHLAB_HOME/experiments/<namespace>.<name>.<place>.json`` (default ``~/.local/state/meshlab``),
+so ``meshlab status`` tells the truth after a crash and ``meshlab rollback`` knows how to reach the
+mesh (its target, and for a cluster the kubeconfig path and context; for the local mesh its route
+file and processes). ``<place>`` is a short hash of the directory the spec file is in: the same
+experiment started twice from one checkout shares a state file (and the second start is refused
+while the first runs), while two checkouts on one machine (two demos) never block each other. In a
+cluster the routes themselves carry the lease that keeps two places from running one experiment.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -30,10 +36,37 @@ def meshlab_home() -> Path:
     return Path(configured) if configured else Path.home() / ".local" / "state" / "meshlab"
 
 
-def state_path(experiment: Experiment) -> Path:
-    """Where the state of this experiment lives."""
+def place_key(spec_file: Path) -> str:
+    """A short, stable key for where an experiment is run from: its spec file's directory."""
+    where = str(spec_file.resolve().parent)
+    return hashlib.sha256(where.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+
+
+def state_path(experiment: Experiment, spec_file: Path) -> Path:
+    """Where the state of this experiment, started from ``spec_file``, lives."""
     meta = experiment.metadata
-    return meshlab_home() / "experiments" / f"{meta.namespace}.{meta.name}.json"
+    key = place_key(spec_file)
+    return meshlab_home() / "experiments" / f"{meta.namespace}.{meta.name}.{key}.json"
+
+
+def cluster_record(
+    experiment: Experiment, kubeconfig: str | None, context: str | None
+) -> dict[str, Any]:
+    """What ``rollback``/``status`` need to reach the cluster again: paths and names, no secrets.
+
+    Flags override the spec, as they do for ``start``; a relative kubeconfig path is made absolute
+    so the record holds from any directory. Empty for the local mesh.
+    """
+    target = experiment.spec.target
+    if target.kind != "kubernetes":
+        return {}
+    kubeconfig, context = kubeconfig or target.kubeconfig, context or target.context
+    record: dict[str, Any] = {}
+    if kubeconfig:
+        record["kubeconfig"] = str(Path(kubeconfig).expanduser().resolve())
+    if context:
+        record["context"] = context
+    return record
 
 
 @dataclass(frozen=True)

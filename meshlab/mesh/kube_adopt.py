@@ -19,11 +19,17 @@ from meshlab.manifests.istio import STEP_ANNOTATION
 EXPERIMENT_ANNOTATION = "meshlab.io/experiment"
 APPLIED_AT_ANNOTATION = "meshlab.io/applied-at"
 ORIGINAL_ANNOTATION = "meshlab.io/original"
+# The lease of the meshlab run holding the routes (see meshlab.mesh.kube_lease).
+HOLDER_ANNOTATION = "meshlab.io/holder"
+HEARTBEAT_ANNOTATION = "meshlab.io/heartbeat"
+LEASE_ANNOTATION = "meshlab.io/lease-seconds"
+LEASE_ANNOTATIONS = (HOLDER_ANNOTATION, HEARTBEAT_ANNOTATION, LEASE_ANNOTATION)
 MESHLAB_ANNOTATIONS = (
     EXPERIMENT_ANNOTATION,
     STEP_ANNOTATION,
     APPLIED_AT_ANNOTATION,
     ORIGINAL_ANNOTATION,
+    *LEASE_ANNOTATIONS,
 )
 
 

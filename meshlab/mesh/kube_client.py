@@ -5,7 +5,10 @@ server-side apply (``PATCH`` with ``application/apply-patch+yaml`` and a field m
 a resourceVersion (optimistic concurrency) and DELETE of ``networking.istio.io/v1`` objects in one
 namespace. Each failure becomes a one-line :class:`~meshlab.errors.MeshError` that says what to do
 (403 -> apply ``istio_manifests/rbac/``, 404 on the resource type -> install Istio's CRDs, 409 ->
-:class:`~meshlab.errors.ConflictError`, timeouts -> ``target.requestTimeout``). Messages are built
+:class:`~meshlab.errors.ConflictError`, timeouts -> ``target.requestTimeout``). Failures that may
+heal by waiting are their own classes (:class:`KubeTimeoutError`; :class:`KubeUnavailableError` for
+5xx, 429 and an unreachable server), which callers retry inside :meth:`IstioObjects.retrying`
+(steps briefly, rollbacks until their deadline); 401/403/404/409/422 are never retried. Messages are built
 from the API's ``Status`` (reason, message), never from request headers or the kubeconfig, so tokens
 and client keys cannot leak into them.
 
@@ -17,9 +20,13 @@ None, which is why answers are decoded here), and the next major version changes
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import re
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -45,9 +52,20 @@ VERBS = {
 }
 RBAC_FIX = "kubectl apply -n {ns} -f istio_manifests/rbac/"
 
+log = logging.getLogger(__name__)
+
 
 class KubeTimeoutError(MeshError):
     """A request timed out: the server may or may not have carried it out."""
+
+
+class KubeUnavailableError(MeshError):
+    """The API server is unreachable or answered 5xx/429: worth retrying within a deadline."""
+
+
+# Failures that may heal by waiting; 401/403/404/409/422 never do.
+TRANSIENT = (KubeTimeoutError, KubeUnavailableError)
+MERGE_PATCH = "application/merge-patch+json"
 
 
 def load_api_client(
@@ -94,7 +112,13 @@ def server_address(api_client: client.ApiClient) -> str:
 
 
 class IstioObjects:
-    """Istio networking objects of one namespace, read and written through the custom-objects API."""
+    """Istio networking objects of one namespace, read and written through the custom-objects API.
+
+    Inside :meth:`retrying`, a request that fails with one of the given (transient) errors is sent
+    again after a backoff (0.2 s, doubling, at most 2 s) until the block's deadline; each attempt
+    still has ``timeout``. Every write is idempotent when repeated (server-side apply with force,
+    merge patch, delete of a name, PUT with a resourceVersion that fails with 409 once applied).
+    """
 
     def __init__(
         self,
@@ -104,33 +128,69 @@ class IstioObjects:
         field_manager: str = "meshlab",
         dry_run: bool = False,
         timeout: float = 10.0,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.api_client = api_client
         self.namespace = namespace
         self.field_manager = field_manager
         self.dry_run = dry_run
         self.timeout = timeout
+        self.sleep = sleep
+        self.attempts = 0  # requests sent, retries included (for logs and tests)
+        self._retry_on: tuple[type[MeshError], ...] = ()
+        self._retry_until = 0.0
         self._api = client.CustomObjectsApi(api_client)
+
+    @contextlib.contextmanager
+    def retrying(self, errors: tuple[type[MeshError], ...], seconds: float) -> Iterator[None]:
+        """Retry requests failing with ``errors`` until ``seconds`` from now (not re-entrant)."""
+        previous = (self._retry_on, self._retry_until)
+        self._retry_on, self._retry_until = errors, time.monotonic() + seconds
+        try:
+            yield
+        finally:
+            self._retry_on, self._retry_until = previous
+
+    def _request(self, verb: str, kind: str, name: str, call: Callable[[], Any]) -> Any:
+        """Send ``call`` (retrying transient failures inside :meth:`retrying`); map its errors."""
+        delay = 0.2
+        while True:
+            self.attempts += 1
+            try:
+                try:
+                    return call()
+                except ApiException as exc:
+                    raise self._error(exc, verb, kind, name) from exc
+                except urllib3.exceptions.HTTPError as exc:
+                    raise self._network_error(exc, verb, kind, name) from exc
+            except self._retry_on as exc:
+                if time.monotonic() + delay > self._retry_until:
+                    raise
+                log.warning("%s; trying again in %.1f s", exc, delay)
+                self.sleep(delay)
+                delay = min(2 * delay, 2.0)
 
     def get(self, kind: str, name: str) -> dict[str, Any] | None:
         """The object as stored, or None if it does not exist."""
-        try:
-            result = self._api.get_namespaced_custom_object(
-                GROUP,
-                VERSION,
-                self.namespace,
-                PLURALS[kind],
-                name,
-                _request_timeout=self.timeout,
-                _preload_content=False,
-            )
-        except ApiException as exc:
-            if exc.status == 404 and _names_object(exc):
-                return None
-            raise self._error(exc, "get", kind, name) from exc
-        except urllib3.exceptions.HTTPError as exc:
-            raise self._network_error(exc, "get", kind, name) from exc
-        return _as_dict(result)
+
+        def call() -> Any:
+            try:
+                return self._api.get_namespaced_custom_object(
+                    GROUP,
+                    VERSION,
+                    self.namespace,
+                    PLURALS[kind],
+                    name,
+                    _request_timeout=self.timeout,
+                    _preload_content=False,
+                )
+            except ApiException as exc:
+                if exc.status == 404 and _names_object(exc):
+                    return None
+                raise
+
+        result = self._request("get", kind, name, call)
+        return None if result is None else _as_dict(result)
 
     def _write_kwargs(self) -> dict[str, Any]:
         """What every write sends: our field manager, strict validation, timeout, dry run."""
@@ -148,29 +208,48 @@ class IstioObjects:
         """Server-side apply ``manifest`` as this field manager; returns the object as stored."""
         kind, name = manifest["kind"], manifest["metadata"]["name"]
         kwargs = {**self._write_kwargs(), "force": force, "_content_type": APPLY_PATCH}
-        try:
-            result = self._api.patch_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, PLURALS[kind], name, manifest, **kwargs
+        return _as_dict(
+            self._request(
+                "apply",
+                kind,
+                name,
+                lambda: self._api.patch_namespaced_custom_object(
+                    GROUP, VERSION, self.namespace, PLURALS[kind], name, manifest, **kwargs
+                ),
             )
-        except ApiException as exc:
-            raise self._error(exc, "apply", kind, name) from exc
-        except urllib3.exceptions.HTTPError as exc:
-            raise self._network_error(exc, "apply", kind, name) from exc
-        return _as_dict(result)
+        )
+
+    def merge_patch(self, kind: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        """JSON merge patch (RFC 7386) of the object, e.g. annotations only; null removes a key.
+
+        A ``metadata.resourceVersion`` in ``patch`` makes it fail with 409 if the object changed.
+        """
+        kwargs = {**self._write_kwargs(), "_content_type": MERGE_PATCH}
+        return _as_dict(
+            self._request(
+                "patch",
+                kind,
+                name,
+                lambda: self._api.patch_namespaced_custom_object(
+                    GROUP, VERSION, self.namespace, PLURALS[kind], name, patch, **kwargs
+                ),
+            )
+        )
 
     def replace(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """PUT ``manifest``; its ``metadata.resourceVersion`` makes a stale write fail with 409."""
         kind, name = manifest["kind"], manifest["metadata"]["name"]
         kwargs = self._write_kwargs()
-        try:
-            result = self._api.replace_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, PLURALS[kind], name, manifest, **kwargs
+        return _as_dict(
+            self._request(
+                "update",
+                kind,
+                name,
+                lambda: self._api.replace_namespaced_custom_object(
+                    GROUP, VERSION, self.namespace, PLURALS[kind], name, manifest, **kwargs
+                ),
             )
-        except ApiException as exc:
-            raise self._error(exc, "update", kind, name) from exc
-        except urllib3.exceptions.HTTPError as exc:
-            raise self._network_error(exc, "update", kind, name) from exc
-        return _as_dict(result)
+        )
 
     def delete(self, kind: str, name: str, *, resource_version: str | None = None) -> bool:
         """Delete the object (only at ``resource_version`` if given); False if it was already gone."""
@@ -180,17 +259,19 @@ class IstioObjects:
         kwargs: dict[str, Any] = {"body": body, "_request_timeout": self.timeout}
         if self.dry_run:
             kwargs["dry_run"] = "All"
-        try:
-            self._api.delete_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, PLURALS[kind], name, **kwargs
-            )
-        except ApiException as exc:
-            if exc.status == 404 and _names_object(exc):
-                return False
-            raise self._error(exc, "delete", kind, name) from exc
-        except urllib3.exceptions.HTTPError as exc:
-            raise self._network_error(exc, "delete", kind, name) from exc
-        return True
+
+        def call() -> bool:
+            try:
+                self._api.delete_namespaced_custom_object(
+                    GROUP, VERSION, self.namespace, PLURALS[kind], name, **kwargs
+                )
+            except ApiException as exc:
+                if exc.status == 404 and _names_object(exc):
+                    return False
+                raise
+            return True
+
+        return bool(self._request("delete", kind, name, call))
 
     def _error(self, exc: ApiException, verb: str, kind: str, name: str) -> MeshError:
         status = _status(exc)
@@ -230,6 +311,10 @@ class IstioObjects:
             )
         if code == 415:
             return MeshError(f"the API server cannot {verb} {what} (415): {message}; upgrade it")
+        if code is not None and (code >= 500 or code == 429):
+            return KubeUnavailableError(
+                f"Kubernetes API error {code} {exc.reason} on {verb} {what}: {message}; retry later"
+            )
         return MeshError(
             f"Kubernetes API error {code} {exc.reason} on {verb} {what}: {message}; retry later"
         )
@@ -245,7 +330,7 @@ class IstioObjects:
                 f"{self.namespace}/{name} within {self.timeout:g}s: check the connection "
                 "(VPN, proxy) or raise target.requestTimeout"
             )
-        return MeshError(
+        return KubeUnavailableError(
             f"cannot reach the Kubernetes API server at {where} ({type(cause).__name__}) on "
             f"{verb} {kind} {self.namespace}/{name}: is the cluster up and target.context right?"
         )

@@ -8,6 +8,8 @@ up in logs or error messages.
 from __future__ import annotations
 
 import secrets
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,32 @@ from tests.kube.fake_apiserver import FakeKubeAPI
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "istio_manifests" / "examples"
 STRATEGIES = ("canary", "shadow", "bluegreen", "abtest")
+
+
+@pytest.fixture
+def model_url() -> Iterator[str]:
+    """A loopback model server that labels each response with a random arm (no data plane here)."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(REPO / "loadtests/support/arm_server.py"),
+            "--port",
+            "0",
+            "--arm",
+            "random:0.5",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("PORT "), line
+        yield f"http://127.0.0.1:{line.split()[1]}"
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
 
 
 @pytest.fixture

@@ -18,14 +18,19 @@ It serves the real REST paths of the custom-objects API for every kind in Istio'
   Status without ``details.name`` for an unknown plural), or for all Istio kinds if ``crds=False``.
 
 Faults for tests: ``deny`` (403), ``delays`` (a request that hangs unprocessed, or is processed and answered late),
-``hooks`` (run before a request is handled, e.g. a concurrent writer). Every request is recorded
-(method, path, verb, status) without headers, so nothing secret is kept.
+``hooks`` (run before a request is handled, e.g. a concurrent writer), ``failures`` (a list of
+:class:`~tests.kube.fake_http.Failure`: the next N matching requests, optionally after skipping some,
+answered 5xx/429 unprocessed or hung until the client times out; use :meth:`FakeKubeAPI.fail`). Every request is recorded
+(method, path, verb, status, time) without headers, so nothing secret is kept; every stored change
+goes to ``audit`` (time, plural, name, resourceVersion, annotations after the change; ``None`` for
+a deletion), as the API server's audit log would show it, so tests can check the order of writes.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -34,9 +39,20 @@ from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tests.kube.fake_http import ApiError, Request, parse_body, parse_bool, serve
+from tests.kube.fake_http import ApiError, Failure, Request, parse_body, parse_bool, serve
 from tests.kube.fake_ssa import ApplyConflict, Owners, apply, managed_fields, merge_patch, update
 from tests.support.istio_schema import crds, istio_schema_errors
+
+
+@dataclass(frozen=True)
+class Audit:
+    """One stored change: when, which object, its new resourceVersion and annotations."""
+
+    at: float
+    plural: str
+    name: str
+    resource_version: str
+    annotations: dict[str, str] | None  # None: deleted
 
 
 @dataclass
@@ -59,6 +75,8 @@ class FakeKubeAPI:
     # (method, plural) -> (seconds, "hang" | "late"): hang = drop unprocessed, late = answer late
     delays: dict[tuple[str, str], tuple[float, str]] = field(default_factory=dict)
     hooks: list[Hook] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    audit: list[Audit] = field(default_factory=list)
     requests: list[Request] = field(default_factory=list)
     internal_errors: list[str] = field(default_factory=list)
     authorized: set[tuple[str, str]] = field(default_factory=set)  # (verb, plural) RBAC allowed
@@ -94,6 +112,27 @@ class FakeKubeAPI:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    # -- faults ----------------------------------------------------------------------------------
+
+    def fail(self, method: str, plural: str, times: int = 1, **how: Any) -> Failure:
+        """Inject a :class:`Failure` (see there for ``status``, ``hang`` and ``after``)."""
+        failure = Failure(method, plural, times, **how)
+        with self._lock:
+            self.failures.append(failure)
+        return failure
+
+    def take_failure(self, method: str, plural: str) -> Failure | None:
+        """The failure this request meets, if any (consumes one of its ``times``)."""
+        with self._lock:
+            for failure in self.failures:
+                if failure.times > 0 and failure.matches(method, plural):
+                    if failure.after > 0:
+                        failure.after -= 1
+                        continue
+                    failure.times -= 1
+                    return failure
+        return None
 
     # -- direct access for tests (what kubectl would do) ---------------------------------------
 
@@ -302,6 +341,7 @@ class FakeKubeAPI:
         if not ctx.dry_run:
             del self.objects[ctx.key]
             self.owners.pop(ctx.key, None)
+            self.audit.append(Audit(time.time(), ctx.plural, ctx.name or "", "", None))
         return obj
 
     def _check_version(self, ctx: _Ctx, body: dict[str, Any], *, required: bool) -> None:
@@ -402,6 +442,8 @@ class FakeKubeAPI:
             self.resource_version = version
             self.objects[key] = new
             self.owners[key] = owners
+            annotations = dict(metadata.get("annotations") or {})
+            self.audit.append(Audit(time.time(), key[0], key[2], str(version), annotations))
         return json.loads(json.dumps(new))
 
 
@@ -423,4 +465,4 @@ def _manager(ctx: _Ctx) -> str:
     return str(ctx.query.get("fieldManager") or "unknown")
 
 
-__all__ = ["ApiError", "FakeKubeAPI", "Hook", "Request"]
+__all__ = ["ApiError", "Audit", "Failure", "FakeKubeAPI", "Hook", "Request"]

@@ -2,7 +2,8 @@
 
 The handler decodes a request, hands it to :meth:`FakeKubeAPI.handle`, turns an :class:`ApiError`
 into a ``Status`` answer as the real API server does, and applies the configured faults (a request
-that hangs unprocessed, or is processed and answered late). Anything else raised is a bug in the
+that hangs unprocessed, or is processed and answered late; an injected :class:`Failure`: a 5xx/429
+Status answered without processing, or a hang the client times out on). Anything else raised is a bug in the
 fake, or a CEL rule it does not understand: answered 500 and recorded, so the test fails.
 """
 
@@ -10,7 +11,8 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -27,14 +29,46 @@ class ApiError(Exception):
 
 
 @dataclass
+class Failure:
+    """Fail the next ``times`` requests matching ``method`` and ``plural`` (``"*"`` matches any).
+
+    With ``hang == 0`` the request is answered ``status`` (500 InternalError, 503
+    ServiceUnavailable, 429 TooManyRequests with ``Retry-After: 1``, ...) as a Status, unprocessed,
+    as an overloaded or failing API server (or etcd behind it) does. With ``hang > 0`` it is held
+    unprocessed for ``hang`` seconds and the connection closed without an answer: the client's
+    request timeout fires first. ``after`` skips that many matching requests before failing.
+    """
+
+    method: str
+    plural: str
+    times: int = 1
+    status: int = 500
+    hang: float = 0.0
+    after: int = 0
+
+    def matches(self, method: str, plural: str) -> bool:
+        return self.method in ("*", method) and self.plural in ("*", plural)
+
+
+_REASONS = {
+    429: "TooManyRequests",
+    500: "InternalError",
+    502: "BadGateway",
+    503: "ServiceUnavailable",
+    504: "Timeout",
+}
+
+
+@dataclass
 class Request:
     """What the fake recorded of one request (never headers or bodies)."""
 
     method: str
     path: str
     verb: str
-    status: int
+    status: int  # 0: hung, never answered
     dry_run: bool
+    at: float = field(default_factory=time.time)  # when it was answered (or given up)
 
 
 class Backend(Protocol):
@@ -42,6 +76,9 @@ class Backend(Protocol):
 
     delays: dict[tuple[str, str], tuple[float, str]]
     requests: list[Request]
+
+    def take_failure(self, method: str, plural: str) -> Failure | None: ...
+
     internal_errors: list[str]
     stopping: threading.Event
 
@@ -94,6 +131,10 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {k.lower(): v for k, v in self.headers.items()}
         api, method = self.backend, self.command
         plural = (urlsplit(self.path).path.strip("/").split("/") + [""] * 7)[5]
+        failure = api.take_failure(method, plural)
+        if failure is not None:
+            self._fail(failure, method)
+            return
         delay, when = api.delays.get((method, plural), (0.0, ""))
         if when == "hang":  # never processed, never answered: the connection just closes
             api.stopping.wait(delay)
@@ -143,6 +184,37 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
+
+    def _fail(self, failure: Failure, method: str) -> None:
+        api, path = self.backend, urlsplit(self.path).path
+        if failure.hang > 0:
+            api.stopping.wait(failure.hang)
+            api.requests.append(Request(method, path, "", 0, False))
+            self.close_connection = True
+            return
+        reason = _REASONS.get(failure.status, "InternalError")
+        payload = {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": f"injected fault: {reason}",
+            "reason": reason,
+            "code": failure.status,
+        }
+        data = json.dumps(payload).encode()
+        api.requests.append(
+            Request(
+                method, path, _verb(method, self.path), failure.status, "dryRun=All" in self.path
+            )
+        )
+        self.send_response(failure.status)
+        self.send_header("Content-Type", "application/json")
+        if failure.status == 429:
+            self.send_header("Retry-After", "1")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silence the default stderr access log (the fake records requests itself)."""

@@ -7,6 +7,7 @@ the Role is checked against the verbs the backend declares and really uses on th
 
 from __future__ import annotations
 
+import inspect
 import re
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,11 @@ from typing import Any
 import kubernetes.client
 import yaml
 
+from meshlab.errors import EXIT_BAD_INPUT
+from meshlab.experiment.controller import EXIT, EXIT_INFRA, EXIT_INTERRUPTED
 from meshlab.manifests import all_steps, manifests
 from meshlab.mesh.kube_client import VERBS
+from meshlab.mesh.kubernetes import KubernetesMesh
 from tests.kube.conftest import REPO, MeshFactory, experiment, user_virtual_service
 from tests.kube.fake_apiserver import FakeKubeAPI
 
@@ -139,7 +143,28 @@ def test_job_and_dockerfile_fit_together() -> None:
     assert 'ENTRYPOINT ["meshlab"]' in dockerfile and re.search(r"^USER 10001$", dockerfile, re.M)
     (job,) = documents()["deploy/job.yaml"]
     pod = job["spec"]["template"]["spec"]
-    assert job["spec"]["backoffLimit"] == 0 and pod["restartPolicy"] == "Never"
+    assert pod["restartPolicy"] == "Never"  # podFailurePolicy needs it; each retry is a new pod
+    mounted_at = {m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+    home = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}["MESHLAB_HOME"]
+    assert any(home.startswith(m + "/") for m in mounted_at), "state must go to a writable volume"
+
+
+def test_the_job_reruns_a_killed_meshlab_and_never_a_decided_one() -> None:
+    (job,) = documents()["deploy/job.yaml"]
+    spec, pod = job["spec"], job["spec"]["template"]["spec"]
+    assert spec["backoffLimit"] >= 1
+    fail_job, ignore = spec["podFailurePolicy"]["rules"]
+    assert fail_job["action"] == "FailJob" and ignore["action"] == "Ignore"
+    decided = {*EXIT.values(), EXIT_INFRA, EXIT_INTERRUPTED, EXIT_BAD_INPUT} - {0}
+    assert fail_job["onExitCodes"] == {
+        "containerName": pod["containers"][0]["name"],
+        "operator": "In",
+        "values": sorted(decided),
+    }
+    assert 137 not in fail_job["onExitCodes"]["values"]  # SIGKILL/OOM: a new pod recovers it
+    assert ignore["onPodConditions"] == [{"type": "DisruptionTarget"}]
+    rollback_deadline = inspect.signature(KubernetesMesh).parameters["rollback_deadline"].default
+    assert pod["terminationGracePeriodSeconds"] > rollback_deadline
     (container,) = pod["containers"]
     assert container["args"][:2] == ["canary", "start"] and "--target" in container["args"]
     mounted = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}

@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,81 +21,13 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
+from tests.kube.cli_support import env as _env
+from tests.kube.cli_support import meshlab as _meshlab
+from tests.kube.cli_support import spec as _spec
 from tests.kube.fake_apiserver import FakeKubeAPI
 
 pytestmark = pytest.mark.slow
 NAME = "fraud-canary"
-
-
-@pytest.fixture
-def model_url() -> Iterator[str]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            str(REPO / "loadtests/support/arm_server.py"),
-            "--port",
-            "0",
-            "--arm",
-            "random:0.5",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith("PORT "), line
-        yield f"http://127.0.0.1:{line.split()[1]}"
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=10)
-
-
-def _spec(tmp_path: Path, kubeconfig: Path) -> Path:
-    data: dict[str, Any] = yaml.safe_load(
-        (REPO / "istio_manifests/examples/canary.experiment.yaml").read_text()
-    )
-    spec = data["spec"]
-    spec["canary"] = {"steps": [50, 100]}
-    spec["analysis"] = {
-        "metrics": [
-            {"name": "latency-p50", "type": "latency", "quantile": 0.5, "tolerance": "50%"},
-            {"name": "errors", "type": "error-rate", "tolerance": "5%"},
-        ]
-    }
-    spec["limits"] = {"minSamples": 100, "maxDuration": "20s", "experimentMaxDuration": "45s"}
-    spec["load"] = {
-        "protocol": "v2",
-        "model": "breast-cancer",
-        "rps": 80,
-        "payloads": str(REPO / "loadtests/data/breast_cancer.v2.jsonl"),
-    }
-    spec["target"] = {"kind": "kubernetes", "kubeconfig": str(kubeconfig), "requestTimeout": "5s"}
-    path = tmp_path / "experiment.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
-def _env(tmp_path: Path) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k.lower() not in ("http_proxy", "https_proxy") and k != "KUBERNETES_SERVICE_HOST"
-    }
-    return {**env, "MESHLAB_HOME": str(tmp_path / "home")}
-
-
-def _meshlab(tmp_path: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "meshlab", *args],
-        cwd=REPO,
-        env=_env(tmp_path),
-        text=True,
-        capture_output=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def _virtual_service(api: FakeKubeAPI) -> dict[str, Any]:

@@ -1,0 +1,114 @@
+"""Running the real ``meshlab`` CLI against the fake API server: a spec, its environment, helpers.
+
+Every process started here is stopped by its process group, even when the test fails.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.conftest import REPO
+
+
+def spec(tmp_path: Path, kubeconfig: Path, **target: Any) -> Path:
+    """A two-step canary (50%, 100%) on Kubernetes that promotes in a few seconds at 80 rps."""
+    data: dict[str, Any] = yaml.safe_load(
+        (REPO / "istio_manifests/examples/canary.experiment.yaml").read_text()
+    )
+    body = data["spec"]
+    body["canary"] = {"steps": [50, 100]}
+    body["analysis"] = {
+        "metrics": [
+            {"name": "latency-p50", "type": "latency", "quantile": 0.5, "tolerance": "50%"},
+            {"name": "errors", "type": "error-rate", "tolerance": "5%"},
+        ]
+    }
+    body["limits"] = {"minSamples": 100, "maxDuration": "20s", "experimentMaxDuration": "45s"}
+    body["load"] = {
+        "protocol": "v2",
+        "model": "breast-cancer",
+        "rps": 80,
+        "payloads": str(REPO / "loadtests/data/breast_cancer.v2.jsonl"),
+    }
+    body["target"] = {
+        "kind": "kubernetes",
+        "kubeconfig": str(kubeconfig),
+        "requestTimeout": "5s",
+        **target,
+    }
+    path = tmp_path / "experiment.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def env(tmp_path: Path, home: str = "home") -> dict[str, str]:
+    """The environment of a meshlab process: no proxies, no in-cluster config, its own home."""
+    kept = {
+        k: v
+        for k, v in os.environ.items()
+        if k.lower() not in ("http_proxy", "https_proxy") and k != "KUBERNETES_SERVICE_HOST"
+    }
+    return {**kept, "MESHLAB_HOME": str(tmp_path / home)}
+
+
+def meshlab(
+    tmp_path: Path, *args: str, timeout: float = 60, home: str = "home"
+) -> subprocess.CompletedProcess[str]:
+    """Run ``meshlab *args`` to its end (``home``: its MESHLAB_HOME under ``tmp_path``)."""
+    return subprocess.run(
+        [sys.executable, "-m", "meshlab", *args],
+        cwd=REPO,
+        env=env(tmp_path, home),
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@contextmanager
+def started(tmp_path: Path, *args: str) -> Iterator[subprocess.Popen[str]]:
+    """``meshlab *args`` in its own process group; SIGKILLed with its children if still running."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "meshlab", *args],
+        cwd=REPO,
+        env=env(tmp_path),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=10)
+        # Locust and its workers are in the same group: make sure none outlives the test.
+        with suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def wait_for(
+    condition: Callable[[], bool], proc: subprocess.Popen[str], timeout: float = 60
+) -> None:
+    """Poll ``condition`` until true; fail early if ``proc`` exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        if proc.poll() is not None:
+            _, err = proc.communicate(timeout=10)
+            raise AssertionError(f"meshlab exited {proc.returncode} first: {err[-2000:]}")
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout:g}s")
