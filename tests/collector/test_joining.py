@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -18,7 +19,8 @@ class FakeClock:
 
 
 def half(kind: str, arm: str, ce_id: str, rid: str, at: float, pred: Any = None) -> InferenceEvent:
-    return InferenceEvent(kind, ce_id, rid, arm, at, pred, has_prediction=kind == "response")  # type: ignore[arg-type]
+    text = json.dumps(pred) if kind == "response" else ""
+    return InferenceEvent(kind, ce_id, rid, arm, at, text, has_prediction=kind == "response")  # type: ignore[arg-type]
 
 
 def full(joiner: Joiner, arm: str, rid: str, pred: Any, at: float = 10.0) -> None:

@@ -1,0 +1,373 @@
+"""The collector's HTTP/1.1 listener: one asyncio loop thread, h11 parsing, bounded everything.
+
+Why not ``ThreadingHTTPServer``: it spends a thread per connection and its timeout is per read,
+so 300 slow clients held 185 threads and a 4 MiB body could take minutes to arrive. Here:
+
+* **connections** cost no thread; at most ``max_connections`` are open, the next are answered
+  ``503`` and closed (``too_many_connections``);
+* **whole-request deadline**: TLS handshake, headers and body of each request must arrive within
+  ``request_timeout`` (one :func:`asyncio.timeout` around the whole cycle, not per read), or the
+  client gets ``408`` and is closed (``deadline_exceeded``); an idle keep-alive connection that
+  sends nothing is closed quietly at the same deadline;
+* **bodies**: refused above ``max_body`` before a byte is read (``413``); the bytes being buffered
+  by all connections together stay under ``buffer_budget`` (a request waits for room within its
+  deadline); a binary-mode KServe *request* half is drained unread, since only responses carry
+  predictions;
+* **authentication first**: the handler's token check runs on the headers, so an unauthenticated
+  client never gets a body buffered;
+* **workers**: parsing and joining run in a pool of ``workers`` threads, so the thread count is
+  ``2 + workers`` whatever the load.
+
+Every refusal is counted by reason in the shared :class:`~meshlab.collector.counts.RejectionCounter`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import threading
+from collections.abc import AsyncIterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Protocol
+
+import h11
+
+from meshlab.collector.counts import RejectionCounter
+from meshlab.collector.events import is_binary_request_half
+
+log = logging.getLogger(__name__)
+
+MAX_HEADER_BYTES = 16 * 1024
+_READ_CHUNK = 64 * 1024
+_STATUS_TEXT = {
+    200: b"OK",
+    400: b"Bad Request",
+    401: b"Unauthorized",
+    404: b"Not Found",
+    405: b"Method Not Allowed",
+    408: b"Request Timeout",
+    411: b"Length Required",
+    413: b"Content Too Large",
+    503: b"Service Unavailable",
+}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The listener's bounds (``spec.metrics.collector`` fields of the same names)."""
+
+    max_body: int = 4 * 1024 * 1024
+    buffer_budget: int = 32 * 1024 * 1024
+    request_timeout: float = 10.0
+    max_connections: int = 256
+    workers: int = 2
+
+
+class Handler(Protocol):
+    """What the listener asks of the collector."""
+
+    def refusal(self, method: str, path: str, authorization: bytes | None) -> tuple[int, str, str]:
+        """``(status, text, reason)`` to refuse the request on its headers, or ``(0, "", "")``."""
+        ...
+
+    def handle(self, path: str, headers: Mapping[str, str], body: bytes) -> tuple[int, str]:
+        """Answer an accepted POST (runs in a worker thread); counts its own refusals."""
+        ...
+
+    def health(self, path: str) -> tuple[int, str] | None:
+        """The answer to a GET that needs no authentication, or None."""
+        ...
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, text: str, reason: str) -> None:
+        super().__init__(text)
+        self.status, self.text, self.reason = status, text, reason
+
+
+class _ByteBudget:
+    """Bytes buffered by all connections together (used from the loop thread only)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._room = asyncio.Condition()
+
+    @contextlib.asynccontextmanager
+    async def reserve(self, size: int) -> AsyncIterator[None]:
+        async with self._room:
+            await self._room.wait_for(lambda: self.used + size <= self.limit)
+            self.used += size
+        try:
+            yield
+        finally:
+            async with self._room:
+                self.used -= size
+                self._room.notify_all()
+
+
+def _raw_response(status: int, text: str) -> bytes:
+    body = (text + "\n").encode()
+    head = (
+        b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n"
+        b"connection: close\r\n\r\n" % (status, _STATUS_TEXT.get(status, b""), len(body))
+    )
+    return head + body
+
+
+class _Connection:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
+        self.got_bytes = False  # any byte of the current request received
+
+    async def next_event(self) -> h11.Event | type[h11.PAUSED]:
+        while True:
+            event = self.h11.next_event()
+            if event is h11.PAUSED or isinstance(event, h11.Event):
+                return event
+            data = await self.reader.read(_READ_CHUNK)
+            if data:
+                self.got_bytes = True
+            self.h11.receive_data(data)
+
+    async def send(self, status: int, text: str, close: bool) -> None:
+        if self.h11.our_state is not h11.SEND_RESPONSE:
+            self.writer.write(_raw_response(status, text))
+        else:
+            body = (text + "\n").encode()
+            headers = [
+                ("content-type", "text/plain; charset=utf-8"),
+                ("content-length", str(len(body))),
+            ]
+            if close:
+                headers.append(("connection", "close"))
+            if status == 401:
+                headers.append(("www-authenticate", 'Bearer realm="meshlab-collector"'))
+            self.writer.write(self.h11.send(h11.Response(status_code=status, headers=headers)))
+            self.writer.write(self.h11.send(h11.Data(data=body)))
+            self.writer.write(self.h11.send(h11.EndOfMessage()))
+        await self.writer.drain()
+
+
+class Listener:
+    """Serves ``handler`` on ``host:port`` from a background event-loop thread."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        handler: Handler,
+        rejections: RejectionCounter,
+        limits: Limits,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.host, self.port = host, port
+        self.handler = handler
+        self.rejections = rejections
+        self.limits = limits
+        self.ssl_context = ssl_context
+        self.address: tuple[str, int] | None = None
+        self.open_connections = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._ready = threading.Event()
+        self._start_error: BaseException | None = None
+        self._stopping: asyncio.Event | None = None
+
+    # -- lifecycle (caller's thread) ---------------------------------------------------------
+
+    def start(self) -> tuple[str, int]:
+        """Bind and serve; returns the bound address. Raises OSError if the port is taken."""
+        self._pool = ThreadPoolExecutor(self.limits.workers, "meshlab-collector-worker")
+        self._thread = threading.Thread(target=self._run, name="meshlab-collector", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._start_error is not None:
+            self._thread.join()
+            self._pool.shutdown(wait=False)
+            raise self._start_error
+        assert self.address is not None
+        return self.address
+
+    def close(self) -> None:
+        """Stop accepting, drop open connections, join the threads."""
+        if self._loop is not None and self._stopping is not None and self._loop.is_running():
+            self._loop.call_soon_threadsafe(self._stopping.set)
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        self._thread = self._pool = self._loop = None
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._main())
+        except BaseException as exc:  # bind errors are re-raised in start()
+            if not self._ready.is_set():
+                self._start_error = exc
+        finally:
+            self._ready.set()
+            loop.close()
+
+    async def _main(self) -> None:
+        self._stopping = asyncio.Event()
+        self._budget = _ByteBudget(self.limits.buffer_budget)
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            tasks.add(task)
+            try:
+                await self._serve(reader, writer)
+            finally:
+                tasks.discard(task)
+
+        server = await asyncio.start_server(
+            on_connect, self.host, self.port, backlog=min(self.limits.max_connections, 1024)
+        )
+        sockname = server.sockets[0].getsockname()
+        self.address = (str(sockname[0]), int(sockname[1]))
+        self._ready.set()
+        async with server:
+            await self._stopping.wait()
+            server.close()
+            for task in list(tasks):
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- per connection (loop thread) ----------------------------------------------------------
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.open_connections >= self.limits.max_connections:
+            self.rejections.count("too_many_connections")
+            with contextlib.suppress(Exception):
+                if self.ssl_context is None:
+                    writer.write(_raw_response(503, "too many connections; retry later"))
+                    await asyncio.wait_for(writer.drain(), 1.0)
+            writer.close()
+            return
+        self.open_connections += 1
+        try:
+            if self.ssl_context is not None and not await self._handshake(writer):
+                return
+            conn = _Connection(reader, writer)
+            while await self._cycle(conn):
+                conn.h11.start_next_cycle()
+                conn.got_bytes = False
+        except (ConnectionError, OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self.open_connections -= 1
+            writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.wait_closed(), 1.0)
+
+    async def _handshake(self, writer: asyncio.StreamWriter) -> bool:
+        assert self.ssl_context is not None
+        try:
+            await writer.start_tls(
+                self.ssl_context, ssl_handshake_timeout=self.limits.request_timeout
+            )
+        except TimeoutError:
+            self.rejections.count("deadline_exceeded")
+            return False
+        except (ssl.SSLError, OSError, ConnectionError):
+            self.rejections.count("tls_handshake_failed")
+            return False
+        return True
+
+    async def _cycle(self, conn: _Connection) -> bool:
+        """One request and its answer; True to keep the connection for the next one."""
+        try:
+            async with asyncio.timeout(self.limits.request_timeout):
+                event = await conn.next_event()
+                if not isinstance(event, h11.Request):
+                    return False  # closed (or paused) between requests
+                status, text, close = await self._answer(conn, event)
+                await conn.send(status, text, close)
+                return not close and conn.h11.our_state is h11.DONE
+        except TimeoutError:
+            if conn.got_bytes:
+                self.rejections.count("deadline_exceeded")
+                with contextlib.suppress(Exception):
+                    conn.writer.write(_raw_response(408, "request not received in time"))
+            return False
+        except h11.RemoteProtocolError as exc:
+            self.rejections.count("bad_http")
+            status = exc.error_status_hint
+            with contextlib.suppress(Exception):
+                conn.writer.write(_raw_response(status, "malformed HTTP request"))
+            return False
+        except _Refused as refused:
+            self.rejections.count(refused.reason)
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1.0):
+                    await conn.send(refused.status, refused.text, close=True)
+            return False
+
+    async def _answer(self, conn: _Connection, request: h11.Request) -> tuple[int, str, bool]:
+        method = request.method.decode("ascii", "replace")
+        path = request.target.decode("latin-1").split("?", 1)[0].rstrip("/") or "/"
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.headers}
+        if method in ("GET", "HEAD"):
+            health = self.handler.health(path)
+            if health is not None:
+                return (*health, False)
+        status, text, reason = self.handler.refusal(
+            method, path, _header(request, b"authorization")
+        )
+        if status:
+            raise _Refused(status, text, reason)
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            raise _Refused(
+                411, "send a content-length; chunked bodies are not accepted", "length_required"
+            )
+        length = int(headers.get("content-length", "0"))
+        drain = is_binary_request_half(headers)
+        limit = self.limits.max_body * (64 if drain else 1)
+        if length > limit:
+            raise _Refused(413, f"body above {limit} bytes", "body_too_large")
+        if conn.h11.client_is_waiting_for_100_continue:
+            conn.writer.write(conn.h11.send(h11.InformationalResponse(status_code=100, headers=[])))
+        if drain:
+            await self._read_body(conn, None)
+            body = b""
+        else:
+            async with self._budget.reserve(length):
+                buffer = bytearray()
+                await self._read_body(conn, buffer)
+                body = bytes(buffer)
+                del buffer
+        loop = asyncio.get_running_loop()
+        assert self._pool is not None
+        status, text = await loop.run_in_executor(
+            self._pool, self.handler.handle, path, headers, body
+        )
+        return status, text, False
+
+    async def _read_body(self, conn: _Connection, into: bytearray | None) -> None:
+        while True:
+            event = await conn.next_event()
+            if isinstance(event, h11.Data):
+                if into is not None:
+                    into += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                return
+            else:
+                raise ConnectionError("connection closed mid-body")
+
+
+def _header(request: h11.Request, name: bytes) -> bytes | None:
+    for key, value in request.headers:
+        if key == name:
+            return bytes(value)
+    return None
