@@ -148,7 +148,9 @@ class _Connection:
                 headers.append(("connection", "close"))
             if status == 401:
                 headers.append(("www-authenticate", 'Bearer realm="meshlab-collector"'))
-            self.writer.write(self.h11.send(h11.Response(status_code=status, headers=headers)))
+            reason = _STATUS_TEXT.get(status, b"")
+            response = h11.Response(status_code=status, headers=headers, reason=reason)
+            self.writer.write(self.h11.send(response))
             self.writer.write(self.h11.send(h11.Data(data=body)))
             self.writer.write(self.h11.send(h11.EndOfMessage()))
         await self.writer.drain()
@@ -263,7 +265,7 @@ class Listener:
             while await self._cycle(conn):
                 conn.h11.start_next_cycle()
                 conn.got_bytes = False
-        except (ConnectionError, OSError, asyncio.IncompleteReadError):
+        except (ConnectionError, OSError, asyncio.IncompleteReadError, h11.LocalProtocolError):
             pass
         finally:
             self.open_connections -= 1
@@ -294,7 +296,11 @@ class Listener:
                     return False  # closed (or paused) between requests
                 status, text, close = await self._answer(conn, event)
                 await conn.send(status, text, close)
-                return not close and conn.h11.our_state is h11.DONE
+                return (
+                    not close
+                    and conn.h11.our_state is h11.DONE
+                    and conn.h11.their_state is h11.DONE
+                )
         except TimeoutError:
             if conn.got_bytes:
                 self.rejections.count("deadline_exceeded")
@@ -320,7 +326,8 @@ class Listener:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.headers}
         if method in ("GET", "HEAD"):
             health = self.handler.health(path)
-            if health is not None:
+            if health is not None and int(headers.get("content-length", "0")) == 0:
+                await self._read_body(conn, None)  # the EndOfMessage, so the connection is reusable
                 return (*health, False)
         status, text, reason = self.handler.refusal(
             method, path, _header(request, b"authorization")

@@ -93,11 +93,7 @@ def parse_bytes(value: Any) -> Any:
     if isinstance(value, str):
         match = _BYTES.match(value.strip())
         if match is None:
-            raise PydanticCustomError(
-                "bytes",
-                "{value!r} is not a size; give bytes or <n>Ki, <n>Mi, <n>Gi",
-                {"value": value},
-            )
+            raise ValueError(f"{value!r} is not a size; give bytes or <n>Ki, <n>Mi, <n>Gi")
         return int(match["num"]) * _BYTE_UNITS[match["unit"]]
     return value
 
@@ -147,20 +143,14 @@ class CollectorSpec(StrictModel):
     @model_validator(mode="after")
     def _safe_to_expose(self) -> CollectorSpec:
         if not is_loopback(self.listen) and not (self.token_env or self.token_file):
-            raise PydanticCustomError(
-                "collector_token",
-                "listen {listen} is beyond loopback, so a bearer token is required; set tokenEnv "
-                "or tokenFile (or listen: 127.0.0.1)",
-                {"listen": self.listen, "subpath": ".tokenFile"},
+            raise ValueError(
+                f"listen {self.listen} is beyond loopback, so a bearer token is required; set "
+                "tokenEnv or tokenFile (or listen: 127.0.0.1)"
             )
         if self.buffer_budget < self.max_body:
-            raise PydanticCustomError(
-                "collector_buffer",
-                "bufferBudget must be at least maxBody, or no body of maxBody bytes could be read",
-                {"subpath": ".bufferBudget"},
+            raise ValueError(
+                "bufferBudget must be at least maxBody, or no body of maxBody bytes could be read"
             )
         if self.request_timeout <= 0:
-            raise PydanticCustomError(
-                "collector_timeout", "requestTimeout must be > 0", {"subpath": ".requestTimeout"}
-            )
+            raise ValueError("requestTimeout must be > 0")
         return self
