@@ -10,9 +10,9 @@ so 300 slow clients held 185 threads and a 4 MiB body could take minutes to arri
   client gets ``408`` and is closed (``deadline_exceeded``); an idle keep-alive connection that
   sends nothing is closed quietly at the same deadline;
 * **bodies**: refused above ``max_body`` before a byte is read (``413``); the bytes being buffered
-  by all connections together stay under ``buffer_budget`` (a request waits for room within its
-  deadline); a binary-mode KServe *request* half is drained unread, since only responses carry
-  predictions;
+  by all connections together stay under ``buffer_budget``, taken as they arrive (a slow client
+  holds only what it sent; a fast one waits for room within its deadline); a binary-mode KServe
+  *request* half is drained unread, since only responses carry predictions;
 * **authentication first**: the handler's token check runs on the headers, so an unauthenticated
   client never gets a body buffered;
 * **workers**: parsing and joining run in a pool of ``workers`` threads, so the thread count is
@@ -28,7 +28,7 @@ import contextlib
 import logging
 import ssl
 import threading
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
@@ -89,24 +89,27 @@ class _Refused(Exception):
 
 
 class _ByteBudget:
-    """Bytes buffered by all connections together (used from the loop thread only)."""
+    """Bytes buffered by all connections together, taken as they arrive (loop thread only).
+
+    Taken chunk by chunk rather than a whole content-length up front, so a slow client holds only
+    what it has sent; a fast one that finds the budget full waits, within its deadline.
+    """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.used = 0
         self._room = asyncio.Condition()
 
-    @contextlib.asynccontextmanager
-    async def reserve(self, size: int) -> AsyncIterator[None]:
+    async def take(self, size: int) -> None:
         async with self._room:
-            await self._room.wait_for(lambda: self.used + size <= self.limit)
+            # A chunk above the whole budget (tiny budgets) may go alone rather than never.
+            await self._room.wait_for(lambda: self.used + size <= self.limit or self.used == 0)
             self.used += size
-        try:
-            yield
-        finally:
-            async with self._room:
-                self.used -= size
-                self._room.notify_all()
+
+    async def give_back(self, size: int) -> None:
+        async with self._room:
+            self.used -= size
+            self._room.notify_all()
 
 
 def _raw_response(status: int, text: str) -> bytes:
@@ -267,6 +270,8 @@ class Listener:
                 conn.got_bytes = False
         except (ConnectionError, OSError, asyncio.IncompleteReadError, h11.LocalProtocolError):
             pass
+        except Exception:  # a bug must cost one connection, never the listener
+            log.warning("collector: connection failed", exc_info=True)
         finally:
             self.open_connections -= 1
             writer.close()
@@ -347,25 +352,31 @@ class Listener:
             conn.writer.write(conn.h11.send(h11.InformationalResponse(status_code=100, headers=[])))
         if drain:
             await self._read_body(conn, None)
-            body = b""
-        else:
-            async with self._budget.reserve(length):
-                buffer = bytearray()
-                await self._read_body(conn, buffer)
-                body = bytes(buffer)
-                del buffer
+            return (*await self._handle(path, headers, b""), False)
+        buffer = bytearray()
+        try:
+            await self._read_body(conn, buffer)
+        except BaseException:
+            await self._budget.give_back(len(buffer))
+            raise
+        size, body = len(buffer), bytes(buffer)
+        del buffer
+        try:
+            return (*await self._handle(path, headers, body), False)
+        finally:
+            await self._budget.give_back(size)
+
+    async def _handle(self, path: str, headers: Mapping[str, str], body: bytes) -> tuple[int, str]:
         loop = asyncio.get_running_loop()
         assert self._pool is not None
-        status, text = await loop.run_in_executor(
-            self._pool, self.handler.handle, path, headers, body
-        )
-        return status, text, False
+        return await loop.run_in_executor(self._pool, self.handler.handle, path, headers, body)
 
     async def _read_body(self, conn: _Connection, into: bytearray | None) -> None:
         while True:
             event = await conn.next_event()
             if isinstance(event, h11.Data):
                 if into is not None:
+                    await self._budget.take(len(event.data))
                     into += event.data
             elif isinstance(event, h11.EndOfMessage):
                 return

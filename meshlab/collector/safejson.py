@@ -38,15 +38,16 @@ class JsonRejected(ValueError):
 
 def nesting_depth(data: bytes) -> int:
     """The deepest array/object nesting of ``data`` (brackets inside strings do not count)."""
+    if b"\\" in data:
+        data = _ESCAPE.sub(b"", data)  # escapes first (\" \\ \n ...): quotes left are delimiters
     structural = data.translate(None, _DELETE)
     if b"[" not in structural and b"{" not in structural:
         return 0
-    # Escapes first (\" and \\), then whole strings: only the brackets that are syntax remain.
-    brackets = _STRING.sub(b"", _ESCAPE.sub(b"", structural)).replace(b'"', b"")
+    brackets = _STRING.sub(b"", structural).replace(b'"', b"")  # strings out: syntax remains
     if not brackets:
         return 0
     codes = np.frombuffer(brackets, dtype=np.uint8)
-    steps = np.where((codes == ord("[")) | (codes == ord("{")), 1, -1).astype(np.int64)
+    steps = np.where((codes == ord("[")) | (codes == ord("{")), 1, -1).astype(np.int32)
     return int(np.cumsum(steps).max())
 
 
