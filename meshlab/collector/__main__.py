@@ -42,6 +42,7 @@ _FLAGS = (
     "workers",
     "max_json_depth",
     "ttl",
+    "max_pending",
     "release",
 )
 

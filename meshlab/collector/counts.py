@@ -24,6 +24,7 @@ class Rejections:
     too_many_connections: int = 0  # above maxConnections (503, then closed)
     deadline_exceeded: int = 0  # the request did not arrive whole within requestTimeout (408)
     bad_http: int = 0  # malformed request line or headers, headers above 16 KiB (400)
+    closed_early: int = 0  # the client hung up before its request was complete
     not_found: int = 0  # not /events, /events/<arm> or /healthz (404)
     method_not_allowed: int = 0  # (405)
     length_required: int = 0  # chunked bodies are not accepted (411)

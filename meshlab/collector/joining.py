@@ -19,9 +19,10 @@ Memory is bounded three ways, and every loss is counted in :class:`JoinStats`:
   got, an error response KServe does not log);
 * at most ``max_pending`` halves and unpaired records are kept, the oldest go first;
 * their estimated size, plus rows released but not yet taken, stays under ``memory_budget`` bytes:
-  the oldest pending go first (``evicted_memory``); an event that cannot fit even then (rows not
-  taken fill the budget, or the event alone is larger) is refused with
-  ``EventError(reason="memory_budget")``.
+  the *largest* pending go first (``evicted_memory``) -- they cost the most, and evicting by age
+  would let a few huge posts flush many small legitimate halves waiting for their partner; an
+  event that cannot fit even then (rows not taken fill the budget, or the event alone is larger)
+  is refused with ``EventError(reason="memory_budget")``.
 
 ``latency_ms`` of a KServe row is the gap between its request and response events' times:
 approximate (the logger stamps events when it sends them), so latency comparisons should use the
@@ -30,6 +31,7 @@ load generator's samples or Prometheus instead.
 
 from __future__ import annotations
 
+import heapq
 import threading
 import time
 from collections import OrderedDict
@@ -53,6 +55,15 @@ class _Half:
     response: InferenceEvent | None = None
     seen_at: float = 0.0
     size: int = 0
+    seq: int = 0  # which heap entry is current
+
+
+@dataclass
+class _Unpaired:
+    arms: dict[str, ArmRecord]
+    seen_at: float
+    size: int = 0
+    seq: int = 0
 
 
 @dataclass(frozen=True)
@@ -130,7 +141,10 @@ class Joiner:
         self._clock = clock
         self._lock = threading.Lock()
         self._halves: OrderedDict[tuple[str, str], _Half] = OrderedDict()
-        self._records: OrderedDict[str, tuple[dict[str, ArmRecord], float, int]] = OrderedDict()
+        self._records: OrderedDict[str, _Unpaired] = OrderedDict()
+        # (-size, seq, key) of every pending entry, largest first; stale entries skipped lazily.
+        self._by_size: list[tuple[int, int, tuple[str, str] | str]] = []
+        self._seq = 0
         # Completed (arm, event id) keys, only to count late duplicates: forgetting them is safe.
         self._done: OrderedDict[tuple[str, str], int] = OrderedDict()
         self._ready: list[Sample] = []
@@ -192,6 +206,7 @@ class Joiner:
             self._add_record(_record(half.response, half.request), now)
         else:
             half.size = sum(_event_size(e) for e in (half.request, half.response) if e is not None)
+            half.seq = self._push(half.size, key)
             self._pending_bytes += half.size
             self._halves[key] = half  # re-inserted at the end: most recent last
 
@@ -203,19 +218,25 @@ class Joiner:
             if record.arm == self.mirrored_arm:
                 self._release(record)
             return
-        arms, seen_at, size = self._records.pop(record.request_id, ({}, now, 0))
-        self._pending_bytes -= size
-        if record.arm in arms:
+        unpaired = self._records.pop(record.request_id, None) or _Unpaired({}, now)
+        self._pending_bytes -= unpaired.size
+        if record.arm in unpaired.arms:
             self.stats.duplicates += 1
-        arms[record.arm] = record
-        if len(arms) < len(ARMS):
-            size = sum(_record_size(r) for r in arms.values())
-            self._records[record.request_id] = (arms, seen_at, size)
-            self._pending_bytes += size
+        unpaired.arms[record.arm] = record
+        if len(unpaired.arms) < len(ARMS):
+            unpaired.size = sum(_record_size(r) for r in unpaired.arms.values())
+            unpaired.seq = self._push(unpaired.size, record.request_id)
+            self._records[record.request_id] = unpaired
+            self._pending_bytes += unpaired.size
             return
         self.stats.pairs += 1
         for arm in ARMS:
-            self._release(arms[arm])
+            self._release(unpaired.arms[arm])
+
+    def _push(self, size: int, key: tuple[str, str] | str) -> int:
+        self._seq += 1
+        heapq.heappush(self._by_size, (-size, self._seq, key))
+        return self._seq
 
     def _release(self, r: ArmRecord) -> None:
         self._ready_bytes += _record_size(r)
@@ -231,36 +252,31 @@ class Joiner:
             )
         )
 
-    def _drop_oldest_half(self, for_memory: bool = False) -> None:
+    def _drop_oldest_half(self) -> None:
         _, half = self._halves.popitem(last=False)
         self._pending_bytes -= half.size
-        if for_memory:
-            self.stats.evicted_memory += 1
-        else:
-            self.stats.evicted_halves += 1
+        self.stats.evicted_halves += 1
 
-    def _drop_oldest_record(self, for_memory: bool = False) -> None:
-        _, (_, _, size) = self._records.popitem(last=False)
-        self._pending_bytes -= size
-        if for_memory:
-            self.stats.evicted_memory += 1
-        else:
-            self.stats.evicted_unpaired += 1
+    def _drop_oldest_record(self) -> None:
+        _, unpaired = self._records.popitem(last=False)
+        self._pending_bytes -= unpaired.size
+        self.stats.evicted_unpaired += 1
 
-    def _drop_oldest(self, for_memory: bool = False) -> None:
+    def _drop_oldest(self) -> None:
         if self._halves and (
             not self._records
-            or next(iter(self._halves.values())).seen_at <= next(iter(self._records.values()))[1]
+            or next(iter(self._halves.values())).seen_at
+            <= next(iter(self._records.values())).seen_at
         ):
-            self._drop_oldest_half(for_memory)
+            self._drop_oldest_half()
         else:
-            self._drop_oldest_record(for_memory)
+            self._drop_oldest_record()
 
     def _evict(self, now: float) -> None:
         cutoff = now - self.ttl
         while self._halves and next(iter(self._halves.values())).seen_at < cutoff:
             self._drop_oldest_half()
-        while self._records and next(iter(self._records.values()))[1] < cutoff:
+        while self._records and next(iter(self._records.values())).seen_at < cutoff:
             self._drop_oldest_record()
 
     def _bound(self) -> None:
@@ -270,8 +286,29 @@ class Joiner:
             self._drop_oldest()
         while self._done and self._held() > self.memory_budget:
             self._done_bytes -= self._done.popitem(last=False)[1]
-        while (self._halves or self._records) and self._held() > self.memory_budget:
-            self._drop_oldest(for_memory=True)
+        while self._by_size and self._held() > self.memory_budget:
+            self._drop_largest()
+        if len(self._by_size) > 2 * (len(self._halves) + len(self._records)) + 64:
+            # Compact: keep only the current entries.
+            current: list[tuple[int, int, tuple[str, str] | str]] = [
+                (-half.size, half.seq, key) for key, half in self._halves.items()
+            ]
+            current += [(-rec.size, rec.seq, rid) for rid, rec in self._records.items()]
+            heapq.heapify(current)
+            self._by_size = current
+
+    def _drop_largest(self) -> None:
+        """Evict the largest pending entry (skipping heap entries that are no longer current)."""
+        _, seq, key = heapq.heappop(self._by_size)
+        entry = self._records.get(key) if isinstance(key, str) else self._halves.get(key)
+        if entry is None or entry.seq != seq:
+            return  # paired, evicted or re-sized since: stale
+        if isinstance(key, str):
+            del self._records[key]
+        else:
+            del self._halves[key]
+        self._pending_bytes -= entry.size
+        self.stats.evicted_memory += 1
 
     def _held(self) -> int:
         return self._pending_bytes + self._done_bytes + self._ready_bytes

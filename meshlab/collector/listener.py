@@ -82,6 +82,16 @@ class Handler(Protocol):
         ...
 
 
+@dataclass
+class _Answer:
+    """A ready answer, or a received request for the handler (``held``: buffer bytes it holds)."""
+
+    status: int = 0
+    text: str = ""
+    work: tuple[str, Mapping[str, str], bytes] | None = None
+    held: int = 0
+
+
 class _Refused(Exception):
     def __init__(self, status: int, text: str, reason: str) -> None:
         super().__init__(text)
@@ -295,17 +305,17 @@ class Listener:
     async def _cycle(self, conn: _Connection) -> bool:
         """One request and its answer; True to keep the connection for the next one."""
         try:
-            async with asyncio.timeout(self.limits.request_timeout):
+            async with asyncio.timeout(self.limits.request_timeout):  # the client's whole request
                 event = await conn.next_event()
                 if not isinstance(event, h11.Request):
                     return False  # closed (or paused) between requests
-                status, text, close = await self._answer(conn, event)
+                answer = await self._answer(conn, event)
+            # Ours: parsing and joining (bounded by maxBody and the pool), then the answer, which
+            # a client that does not read gets another requestTimeout to take.
+            status, text, close = await self._finish(answer)
+            async with asyncio.timeout(self.limits.request_timeout):
                 await conn.send(status, text, close)
-                return (
-                    not close
-                    and conn.h11.our_state is h11.DONE
-                    and conn.h11.their_state is h11.DONE
-                )
+            return not close and conn.h11.our_state is conn.h11.their_state is h11.DONE
         except TimeoutError:
             if conn.got_bytes:
                 self.rejections.count("deadline_exceeded")
@@ -313,6 +323,9 @@ class Listener:
                     conn.writer.write(_raw_response(408, "request not received in time"))
             return False
         except h11.RemoteProtocolError as exc:
+            if conn.h11.their_state is h11.ERROR and conn.reader.at_eof():
+                self.rejections.count("closed_early")  # hung up mid-request: nothing to answer
+                return False
             self.rejections.count("bad_http")
             status = exc.error_status_hint
             with contextlib.suppress(Exception):
@@ -325,7 +338,7 @@ class Listener:
                     await conn.send(refused.status, refused.text, close=True)
             return False
 
-    async def _answer(self, conn: _Connection, request: h11.Request) -> tuple[int, str, bool]:
+    async def _answer(self, conn: _Connection, request: h11.Request) -> _Answer:
         method = request.method.decode("ascii", "replace")
         path = request.target.decode("latin-1").split("?", 1)[0].rstrip("/") or "/"
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.headers}
@@ -333,7 +346,7 @@ class Listener:
             health = self.handler.health(path)
             if health is not None and int(headers.get("content-length", "0")) == 0:
                 await self._read_body(conn, None)  # the EndOfMessage, so the connection is reusable
-                return (*health, False)
+                return _Answer(*health)
         status, text, reason = self.handler.refusal(
             method, path, _header(request, b"authorization")
         )
@@ -352,7 +365,7 @@ class Listener:
             conn.writer.write(conn.h11.send(h11.InformationalResponse(status_code=100, headers=[])))
         if drain:
             await self._read_body(conn, None)
-            return (*await self._handle(path, headers, b""), False)
+            return _Answer(work=(path, headers, b""))
         buffer = bytearray()
         try:
             await self._read_body(conn, buffer)
@@ -361,15 +374,19 @@ class Listener:
             raise
         size, body = len(buffer), bytes(buffer)
         del buffer
-        try:
-            return (*await self._handle(path, headers, body), False)
-        finally:
-            await self._budget.give_back(size)
+        return _Answer(work=(path, headers, body), held=size)
 
-    async def _handle(self, path: str, headers: Mapping[str, str], body: bytes) -> tuple[int, str]:
-        loop = asyncio.get_running_loop()
-        assert self._pool is not None
-        return await loop.run_in_executor(self._pool, self.handler.handle, path, headers, body)
+    async def _finish(self, answer: _Answer) -> tuple[int, str, bool]:
+        """Run the handler on a received request (in the pool); give its buffer bytes back."""
+        if answer.work is None:
+            return answer.status, answer.text, False
+        try:
+            loop = asyncio.get_running_loop()
+            assert self._pool is not None
+            status, text = await loop.run_in_executor(self._pool, self.handler.handle, *answer.work)
+            return status, text, False
+        finally:
+            await self._budget.give_back(answer.held)
 
     async def _read_body(self, conn: _Connection, into: bytearray | None) -> None:
         while True:

@@ -108,7 +108,7 @@ def test_mirrored_release_gives_shadow_rows_without_waiting_for_the_primary() ->
     assert joiner.pending == 0 and joiner.stats.by_arm == {"baseline": 1, "candidate": 1}
 
 
-def test_memory_budget_evicts_the_oldest_pending_and_counts_it() -> None:
+def test_memory_budget_evicts_the_largest_pending_first_and_counts_it() -> None:
     clock = FakeClock()
     budget = 200_000
     joiner = Joiner(release="pairs", memory_budget=budget, ttl=1e9, clock=clock)
@@ -122,6 +122,14 @@ def test_memory_budget_evicts_the_oldest_pending_and_counts_it() -> None:
     full(joiner, "baseline", "legit", 1, at=200.0)  # small and new: joins despite the pressure
     full(joiner, "candidate", "legit", 0, at=200.0)
     assert [r.request_id for r in joiner.take()] == ["legit", "legit"]
+    # A small half waiting for its partner is not flushed out by later large ones.
+    joiner.add(half("request", "baseline", "ce-small", "small", 300.0))
+    for i in range(100, 120):
+        joiner.add(half("response", "baseline", f"ce-{i}", f"r{i}", 300.0, big))
+        assert joiner.held_bytes <= budget
+    joiner.add(half("response", "baseline", "ce-small", "small", 300.1, 7))
+    full(joiner, "candidate", "small", 7, at=300.0)
+    assert [r.request_id for r in joiner.take()] == ["small", "small"]
 
 
 def test_an_event_larger_than_the_budget_is_refused_with_the_reason() -> None:
