@@ -5,10 +5,11 @@ so 300 slow clients held 185 threads and a 4 MiB body could take minutes to arri
 
 * **connections** cost no thread; at most ``max_connections`` are open, the next are answered
   ``503`` and closed (``too_many_connections``);
-* **whole-request deadline**: TLS handshake, headers and body of each request must arrive within
-  ``request_timeout`` (one :func:`asyncio.timeout` around the whole cycle, not per read), or the
-  client gets ``408`` and is closed (``deadline_exceeded``); an idle keep-alive connection that
-  sends nothing is closed quietly at the same deadline;
+* **whole-request deadline**: the TLS handshake, then the headers and body of each request, must
+  arrive within ``request_timeout`` (one :func:`asyncio.timeout` around the whole request, not per
+  read), or the client gets ``408`` and is closed (``deadline_exceeded``; a new connection that
+  never sends a byte counts too). A keep-alive connection idle that long after an answer is closed
+  quietly. Our own parsing is outside the client's deadline; writing the answer gets its own;
 * **bodies**: refused above ``max_body`` before a byte is read (``413``); the bytes being buffered
   by all connections together stay under ``buffer_budget``, taken as they arrive (a slow client
   holds only what it sent; a fast one waits for room within its deadline); a binary-mode KServe
@@ -137,6 +138,7 @@ class _Connection:
         self.writer = writer
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
         self.got_bytes = False  # any byte of the current request received
+        self.answered = 0  # requests answered on this connection
 
     async def next_event(self) -> h11.Event | type[h11.PAUSED]:
         while True:
@@ -278,6 +280,7 @@ class Listener:
             while await self._cycle(conn):
                 conn.h11.start_next_cycle()
                 conn.got_bytes = False
+                conn.answered += 1
         except (ConnectionError, OSError, asyncio.IncompleteReadError, h11.LocalProtocolError):
             pass
         except Exception:  # a bug must cost one connection, never the listener
@@ -317,7 +320,7 @@ class Listener:
                 await conn.send(status, text, close)
             return not close and conn.h11.our_state is conn.h11.their_state is h11.DONE
         except TimeoutError:
-            if conn.got_bytes:
+            if conn.got_bytes or not conn.answered:  # not a keep-alive connection left idle
                 self.rejections.count("deadline_exceeded")
                 with contextlib.suppress(Exception):
                     conn.writer.write(_raw_response(408, "request not received in time"))
@@ -342,7 +345,7 @@ class Listener:
         method = request.method.decode("ascii", "replace")
         path = request.target.decode("latin-1").split("?", 1)[0].rstrip("/") or "/"
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.headers}
-        if method in ("GET", "HEAD"):
+        if method == "GET":
             health = self.handler.health(path)
             if health is not None and int(headers.get("content-length", "0")) == 0:
                 await self._read_body(conn, None)  # the EndOfMessage, so the connection is reusable
