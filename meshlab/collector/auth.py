@@ -27,11 +27,20 @@ class Token:
     def __init__(self, value: str) -> None:
         if not value:
             raise ValueError("empty token")
-        self._expected = f"Bearer {value}".encode()
+        self._expected = value.encode()
 
     def matches(self, authorization: bytes | None) -> bool:
-        """Whether an ``Authorization`` header value carries this token (constant time)."""
-        return authorization is not None and hmac.compare_digest(authorization, self._expected)
+        """Whether an ``Authorization: Bearer <token>`` value carries this token (constant time).
+
+        The scheme is case-insensitive (RFC 9110); the token is compared with
+        :func:`hmac.compare_digest`, so the time taken does not depend on how much of it matches.
+        """
+        if authorization is None:
+            return False
+        scheme, _, presented = authorization.strip().partition(b" ")
+        if scheme.lower() != b"bearer":
+            return False
+        return hmac.compare_digest(presented.strip(), self._expected)
 
     def __repr__(self) -> str:
         return "Token('***')"

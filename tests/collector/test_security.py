@@ -83,6 +83,9 @@ def test_token_is_loaded_from_env_or_file_and_never_printed(tmp_path: Path) -> N
     from_env = load_token("COLLECTOR_TOKEN", str(file), {"COLLECTOR_TOKEN": TOKEN})
     assert from_file is not None and from_env is not None
     assert from_file.matches(f"Bearer {TOKEN}".encode())
+    assert from_file.matches(f"bearer  {TOKEN}".encode())  # the scheme is case-insensitive
+    for wrong in (TOKEN, f"Basic {TOKEN}", f"Bearer {TOKEN}x", f"Bearer {TOKEN[:-1]}", "Bearer "):
+        assert not from_file.matches(wrong.encode())
     assert TOKEN not in repr(from_file) + str(from_env)
     with pytest.raises(ConfigError, match=r"collector\.tokenEnv: environment variable NOPE"):
         load_token("NOPE", None, {})
