@@ -241,3 +241,30 @@ def collector_manifests(spec: CollectorSpec, namespace: str) -> list[dict[str, A
         *collector_mesh_policies(namespace, spec.port, list(spec.model_service_accounts)),
         *logger_patches(services, namespace, collector_url(spec, namespace)),
     ]
+
+
+COLLECTOR_FILE = "collector.yaml"
+PATCHES_FILE = "inferenceservice-logger-patches.yaml"
+
+
+def collector_files(spec: CollectorSpec | None, namespace: str) -> dict[str, list[dict[str, Any]]]:
+    """File name -> documents, for ``meshlab render --all`` and the committed examples.
+
+    Nothing without a collector. Without ``inferenceServices`` (model servers that post the JSON
+    contract themselves) only the Service and the mesh policies: the NetworkPolicy and the logger
+    patches need the InferenceServices' names.
+    """
+    if spec is None:
+        return {}
+    objects = [
+        collector_service(namespace, spec.port),
+        *collector_mesh_policies(namespace, spec.port, list(spec.model_service_accounts)),
+    ]
+    if spec.inference_services is None:
+        return {COLLECTOR_FILE: objects}
+    services = _services(spec)
+    objects.insert(1, collector_network_policy(namespace, services, spec.port))
+    return {
+        COLLECTOR_FILE: objects,
+        PATCHES_FILE: logger_patches(services, namespace, collector_url(spec, namespace)),
+    }

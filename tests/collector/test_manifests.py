@@ -16,6 +16,7 @@ import yaml
 
 from meshlab.errors import ConfigError
 from meshlab.manifests.kserve import (
+    collector_files,
     collector_manifests,
     collector_url,
     logger_patches_from_spec,
@@ -125,3 +126,20 @@ def test_the_schema_check_is_not_vacuous() -> None:
         validate_istio({**peer, "spec": {"mtls": {"mode": "STRICTER"}}})
     service = documents["Service"][0]
     assert model_errors({**service, "spec": {"portz": []}}, "V1Service", "Service")
+
+
+def test_render_files_follow_what_the_spec_names() -> None:
+    """The `meshlab render --all` hook: nothing without a collector, no patches without ISVCs."""
+    assert collector_files(None, "models") == {}
+    plain = collector_files(CollectorSpec(), "models")
+    assert list(plain) == ["collector.yaml"]
+    assert [d["kind"] for d in plain["collector.yaml"]] == [
+        "Service",
+        "Sidecar",
+        "PeerAuthentication",
+        "AuthorizationPolicy",
+    ]
+    full = collector_files(SPEC, "models")
+    assert full["collector.yaml"] + full["inferenceservice-logger-patches.yaml"] == (
+        collector_manifests(SPEC, "models")
+    )
