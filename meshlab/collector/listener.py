@@ -7,7 +7,8 @@ so 300 slow clients held 185 threads and a 4 MiB body could take minutes to arri
   ``503`` and closed (``too_many_connections``);
 * **whole-request deadline**: the TLS handshake, then the headers and body of each request, must
   arrive within ``request_timeout`` (one :func:`asyncio.timeout` around the whole request, not per
-  read), or the client gets ``408`` and is closed (``deadline_exceeded``; a new connection that
+  read; from accepting a new connection, or from the first byte of a kept-alive one's next
+  request), or the client gets ``408`` and is closed (``deadline_exceeded``; a new connection that
   never sends a byte counts too). A keep-alive connection idle that long after an answer is closed
   quietly. Our own parsing is outside the client's deadline; writing the answer gets its own;
 * **bodies**: refused above ``max_body`` before a byte is read (``413``); the bytes being buffered
@@ -149,6 +150,15 @@ class _Connection:
             if data:
                 self.got_bytes = True
             self.h11.receive_data(data)
+
+    async def first_bytes(self) -> None:
+        """Wait until the next request starts (or the peer closes), on a kept-alive connection."""
+        if self.h11.trailing_data[0] or self.h11.trailing_data[1]:
+            return  # pipelined bytes or EOF already received
+        data = await self.reader.read(_READ_CHUNK)
+        if data:
+            self.got_bytes = True
+        self.h11.receive_data(data)
 
     async def send(self, status: int, text: str, close: bool) -> None:
         if self.h11.our_state is not h11.SEND_RESPONSE:
@@ -308,6 +318,12 @@ class Listener:
     async def _cycle(self, conn: _Connection) -> bool:
         """One request and its answer; True to keep the connection for the next one."""
         try:
+            if conn.answered:  # kept alive: the next request's deadline starts at its first byte
+                try:
+                    async with asyncio.timeout(self.limits.request_timeout):
+                        await conn.first_bytes()
+                except TimeoutError:
+                    return False  # idle that long: closed quietly, as any keep-alive server does
             async with asyncio.timeout(self.limits.request_timeout):  # the client's whole request
                 event = await conn.next_event()
                 if not isinstance(event, h11.Request):
@@ -320,7 +336,7 @@ class Listener:
                 await conn.send(status, text, close)
             return not close and conn.h11.our_state is conn.h11.their_state is h11.DONE
         except TimeoutError:
-            if conn.got_bytes or not conn.answered:  # not a keep-alive connection left idle
+            if conn.got_bytes or not conn.answered:  # a new connection that stays silent counts
                 self.rejections.count("deadline_exceeded")
                 with contextlib.suppress(Exception):
                     conn.writer.write(_raw_response(408, "request not received in time"))

@@ -9,7 +9,9 @@ child's ``/proc/<pid>/status`` every 20 ms. Asserted:
 * peak RSS (``VmHWM``) stays under ``idle + RSS_HEADROOM``, where the headroom is derived from the
   budgets (buffer + memory + per-worker parse copies + slack), and threads stay at or under
   ``THREAD_BOUND`` (loop thread, main thread, workers);
-* every legitimate post is answered 200 and every legitimate pair is written to the samples file;
+* every legitimate post is answered 200 (the poster retries a failed connection, 408 and 503 as
+  the contract asks, and such retries stay under 10% of its posts) and every legitimate pair is
+  written to the samples file;
 * every attack shows up under its reason in the counts the collector prints when it stops.
 
 The measured numbers are printed (run with ``-s``) for the report.
@@ -42,7 +44,7 @@ MAX_BODY = 4 * MiB
 BUFFER_BUDGET = 16 * MiB
 MEMORY_BUDGET = 16 * MiB
 WORKERS = 2
-REQUEST_TIMEOUT = 2.0
+REQUEST_TIMEOUT = 3.0
 # Budgets, plus per worker ~4 copies of a max body while parsing (bytes, str, value, JSON text),
 # plus 2x the buffer budget (a body is copied once out of its buffer), plus 32 MiB of slack.
 RSS_HEADROOM = BUFFER_BUDGET * 2 + MEMORY_BUDGET + WORKERS * 4 * MAX_BODY + 32 * MiB
@@ -81,6 +83,7 @@ def sample(pid: int, peak: Peak, stop: threading.Event) -> None:
 @dataclass
 class Tally:
     legit_status: list[int] = field(default_factory=list)
+    legit_retries: int = 0
     statuses: dict[str, list[int]] = field(default_factory=dict)
     cut_slow: int = 0
 
@@ -90,7 +93,10 @@ class Tally:
 
 async def raw_status(host: str, port: int, head: bytes, body: bytes = b"") -> int:
     """Send ``head`` (+ ``body``), return the status the server answered (0: closed, no answer)."""
-    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        reader, writer = await asyncio.open_connection(host, port)
+    except OSError:
+        return 0
     try:
         writer.write(head)
         with contextlib.suppress(ConnectionError):
@@ -148,6 +154,10 @@ async def slow_body(host: str, port: int, until: float, tally: Tally) -> None:
                 + TOKEN.encode()
                 + b"\r\ncontent-type: application/json\r\ncontent-length: 1048576\r\n\r\n"
             )
+        except OSError:
+            await asyncio.sleep(0.2)
+            continue
+        try:
             while time.monotonic() < until and not reader.at_eof():
                 writer.write(b" " * 1024)
                 await writer.drain()
@@ -155,9 +165,20 @@ async def slow_body(host: str, port: int, until: float, tally: Tally) -> None:
                     if await asyncio.wait_for(reader.read(64), 0.2):
                         tally.add("slow_body", 408)
                         break
-            writer.close()
         except ConnectionError:
             pass
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+
+async def post(client: httpx.AsyncClient, path: str, **kwargs: Any) -> int:
+    """An attacker's post: the status, or 0 when the connection failed (no retry)."""
+    try:
+        return (await client.post(path, **kwargs)).status_code
+    except httpx.TransportError:
+        return 0
 
 
 async def attack(host: str, port: int, tally: Tally) -> None:
@@ -170,12 +191,8 @@ async def attack(host: str, port: int, tally: Tally) -> None:
         async def large_bodies(worker: int) -> None:
             big = "x" * (MAX_BODY - 200)
             for i in range(8):  # 8 workers x 8 x 4 MiB = 256 MiB for ids never seen again
-                answer = await client.post(
-                    "/events/baseline",
-                    headers=AUTH,
-                    json={"requestId": f"big-{worker}-{i}", "prediction": big},
-                )
-                tally.add("large", answer.status_code)
+                json_ = {"requestId": f"big-{worker}-{i}", "prediction": big}
+                tally.add("large", await post(client, "/events/baseline", headers=AUTH, json=json_))
             for _ in range(3):  # announced above maxBody
                 head = (
                     b"POST /events/baseline HTTP/1.1\r\nhost: x\r\nauthorization: Bearer %s\r\ncontent-length: %d\r\n\r\n"
@@ -185,24 +202,19 @@ async def attack(host: str, port: int, tally: Tally) -> None:
 
         async def unseen_ids(worker: int) -> None:
             for i in range(600):
-                answer = await client.post(
-                    "/events/baseline",
-                    headers=AUTH,
-                    json={"requestId": f"unseen-{worker}-{i}", "prediction": i},
+                json_ = {"requestId": f"unseen-{worker}-{i}", "prediction": i}
+                tally.add(
+                    "unseen", await post(client, "/events/baseline", headers=AUTH, json=json_)
                 )
-                tally.add("unseen", answer.status_code)
 
         async def bad_json() -> None:
             for body in [b"[" * 200_000] * 10 + [
                 b'{"requestId":"n","prediction":NaN}',
                 b'{"requestId":"n","time":1e400}',
             ] * 5:
-                answer = await client.post(
-                    "/events/baseline",
-                    headers={**AUTH, "content-type": "application/json"},
-                    content=body,
-                )
-                tally.add("bad_json", answer.status_code)
+                headers = {**AUTH, "content-type": "application/json"}
+                status_code = await post(client, "/events/baseline", headers=headers, content=body)
+                tally.add("bad_json", status_code)
 
         async def no_token() -> None:
             body = b"{" + b" " * MiB + b"}"
@@ -219,19 +231,23 @@ async def attack(host: str, port: int, tally: Tally) -> None:
                 await asyncio.sleep(0.5)  # start inside the storm
                 for i in range(LEGIT_PAIRS):
                     for arm, prediction in (("baseline", i), ("candidate", i + 0.5)):
-                        answer = await own.post(
-                            f"/events/{arm}",
-                            headers=AUTH,
-                            json={
-                                "requestId": f"legit-{i}",
-                                "prediction": prediction,
-                                "time": 1.7e9 + i,
-                            },
-                        )
-                        tally.legit_status.append(answer.status_code)
+                        record = {
+                            "requestId": f"legit-{i}",
+                            "prediction": prediction,
+                            "time": 1.7e9 + i,
+                        }
+                        # As docs/collector-contract.md asks of clients: retry a failed connection,
+                        # 408 and 503 a few times with backoff.
+                        for attempt in range(4):
+                            code = await post(own, f"/events/{arm}", headers=AUTH, json=record)
+                            if code not in (0, 408, 503):
+                                break
+                            tally.legit_retries += 1
+                            await asyncio.sleep(0.1 * 2**attempt)
+                        tally.legit_status.append(code)
                     await asyncio.sleep(ATTACK_SECONDS / LEGIT_PAIRS)
 
-        await asyncio.gather(
+        outcomes = await asyncio.gather(
             *(slowloris(host, port, until, tally) for _ in range(SLOWLORIS)),
             *(slow_body(host, port, until, tally) for _ in range(40)),
             *(large_bodies(w) for w in range(8)),
@@ -239,7 +255,11 @@ async def attack(host: str, port: int, tally: Tally) -> None:
             bad_json(),
             no_token(),
             legit(),
+            return_exceptions=True,  # every task finishes and closes its sockets, then we judge
         )
+        failures = [o for o in outcomes if isinstance(o, BaseException)]
+        if failures:
+            raise AssertionError(f"{len(failures)} attack tasks failed: {failures[0]!r}")
 
 
 def test_abuse_leaves_the_collector_bounded_and_answering(tmp_path: Path) -> None:
@@ -272,10 +292,9 @@ def test_abuse_leaves_the_collector_bounded_and_answering(tmp_path: Path) -> Non
         started = time.monotonic()
         try:
             asyncio.run(asyncio.wait_for(attack(host, int(port), tally), 120))
-        except httpx.HTTPError as exc:
+        finally:
             if child.poll() is not None:
                 pytest.fail(f"the collector died ({child.returncode}): {child.communicate()[1]}")
-            raise AssertionError(f"an attack client failed: {exc!r}") from exc
         elapsed = time.monotonic() - started
         # Still healthy and still joining after the storm.
         after = httpx.post(
@@ -302,7 +321,8 @@ def test_abuse_leaves_the_collector_bounded_and_answering(tmp_path: Path) -> Non
         f"\nabuse: {elapsed:.1f}s; idle RSS {idle['VmRSS'] / 1024:.0f} MiB; peak RSS "
         f"{final['VmHWM'] / 1024:.0f} MiB (sampled max {peak.rss_kib / 1024:.0f} MiB, "
         f"{peak.samples} samples); bound {(idle['VmRSS'] * 1024 + RSS_HEADROOM) / MiB:.0f} MiB; "
-        f"threads max {peak.threads} (bound {THREAD_BOUND}); slowloris cut {tally.cut_slow}x\n"
+        f"threads max {peak.threads} (bound {THREAD_BOUND}); slowloris cut {tally.cut_slow}x; "
+        f"legit retries {tally.legit_retries} of {2 * LEGIT_PAIRS} posts\n"
         f"rejections {json.dumps({k: v for k, v in rejections.items() if v})}\n"
         f"joins {json.dumps(counts['joins'])}; held {counts['held_bytes']} B; "
         f"statuses { {k: {s: v.count(s) for s in set(v)} for k, v in tally.statuses.items()} }"
@@ -315,6 +335,7 @@ def test_abuse_leaves_the_collector_bounded_and_answering(tmp_path: Path) -> Non
     assert counts["held_bytes"] <= MEMORY_BUDGET
     # Legitimate events answered and joined.
     assert tally.legit_status == [200] * (2 * LEGIT_PAIRS)
+    assert tally.legit_retries <= 2 * LEGIT_PAIRS // 10  # retries are the exception
     written = rows.read_text().splitlines()[1:]
     legit_rows = [line for line in written if ",legit-" in line]
     assert len(legit_rows) == 2 * LEGIT_PAIRS, f"{len(legit_rows)} legit rows of {2 * LEGIT_PAIRS}"
@@ -331,5 +352,5 @@ def test_abuse_leaves_the_collector_bounded_and_answering(tmp_path: Path) -> Non
     assert joins["records"] == (
         2 * joins["pairs"] + counts["pending"] + joins["evicted_unpaired"] + joins["evicted_memory"]
     )
-    # 4 MiB bodies racing for a 16 MiB buffer may wait past the 2 s deadline: 408, counted.
-    assert 200 in tally.statuses["large"] and set(tally.statuses["large"]) <= {200, 408, 503}
+    # 4 MiB bodies racing for a 16 MiB buffer may wait past the deadline: 408, counted.
+    assert 200 in tally.statuses["large"] and set(tally.statuses["large"]) <= {0, 200, 408, 503}
