@@ -39,22 +39,9 @@ import h11
 
 from meshlab.collector.counts import RejectionCounter
 from meshlab.collector.events import is_binary_request_half
+from meshlab.collector.wire import ByteBudget, Connection, header_value, raw_response
 
 log = logging.getLogger(__name__)
-
-MAX_HEADER_BYTES = 16 * 1024
-_READ_CHUNK = 64 * 1024
-_STATUS_TEXT = {
-    200: b"OK",
-    400: b"Bad Request",
-    401: b"Unauthorized",
-    404: b"Not Found",
-    405: b"Method Not Allowed",
-    408: b"Request Timeout",
-    411: b"Length Required",
-    413: b"Content Too Large",
-    503: b"Service Unavailable",
-}
 
 
 @dataclass(frozen=True)
@@ -98,87 +85,6 @@ class _Refused(Exception):
     def __init__(self, status: int, text: str, reason: str) -> None:
         super().__init__(text)
         self.status, self.text, self.reason = status, text, reason
-
-
-class _ByteBudget:
-    """Bytes buffered by all connections together, taken as they arrive (loop thread only).
-
-    Taken chunk by chunk rather than a whole content-length up front, so a slow client holds only
-    what it has sent; a fast one that finds the budget full waits, within its deadline.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.used = 0
-        self._room = asyncio.Condition()
-
-    async def take(self, size: int) -> None:
-        async with self._room:
-            # A chunk above the whole budget (tiny budgets) may go alone rather than never.
-            await self._room.wait_for(lambda: self.used + size <= self.limit or self.used == 0)
-            self.used += size
-
-    async def give_back(self, size: int) -> None:
-        async with self._room:
-            self.used -= size
-            self._room.notify_all()
-
-
-def _raw_response(status: int, text: str) -> bytes:
-    body = (text + "\n").encode()
-    head = (
-        b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n"
-        b"connection: close\r\n\r\n" % (status, _STATUS_TEXT.get(status, b""), len(body))
-    )
-    return head + body
-
-
-class _Connection:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
-        self.got_bytes = False  # any byte of the current request received
-        self.answered = 0  # requests answered on this connection
-
-    async def next_event(self) -> h11.Event | type[h11.PAUSED]:
-        while True:
-            event = self.h11.next_event()
-            if event is h11.PAUSED or isinstance(event, h11.Event):
-                return event
-            data = await self.reader.read(_READ_CHUNK)
-            if data:
-                self.got_bytes = True
-            self.h11.receive_data(data)
-
-    async def first_bytes(self) -> None:
-        """Wait until the next request starts (or the peer closes), on a kept-alive connection."""
-        if self.h11.trailing_data[0] or self.h11.trailing_data[1]:
-            return  # pipelined bytes or EOF already received
-        data = await self.reader.read(_READ_CHUNK)
-        if data:
-            self.got_bytes = True
-        self.h11.receive_data(data)
-
-    async def send(self, status: int, text: str, close: bool) -> None:
-        if self.h11.our_state is not h11.SEND_RESPONSE:
-            self.writer.write(_raw_response(status, text))
-        else:
-            body = (text + "\n").encode()
-            headers = [
-                ("content-type", "text/plain; charset=utf-8"),
-                ("content-length", str(len(body))),
-            ]
-            if close:
-                headers.append(("connection", "close"))
-            if status == 401:
-                headers.append(("www-authenticate", 'Bearer realm="meshlab-collector"'))
-            reason = _STATUS_TEXT.get(status, b"")
-            response = h11.Response(status_code=status, headers=headers, reason=reason)
-            self.writer.write(self.h11.send(response))
-            self.writer.write(self.h11.send(h11.Data(data=body)))
-            self.writer.write(self.h11.send(h11.EndOfMessage()))
-        await self.writer.drain()
 
 
 class Listener:
@@ -246,7 +152,7 @@ class Listener:
 
     async def _main(self) -> None:
         self._stopping = asyncio.Event()
-        self._budget = _ByteBudget(self.limits.buffer_budget)
+        self._budget = ByteBudget(self.limits.buffer_budget)
         tasks: set[asyncio.Task[None]] = set()
 
         async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -278,7 +184,7 @@ class Listener:
             self.rejections.count("too_many_connections")
             with contextlib.suppress(Exception):
                 if self.ssl_context is None:
-                    writer.write(_raw_response(503, "too many connections; retry later"))
+                    writer.write(raw_response(503, "too many connections; retry later"))
                     await asyncio.wait_for(writer.drain(), 1.0)
             writer.close()
             return
@@ -286,7 +192,7 @@ class Listener:
         try:
             if self.ssl_context is not None and not await self._handshake(writer):
                 return
-            conn = _Connection(reader, writer)
+            conn = Connection(reader, writer)
             while await self._cycle(conn):
                 conn.h11.start_next_cycle()
                 conn.got_bytes = False
@@ -315,7 +221,7 @@ class Listener:
             return False
         return True
 
-    async def _cycle(self, conn: _Connection) -> bool:
+    async def _cycle(self, conn: Connection) -> bool:
         """One request and its answer; True to keep the connection for the next one."""
         try:
             if conn.answered:  # kept alive: the next request's deadline starts at its first byte
@@ -339,7 +245,7 @@ class Listener:
             if conn.got_bytes or not conn.answered:  # a new connection that stays silent counts
                 self.rejections.count("deadline_exceeded")
                 with contextlib.suppress(Exception):
-                    conn.writer.write(_raw_response(408, "request not received in time"))
+                    conn.writer.write(raw_response(408, "request not received in time"))
             return False
         except h11.RemoteProtocolError as exc:
             if conn.h11.their_state is h11.ERROR and conn.reader.at_eof():
@@ -348,7 +254,7 @@ class Listener:
             self.rejections.count("bad_http")
             status = exc.error_status_hint
             with contextlib.suppress(Exception):
-                conn.writer.write(_raw_response(status, "malformed HTTP request"))
+                conn.writer.write(raw_response(status, "malformed HTTP request"))
             return False
         except _Refused as refused:
             self.rejections.count(refused.reason)
@@ -357,7 +263,7 @@ class Listener:
                     await conn.send(refused.status, refused.text, close=True)
             return False
 
-    async def _answer(self, conn: _Connection, request: h11.Request) -> _Answer:
+    async def _answer(self, conn: Connection, request: h11.Request) -> _Answer:
         method = request.method.decode("ascii", "replace")
         path = request.target.decode("latin-1").split("?", 1)[0].rstrip("/") or "/"
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.headers}
@@ -367,7 +273,7 @@ class Listener:
                 await self._read_body(conn, None)  # the EndOfMessage, so the connection is reusable
                 return _Answer(*health)
         status, text, reason = self.handler.refusal(
-            method, path, _header(request, b"authorization")
+            method, path, header_value(request, b"authorization")
         )
         if status:
             raise _Refused(status, text, reason)
@@ -407,7 +313,7 @@ class Listener:
         finally:
             await self._budget.give_back(answer.held)
 
-    async def _read_body(self, conn: _Connection, into: bytearray | None) -> None:
+    async def _read_body(self, conn: Connection, into: bytearray | None) -> None:
         while True:
             event = await conn.next_event()
             if isinstance(event, h11.Data):
@@ -418,10 +324,3 @@ class Listener:
                 return
             else:
                 raise ConnectionError("connection closed mid-body")
-
-
-def _header(request: h11.Request, name: bytes) -> bytes | None:
-    for key, value in request.headers:
-        if key == name:
-            return bytes(value)
-    return None
