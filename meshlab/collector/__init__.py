@@ -3,9 +3,14 @@
 Istio drops the responses of mirrored requests, so the shadow's predictions are logged by KServe to
 this collector, joined request+response and primary+shadow, and released as paired
 :class:`meshlab.samples.Samples` rows (the shadow's with ``mirrored=True``) for the divergence
-metric. :mod:`meshlab.collector.kserve` renders the logger configuration for both versions.
+metric. :mod:`meshlab.manifests.kserve` renders what a user applies (logger configuration of both
+versions, the collector's Service and policies). The collector binds loopback by default and
+refuses to listen anywhere else without a bearer token; see :mod:`meshlab.collector.listener` for
+its bounds and :class:`Rejections` for what it counts.
 """
 
+from meshlab.collector.auth import Token, auth_from_spec, load_token
+from meshlab.collector.counts import CollectorCounts, Rejections
 from meshlab.collector.events import (
     REQUEST_TYPE,
     RESPONSE_TYPE,
@@ -22,6 +27,7 @@ from meshlab.collector.kserve import (
     logger_patches_from_spec,
     logger_spec,
 )
+from meshlab.collector.listener import Limits
 from meshlab.collector.live import CollectorLiveSamples
 from meshlab.collector.server import APPROXIMATION, Collector, collector_from_spec
 
@@ -31,15 +37,21 @@ __all__ = [
     "RESPONSE_TYPE",
     "ArmRecord",
     "Collector",
+    "CollectorCounts",
     "CollectorLiveSamples",
     "EventError",
     "InferenceEvent",
     "JoinStats",
     "Joiner",
+    "Limits",
+    "Rejections",
+    "Token",
     "arm_by_service",
+    "auth_from_spec",
     "collector_event_url",
     "collector_from_spec",
     "extract_prediction",
+    "load_token",
     "logger_patches",
     "logger_patches_from_spec",
     "logger_spec",

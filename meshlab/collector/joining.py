@@ -13,28 +13,40 @@ With ``release="mirrored"`` the second join is skipped: each completed record of
 is released on its own, for runs where the load generator already records the primary's rows
 (same ``x-request-id``) and only the shadow's responses are lost to Istio.
 
-Anything unmatched after ``ttl`` seconds is evicted and counted (a lost response, a request the
-shadow never got, an error response KServe does not log), and at most ``max_pending`` halves are
-kept: the oldest go first. ``latency_ms`` of a KServe row is the gap between its request and
-response events' times: approximate (the logger stamps events when it sends them), so latency
-comparisons should use the load generator's samples or Prometheus instead.
+Memory is bounded three ways, and every loss is counted in :class:`JoinStats`:
+
+* anything unmatched after ``ttl`` seconds is evicted (a lost response, a request the shadow never
+  got, an error response KServe does not log);
+* at most ``max_pending`` halves and unpaired records are kept, the oldest go first;
+* their estimated size, plus rows released but not yet taken, stays under ``memory_budget`` bytes:
+  the *largest* pending go first (``evicted_memory``) -- they cost the most, and evicting by age
+  would let a few huge posts flush many small legitimate halves waiting for their partner; an
+  event that cannot fit even then (rows not taken fill the budget, or the event alone is larger)
+  is refused with ``EventError(reason="memory_budget")``.
+
+``latency_ms`` of a KServe row is the gap between its request and response events' times:
+approximate (the logger stamps events when it sends them), so latency comparisons should use the
+load generator's samples or Prometheus instead.
 """
 
 from __future__ import annotations
 
-import json
+import heapq
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from meshlab.collector.events import InferenceEvent
+from meshlab.collector.events import EventError, InferenceEvent
 from meshlab.samples import ARMS, Sample
 
 Clock = Callable[[], float]
 Release = Literal["pairs", "mirrored"]
+
+# What one pending entry costs beyond its strings: objects, dict slots, floats (measured ~450 B).
+ENTRY_OVERHEAD = 512
 
 
 @dataclass
@@ -42,6 +54,16 @@ class _Half:
     request: InferenceEvent | None = None
     response: InferenceEvent | None = None
     seen_at: float = 0.0
+    size: int = 0
+    seq: int = 0  # which heap entry is current
+
+
+@dataclass
+class _Unpaired:
+    arms: dict[str, ArmRecord]
+    seen_at: float
+    size: int = 0
+    seq: int = 0
 
 
 @dataclass(frozen=True)
@@ -65,8 +87,20 @@ class JoinStats:
     pairs: int = 0
     evicted_halves: int = 0
     evicted_unpaired: int = 0
+    evicted_memory: int = 0  # pending entries dropped to stay under the memory budget
     duplicates: int = 0
     by_arm: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ARMS, 0))
+
+    def copy(self) -> JoinStats:
+        return replace(self, by_arm=dict(self.by_arm))
+
+
+def _event_size(event: InferenceEvent) -> int:
+    return ENTRY_OVERHEAD + len(event.prediction) + len(event.request_id) + len(event.event_id)
+
+
+def _record_size(record: ArmRecord) -> int:
+    return ENTRY_OVERHEAD + len(record.prediction) + len(record.request_id)
 
 
 def _record(event: InferenceEvent, request: InferenceEvent | None) -> ArmRecord:
@@ -76,7 +110,7 @@ def _record(event: InferenceEvent, request: InferenceEvent | None) -> ArmRecord:
     else:
         start = request.time if request is not None else event.time
         latency = max(0.0, (event.time - start) * 1000.0)
-    prediction = json.dumps(event.prediction, separators=(",", ":")) if event.has_prediction else ""
+    prediction = event.prediction if event.has_prediction else ""
     return ArmRecord(event.arm, event.request_id, start, latency, event.status, prediction)
 
 
@@ -90,24 +124,33 @@ class Joiner:
         release: Release = "pairs",
         ttl: float = 60.0,
         max_pending: int = 100_000,
+        memory_budget: int = 64 * 1024 * 1024,
         clock: Clock = time.monotonic,
     ) -> None:
         if mirrored_arm not in ARMS:
             raise ValueError(f"mirrored_arm must be one of {ARMS}")
-        if ttl <= 0 or max_pending <= 0:
-            raise ValueError("ttl and max_pending must be > 0")
+        if ttl <= 0 or max_pending <= 0 or memory_budget <= 0:
+            raise ValueError("ttl, max_pending and memory_budget must be > 0")
         if release not in ("pairs", "mirrored"):
             raise ValueError("release must be 'pairs' or 'mirrored'")
         self.mirrored_arm = mirrored_arm
         self.release = release
         self.ttl = ttl
         self.max_pending = max_pending
+        self.memory_budget = memory_budget
         self._clock = clock
         self._lock = threading.Lock()
         self._halves: OrderedDict[tuple[str, str], _Half] = OrderedDict()
-        self._records: OrderedDict[str, tuple[dict[str, ArmRecord], float]] = OrderedDict()
-        self._done: set[tuple[str, str]] = set()
+        self._records: OrderedDict[str, _Unpaired] = OrderedDict()
+        # (-size, seq, key) of every pending entry, largest first; stale entries skipped lazily.
+        self._by_size: list[tuple[int, int, tuple[str, str] | str]] = []
+        self._seq = 0
+        # Completed (arm, event id) keys, only to count late duplicates: forgetting them is safe.
+        self._done: OrderedDict[tuple[str, str], int] = OrderedDict()
         self._ready: list[Sample] = []
+        self._pending_bytes = 0
+        self._done_bytes = 0
+        self._ready_bytes = 0
         self.stats = JoinStats()
 
     @property
@@ -116,29 +159,56 @@ class Joiner:
         with self._lock:
             return len(self._halves) + len(self._records)
 
+    @property
+    def held_bytes(self) -> int:
+        """Estimated bytes held: pending entries, remembered ids and rows not yet taken."""
+        with self._lock:
+            return self._pending_bytes + self._done_bytes + self._ready_bytes
+
     def add(self, event: InferenceEvent) -> None:
-        """Take one event; completes an arm record and possibly a pair."""
+        """Take one event; completes an arm record and possibly a pair.
+
+        Raises ``EventError(reason="memory_budget")`` when it cannot be held within the budget.
+        """
         with self._lock:
             now = self._clock()
             self._evict(now)
+            size = _event_size(event)
+            if size + self._ready_bytes > self.memory_budget:
+                raise EventError(
+                    f"memory budget of {self.memory_budget} bytes is full of rows not yet taken "
+                    "or this event alone exceeds it; retry later",
+                    "memory_budget",
+                )
             self.stats.events += 1
             if event.kind == "record":
                 self._add_record(_record(event, None), now)
-                return
-            key = (event.arm, event.event_id)
-            if key in self._done:
-                self.stats.duplicates += 1
-                return
-            half = self._halves.pop(key, None) or _Half(seen_at=now)
-            if getattr(half, event.kind) is not None:
-                self.stats.duplicates += 1
-            setattr(half, event.kind, event)
-            if half.request is not None and half.response is not None:
-                self._done.add(key)
-                self._add_record(_record(half.response, half.request), now)
             else:
-                self._halves[key] = half  # re-inserted at the end: most recent last
-                self._bound()
+                self._add_half(event, now, size)
+            self._bound()
+
+    def _add_half(self, event: InferenceEvent, now: float, size: int) -> None:
+        key = (event.arm, event.event_id)
+        if key in self._done:
+            self.stats.duplicates += 1
+            return
+        half = self._halves.pop(key, None)
+        if half is None:
+            half = _Half(seen_at=now)
+        else:
+            self._pending_bytes -= half.size
+        if getattr(half, event.kind) is not None:
+            self.stats.duplicates += 1
+        setattr(half, event.kind, event)
+        if half.request is not None and half.response is not None:
+            self._done[key] = len(key[0]) + len(key[1]) + 100
+            self._done_bytes += self._done[key]
+            self._add_record(_record(half.response, half.request), now)
+        else:
+            half.size = sum(_event_size(e) for e in (half.request, half.response) if e is not None)
+            half.seq = self._push(half.size, key)
+            self._pending_bytes += half.size
+            self._halves[key] = half  # re-inserted at the end: most recent last
 
     def _add_record(self, record: ArmRecord, now: float) -> None:
         self.stats.records += 1
@@ -146,57 +216,107 @@ class Joiner:
         if self.release == "mirrored":
             # The primary rows come from the load generator: release shadow rows on their own.
             if record.arm == self.mirrored_arm:
-                self._ready.append(self._sample(record))
+                self._release(record)
             return
-        arms, seen_at = self._records.pop(record.request_id, ({}, now))
-        if record.arm in arms:
+        unpaired = self._records.pop(record.request_id, None) or _Unpaired({}, now)
+        self._pending_bytes -= unpaired.size
+        if record.arm in unpaired.arms:
             self.stats.duplicates += 1
-        arms[record.arm] = record
-        if len(arms) < len(ARMS):
-            self._records[record.request_id] = (arms, seen_at)
-            self._bound()
+        unpaired.arms[record.arm] = record
+        if len(unpaired.arms) < len(ARMS):
+            unpaired.size = sum(_record_size(r) for r in unpaired.arms.values())
+            unpaired.seq = self._push(unpaired.size, record.request_id)
+            self._records[record.request_id] = unpaired
+            self._pending_bytes += unpaired.size
             return
         self.stats.pairs += 1
-        self._ready.extend(self._sample(arms[arm]) for arm in ARMS)
+        for arm in ARMS:
+            self._release(unpaired.arms[arm])
 
-    def _sample(self, r: ArmRecord) -> Sample:
-        return Sample(
-            r.timestamp,
-            r.arm,
-            r.request_id,
-            r.latency_ms,
-            r.status,
-            r.prediction,
-            mirrored=(r.arm == self.mirrored_arm),
+    def _push(self, size: int, key: tuple[str, str] | str) -> int:
+        self._seq += 1
+        heapq.heappush(self._by_size, (-size, self._seq, key))
+        return self._seq
+
+    def _release(self, r: ArmRecord) -> None:
+        self._ready_bytes += _record_size(r)
+        self._ready.append(
+            Sample(
+                r.timestamp,
+                r.arm,
+                r.request_id,
+                r.latency_ms,
+                r.status,
+                r.prediction,
+                mirrored=(r.arm == self.mirrored_arm),
+            )
         )
+
+    def _drop_oldest_half(self) -> None:
+        _, half = self._halves.popitem(last=False)
+        self._pending_bytes -= half.size
+        self.stats.evicted_halves += 1
+
+    def _drop_oldest_record(self) -> None:
+        _, unpaired = self._records.popitem(last=False)
+        self._pending_bytes -= unpaired.size
+        self.stats.evicted_unpaired += 1
+
+    def _drop_oldest(self) -> None:
+        if self._halves and (
+            not self._records
+            or next(iter(self._halves.values())).seen_at
+            <= next(iter(self._records.values())).seen_at
+        ):
+            self._drop_oldest_half()
+        else:
+            self._drop_oldest_record()
 
     def _evict(self, now: float) -> None:
         cutoff = now - self.ttl
         while self._halves and next(iter(self._halves.values())).seen_at < cutoff:
-            self._halves.popitem(last=False)
-            self.stats.evicted_halves += 1
-        while self._records and next(iter(self._records.values()))[1] < cutoff:
-            self._records.popitem(last=False)
-            self.stats.evicted_unpaired += 1
-        if len(self._done) > self.max_pending:
-            self._done.clear()  # only guards against late duplicates; forgetting is safe
+            self._drop_oldest_half()
+        while self._records and next(iter(self._records.values())).seen_at < cutoff:
+            self._drop_oldest_record()
 
     def _bound(self) -> None:
+        while len(self._done) > self.max_pending:
+            self._done_bytes -= self._done.popitem(last=False)[1]
         while len(self._halves) + len(self._records) > self.max_pending:
-            if self._halves and (
-                not self._records
-                or next(iter(self._halves.values())).seen_at
-                <= next(iter(self._records.values()))[1]
-            ):
-                self._halves.popitem(last=False)
-                self.stats.evicted_halves += 1
-            else:
-                self._records.popitem(last=False)
-                self.stats.evicted_unpaired += 1
+            self._drop_oldest()
+        while self._done and self._held() > self.memory_budget:
+            self._done_bytes -= self._done.popitem(last=False)[1]
+        while self._by_size and self._held() > self.memory_budget:
+            self._drop_largest()
+        if len(self._by_size) > 2 * (len(self._halves) + len(self._records)) + 64:
+            # Compact: keep only the current entries.
+            current: list[tuple[int, int, tuple[str, str] | str]] = [
+                (-half.size, half.seq, key) for key, half in self._halves.items()
+            ]
+            current += [(-rec.size, rec.seq, rid) for rid, rec in self._records.items()]
+            heapq.heapify(current)
+            self._by_size = current
+
+    def _drop_largest(self) -> None:
+        """Evict the largest pending entry (skipping heap entries that are no longer current)."""
+        _, seq, key = heapq.heappop(self._by_size)
+        entry = self._records.get(key) if isinstance(key, str) else self._halves.get(key)
+        if entry is None or entry.seq != seq:
+            return  # paired, evicted or re-sized since: stale
+        if isinstance(key, str):
+            del self._records[key]
+        else:
+            del self._halves[key]
+        self._pending_bytes -= entry.size
+        self.stats.evicted_memory += 1
+
+    def _held(self) -> int:
+        return self._pending_bytes + self._done_bytes + self._ready_bytes
 
     def take(self) -> list[Sample]:
         """The pairs completed since the last call (two rows each), in order of start time."""
         with self._lock:
             self._evict(self._clock())
             ready, self._ready = self._ready, []
+            self._ready_bytes = 0
         return sorted(ready, key=lambda s: (s.timestamp, s.request_id, s.mirrored))

@@ -1,4 +1,4 @@
-"""The collector endpoint: an HTTP server taking logged inferences, and a metrics provider over it.
+"""The collector endpoint: logged inferences in, joined samples out, and a metrics provider over it.
 
 Routes (``POST`` bodies are parsed by :mod:`meshlab.collector.events`):
 
@@ -7,109 +7,39 @@ Routes (``POST`` bodies are parsed by :mod:`meshlab.collector.events`):
 ``POST /events``
     events whose arm comes from their ``inferenceservicename`` (``services`` mapping);
 ``GET /healthz``
-    ``200 ok``.
+    ``200 ok`` (no token needed: it reveals nothing, and probes carry none).
 
-Bodies need a ``content-length`` (KServe's Go client sends one); chunked bodies are refused.
 Answers ``200`` to an accepted event (KServe logs anything else as a failure), ``400`` with a
-one-line reason to a bad one, ``413`` above ``max_body`` bytes. The server runs in a daemon thread
-of the meshlab process (stdlib ``ThreadingHTTPServer``); :class:`Collector` is also a
-:class:`~meshlab.metrics.base.MetricsProvider`, so the controller reads it like Prometheus.
+one-line reason to a bad one, ``401`` without the bearer token, ``413`` above ``max_body`` bytes,
+``503`` when the memory budget is full. The HTTP side (deadlines, connection cap, buffering
+budget, TLS) is :mod:`meshlab.collector.listener`; who may post is :mod:`meshlab.collector.auth`.
+It binds loopback by default and refuses to listen anywhere else without a token.
+:class:`Collector` is also a :class:`~meshlab.metrics.base.MetricsProvider`, so the controller
+reads it like Prometheus.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
+import ssl
 import time
 from collections.abc import Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 
+from meshlab.collector.auth import Token, auth_from_spec, require_token_beyond_loopback
+from meshlab.collector.counts import CollectorCounts, RejectionCounter, Rejections
 from meshlab.collector.events import EventError, parse
 from meshlab.collector.joining import Joiner
-from meshlab.collector.kserve import arm_by_service
+from meshlab.collector.listener import Limits, Listener
+from meshlab.collector.safejson import DEFAULT_MAX_DEPTH
+from meshlab.manifests.kserve import arm_by_service
 from meshlab.samples import ARMS, Samples
 from meshlab.spec.metrics import CollectorSpec
-
-log = logging.getLogger(__name__)
 
 APPROXIMATION = (
     "predictions from the KServe payload logger, primary and shadow paired by x-request-id; "
     "latency_ms is the gap between logged request and response events (approximate)"
 )
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], collector: Collector) -> None:
-        self.collector = collector
-        super().__init__(address, _Handler)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.1"
-    # One segment per answer: headers and body written apart would meet delayed ACKs (~40 ms).
-    wbufsize = 64 * 1024
-    disable_nagle_algorithm = True
-    timeout = 30  # seconds a client may take to send its request; frees stuck handler threads
-
-    def _answer(self, status: int, text: str) -> None:
-        body = (text + "\n").encode()
-        self.send_response(status)
-        self.send_header("content-type", "text/plain; charset=utf-8")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_GET(self) -> None:
-        if self.path.rstrip("/") == "/healthz":
-            self._answer(200, "ok")
-        else:
-            self._answer(404, "not found; POST events to /events or /events/<arm>")
-
-    def do_POST(self) -> None:
-        collector = self.server.collector
-        path = self.path.split("?", 1)[0].rstrip("/")
-        if path == "/events":
-            arm = None
-        elif path.startswith("/events/") and path[len("/events/") :] in ARMS:
-            arm = path[len("/events/") :]
-        else:
-            self._answer(404, "post to /events, /events/baseline or /events/candidate")
-            return
-        if "chunked" in self.headers.get("transfer-encoding", "").lower():
-            self.close_connection = True
-            self._answer(411, "send a content-length; chunked bodies are not accepted")
-            return
-        try:
-            length = int(self.headers.get("content-length", "0"))
-        except ValueError:
-            self._answer(400, "bad content-length")
-            return
-        if length < 0 or length > collector.max_body:
-            self.close_connection = True
-            self._answer(413, f"body above {collector.max_body} bytes")
-            return
-        body = self.rfile.read(length)
-        try:
-            event = parse(
-                dict(self.headers.items()),
-                body,
-                path_arm=arm,
-                services=collector.services,
-                received_at=time.time(),
-            )
-        except EventError as exc:
-            collector.count_rejected()
-            self._answer(400, str(exc))
-            return
-        collector.joiner.add(event)
-        self._answer(200, "ok")
-
-    def log_message(self, format: str, *args: object) -> None:
-        log.debug("collector: " + format, *args)
+EVENT_PATHS = frozenset({"/events", *(f"/events/{arm}" for arm in ARMS)})
 
 
 class Collector:
@@ -123,58 +53,105 @@ class Collector:
         port: int = 0,
         services: Mapping[str, str] | None = None,
         max_body: int = 4 * 1024 * 1024,
+        token: Token | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        limits: Limits | None = None,
+        max_json_depth: int = DEFAULT_MAX_DEPTH,
     ) -> None:
+        require_token_beyond_loopback(host, token)
         self.name = "collector"
         self.joiner = joiner or Joiner()
         self.services = dict(services or {})
-        self.max_body = max_body
-        self.rejected = 0  # events answered 400
-        self._rejected_lock = threading.Lock()
-        self._address = (host, port)
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self.limits = limits or Limits(max_body=max_body, buffer_budget=max(max_body, 32 << 20))
+        self.max_body = self.limits.max_body
+        self.max_json_depth = max_json_depth
+        self.token = token
+        self.ssl_context = ssl_context
+        self._rejections = RejectionCounter()
+        self._listener = Listener(host, port, self, self._rejections, self.limits, ssl_context)
+        self._started = False
 
     @property
     def url(self) -> str:
-        if self._server is None:
+        address = self._listener.address
+        if not self._started or address is None:
             raise RuntimeError("collector not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        host = f"[{address[0]}]" if ":" in address[0] else address[0]
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{host}:{address[1]}"
 
     def start(self) -> str:
         """Bind and serve in a background thread; returns the base URL."""
-        if self._server is None:
-            self._server = _Server(self._address, self)
-            self._thread = threading.Thread(
-                target=self._server.serve_forever,
-                kwargs={"poll_interval": 0.05},
-                name="meshlab-collector",
-                daemon=True,
-            )
-            self._thread.start()
+        if not self._started:
+            self._listener.start()
+            self._started = True
         return self.url
 
-    def count_rejected(self) -> None:
-        with self._rejected_lock:
-            self.rejected += 1
+    # -- Handler (called by the listener) -----------------------------------------------------
+
+    def health(self, path: str) -> tuple[int, str] | None:
+        return (200, "ok") if path == "/healthz" else None
+
+    def refusal(self, method: str, path: str, authorization: bytes | None) -> tuple[int, str, str]:
+        if path not in EVENT_PATHS:
+            return 404, "post to /events, /events/baseline or /events/candidate", "not_found"
+        if method != "POST":
+            return 405, "POST events; GET only /healthz", "method_not_allowed"
+        if self.token is not None and not self.token.matches(authorization):
+            if authorization is None:
+                return 401, "send Authorization: Bearer <collector token>", "missing_token"
+            return 401, "the bearer token does not match the collector's", "invalid_token"
+        return 0, "", ""
+
+    def handle(self, path: str, headers: Mapping[str, str], body: bytes) -> tuple[int, str]:
+        arm = path[len("/events/") :] if path.startswith("/events/") else None
+        try:
+            event = parse(
+                headers,
+                body,
+                path_arm=arm,
+                services=self.services,
+                received_at=time.time(),
+                max_depth=self.max_json_depth,
+            )
+            self.joiner.add(event)
+        except EventError as exc:
+            self._rejections.count(exc.reason)
+            return (503 if exc.reason == "memory_budget" else 400), str(exc)
+        return 200, "ok"
+
+    # -- what the run reads ------------------------------------------------------------------
+
+    @property
+    def rejected(self) -> int:
+        """All refused requests, whatever the reason."""
+        return self._rejections.snapshot().total
+
+    def rejections(self) -> Rejections:
+        return self._rejections.snapshot()
+
+    def counts(self) -> CollectorCounts:
+        """Refusals by reason, join counters and memory held, for the run report."""
+        return CollectorCounts(
+            rejections=self._rejections.snapshot(),
+            joins=self.joiner.stats.copy(),
+            pending=self.joiner.pending,
+            held_bytes=self.joiner.held_bytes,
+            memory_budget=self.joiner.memory_budget,
+        )
 
     def online(self) -> bool:
-        return self._server is not None
+        return self._started
 
     def take(self) -> Samples:
         """Pairs completed since the last call, as Samples (two rows per pair, start-time order)."""
-        rows = self.joiner.take()
-        return Samples.from_rows(rows)
+        return Samples.from_rows(self.joiner.take())
 
     def close(self) -> None:
-        """Stop serving and release the port."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            if self._thread is not None:
-                self._thread.join(timeout=5)
-        self._server = None
-        self._thread = None
+        """Stop serving and release the port (idempotent)."""
+        if self._started:
+            self._listener.close()
+        self._started = False
 
     def __enter__(self) -> Collector:
         self.start()
@@ -189,12 +166,41 @@ class Collector:
         self.close()
 
 
-def collector_from_spec(spec: CollectorSpec, mirrored_arm: str = "candidate") -> Collector:
-    """A (not yet started) collector as ``spec.metrics.collector`` configures it."""
+def collector_from_spec(
+    spec: CollectorSpec,
+    mirrored_arm: str = "candidate",
+    environ: Mapping[str, str] | None = None,
+) -> Collector:
+    """A (not yet started) collector as ``spec.metrics.collector`` configures it.
+
+    Reads the token (``ConfigError`` naming the field when it is named but missing) and refuses
+    a listener beyond loopback without one.
+    """
+    token, ssl_context = auth_from_spec(spec, environ)
     services = (
         arm_by_service(spec.inference_services.model_dump()) if spec.inference_services else {}
     )
     joiner = Joiner(
-        mirrored_arm=mirrored_arm, release=spec.release, ttl=spec.ttl, max_pending=spec.max_pending
+        mirrored_arm=mirrored_arm,
+        release=spec.release,
+        ttl=spec.ttl,
+        max_pending=spec.max_pending,
+        memory_budget=spec.memory_budget,
     )
-    return Collector(joiner, host=spec.listen, port=spec.port, services=services)
+    limits = Limits(
+        max_body=spec.max_body,
+        buffer_budget=spec.buffer_budget,
+        request_timeout=spec.request_timeout,
+        max_connections=spec.max_connections,
+        workers=spec.workers,
+    )
+    return Collector(
+        joiner,
+        host=spec.listen,
+        port=spec.port,
+        services=services,
+        token=token,
+        ssl_context=ssl_context,
+        limits=limits,
+        max_json_depth=spec.max_json_depth,
+    )

@@ -247,6 +247,8 @@ def test_chunked_bodies_are_refused_with_the_reason(collector: Collector) -> Non
 
     answer = httpx.post(collector.url + "/events/baseline", content=body(), timeout=5)
     assert answer.status_code == 411 and "content-length" in answer.text
-    assert collector.rejected == 0
+    assert collector.rejections().nonzero() == {"length_required": 1}
     bad = httpx.post(collector.url + "/events/baseline", json={"prediction": 1}, timeout=5)
-    assert bad.status_code == 400 and collector.rejected == 1
+    assert bad.status_code == 400
+    assert collector.rejections().nonzero() == {"length_required": 1, "bad_event": 1}
+    assert collector.rejected == 2

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
-from meshlab.collector import InferenceEvent, Joiner, extract_prediction
+from meshlab.collector import EventError, InferenceEvent, Joiner, extract_prediction
 
 
 class FakeClock:
@@ -18,7 +19,8 @@ class FakeClock:
 
 
 def half(kind: str, arm: str, ce_id: str, rid: str, at: float, pred: Any = None) -> InferenceEvent:
-    return InferenceEvent(kind, ce_id, rid, arm, at, pred, has_prediction=kind == "response")  # type: ignore[arg-type]
+    text = json.dumps(pred) if kind == "response" else ""
+    return InferenceEvent(kind, ce_id, rid, arm, at, text, has_prediction=kind == "response")  # type: ignore[arg-type]
 
 
 def full(joiner: Joiner, arm: str, rid: str, pred: Any, at: float = 10.0) -> None:
@@ -104,3 +106,35 @@ def test_mirrored_release_gives_shadow_rows_without_waiting_for_the_primary() ->
         ("candidate", "a", "0.9", True)
     ]
     assert joiner.pending == 0 and joiner.stats.by_arm == {"baseline": 1, "candidate": 1}
+
+
+def test_memory_budget_evicts_the_largest_pending_first_and_counts_it() -> None:
+    clock = FakeClock()
+    budget = 200_000
+    joiner = Joiner(release="pairs", memory_budget=budget, ttl=1e9, clock=clock)
+    big = "x" * 30_000
+    for i in range(100):  # unseen ids, each holding a 30 kB prediction: 3 MB offered
+        clock.now = float(i)
+        joiner.add(half("response", "baseline", f"ce-{i}", f"r{i}", float(i), big))
+        assert joiner.held_bytes <= budget
+    assert joiner.stats.evicted_memory == 100 - joiner.pending
+    assert 4 <= joiner.pending <= 7
+    full(joiner, "baseline", "legit", 1, at=200.0)  # small and new: joins despite the pressure
+    full(joiner, "candidate", "legit", 0, at=200.0)
+    assert [r.request_id for r in joiner.take()] == ["legit", "legit"]
+    # A small half waiting for its partner is not flushed out by later large ones.
+    joiner.add(half("request", "baseline", "ce-small", "small", 300.0))
+    for i in range(100, 120):
+        joiner.add(half("response", "baseline", f"ce-{i}", f"r{i}", 300.0, big))
+        assert joiner.held_bytes <= budget
+    joiner.add(half("response", "baseline", "ce-small", "small", 300.1, 7))
+    full(joiner, "candidate", "small", 7, at=300.0)
+    assert [r.request_id for r in joiner.take()] == ["small", "small"]
+
+
+def test_an_event_larger_than_the_budget_is_refused_with_the_reason() -> None:
+    joiner = Joiner(memory_budget=10_000, clock=FakeClock())
+    with pytest.raises(EventError) as refused:
+        joiner.add(half("response", "baseline", "ce", "r", 0.0, "x" * 20_000))
+    assert refused.value.reason == "memory_budget"
+    assert joiner.pending == 0 and joiner.stats.events == 0

@@ -69,5 +69,5 @@ def test_from_spec() -> None:
     collector = collector_from_spec(spec)
     assert collector.services == {"fraud-v1": "baseline", "fraud-v2": "candidate"}
     assert collector.joiner.ttl == 30.0 and collector.joiner.release == "mirrored"
-    with pytest.raises(ConfigError, match="needs 'url'"):
+    with pytest.raises(ConfigError, match="inferenceServices: rendering"):
         logger_patches_from_spec(CollectorSpec(), "models")

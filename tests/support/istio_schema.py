@@ -332,6 +332,29 @@ _RULES: dict[str, Callable[[Any], bool]] = {
     "self.size() == 0": lambda v: len(v) == 0,
     'self != "*"': lambda v: v != "*",
     'self in ["", "HTTP", "HTTPS"]': lambda v: v in ("", "HTTP", "HTTPS"),
+    # Sidecar, PeerAuthentication and AuthorizationPolicy (the collector's mesh policies).
+    "(has(self.credentialName) ? 1 : 0) + (has(self.credentialNames) ? 1 : 0) <= 1": lambda v: (
+        ("credentialName" in v) + ("credentialNames" in v) <= 1
+    ),
+    "(has(self.credentialNames) ? 1 : 0) + (has(self.tlsCertificates) ? 1 : 0) <= 1": lambda v: (
+        ("credentialNames" in v) + ("tlsCertificates" in v) <= 1
+    ),
+    "(has(self.tlsCertificates) ? 1 : 0) + (has(self.credentialNames) ? 1 : 0) <= 1": lambda v: (
+        ("tlsCertificates" in v) + ("credentialNames" in v) <= 1
+    ),
+    "(has(self.selector) ? 1 : 0) + (has(self.targetRef) ? 1 : 0) + (has(self.targetRefs) ? 1 : 0) <= 1": lambda v: (
+        ("selector" in v) + ("targetRef" in v) + ("targetRefs" in v) <= 1
+    ),
+    "(has(self.serviceAccounts) || has(self.notServiceAccounts)) ? (!has(self.principals) && !has(self.notPrincipals) && !has(self.namespaces) && !has(self.notNamespaces)) : true": lambda v: (
+        not ("serviceAccounts" in v or "notServiceAccounts" in v)
+        or not any(k in v for k in ("principals", "notPrincipals", "namespaces", "notNamespaces"))
+    ),
+    "has(self.portLevelMtls) ? (((has(self.selector) && has(self.selector.matchLabels)) ? self.selector.matchLabels : {}).size() > 0) : true": lambda v: (
+        "portLevelMtls" not in v or len((v.get("selector") or {}).get("matchLabels") or {}) > 0
+    ),
+    "self.all(key, 0 < int(key) && int(key) <= 65535)": lambda v: all(
+        0 < int(k) <= 65535 for k in v
+    ),
 }
 
 
