@@ -30,7 +30,16 @@ from meshlab.experiment.notify import Notifier
 from meshlab.experiment.ports import Analyzer, Clock, LiveSamples, Progress, Snapshot, VerdictName
 from meshlab.experiment.signals import raise_if_interrupted
 from meshlab.experiment.state import ExperimentState, save_state
-from meshlab.manifests import Step, manifests, plan, promoted, rollback, step_filename, to_yaml
+from meshlab.manifests import (
+    Step,
+    plan,
+    promoted,
+    render_step,
+    rollback,
+    routing_plan,
+    step_filename,
+    to_yaml,
+)
 from meshlab.mesh import MeshBackend
 from meshlab.report.record import EVENTS, HISTORY, MANIFESTS, append_jsonl
 from meshlab.samples import Sample
@@ -140,13 +149,13 @@ class Controller:
         save_state(self.state_file, self.state)
 
     def _apply(self, step: Step) -> float:
-        docs = manifests(self.exp, step)
+        docs = render_step(self.exp, step)
         self._applied += 1
         path = self.run_dir / MANIFESTS / step_filename(self._applied, step.name)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(to_yaml(docs), encoding="utf-8")
         began = self.clock()
-        self.mesh.apply(step, docs)
+        self.mesh.apply(routing_plan(self.exp, step))
         took = self.clock() - began
         self._current = step
         self._set_state(step=step.name)
@@ -336,7 +345,7 @@ class Controller:
         self._set_state(step="rollback")
         append_path = self.run_dir / MANIFESTS / step_filename(self._applied + 1, "rollback")
         append_path.parent.mkdir(parents=True, exist_ok=True)
-        append_path.write_text(to_yaml(manifests(self.exp, rollback())), encoding="utf-8")
+        append_path.write_text(to_yaml(render_step(self.exp, rollback())), encoding="utf-8")
         deadline = applied + self.drain_seconds
         try:
             while self.clock() < deadline and not self.source.finished:

@@ -1,8 +1,10 @@
 """The interface every mesh backend implements (local Envoy, Kubernetes/Istio).
 
-A backend is built for one experiment and applies whole steps: the DestinationRule and
-VirtualService a step's builders produced. Applying is all-or-nothing: after ``apply`` returns the
-mesh routes exactly as the manifests say; if it raises, the previous step is still in force.
+A backend is built for one experiment and applies whole steps, each given as the mesh-neutral
+:class:`~meshlab.manifests.routing.RoutingPlan`; the backend renders its own objects from it in the
+experiment's routing API (``routing_renderer(spec.target.routing)`` of :mod:`meshlab.registry`).
+Applying is all-or-nothing: after ``apply`` returns the mesh routes exactly as the plan says; if it
+raises, the previous step is still in force.
 ``rollback`` must work from any state, including after a crash of an earlier meshlab process, and is
 what signal handlers call, so it must not depend on anything but the backend's own connection.
 
@@ -14,11 +16,10 @@ metrics source failing is an infrastructure failure (exit 4). The controller ask
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
-from meshlab.manifests import Manifest, Step
+from meshlab.manifests.routing import RoutingPlan
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,8 @@ class MeshBackend(Protocol):
 
     name: str
 
-    def apply(self, step: Step, manifests: Sequence[Manifest]) -> None:
-        """Make the mesh route as ``manifests`` say (all or nothing)."""
+    def apply(self, plan: RoutingPlan) -> None:
+        """Make the mesh route as ``plan`` says (all or nothing)."""
         ...
 
     def status(self) -> RoutingState | None:

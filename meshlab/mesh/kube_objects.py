@@ -1,12 +1,14 @@
 """Pure checks and edits of the objects meshlab writes to a cluster; no I/O.
 
-What a step may contain, the annotations stamped on it, the refusal to take over an object meshlab
-did not create, what to re-apply to get a stored object back, and whether a VirtualService sends
-anything beyond the baseline (the check a rollback must pass before meshlab says it rolled back).
+What a step may contain (in either routing API), the annotations stamped on it, backend Services
+completed from their parent Service, the refusal to take over an object meshlab did not create,
+what to re-apply to get a stored object back, and whether the stored routes are what meshlab
+rendered (the check a rollback must pass before meshlab says it rolled back).
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,31 +16,114 @@ from meshlab.errors import ConflictError, MeshError
 from meshlab.manifests import Manifest
 from meshlab.manifests.istio import MANAGED_BY
 from meshlab.mesh.kube_adopt import APPLIED_AT_ANNOTATION
-from meshlab.mesh.kube_client import API_VERSION
+from meshlab.mesh.kube_client import resource as resource_of
 from meshlab.mesh.kube_lease import parse_time
 
 DR, VS = "DestinationRule", "VirtualService"
 
 
 def check_step(
-    documents: Sequence[Manifest], namespace: str, resource: str
-) -> tuple[Manifest, Manifest]:
-    """The step's DestinationRule and VirtualService, checked to be the objects meshlab may write."""
-    by_kind = {doc.get("kind"): doc for doc in documents}
-    if len(documents) != 2 or set(by_kind) != {DR, VS}:
-        raise MeshError("a step is exactly one DestinationRule and one VirtualService")
+    documents: Sequence[Manifest], namespace: str, resource: str, route_kind: str
+) -> tuple[Manifest, list[Manifest]]:
+    """A step's route object (its last document) and the objects it needs first, all checked.
+
+    Every document must be a kind meshlab writes, at its served apiVersion, in the experiment's
+    namespace, and named like meshlab's objects: the route object and a DestinationRule exactly
+    ``resource``, backend Services ``meshlab-...``.
+    """
+    if not documents or documents[-1].get("kind") != route_kind:
+        raise MeshError(f"a step ends with its {route_kind}, the object carrying the routes")
     for doc in documents:
+        kind = str(doc.get("kind"))
         metadata = doc.get("metadata") or {}
-        if doc.get("apiVersion") != API_VERSION:
-            raise MeshError(f"{doc['kind']}: apiVersion must be {API_VERSION}")
+        api_version = resource_of(kind).api_version
+        if doc.get("apiVersion") != api_version:
+            raise MeshError(f"{kind}: apiVersion must be {api_version}")
         if metadata.get("namespace", namespace) != namespace:
             raise MeshError(
-                f"{doc['kind']} {metadata.get('name')}: namespace {metadata.get('namespace')} "
+                f"{kind} {metadata.get('name')}: namespace {metadata.get('namespace')} "
                 f"differs from the experiment's {namespace}"
             )
-        if metadata.get("name") != resource:
-            raise MeshError(f"{doc['kind']}: meshlab only writes objects named {resource}")
-    return by_kind[DR], by_kind[VS]
+        name = str(metadata.get("name"))
+        if name != resource and (kind != "Service" or not name.startswith("meshlab-")):
+            raise MeshError(f"{kind}: meshlab only writes objects named {resource}")
+    if len({d.get("kind") for d in documents if d.get("kind") != "Service"}) != sum(
+        d.get("kind") != "Service" for d in documents
+    ):
+        raise MeshError("a step has one object of each routing kind")
+    return documents[-1], list(documents[:-1])
+
+
+def backend_services(
+    documents: Sequence[Manifest], parent: dict[str, Any] | None, port: int
+) -> list[Manifest]:
+    """``documents`` with each Service completed from its ``parent`` Service, as the cluster has it.
+
+    A backend Service selects the parent's pods (its selector) that carry the version's labels, and
+    forwards to the parent's target port for ``port``. MeshError if the parent or its port is missing.
+    """
+    services = [d for d in documents if d.get("kind") == "Service"]
+    if not services:
+        return list(documents)
+    if parent is None:
+        raise MeshError(
+            "spec.service.host: its Service does not exist; with target.routing: gateway-api the "
+            "HTTPRoute's parent is that Service (GAMMA): create it (kubectl get svc) first"
+        )
+    spec = parent.get("spec") or {}
+    name = (parent.get("metadata") or {}).get("name")
+    ports = [p for p in spec.get("ports") or [] if p.get("port") == port]
+    if not ports:
+        raise MeshError(
+            f"spec.service.port: Service {name} has no port {port}; set the port it serves"
+        )
+    target = ports[0].get("targetPort", port)
+    out = []
+    for doc in documents:
+        if doc.get("kind") == "Service":
+            body = copy.deepcopy(doc)
+            body["spec"]["selector"] = {**(spec.get("selector") or {}), **body["spec"]["selector"]}
+            for entry in body["spec"]["ports"]:
+                entry["targetPort"] = target
+            doc = body
+        out.append(doc)
+    return out
+
+
+def parent_name(route: Manifest) -> str | None:
+    """The Service a GAMMA route attaches to (its first Service parentRef), if any."""
+    for ref in (route.get("spec") or {}).get("parentRefs") or []:
+        if ref.get("kind") == "Service" and ref.get("group", "") == "":
+            return str(ref["name"])
+    return None
+
+
+def not_as_rendered(stored: Any, rendered: Any, path: str = "spec") -> str | None:
+    """Where ``stored`` differs from what meshlab ``rendered`` (None: it holds all of it).
+
+    Fields the server added (defaults) are allowed; every rendered field must be there, with the
+    same value, and lists must have the same length. So a rollback read back this way routes
+    exactly as rendered, in any routing API.
+    """
+    if isinstance(rendered, dict):
+        if not isinstance(stored, dict):
+            return f"{path} is not an object"
+        for key, value in rendered.items():
+            if key not in stored:
+                return f"{path}.{key} is missing"
+            found = not_as_rendered(stored[key], value, f"{path}.{key}")
+            if found:
+                return found
+        return None
+    if isinstance(rendered, list):
+        if not isinstance(stored, list) or len(stored) != len(rendered):
+            return f"{path} has {len(stored) if isinstance(stored, list) else 'no'} entries"
+        for i, (s, r) in enumerate(zip(stored, rendered, strict=True)):
+            found = not_as_rendered(s, r, f"{path}[{i}]")
+            if found:
+                return found
+        return None
+    return None if stored == rendered else f"{path} is {stored!r}, not {rendered!r}"
 
 
 def annotated(manifest: Manifest, stamp: dict[str, str]) -> Manifest:
@@ -53,7 +138,8 @@ def refuse_foreign(current: dict[str, Any] | None, kind: str, namespace: str, na
         return
     labels = (current.get("metadata") or {}).get("labels") or {}
     if any(labels.get(k) != v for k, v in MANAGED_BY.items()):
-        hint = " or adopt it with spec.target.adoptVirtualService" if kind == VS else ""
+        adopt = {VS: "adoptVirtualService", "HTTPRoute": "adoptHTTPRoute"}.get(kind)
+        hint = f" or adopt it with spec.target.{adopt}" if adopt else ""
         raise ConflictError(
             f"{kind} {namespace}/{name} exists but is not managed by meshlab (no label "
             f"app.kubernetes.io/managed-by=meshlab); rename the experiment{hint}"
@@ -76,8 +162,7 @@ def parse_applied_at(value: str | None, name: str) -> float:
     when = parse_time(value)
     if when is None:
         raise MeshError(
-            f"VirtualService {name}: annotation {APPLIED_AT_ANNOTATION}={value!r} is not a time; "
-            "re-apply the step"
+            f"{name}: annotation {APPLIED_AT_ANNOTATION}={value!r} is not a time; re-apply the step"
         )
     return when
 
