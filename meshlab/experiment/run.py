@@ -180,19 +180,13 @@ def _mesh_for(
     context: str | None,
     dry_run: bool,
 ) -> tuple[MeshBackend, Callable[[], list[Sample]], str | None]:
-    """The mesh backend, its mirrored-copy source (local only) and its client URL (local only)."""
-    if experiment.spec.target.kind == "local":
-        from meshlab.mesh.local import LocalMesh
+    """The backend ``spec.target.kind`` names in the registry, its mirrored copies and client URL."""
+    from meshlab.mesh.base import RunContext
+    from meshlab.registry import mesh_backend
 
-        local = LocalMesh(experiment, here=spec_dir, run_dir=run_dir / "mesh", keep_run_dir=True)
-        local.start()
-        return local, local.mirrored_samples, local.url
-    from meshlab.mesh.kubernetes import KubernetesMesh
-
-    kube = KubernetesMesh.from_spec(
-        experiment, kubeconfig=kubeconfig, context=context, dry_run=dry_run, hold=True
-    )
-    return kube, list, None
+    where = RunContext(spec_dir, run_dir / "mesh", kubeconfig, context, dry_run)
+    run = mesh_backend(experiment.spec.target.kind).for_run(experiment, where)
+    return run.mesh, run.mirrored, run.url
 
 
 def start_experiment(

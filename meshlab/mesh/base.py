@@ -16,10 +16,13 @@ metrics source failing is an infrastructure failure (exit 4). The controller ask
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
 from meshlab.manifests.routing import RoutingPlan
+from meshlab.samples import Sample
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,31 @@ class Fault:
 
     def describe(self) -> str:
         return f"{self.component} {self.detail}"
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What ``meshlab start`` knows about where a run happens: every backend's ``for_run`` takes it."""
+
+    spec_dir: Path  # the spec file's directory (relative paths in the spec)
+    run_dir: Path  # the backend's own directory under the run directory
+    kubeconfig: str | None = None  # --kubeconfig / --context override spec.target (clusters)
+    context: str | None = None
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class MeshRun:
+    """A backend ready to route, with what the run reads from it.
+
+    ``mirrored`` drains the candidate's mirrored copies the backend itself captured (the local
+    tap; ``[]`` where another source collects them); ``url`` is where load goes, if the backend
+    knows (the local outbound Envoy; None for a cluster: ``--url`` says).
+    """
+
+    mesh: MeshBackend
+    mirrored: Callable[[], list[Sample]]
+    url: str | None
 
 
 @runtime_checkable

@@ -37,7 +37,7 @@ from meshlab.errors import ConfigError, ConflictError, MeshError
 from meshlab.manifests import Manifest, RoutingPlan, resource_name, routing_plan, step_by_name
 from meshlab.manifests import rollback as rollback_step
 from meshlab.manifests.istio import STEP_ANNOTATION
-from meshlab.mesh.base import Fault, RoutingState
+from meshlab.mesh.base import Fault, MeshRun, RoutingState, RunContext
 from meshlab.mesh.kube_adopt import (
     APPLIED_AT_ANNOTATION,
     EXPERIMENT_ANNOTATION,
@@ -176,6 +176,22 @@ class KubernetesMesh:
         if hold and not dry_run:
             mesh.hold()
         return mesh
+
+    @classmethod
+    def for_run(cls, experiment: Experiment, run: RunContext) -> MeshRun:
+        """The backend holding the routes for ``meshlab start`` (the registry's uniform factory).
+
+        Mirrored predictions come from the KServe logger's collector, not from the backend; the
+        load's URL is ``--url``.
+        """
+        mesh = cls.from_spec(
+            experiment,
+            kubeconfig=run.kubeconfig,
+            context=run.context,
+            dry_run=run.dry_run,
+            hold=True,
+        )
+        return MeshRun(mesh, list, None)
 
     def hold(self) -> None:
         """Claim the routes for this process: every step carries the lease, renewed until close."""

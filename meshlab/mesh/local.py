@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 from meshlab.errors import ConfigError, MeshError
 from meshlab.manifests import Manifest, RoutingPlan, Step, routing_plan
 from meshlab.manifests import rollback as rollback_step
-from meshlab.mesh.base import Fault, RoutingState
+from meshlab.mesh.base import Fault, MeshRun, RoutingState, RunContext
 from meshlab.mesh.envoy_bootstrap import (
     INBOUND_LISTENER,
     LOOPBACK,
@@ -133,6 +133,13 @@ class LocalMesh:
         self._router: Component | None = None
         self._endpoints: dict[str, tuple[str, int]] = {}
         self._ready_urls: dict[str, str] = {}
+
+    @classmethod
+    def for_run(cls, experiment: Experiment, run: RunContext) -> MeshRun:
+        """A started mesh for ``meshlab start`` (the registry's uniform factory), routing rollback."""
+        mesh = cls(experiment, here=run.spec_dir, run_dir=run.run_dir, keep_run_dir=True)
+        mesh.start()
+        return MeshRun(mesh, mesh.mirrored_samples, mesh.url)
 
     # ----------------------------------------------------------------------------- lifecycle
     def start(self, step: Step | None = None) -> LocalMesh:
