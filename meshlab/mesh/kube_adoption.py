@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from meshlab.errors import ConflictError, MeshError
+from meshlab.errors import ConfigError, ConflictError, MeshError
 from meshlab.manifests import owned_route_prefix
 from meshlab.mesh.kube_adopt import adopt, adopted_by, restored, serves_host
 from meshlab.mesh.kube_client import KubeObjects
@@ -122,3 +122,19 @@ def read_modify_write(
         f"{kind} {namespace}/{name} kept changing: {attempts} attempts met "
         "409 Conflict; stop the other writer (GitOps controller, kubectl) and re-run"
     )
+
+
+def adopted_name(routing: str, route_kind: str, asked: dict[str, str | None]) -> str | None:
+    """The route object to adopt (``asked``: kind -> the spec's name), checked against the API.
+
+    ``adoptVirtualService`` with a routing API that writes HTTPRoutes (or the reverse) is a
+    :class:`~meshlab.errors.ConfigError` naming the field to use instead.
+    """
+    for kind, name in asked.items():
+        if name is not None and kind != route_kind:
+            raise ConfigError(
+                f"spec.target.{ADOPT_FIELD[kind]}: target.routing {routing} writes "
+                f"{route_kind}s, not {kind}s; adopt one with "
+                f"spec.target.{ADOPT_FIELD.get(route_kind, 'adopt')} instead"
+            )
+    return asked.get(route_kind)

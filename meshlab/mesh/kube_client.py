@@ -29,7 +29,6 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -40,61 +39,9 @@ from kubernetes.client.rest import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from meshlab.errors import ConflictError, MeshError
+from meshlab.mesh.kube_resources import RESOURCES, Resource, resource_of
 
-GROUP = "networking.istio.io"
-VERSION = "v1"
-API_VERSION = f"{GROUP}/{VERSION}"
 APPLY_PATCH = "application/apply-patch+yaml"
-
-
-@dataclass(frozen=True)
-class Resource:
-    """Where the API serves one kind: group ("" for the core API), version, plural."""
-
-    group: str
-    version: str
-    plural: str
-    install: str  # what to install when the server does not serve it
-
-    @property
-    def api_version(self) -> str:
-        return f"{self.group}/{self.version}" if self.group else self.version
-
-    @property
-    def qualified(self) -> str:
-        """``plural.group`` as RBAC messages and ``kubectl`` name it (``services`` for core)."""
-        return f"{self.plural}.{self.group}" if self.group else self.plural
-
-
-_ISTIO = "install Istio's CRDs (e.g. `istioctl install`) or point target.context at a cluster "
-_GATEWAY = "install the Gateway API CRDs (standard channel >= v1.2) or point target.context at one"
-RESOURCES = {
-    "VirtualService": Resource(GROUP, VERSION, "virtualservices", _ISTIO + "with Istio >= 1.22"),
-    "DestinationRule": Resource(GROUP, VERSION, "destinationrules", _ISTIO + "with Istio >= 1.22"),
-    "HTTPRoute": Resource("gateway.networking.k8s.io", "v1", "httproutes", _GATEWAY),
-    "Service": Resource("", "v1", "services", "check target.context"),
-}
-PLURALS = {kind: r.plural for kind, r in RESOURCES.items()}
-# The verbs meshlab uses, per resource; istio_manifests/rbac/role.yaml grants exactly these.
-# Server-side apply of a new object needs "create" as well as "patch"; "update" is the PUT of an
-# adopted route object; "delete" is cleanup (and undoing what a failed step created). Services:
-# the parent Service is read ("get") for its selector and port; backend Services are meshlab's own.
-VERBS = {
-    "destinationrules": ("get", "create", "patch", "delete"),
-    "virtualservices": ("get", "create", "patch", "update", "delete"),
-    "httproutes": ("get", "create", "patch", "update", "delete"),
-    "services": ("get", "create", "patch", "delete"),
-}
-GROUPS = {r.plural: r.group for r in RESOURCES.values()}
-
-
-def resource(kind: str) -> Resource:
-    """The :class:`Resource` of ``kind``; MeshError for a kind meshlab does not write."""
-    try:
-        return RESOURCES[kind]
-    except KeyError:
-        raise MeshError(f"meshlab does not write {kind} objects") from None
-
 
 RBAC_FIX = "kubectl apply -n {ns} -f istio_manifests/rbac/"
 
@@ -187,10 +134,23 @@ class KubeObjects:
         self._retry_until = 0.0
         self._api = client.CustomObjectsApi(api_client)
         self._core = client.CoreV1Api(api_client)
+        self.kinds: dict[str, Resource] = dict(RESOURCES)
+
+    def learn(self, manifests: list[dict[str, Any]]) -> None:
+        """Address the kinds of ``manifests`` (a renderer's objects) where their apiVersion says."""
+        for manifest in manifests:
+            self.kinds[str(manifest["kind"])] = resource_of(manifest)
+
+    def resource(self, kind: str) -> Resource:
+        """Where this client reads and writes ``kind``."""
+        try:
+            return self.kinds[kind]
+        except KeyError:
+            raise MeshError(f"meshlab does not write {kind} objects") from None
 
     def _send(self, op: str, kind: str, name: str, *args: Any, **kwargs: Any) -> Any:
         """One call of the generated client: ``op`` is get, patch, replace or delete."""
-        res = resource(kind)
+        res = self.resource(kind)
         if not res.group:  # the core API: read_namespaced_service(name, namespace, ...)
             singular = kind.lower()
             verb = "read" if op == "get" else op
@@ -320,7 +280,7 @@ class KubeObjects:
     def _error(self, exc: ApiException, verb: str, kind: str, name: str) -> MeshError:
         status = _status(exc)
         what = f"{kind} {self.namespace}/{name}"
-        res = resource(kind)
+        res = self.resource(kind)
         qualified = res.qualified
         message = _one_line(str(status.get("message") or exc.reason or ""))
         code = exc.status

@@ -28,9 +28,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from meshlab.errors import ConflictError, MeshError
+from meshlab.manifests.meta import STEP_ANNOTATION
 from meshlab.mesh.kube_adopt import (
+    APPLIED_AT_ANNOTATION,
+    EXPERIMENT_ANNOTATION,
     HEARTBEAT_ANNOTATION,
     HOLDER_ANNOTATION,
     LEASE_ANNOTATION,
@@ -240,3 +244,39 @@ def release(objects: KubeObjects, name: str, holder: str, kind: str = "VirtualSe
         except ConflictError:
             continue
     return False
+
+
+def check_claim(
+    holder: str | None, applied: bool, current: dict[str, Any] | None, step: str, where: str
+) -> None:
+    """A holding run that lost its routes stops: to another run, or to a manual rollback.
+
+    ``holder`` is this run's identity (None: it holds nothing), ``applied`` whether it applied a
+    step already, ``current`` the route object as read now. Its own rollback still goes ahead when
+    nobody else holds the routes (re-applying rollback routes a person already applied changes
+    nothing), never over another run's routes.
+    """
+    if holder is None or not applied or current is None:
+        return
+    held_by = ((current.get("metadata") or {}).get("annotations") or {}).get(HOLDER_ANNOTATION)
+    if held_by == holder or (held_by is None and step == "rollback"):
+        return
+    why = (
+        f"another meshlab holds them now ({held_by}); this run leaves them to it"
+        if held_by
+        else "its lease was removed (e.g. by 'meshlab rollback'); this run stops"
+    )
+    raise ConflictError(f"{where} is no longer held by this meshlab: {why}")
+
+
+def step_stamp(
+    experiment: str, step: str, now: float, holder: str | None, lease_seconds: float
+) -> dict[str, str]:
+    """The annotations a step's route object carries: the step, when, and the holder's lease."""
+    when = timestamp(now)
+    stamp = {EXPERIMENT_ANNOTATION: experiment, STEP_ANNOTATION: step, APPLIED_AT_ANNOTATION: when}
+    if holder is not None:
+        stamp[HOLDER_ANNOTATION] = holder
+        stamp[HEARTBEAT_ANNOTATION] = when
+        stamp[LEASE_ANNOTATION] = f"{lease_seconds:g}"
+    return stamp

@@ -9,26 +9,39 @@ rendered (the check a rollback must pass before meshlab says it rolled back).
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from meshlab.errors import ConflictError, MeshError
-from meshlab.manifests import Manifest
+from meshlab.errors import ConfigError, ConflictError, MeshError
+from meshlab.manifests import Manifest, step_by_name
 from meshlab.manifests.istio import MANAGED_BY
-from meshlab.mesh.kube_adopt import APPLIED_AT_ANNOTATION
-from meshlab.mesh.kube_client import resource as resource_of
+from meshlab.manifests.meta import STEP_ANNOTATION
+from meshlab.mesh.base import RoutingState
+from meshlab.mesh.kube_adopt import (
+    APPLIED_AT_ANNOTATION,
+    EXPERIMENT_ANNOTATION,
+    is_owned_route,
+    route_field,
+)
+from meshlab.mesh.kube_client import KubeObjects
 from meshlab.mesh.kube_lease import parse_time
+from meshlab.mesh.kube_resources import RESOURCES, Resource
+from meshlab.spec import Experiment
 
 DR, VS = "DestinationRule", "VirtualService"
 
 
 def check_step(
-    documents: Sequence[Manifest], namespace: str, resource: str, route_kind: str
+    documents: Sequence[Manifest],
+    namespace: str,
+    resource: str,
+    route_kind: str,
+    served: Mapping[str, Resource] = RESOURCES,
 ) -> tuple[Manifest, list[Manifest]]:
     """A step's route object (its last document) and the objects it needs first, all checked.
 
     Every document must be a kind meshlab writes, at its served apiVersion, in the experiment's
-    namespace, and named like meshlab's objects: the route object and a DestinationRule exactly
+    namespace (``served``: where the backend addresses each kind), and named like meshlab's objects: the route object and a DestinationRule exactly
     ``resource``, backend Services ``meshlab-...``.
     """
     if not documents or documents[-1].get("kind") != route_kind:
@@ -36,9 +49,9 @@ def check_step(
     for doc in documents:
         kind = str(doc.get("kind"))
         metadata = doc.get("metadata") or {}
-        api_version = resource_of(kind).api_version
-        if doc.get("apiVersion") != api_version:
-            raise MeshError(f"{kind}: apiVersion must be {api_version}")
+        expected = served.get(kind)
+        if expected is not None and doc.get("apiVersion") != expected.api_version:
+            raise MeshError(f"{kind}: apiVersion must be {expected.api_version}")
         if metadata.get("namespace", namespace) != namespace:
             raise MeshError(
                 f"{kind} {metadata.get('name')}: namespace {metadata.get('namespace')} "
@@ -47,9 +60,8 @@ def check_step(
         name = str(metadata.get("name"))
         if name != resource and (kind != "Service" or not name.startswith("meshlab-")):
             raise MeshError(f"{kind}: meshlab only writes objects named {resource}")
-    if len({d.get("kind") for d in documents if d.get("kind") != "Service"}) != sum(
-        d.get("kind") != "Service" for d in documents
-    ):
+    kinds = [d.get("kind") for d in documents if d.get("kind") != "Service"]
+    if len(set(kinds)) != len(kinds):
         raise MeshError("a step has one object of each routing kind")
     return documents[-1], list(documents[:-1])
 
@@ -177,3 +189,67 @@ def not_baseline_only(virtual_service: dict[str, Any], baseline: str) -> str | N
             if subset != baseline and target.get("weight", 100) != 0:
                 return f"route {route.get('name')!r} sending to subset {subset!r}"
     return None
+
+
+Previous = list[tuple[Manifest, dict[str, Any] | None]]  # (object written, what was there before)
+
+
+def restore(objects: KubeObjects, previous: Previous, cause: Exception) -> None:
+    """Put back what the objects written before a failure were (delete those just created)."""
+    for doc, before in reversed(previous):
+        kind, name = doc["kind"], doc["metadata"]["name"]
+        try:
+            if before is None:
+                objects.delete(kind, name)
+            else:
+                objects.apply(applied_config(before))
+        except MeshError as exc:
+            raise MeshError(
+                f"{cause}; putting {kind} {objects.namespace}/{name} back also "
+                f"failed ({exc}); run `meshlab rollback` once the cluster answers"
+            ) from exc
+
+
+def routing_state(
+    current: dict[str, Any] | None, experiment: str, adopted_prefix: str | None, where: str
+) -> RoutingState | None:
+    """The step in force as the route object ``current`` records it (None: not this experiment's).
+
+    An adopted object (``adopted_prefix`` given) routes for meshlab only while it holds its routes.
+    """
+    if current is None:
+        return None
+    annotations = (current.get("metadata") or {}).get("annotations") or {}
+    if annotations.get(EXPERIMENT_ANNOTATION) != experiment or STEP_ANNOTATION not in annotations:
+        return None
+    if adopted_prefix is not None and not owned_routes(current, adopted_prefix):
+        return None
+    applied_at = parse_applied_at(annotations.get(APPLIED_AT_ANNOTATION), where)
+    return RoutingState(experiment, str(annotations[STEP_ANNOTATION]), applied_at)
+
+
+def owned_routes(current: dict[str, Any], prefix: str) -> list[str]:
+    """Names of meshlab's routes (or rules) in a route object."""
+    routes = (current.get("spec") or {}).get(route_field(current), [])
+    return [str(r["name"]) for r in routes if is_owned_route(r, prefix)]
+
+
+def step_label(experiment: Experiment, step: str) -> str:
+    """``canary 25% (step 2)``: what a step routes, for messages."""
+    try:
+        return f"{step_by_name(experiment, step).label} (step {step})"
+    except ConfigError:
+        return f"step {step}"
+
+
+def landed_with(
+    objects: KubeObjects, kind: str, name: str, stamp: dict[str, str]
+) -> dict[str, Any] | None:
+    """The route object if it carries exactly ``stamp`` (a write that timed out did land)."""
+    try:
+        current = objects.get(kind, name)
+    except MeshError:
+        return None
+    annotations = ((current or {}).get("metadata") or {}).get("annotations") or {}
+    landed = all(annotations.get(k) == v for k, v in stamp.items())
+    return current if landed and current is not None else None

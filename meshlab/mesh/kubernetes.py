@@ -33,18 +33,17 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from meshlab.errors import ConfigError, ConflictError, MeshError
-from meshlab.manifests import Manifest, RoutingPlan, resource_name, routing_plan, step_by_name
+from meshlab.errors import MeshError
+from meshlab.manifests import Manifest, RoutingPlan, resource_name, routing_plan
 from meshlab.manifests import rollback as rollback_step
 from meshlab.manifests.istio import STEP_ANNOTATION
 from meshlab.mesh.base import Fault, MeshRun, RoutingState, RunContext
 from meshlab.mesh.kube_adopt import (
     APPLIED_AT_ANNOTATION,
     EXPERIMENT_ANNOTATION,
-    is_owned_route,
     route_field,
 )
-from meshlab.mesh.kube_adoption import ADOPT_FIELD, adopt_routes, restore_adopted
+from meshlab.mesh.kube_adoption import adopt_routes, adopted_name, restore_adopted
 from meshlab.mesh.kube_client import (
     TRANSIENT,
     KubeObjects,
@@ -54,31 +53,32 @@ from meshlab.mesh.kube_client import (
 )
 from meshlab.mesh.kube_lease import (
     DEFAULT_LEASE_SECONDS,
-    HEARTBEAT_ANNOTATION,
-    HOLDER_ANNOTATION,
-    LEASE_ANNOTATION,
     Heartbeat,
     Lease,
+    check_claim,
     new_holder,
     parse_time,
     release,
-    timestamp,
+    step_stamp,
 )
 from meshlab.mesh.kube_objects import (
+    Previous,
     annotated,
-    applied_config,
     backend_services,
     check_step,
+    landed_with,
     not_as_rendered,
+    owned_routes,
     parent_name,
-    parse_applied_at,
     refuse_foreign,
+    restore,
+    routing_state,
+    step_label,
 )
 from meshlab.registry import routing_renderer
 from meshlab.spec import Experiment
 
 log = logging.getLogger(__name__)
-Previous = list[tuple[Manifest, dict[str, Any] | None]]  # (object to write, what was there)
 
 
 class KubernetesMesh:
@@ -107,15 +107,12 @@ class KubernetesMesh:
         # rendered in this routing API, before anything touches the cluster).
         self.baseline_objects = self.render(routing_plan(experiment, rollback_step()))
         self.route_kind = str(self.baseline_objects[-1]["kind"])
-        adopt = {"VirtualService": adopt_virtual_service, "HTTPRoute": adopt_http_route}
-        for kind, name in adopt.items():
-            if name is not None and kind != self.route_kind:
-                raise ConfigError(
-                    f"spec.target.{ADOPT_FIELD[kind]}: target.routing {self.routing} writes "
-                    f"{self.route_kind}s, not {kind}s; adopt one with "
-                    f"spec.target.{ADOPT_FIELD.get(self.route_kind, 'adopt')} instead"
-                )
-        self.adopt_route = adopt.get(self.route_kind)
+        objects.learn(self.baseline_objects)
+        self.adopt_route = adopted_name(
+            self.routing,
+            self.route_kind,
+            {"VirtualService": adopt_virtual_service, "HTTPRoute": adopt_http_route},
+        )
         self.conflict_retries = conflict_retries
         self.clock = clock
         self.namespace = experiment.metadata.namespace
@@ -129,10 +126,6 @@ class KubernetesMesh:
         self.heartbeat: Heartbeat | None = None
         self.in_force: str | None = None  # what the last step this backend applied routes
         self._parent: dict[str, Any] | None = None
-
-    @property
-    def adopt_virtual_service(self) -> str | None:
-        return self.adopt_route if self.route_kind == "VirtualService" else None
 
     @classmethod
     def from_spec(
@@ -241,8 +234,12 @@ class KubernetesMesh:
             self.heartbeat.start()
 
     def _apply(self, step: str, documents: Sequence[Manifest]) -> None:
-        route, needed = check_step(documents, self.namespace, self.resource, self.route_kind)
-        stamp = self._stamp(step)
+        route, needed = check_step(
+            documents, self.namespace, self.resource, self.route_kind, self.objects.kinds
+        )
+        stamp = step_stamp(
+            self.experiment.metadata.name, step, self.clock(), self.holder, self.lease_seconds
+        )
         route = annotated(route, stamp)
         needed = [annotated(d, stamp) if _stepped(d) else d for d in needed]
         needed = backend_services(needed, self._parent_service(route), self._port)
@@ -255,7 +252,7 @@ class KubernetesMesh:
         current = self.objects.get(self.route_kind, self.route_name)
         if self.adopt_route is None:
             refuse_foreign(current, self.route_kind, self.namespace, self.resource)
-        self._check_claim(current, step)
+        check_claim(self.holder, self.in_force is not None, current, step, self.where)
         applied: list[dict[str, Any]] = []
         try:
             for doc, _ in previous:
@@ -263,20 +260,31 @@ class KubernetesMesh:
             if self.adopt_route is None:
                 applied_route = self.objects.apply(route)
             else:
-                applied_route = self._adopt(route["spec"].get(route_field(route), []), stamp)
+                routes = route["spec"].get(route_field(route), [])
+                applied_route = adopt_routes(
+                    self.objects,
+                    self.route_name,
+                    self.experiment,
+                    routes,
+                    stamp,
+                    retries=self.conflict_retries,
+                    kind=self.route_kind,
+                )
         except Exception as exc:  # any failure, even an unexpected one, must not leave half a step
             if self.dry_run:
                 raise
-            landed = self._in_force(stamp) if isinstance(exc, KubeTimeoutError) else None
+            landed = None
+            if isinstance(exc, KubeTimeoutError):
+                landed = landed_with(self.objects, self.route_kind, self.route_name, stamp)
             if landed is not None:
                 log.warning("%s; the server applied it anyway, step %s is in force", exc, step)
                 self.last_applied = [*applied, landed]
-                self.in_force = self._label(step)
+                self.in_force = step_label(self.experiment, step)
                 return
-            self._restore(previous[: len(applied)], exc)
+            restore(self.objects, previous[: len(applied)], exc)
             raise
         self.last_applied = [*applied, applied_route]
-        self.in_force = self._label(step)
+        self.in_force = step_label(self.experiment, step)
         log.info(
             "%s step %s on %s%s",
             "validated (dry run)" if self.dry_run else "applied",
@@ -284,13 +292,6 @@ class KubernetesMesh:
             self.where,
             "" if self.adopt_route is None else " (adopted)",
         )
-
-    def _label(self, step: str) -> str:
-        """``canary 25% (step 2)``: what a step routes, for messages."""
-        try:
-            return f"{step_by_name(self.experiment, step).label} (step {step})"
-        except ConfigError:
-            return f"step {step}"
 
     @property
     def _port(self) -> int:
@@ -308,21 +309,8 @@ class KubernetesMesh:
     def status(self) -> RoutingState | None:
         """The step in force, read back from the route object's annotations in the cluster."""
         current = self.objects.get(self.route_kind, self.route_name)
-        if current is None:
-            return None
-        annotations = (current.get("metadata") or {}).get("annotations") or {}
-        if annotations.get(EXPERIMENT_ANNOTATION) != self.experiment.metadata.name:
-            return None
-        if STEP_ANNOTATION not in annotations:
-            return None
-        routes = (current.get("spec") or {}).get(route_field(current), [])
-        if self.adopt_route and not any(is_owned_route(r, self.prefix) for r in routes):
-            return None
-        return RoutingState(
-            experiment=self.experiment.metadata.name,
-            step=str(annotations[STEP_ANNOTATION]),
-            applied_at=parse_applied_at(annotations.get(APPLIED_AT_ANNOTATION), self.where),
-        )
+        prefix = self.prefix if self.adopt_route else None
+        return routing_state(current, self.experiment.metadata.name, prefix, self.where)
 
     def lease(self) -> Lease | None:
         """The lease of the meshlab run holding this experiment's routes, if one does."""
@@ -361,13 +349,9 @@ class KubernetesMesh:
         if self.adopt_route is not None:
             self._restore_adopted()
             current = self.objects.get(self.route_kind, self.route_name) or {}
-            left = [
-                r
-                for r in (current.get("spec") or {}).get(route_field(current), [])
-                if is_owned_route(r, self.prefix)
-            ]
+            left = owned_routes(current, self.prefix)
             if left:
-                raise MeshError(f"meshlab's routes {[r['name'] for r in left]} are still there")
+                raise MeshError(f"meshlab's routes {left} are still there")
             self.in_force = f"no meshlab route (the adopted {self.route_kind} restored)"
             return
         if self.objects.get(self.route_kind, self.resource) is None:
@@ -418,58 +402,6 @@ class KubernetesMesh:
 
     # -- internals -------------------------------------------------------------------------------
 
-    def _check_claim(self, current: dict[str, Any] | None, step: str) -> None:
-        """A holding run that lost its routes stops: to another run, or to a manual rollback.
-
-        Its own rollback still goes ahead when nobody else holds them (re-applying rollback routes
-        a person already applied changes nothing), never over another run's routes.
-        """
-        if self.holder is None or self.in_force is None or current is None:
-            return
-        held_by = ((current.get("metadata") or {}).get("annotations") or {}).get(HOLDER_ANNOTATION)
-        if held_by == self.holder or (held_by is None and step == "rollback"):
-            return
-        why = (
-            f"another meshlab holds them now ({held_by}); this run leaves them to it"
-            if held_by
-            else "its lease was removed (e.g. by 'meshlab rollback'); this run stops"
-        )
-        raise ConflictError(f"{self.where} is no longer held by this meshlab: {why}")
-
-    def _stamp(self, step: str) -> dict[str, str]:
-        now = timestamp(self.clock())
-        stamp = {
-            EXPERIMENT_ANNOTATION: self.experiment.metadata.name,
-            STEP_ANNOTATION: step,
-            APPLIED_AT_ANNOTATION: now,
-        }
-        if self.holder is not None:
-            stamp[HOLDER_ANNOTATION] = self.holder
-            stamp[HEARTBEAT_ANNOTATION] = now
-            stamp[LEASE_ANNOTATION] = f"{self.lease_seconds:g}"
-        return stamp
-
-    def _in_force(self, stamp: dict[str, str]) -> dict[str, Any] | None:
-        """The route object if it carries exactly this apply's stamp (the write landed)."""
-        try:
-            current = self.objects.get(self.route_kind, self.route_name)
-        except MeshError:
-            return None
-        annotations = ((current or {}).get("metadata") or {}).get("annotations") or {}
-        landed = all(annotations.get(k) == v for k, v in stamp.items())
-        return current if landed and current is not None else None
-
-    def _adopt(self, routes: list[dict[str, Any]], stamp: dict[str, str]) -> dict[str, Any]:
-        return adopt_routes(
-            self.objects,
-            self.route_name,
-            self.experiment,
-            routes,
-            stamp,
-            retries=self.conflict_retries,
-            kind=self.route_kind,
-        )
-
     def _restore_adopted(self) -> None:
         restore_adopted(
             self.objects,
@@ -478,21 +410,6 @@ class KubernetesMesh:
             retries=self.conflict_retries,
             kind=self.route_kind,
         )
-
-    def _restore(self, previous: Previous, cause: Exception) -> None:
-        """Put back what the objects written before a failure were (delete those just created)."""
-        for doc, before in reversed(previous):
-            kind, name = doc["kind"], doc["metadata"]["name"]
-            try:
-                if before is None:
-                    self.objects.delete(kind, name)
-                else:
-                    self.objects.apply(applied_config(before))
-            except MeshError as exc:
-                raise MeshError(
-                    f"{cause}; putting {kind} {self.namespace}/{name} back also "
-                    f"failed ({exc}); run `meshlab rollback` once the cluster answers"
-                ) from exc
 
 
 def _stepped(doc: Manifest) -> bool:

@@ -18,7 +18,7 @@ import yaml
 from meshlab.errors import EXIT_BAD_INPUT
 from meshlab.experiment.controller import EXIT, EXIT_INFRA, EXIT_INTERRUPTED
 from meshlab.manifests import all_steps, routing_plan
-from meshlab.mesh.kube_client import GROUPS, VERBS
+from meshlab.mesh.kube_resources import GROUPS, VERBS
 from meshlab.mesh.kubernetes import KubernetesMesh
 from tests.kube.conftest import (
     REPO,
