@@ -45,10 +45,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from tests.kube.fake_http import ApiError, Failure, Request, parse_body, parse_bool, serve
+from tests.kube.fake_kinds import _Ctx, _group, _schema_errors, defaulted, served_kinds
 from tests.kube.fake_ssa import ApplyConflict, Owners, apply, managed_fields, merge_patch, update
-from tests.support.core_schema import service_defaults, service_errors
-from tests.support.gateway_schema import apply_defaults, gateway_crds, gateway_schema_errors
-from tests.support.istio_schema import crds, istio_schema_errors
 
 
 @dataclass(frozen=True)
@@ -97,11 +95,7 @@ class FakeKubeAPI:
         self.stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
-        self._kinds = {
-            (api_version, entry["plural"]): kind
-            for (api_version, kind), entry in {**crds(), **gateway_crds()}.items()
-        }
-        self._kinds[("v1", "services")] = "Service"
+        self._kinds = served_kinds()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -317,7 +311,8 @@ class FakeKubeAPI:
         if old is None:
             self._authorize("create", ctx.plural, ctx.namespace, ctx.name)
         self._check_version(ctx, config, required=False)
-        self._checked(ctx, config)  # the configuration itself must be a valid, complete object
+        # The configuration itself must be a valid, complete object (defaults are not its fields).
+        self._checked(ctx, json.loads(json.dumps(config)))
         force = parse_bool(ctx.query.get("force", "false"))
         try:
             merged, owners = apply(old, config, self.owners.get(ctx.key, {}), manager, force=force)
@@ -426,17 +421,7 @@ class FakeKubeAPI:
 
     def _defaulted(self, ctx: _Ctx, body: dict[str, Any]) -> dict[str, Any]:
         """``body`` as the server stores it: the schema's defaults, server-assigned fields."""
-        if ctx.kind == "HTTPRoute" and isinstance(body.get("spec"), dict):
-            schema = gateway_crds()[(ctx.api_version, ctx.kind)]["schema"]
-            body["spec"] = apply_defaults(schema["properties"]["spec"], body["spec"])
-        if ctx.kind == "Service" and isinstance(body.get("spec"), dict):
-            old = ((self.objects.get(ctx.key) or {}).get("spec")) or {}
-            ip = (
-                old.get("clusterIP")
-                or f"10.96.{len(self.objects) // 250}.{len(self.objects) % 250 + 2}"
-            )
-            body["spec"] = service_defaults(body["spec"], ip)
-        return body
+        return defaulted(ctx.api_version, body, self.objects.get(ctx.key), len(self.objects))
 
     def _store(
         self,
@@ -474,42 +459,6 @@ class FakeKubeAPI:
             annotations = dict(metadata.get("annotations") or {})
             self.audit.append(Audit(time.time(), key[0], key[2], str(version), annotations))
         return json.loads(json.dumps(new))
-
-
-@dataclass(frozen=True)
-class _Ctx:
-    """Where a request goes."""
-
-    api_version: str
-    kind: str
-    plural: str
-    namespace: str
-    name: str | None
-    key: tuple[str, str, str]
-    query: dict[str, str]
-    dry_run: bool
-
-    @property
-    def qualified(self) -> str:
-        """``httproutes.gateway.networking.k8s.io``, ``services``: as the real messages say."""
-        group = _group(self.plural)
-        return f"{self.plural}.{group}" if group else self.plural
-
-
-_GROUPS = {"httproutes": "gateway.networking.k8s.io", "services": ""}
-
-
-def _group(plural: str) -> str:
-    return _GROUPS.get(plural, "networking.istio.io")
-
-
-def _schema_errors(body: dict[str, Any]) -> list[str]:
-    """The validator of the body's kind: Service, Gateway API, or Istio."""
-    if body.get("kind") == "Service":
-        return service_errors(body)
-    if str(body.get("apiVersion", "")).startswith("gateway.networking.k8s.io/"):
-        return gateway_schema_errors(body)
-    return istio_schema_errors(body)
 
 
 def _manager(ctx: _Ctx) -> str:
