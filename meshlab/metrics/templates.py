@@ -17,6 +17,12 @@ detected (see :mod:`meshlab.metrics.prometheus`).
     the arm's cluster (``outbound|<port>|<subset>|<host>``). Mirrored copies are counted on the
     mirror cluster, like Istio's destination side.
 
+Each set also has an ``errors`` query: the same request counter restricted to the series whose
+status code is an error by meshlab's one rule (:func:`meshlab.samples.is_error_status`): neither
+2xx nor 3xx nor one of ``spec.analysis.expectedStatuses``. Istio and Envoy report a transport
+failure as code ``0``, which the rule always counts. :meth:`TemplateSet.render_errors` fills
+``$ok_statuses`` from the expected statuses (:func:`ok_status_regex`).
+
 Rendering is strict: every ``$variable`` must be given, no unknown variable is accepted, and values
 are escaped as PromQL string literals, so a label value can never change the query's structure.
 """
@@ -25,7 +31,7 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from meshlab.errors import ConfigError
@@ -87,6 +93,22 @@ class QueryTemplate:
         return string.Template(self.text).substitute(escaped)
 
 
+OK_STATUSES = "ok_statuses"
+
+
+def ok_status_regex(expected: Collection[int] = ()) -> str:
+    """The PromQL regex of the status codes that are not errors: 2xx, 3xx and ``expected``.
+
+    PromQL anchors regexes, so ``2..`` matches exactly the three-digit 2xx codes and never ``0``.
+    """
+    codes = sorted({int(c) for c in expected if not 200 <= int(c) < 400})
+    if any(c == 0 for c in codes):
+        raise TemplateError(
+            "status 0 (a transport failure) is always an error; it cannot be expected"
+        )
+    return "|".join(["2..", "3..", *(str(c) for c in codes)])
+
+
 @dataclass(frozen=True)
 class TemplateSet:
     """The queries for one telemetry source and how to read their series."""
@@ -95,6 +117,7 @@ class TemplateSet:
     requests: QueryTemplate
     latency: QueryTemplate
     status_label: str  # label carrying the HTTP status code on the requests series
+    errors: QueryTemplate  # the requests counter, error statuses only ($ok_statuses)
 
     def __post_init__(self) -> None:
         if not _IDENT.match(self.status_label):
@@ -102,6 +125,11 @@ class TemplateSet:
         if self.requests.variables != self.latency.variables:
             raise TemplateError(
                 f"template set {self.name!r}: requests and latency must use the same variables"
+            )
+        if self.errors.variables != self.requests.variables | {OK_STATUSES}:
+            raise TemplateError(
+                f"template set {self.name!r}: the errors query must use the requests query's "
+                f"variables and ${OK_STATUSES}"
             )
 
     @property
@@ -111,6 +139,10 @@ class TemplateSet:
     def render(self, values: Mapping[str, str]) -> tuple[str, str]:
         """(requests query, latency query) for one arm."""
         return self.requests.render(values), self.latency.render(values)
+
+    def render_errors(self, values: Mapping[str, str], expected: Collection[int] = ()) -> str:
+        """The errors query for one arm, given the analysis' expected statuses."""
+        return self.errors.render({**values, OK_STATUSES: ok_status_regex(expected)})
 
 
 _ISTIO_SELECTOR = (
@@ -130,6 +162,12 @@ ISTIO = TemplateSet(
         + 'destination_version="$arm"}',
     ),
     status_label="response_code",
+    errors=QueryTemplate(
+        "istio.errors",
+        "istio_requests_total{"
+        + _ISTIO_SELECTOR
+        + 'destination_version="$arm", response_code!~"$ok_statuses"}',
+    ),
 )
 
 ISTIO_WORKLOAD = TemplateSet(
@@ -145,6 +183,12 @@ ISTIO_WORKLOAD = TemplateSet(
         + 'destination_workload="$arm"}',
     ),
     status_label="response_code",
+    errors=QueryTemplate(
+        "istio-workload.errors",
+        "istio_requests_total{"
+        + _ISTIO_SELECTOR
+        + 'destination_workload="$arm", response_code!~"$ok_statuses"}',
+    ),
 )
 
 ENVOY = TemplateSet(
@@ -156,6 +200,10 @@ ENVOY = TemplateSet(
         "envoy.latency", 'envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name="$arm"}'
     ),
     status_label="envoy_response_code",
+    errors=QueryTemplate(
+        "envoy.errors",
+        'envoy_cluster_upstream_rq{envoy_cluster_name="$arm", envoy_response_code!~"$ok_statuses"}',
+    ),
 )
 
 TEMPLATE_SETS: Mapping[str, TemplateSet] = {t.name: t for t in (ISTIO, ISTIO_WORKLOAD, ENVOY)}

@@ -20,7 +20,7 @@ VERDICT_WORDS = {
 }
 EFFECT_WORDS = {
     "latency": "relative change of the p{q} latency (candidate / baseline - 1)",
-    "error-rate": "absolute change of the error rate (candidate - baseline; errors are status 0 or >= 500)",
+    "error-rate": "absolute change of the error rate (candidate - baseline; errors are statuses other than 2xx, 3xx and spec.analysis.expectedStatuses; status 0, a transport failure, always)",
     "prediction-divergence": "share of requests on which the two versions' predictions differ",
 }
 
