@@ -50,6 +50,13 @@ def _start(strategy: str) -> typer.Typer:
         dry_run: Annotated[
             bool, typer.Option("--dry-run", help="Kubernetes: server-side dry run of every apply.")
         ] = False,
+        skip_preflight: Annotated[
+            bool,
+            typer.Option(
+                "--skip-preflight",
+                help="Do not send each version a few payloads before step 1 (experts only).",
+            ),
+        ] = False,
     ) -> None:
         """Route, drive load, analyse live, promote or abort and roll back; write the report."""
         exp = load_experiment(file)
@@ -75,6 +82,7 @@ def _start(strategy: str) -> typer.Typer:
             context=context,
             dry_run=dry_run,
             experiment=exp,
+            preflight=not skip_preflight,
         )
         if json_out:
             typer.echo(result_json(result))

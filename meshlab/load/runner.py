@@ -238,6 +238,11 @@ class LoadRun:
         self._procs.append(proc)
 
     @property
+    def unattributed(self) -> tuple[Sample, ...]:
+        """Rows so far whose response named no arm (no answer from the mesh); kept out of batches."""
+        return tuple(self._unattributed)
+
+    @property
     def pids(self) -> list[int]:
         """PIDs of the Locust processes (the first is the master / local runner, and the group)."""
         return [p.pid for p in self._procs]
