@@ -52,12 +52,16 @@ def render_command(
 
 def validate_command(file: SpecFile) -> None:
     """Check the spec only; exit 0 if valid, 2 with a one-line error naming the field if not."""
+    from meshlab.load.inputs import check_experiment_inputs
+
     experiment = load_experiment(file)
     steps = plan(experiment)
+    rows = check_experiment_inputs(experiment, file.resolve().parent)
     typer.echo(
         f"{file}: valid {experiment.spec.strategy} experiment '{experiment.metadata.name}' "
         f"with {len(steps)} step{'s' if len(steps) != 1 else ''}: "
         + ", ".join(s.label for s in steps)
+        + (f"; {rows} payloads" if rows else "")
     )
 
 
