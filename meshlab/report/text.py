@@ -103,8 +103,9 @@ def _statuses(statuses: Mapping[int, int]) -> str:
 
 
 def _evidence(e: Evidence) -> list[str]:
-    out = ["", "## Evidence", ""]
-    out += [f"- **Warning:** {w}" for w in e.warnings]
+    out = ["", "## Evidence"]
+    if e.warnings:
+        out += ["", *(f"- **Warning:** {w}" for w in e.warnings)]
     expected = (
         f" (expected, not errors: {', '.join(map(str, e.expected_statuses))})"
         if e.expected_statuses

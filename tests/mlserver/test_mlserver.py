@@ -186,7 +186,7 @@ def test_no_fault_candidate_is_ever_promoted(
                 candidate,
                 baseline,
                 load=load,
-                limits={"minSamples": 100, "maxDuration": "8s", "experimentMaxDuration": "10s"},
+                limits={"minSamples": 100, "maxDuration": "5s", "experimentMaxDuration": "6s"},
             )
             run = meshlab_start(
                 spec,
@@ -201,7 +201,7 @@ def test_no_fault_candidate_is_ever_promoted(
                 assert line.startswith("meshlab: error: pre-flight: "), line
                 probes = json.loads((run.run_dir / "preflight.json").read_text())
                 to_decision = f"{len(probes)} pre-flight requests, 0 live"
-                verdict = f"stopped: {line.removeprefix('meshlab: error: pre-flight: ')[:90]}"
+                verdict = f"stopped: {line.removeprefix('meshlab: error: pre-flight: ')[:150]}"
             else:
                 assert run.result is not None, run.stderr[-1500:]
                 decided = run.result["decided_after"]
@@ -211,6 +211,9 @@ def test_no_fault_candidate_is_ever_promoted(
                     else f"none ({run.result['requests']} recorded)"
                 )
                 verdict = f"{verdict}: {run.result['reason'][:90]}"
+                if "prediction" in fault or "extractor" in fault:
+                    warnings = run.result["evidence"]["warnings"]
+                    assert any("matched nothing" in w for w in warnings), warnings
             rows.append(
                 f"| {fault} | {'on' if preflight else 'skipped'} | {verdict} | {run.code} | "
                 f"{to_decision} |"
