@@ -9,7 +9,8 @@ baseline, each version gets a few of the load's own payloads
 1. **directly** (the model server's own URL; local mesh only),
 2. **through the mesh**: through its sidecar Envoy (local mesh), and for the baseline through the
    outbound route the load generator uses (the only route that exists before step 1; with a
-   Kubernetes target it is the only probe, and the candidate is first seen at step 1).
+   Kubernetes target the ``--url`` is the only probe: meshlab has no direct address of either
+   version there, so the candidate is first seen at step 1, by the statistics).
 
 Every answer must be 2xx/3xx or listed in ``spec.analysis.expectedStatuses`` and, when a
 prediction-divergence metric is configured, yield a prediction through ``spec.load.extractor``.
@@ -67,6 +68,7 @@ class Endpoint:
     arm: str
     via: str
     url: str
+    check_arm: bool = False  # the answer must name this arm (the local mesh, whose routes we own)
 
 
 Send = Callable[[str, bytes, dict[str, str], float], tuple[int, dict[str, str], bytes]]
@@ -103,7 +105,9 @@ def endpoints(mesh: MeshBackend, target_url: str) -> list[Endpoint]:
         ports: dict[str, int] = getattr(sidecars.get(arm), "listener_ports", {})
         if "inbound" in ports:
             out.append(Endpoint(arm, "sidecar", f"http://127.0.0.1:{ports['inbound']}"))
-    out.append(Endpoint("baseline", "mesh", target_url.rstrip("/")))
+    # Before step 1 the local mesh routes everything to the baseline; a cluster's --url may be any
+    # address (a gateway, a Service), so only the local mesh's answer must say "baseline".
+    out.append(Endpoint("baseline", "mesh", target_url.rstrip("/"), check_arm=bool(model_urls)))
     return out
 
 
@@ -189,7 +193,7 @@ def check_before_routing(
                     answer.attempts,
                 )
                 answers.append(answer)
-                _judge(answer, config, expected, wants_prediction)
+                _judge(answer, config, expected, wants_prediction, endpoint.check_arm)
     finally:
         if run_dir is not None:
             write_atomic(run_dir / PREFLIGHT, json.dumps(preflight_to_json(answers), indent=2))
@@ -230,7 +234,11 @@ def _probe(
 
 
 def _judge(
-    answer: ProbeAnswer, config: LocustConfig, expected: Sequence[int], wants_prediction: bool
+    answer: ProbeAnswer,
+    config: LocustConfig,
+    expected: Sequence[int],
+    wants_prediction: bool,
+    check_arm: bool = False,
 ) -> None:
     line = _line(answer)
     status = answer.status
@@ -252,7 +260,7 @@ def _judge(
                 "so it cannot be compared (see its log)"
             )
         raise PreflightConfigError(f"pre-flight: {line}; {_fix_for_status(status, config)}")
-    if answer.via == "mesh" and answer.served_by not in ("", answer.arm):
+    if check_arm and answer.served_by not in ("", answer.arm):
         raise PreflightUnreachable(
             f"pre-flight: {line}; served by {answer.served_by!r} while all traffic should be on "
             "the baseline"
