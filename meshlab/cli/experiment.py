@@ -72,6 +72,9 @@ def _start(strategy: str) -> typer.Typer:
             )
             exp = exp.model_copy(update={"spec": spec})
         mode: ProgressMode = "json" if json_out else "quiet" if quiet else "rich"
+        from meshlab.load.inputs import check_experiment_inputs
+
+        check_experiment_inputs(exp, file.resolve().parent)  # before the mesh or Locust start
         result = start_experiment(
             file,
             runs=runs,
