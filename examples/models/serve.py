@@ -12,6 +12,16 @@ Faults (any version): ``--latency-ms`` / ``MODEL_LATENCY_MS`` adds latency, ``--
 ``MODEL_ERROR_RATE`` answers that share of inferences with HTTP 500, ``--broken-preprocessing`` /
 ``MODEL_BROKEN_PREPROCESSING=1`` skips standardization (predictions change on most rows).
 
+Faults that develop during a run, timed from the first inference request:
+
+* a slow degradation: ``--ramp-seconds S`` / ``MODEL_RAMP_SECONDS`` with ``--ramp-latency-ms L`` /
+  ``MODEL_RAMP_LATENCY_MS`` and ``--ramp-error-rate P`` / ``MODEL_RAMP_ERROR_RATE``: t seconds in,
+  the added latency is ``L * min(1, t/S)`` and the 5xx share ``P * min(1, t/S)`` (on top of the
+  fixed ``--latency-ms`` and ``--error-rate``);
+* ``--hang-after S`` / ``MODEL_HANG_AFTER``: from S seconds on, no request gets an answer (health
+  checks included) although connections are still accepted, like a deadlocked server;
+* ``--crash-after S`` / ``MODEL_CRASH_AFTER``: the process exits with code 1 after S seconds.
+
 Endpoints (Open Inference Protocol V2 and KServe V1)::
 
     GET  /v2/health/live   /v2/health/ready   /v2/models/{name}   /v2/models/{name}/ready
@@ -72,6 +82,9 @@ class Model:
         error_rate: float,
         broken_preprocessing: bool,
         seed: int,
+        ramp: tuple[float, float, float] = (0.0, 0.0, 0.0),
+        hang_after: float | None = None,
+        crash_after: float | None = None,
     ) -> None:
         self.name = name
         self.version = version
@@ -81,15 +94,53 @@ class Model:
         self.broken = broken_preprocessing
         self._random = random.Random(seed)
         self._lock = threading.Lock()
+        self.ramp_seconds, self.ramp_latency_ms, self.ramp_error_rate = ramp
+        self.hang_after = hang_after
+        self.crash_after = crash_after
+        self.first_inference: float | None = None  # monotonic time; the developing faults' clock
+        self.never = threading.Event()  # what a hung request waits on (nobody sets it)
+
+    def started(self) -> None:
+        """Called on every inference request: the first one starts the faults' clock."""
+        with self._lock:
+            if self.first_inference is not None:
+                return
+            self.first_inference = time.monotonic()
+        if self.crash_after is not None:
+            timer = threading.Timer(self.crash_after, _crash)
+            timer.daemon = True
+            timer.start()
+
+    def ramp_level(self) -> float:
+        """How far the ramp has gone, 0 (not started) to 1 (full)."""
+        if self.ramp_seconds <= 0 or self.first_inference is None:
+            return 0.0
+        return min(1.0, (time.monotonic() - self.first_inference) / self.ramp_seconds)
+
+    def hung(self) -> bool:
+        return (
+            self.hang_after is not None
+            and self.first_inference is not None
+            and time.monotonic() - self.first_inference >= self.hang_after
+        )
+
+    def current_latency_ms(self) -> float:
+        return self.latency_ms + self.ramp_latency_ms * self.ramp_level()
 
     def fails(self) -> bool:
+        rate = min(1.0, self.error_rate + self.ramp_error_rate * self.ramp_level())
         with self._lock:
-            return self._random.random() < self.error_rate
+            return self._random.random() < rate
 
     def predict(self, rows: np.ndarray) -> list[int]:
         if self.broken:  # the bug: raw features fed to a model trained on standardized ones
             return [int(v) for v in self.pipeline.named_steps["model"].predict(rows)]
         return [int(v) for v in self.pipeline.predict(rows)]
+
+
+def _crash() -> None:
+    print("injected crash (--crash-after): exiting with code 1", flush=True)
+    os._exit(1)
 
 
 def _rows(data: Any, shape: Any) -> np.ndarray:
@@ -123,6 +174,9 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_GET(self) -> None:
+        if self.model.hung():
+            self.model.never.wait()  # keep the connection open, never answer
+            return
         name = self.model.name
         path = self.path.split("?", 1)[0]
         if path in ("/v2/health/live", "/v2/health/ready", "/", "/healthz"):
@@ -152,10 +206,15 @@ class Handler(BaseHTTPRequestHandler):
         if path not in (f"/v2/models/{name}/infer", f"/v1/models/{name}:predict"):
             self._send(404, {"error": f"no route {path}; the model is named '{name}'"})
             return
-        if self.model.latency_ms > 0:
-            time.sleep(self.model.latency_ms / 1000.0)
+        self.model.started()
+        if self.model.hung():
+            self.model.never.wait()
+            return
+        latency_ms = self.model.current_latency_ms()
+        if latency_ms > 0:
+            time.sleep(latency_ms / 1000.0)
         if self.model.fails():
-            self._send(500, {"error": "injected fault (--error-rate)"})
+            self._send(500, {"error": "injected fault (--error-rate / --ramp-error-rate)"})
             return
         try:
             body = json.loads(raw or b"{}")
@@ -209,6 +268,11 @@ def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def _env_float(name: str, default: float | None) -> float | None:
+    text = os.environ.get(name, "").strip()
+    return float(text) if text else default
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--version", choices=VERSIONS, required=True)
@@ -227,9 +291,26 @@ def main(argv: list[str] | None = None) -> int:
         default=_env_flag("MODEL_BROKEN_PREPROCESSING"),
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the injected 5xx draws")
+    parser.add_argument("--ramp-seconds", type=float, default=_env_float("MODEL_RAMP_SECONDS", 0.0))
+    parser.add_argument(
+        "--ramp-latency-ms", type=float, default=_env_float("MODEL_RAMP_LATENCY_MS", 0.0)
+    )
+    parser.add_argument(
+        "--ramp-error-rate", type=float, default=_env_float("MODEL_RAMP_ERROR_RATE", 0.0)
+    )
+    parser.add_argument("--hang-after", type=float, default=_env_float("MODEL_HANG_AFTER", None))
+    parser.add_argument("--crash-after", type=float, default=_env_float("MODEL_CRASH_AFTER", None))
     args = parser.parse_args(argv)
     if not 0.0 <= args.error_rate <= 1.0:
         parser.error("--error-rate is a share between 0 and 1")
+    if not 0.0 <= args.ramp_error_rate <= 1.0:
+        parser.error("--ramp-error-rate is a share between 0 and 1")
+    if args.ramp_seconds < 0 or args.ramp_latency_ms < 0:
+        parser.error("--ramp-seconds and --ramp-latency-ms must be >= 0")
+    if (args.ramp_latency_ms or args.ramp_error_rate) and not args.ramp_seconds:
+        parser.error(
+            "--ramp-latency-ms/--ramp-error-rate need --ramp-seconds (how long the ramp is)"
+        )
     sklearn.set_config(assume_finite=True)  # skip per-request NaN checks: inputs are parsed JSON
     model = Model(
         args.name,
@@ -238,6 +319,9 @@ def main(argv: list[str] | None = None) -> int:
         args.error_rate,
         args.broken_preprocessing,
         args.seed,
+        ramp=(args.ramp_seconds, args.ramp_latency_ms, args.ramp_error_rate),
+        hang_after=args.hang_after,
+        crash_after=args.crash_after,
     )
     serve(model, args.host, args.port)
     return 0

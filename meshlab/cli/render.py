@@ -1,4 +1,4 @@
-"""``meshlab render`` and ``meshlab validate``: the spec in, Istio manifests out."""
+"""``meshlab render`` and ``meshlab validate``: the spec in, Istio or Gateway API manifests out."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from meshlab.errors import ConfigError
-from meshlab.manifests import all_steps, manifests, plan, step_by_name, step_filename, to_yaml
+from meshlab.manifests import all_steps, plan, render_step, step_by_name, step_filename, to_yaml
+from meshlab.registry import ROUTING
 from meshlab.spec import load_experiment
 
 SpecFile = Annotated[Path, typer.Option("-f", "--file", help="The experiment spec (YAML).")]
@@ -27,13 +28,26 @@ def render_command(
         Path | None,
         typer.Option("-o", "--output", help="Directory for --all (created if missing)."),
     ] = None,
+    routing: Annotated[
+        str | None,
+        typer.Option(
+            "--routing",
+            help=f"{' | '.join(ROUTING.names)} (overrides spec.target.routing).",
+        ),
+    ] = None,
 ) -> None:
-    """Render the DestinationRule and VirtualService of a step as YAML for kubectl apply -f -."""
+    """Render a step's routing as YAML for kubectl apply -f -.
+
+    Istio: DestinationRule + VirtualService. Gateway API: one Service per version + HTTPRoute.
+    """
     experiment = load_experiment(file)
+    if routing is not None and routing not in ROUTING.entries:
+        raise ConfigError(f"--routing: {ROUTING.unknown(routing)}")
     if not all_:
         if output is not None:
             raise ConfigError("-o/--output goes with --all; without it manifests go to stdout")
-        typer.echo(to_yaml(manifests(experiment, step_by_name(experiment, step))), nl=False)
+        docs = render_step(experiment, step_by_name(experiment, step), routing)
+        typer.echo(to_yaml(docs), nl=False)
         return
     if output is None:
         raise ConfigError("--all writes one file per step: give a directory with -o DIR")
@@ -41,7 +55,7 @@ def render_command(
         raise ConfigError(f"-o: {output} exists and is not a directory")
     # Render everything before writing anything, so a failure never leaves a partial directory.
     files = {
-        output / step_filename(i, s.name): to_yaml(manifests(experiment, s))
+        output / step_filename(i, s.name): to_yaml(render_step(experiment, s, routing))
         for i, s in enumerate(all_steps(experiment), start=1)
     }
     output.mkdir(parents=True, exist_ok=True)
@@ -51,11 +65,14 @@ def render_command(
 
 
 def validate_command(file: SpecFile) -> None:
-    """Check the spec only; exit 0 if valid, 2 with a one-line error naming the field if not."""
+    """Check the spec (and that its routing API can express it) and that its payload files parse;
+    exit 0, or 2 naming the field."""
     from meshlab.load.inputs import check_experiment_inputs
 
     experiment = load_experiment(file)
     steps = plan(experiment)
+    for state in all_steps(experiment):  # what the routing API cannot express is bad input too
+        render_step(experiment, state)
     rows = check_experiment_inputs(experiment, file.resolve().parent)
     typer.echo(
         f"{file}: valid {experiment.spec.strategy} experiment '{experiment.metadata.name}' "

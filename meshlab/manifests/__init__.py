@@ -1,5 +1,6 @@
-"""Pure manifest builders: experiment + step -> Istio resources, and their YAML rendering."""
+"""Pure routing builders: experiment + step -> a mesh-neutral plan -> Istio or Gateway API objects."""
 
+from meshlab.manifests.gateway import gateway_manifests, render_gateway
 from meshlab.manifests.istio import (
     ARM_HEADER,
     Manifest,
@@ -7,25 +8,33 @@ from meshlab.manifests.istio import (
     http_routes,
     manifests,
     owned_route_prefix,
+    render_istio,
     resource_name,
     virtual_service,
 )
-from meshlab.manifests.render import step_filename, to_yaml
+from meshlab.manifests.render import render_step, step_filename, to_yaml
+from meshlab.manifests.routing import RoutingPlan, routing_plan
 from meshlab.manifests.steps import Step, all_steps, plan, promoted, rollback, step_by_name
 
 __all__ = [
     "ARM_HEADER",
     "Manifest",
+    "RoutingPlan",
     "Step",
     "all_steps",
     "destination_rule",
+    "gateway_manifests",
     "http_routes",
     "manifests",
     "owned_route_prefix",
     "plan",
     "promoted",
+    "render_gateway",
+    "render_istio",
+    "render_step",
     "resource_name",
     "rollback",
+    "routing_plan",
     "step_by_name",
     "step_filename",
     "to_yaml",

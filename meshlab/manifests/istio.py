@@ -1,33 +1,50 @@
-"""Pure builders of Istio resources: ``experiment + step -> DestinationRule, VirtualService``.
+"""Istio rendering of a routing plan: ``RoutingPlan -> DestinationRule, VirtualService``.
 
 Everything here is a function of its arguments (no I/O, no clock). The resources are
 ``networking.istio.io/v1``; they validate against Istio's CRD schema (tested for every strategy and
-step) and follow its semantic rules: route weights sum to 100, ``mirror`` (never ``mirrors``) with a
-``mirrorPercentage``. Every destination sets the response header ``x-meshlab-arm`` so a load generator
-can attribute each response to the arm that served it. Routes meshlab owns are named
-``meshlab-<experiment>`` (plus ``-match-<i>`` for header-matched ones), so an existing user-owned
-VirtualService can be adopted by replacing only these routes.
+step) and follow its semantic rules: route weights sum to 100, one mirror is written ``mirror`` with
+a ``mirrorPercentage``, several (a control arm beside the candidate) ``mirrors`` with a
+``percentage`` each, never both. Every destination sets the response header ``x-meshlab-arm``.
+Routes meshlab owns are named ``meshlab-<experiment>`` (plus ``-match-<i>`` for header-matched
+ones), so an existing user-owned VirtualService can be adopted by replacing only these routes.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from meshlab.manifests.meta import MANAGED_BY, STEP_ANNOTATION, Manifest, object_metadata
+from meshlab.manifests.routing import (
+    ARM_HEADER,
+    Arm,
+    Backend,
+    Condition,
+    Match,
+    RoutingPlan,
+    Rule,
+    resource_name,
+    routing_plan,
+)
 from meshlab.manifests.steps import Step
 from meshlab.spec import Experiment
 from meshlab.spec.base import format_duration
 
 API_VERSION = "networking.istio.io/v1"
-ARM_HEADER = "x-meshlab-arm"
-MANAGED_BY = {"app.kubernetes.io/managed-by": "meshlab"}
-STEP_ANNOTATION = "meshlab.io/step"
 
-Manifest = dict[str, Any]
-
-
-def resource_name(experiment: Experiment) -> str:
-    """Name of meshlab's VirtualService and DestinationRule, and of its main route."""
-    return f"meshlab-{experiment.metadata.name}"[:63].rstrip("-")
+__all__ = [
+    "API_VERSION",
+    "ARM_HEADER",
+    "MANAGED_BY",
+    "STEP_ANNOTATION",
+    "Manifest",
+    "destination_rule",
+    "http_routes",
+    "manifests",
+    "owned_route_prefix",
+    "render_istio",
+    "resource_name",
+    "virtual_service",
+]
 
 
 def owned_route_prefix(experiment: Experiment) -> str:
@@ -35,117 +52,114 @@ def owned_route_prefix(experiment: Experiment) -> str:
     return resource_name(experiment)
 
 
-def _metadata(experiment: Experiment, step: Step) -> dict[str, Any]:
-    labels = {**MANAGED_BY, "meshlab.io/experiment": experiment.metadata.name}
-    return {
-        "name": resource_name(experiment),
-        "namespace": experiment.metadata.namespace,
-        "labels": labels,
-        "annotations": {STEP_ANNOTATION: step.name},
-    }
-
-
-def destination_rule(experiment: Experiment, step: Step) -> Manifest:
-    """The DestinationRule declaring one subset per version, selected by its pod labels."""
-    spec = experiment.spec
+def _destination_rule(plan: RoutingPlan) -> Manifest:
     return {
         "apiVersion": API_VERSION,
         "kind": "DestinationRule",
-        "metadata": _metadata(experiment, step),
+        "metadata": object_metadata(plan),
         "spec": {
-            "host": spec.service.host,
-            "subsets": [
-                {"name": spec.baseline.subset, "labels": dict(spec.baseline.labels)},
-                {"name": spec.candidate.subset, "labels": dict(spec.candidate.labels)},
-            ],
+            "host": plan.host,
+            "subsets": [{"name": v.subset, "labels": v.label_map} for v in plan.versions],
         },
     }
 
 
-def _destination(experiment: Experiment, arm: str, weight: int | None = None) -> dict[str, Any]:
-    spec = experiment.spec
-    version = spec.baseline if arm == "baseline" else spec.candidate
-    out: dict[str, Any] = {
-        "destination": {
-            "host": spec.service.host,
-            "subset": version.subset,
-            "port": {"number": spec.service.port},
-        },
+def _target(plan: RoutingPlan, arm: Arm) -> dict[str, Any]:
+    return {
+        "host": plan.host,
+        "subset": plan.version(arm).subset,
+        "port": {"number": plan.port},
     }
-    if weight is not None:
-        out["weight"] = weight
-    out["headers"] = {"response": {"set": {ARM_HEADER: arm}}}
+
+
+def _destination(plan: RoutingPlan, backend: Backend, weighted: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {"destination": _target(plan, backend.arm)}
+    if weighted:
+        out["weight"] = backend.weight
+    out["headers"] = {"response": {"set": dict(backend.response_headers)}}
     return out
 
 
-def _route_policy(experiment: Experiment) -> dict[str, Any]:
-    service = experiment.spec.service
+def _string_match(condition: Condition) -> dict[str, str]:
+    return {condition.kind: condition.value}
+
+
+def _match(match: Match) -> dict[str, object]:
+    out: dict[str, object] = {}
+    if match.headers:
+        out["headers"] = {name: _string_match(c) for name, c in match.headers}
+    if match.path is not None:
+        out["uri"] = _string_match(match.path)
+    return out
+
+
+def _route_policy(plan: RoutingPlan) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    if service.timeout is not None:
-        out["timeout"] = format_duration(service.timeout)
-    if service.retries is not None:
-        retries: dict[str, Any] = {"attempts": service.retries.attempts}
-        if service.retries.per_try_timeout is not None:
-            retries["perTryTimeout"] = format_duration(service.retries.per_try_timeout)
-        if service.retries.retry_on is not None:
-            retries["retryOn"] = service.retries.retry_on
+    if plan.timeout is not None:
+        out["timeout"] = format_duration(plan.timeout)
+    if plan.retry is not None:
+        retries: dict[str, Any] = {"attempts": plan.retry.attempts}
+        if plan.retry.per_try_timeout is not None:
+            retries["perTryTimeout"] = format_duration(plan.retry.per_try_timeout)
+        if plan.retry.retry_on is not None:
+            retries["retryOn"] = plan.retry.retry_on
         out["retries"] = retries
     return out
 
 
-def http_routes(experiment: Experiment, step: Step) -> list[dict[str, Any]]:
-    """meshlab's HTTP routes for a step, in match order (matched routes first)."""
-    name = resource_name(experiment)
-    policy = _route_policy(experiment)
-    routes: list[dict[str, Any]] = []
-    for i, match in enumerate(step.matches):
-        routes.append(
-            {
-                "name": f"{name}-match-{i}",
-                "match": [match.as_istio()],
-                "route": [_destination(experiment, "candidate")],
-                **policy,
-            }
-        )
-    if step.kind == "rollback":
-        default = [_destination(experiment, "baseline")]
-    elif step.kind == "promoted":
-        default = [_destination(experiment, "candidate")]
-    elif step.candidate_weight == 0 and step.kind != "canary":
-        default = [_destination(experiment, "baseline")]
-    else:
-        default = [
-            _destination(experiment, "baseline", 100 - step.candidate_weight),
-            _destination(experiment, "candidate", step.candidate_weight),
+def _http_route(plan: RoutingPlan, rule: Rule) -> dict[str, Any]:
+    route: dict[str, Any] = {"name": rule.name}
+    if rule.matches:
+        route["match"] = [_match(m) for m in rule.matches]
+    weighted = len(rule.backends) > 1
+    route["route"] = [_destination(plan, b, weighted) for b in rule.backends]
+    route.update(_route_policy(plan))
+    mirrors = [m for m in rule.mirrors if m.percent > 0]
+    if len(mirrors) == 1:
+        route["mirror"] = _target(plan, mirrors[0].arm)
+        route["mirrorPercentage"] = {"value": float(mirrors[0].percent)}
+    elif mirrors:
+        route["mirrors"] = [
+            {"destination": _target(plan, m.arm), "percentage": {"value": float(m.percent)}}
+            for m in mirrors
         ]
-    main: dict[str, Any] = {"name": name, "route": default, **policy}
-    if step.mirror_percent > 0:
-        spec = experiment.spec
-        main["mirror"] = {
-            "host": spec.service.host,
-            "subset": spec.candidate.subset,
-            "port": {"number": spec.service.port},
-        }
-        main["mirrorPercentage"] = {"value": float(step.mirror_percent)}
-    routes.append(main)
-    return routes
+    return route
 
 
-def virtual_service(experiment: Experiment, step: Step) -> Manifest:
-    """The VirtualService routing the service's traffic for this step."""
-    service = experiment.spec.service
-    spec: dict[str, Any] = {"hosts": [service.host]}
-    if service.gateways:
-        spec["gateways"] = list(service.gateways)
-    spec["http"] = http_routes(experiment, step)
+def _virtual_service(plan: RoutingPlan) -> Manifest:
+    spec: dict[str, Any] = {"hosts": [plan.host]}
+    if plan.gateways:
+        spec["gateways"] = list(plan.gateways)
+    spec["http"] = [_http_route(plan, rule) for rule in plan.rules]
     return {
         "apiVersion": API_VERSION,
         "kind": "VirtualService",
-        "metadata": _metadata(experiment, step),
+        "metadata": object_metadata(plan),
         "spec": spec,
     }
 
 
-def manifests(experiment: Experiment, step: Step) -> list[Manifest]:
+def render_istio(plan: RoutingPlan) -> list[Manifest]:
     """DestinationRule first (subsets must exist before routes reference them), then the VirtualService."""
-    return [destination_rule(experiment, step), virtual_service(experiment, step)]
+    return [_destination_rule(plan), _virtual_service(plan)]
+
+
+def destination_rule(experiment: Experiment, step: Step) -> Manifest:
+    """The DestinationRule declaring one subset per version, selected by its pod labels."""
+    return _destination_rule(routing_plan(experiment, step))
+
+
+def http_routes(experiment: Experiment, step: Step) -> list[dict[str, Any]]:
+    """meshlab's HTTP routes for a step, in match order (matched routes first)."""
+    plan = routing_plan(experiment, step)
+    return [_http_route(plan, rule) for rule in plan.rules]
+
+
+def virtual_service(experiment: Experiment, step: Step) -> Manifest:
+    """The VirtualService routing the service's traffic for this step."""
+    return _virtual_service(routing_plan(experiment, step))
+
+
+def manifests(experiment: Experiment, step: Step) -> list[Manifest]:
+    """The Istio objects of a step: DestinationRule, then VirtualService."""
+    return render_istio(routing_plan(experiment, step))

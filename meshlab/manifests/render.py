@@ -1,4 +1,4 @@
-"""Rendering manifests as the multi-document YAML ``kubectl apply -f -`` expects."""
+"""Rendering a step's objects in the experiment's routing API, and as the YAML ``kubectl apply`` reads."""
 
 from __future__ import annotations
 
@@ -6,7 +6,17 @@ from collections.abc import Iterable
 
 import yaml
 
-from meshlab.manifests.istio import Manifest
+from meshlab.manifests.meta import Manifest
+from meshlab.manifests.routing import routing_plan
+from meshlab.manifests.steps import Step
+from meshlab.registry import routing_renderer
+from meshlab.spec import Experiment
+
+
+def render_step(experiment: Experiment, step: Step, routing: str | None = None) -> list[Manifest]:
+    """The objects of ``step`` in ``routing`` (default: ``spec.target.routing``), in apply order."""
+    renderer = routing_renderer(routing or experiment.spec.target.routing)
+    return renderer(routing_plan(experiment, step))
 
 
 def to_yaml(documents: Iterable[Manifest]) -> str:

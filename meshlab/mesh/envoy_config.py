@@ -156,9 +156,13 @@ def _destination_cluster(destination: Any, where: str, subsets: set[str]) -> str
     return cluster_name(str(destination["host"]), port, subset)
 
 
-def _apply_header_ops(
-    target: Json, ops: tuple[list[Json], list[str], list[Json], list[str]]
-) -> None:
+HeaderOps = tuple[
+    list[Json], list[str], list[Json], list[str]
+]  # request add/remove, response add/remove
+
+
+def apply_header_ops(target: Json, ops: HeaderOps) -> None:
+    """Add Envoy header additions/removals to a route or weighted-cluster entry."""
     req_add, req_rm, resp_add, resp_rm = ops
     for key, value in (
         ("request_headers_to_add", req_add),
@@ -201,7 +205,8 @@ def _mirror_policies(route: Mapping[str, Any], where: str, subsets: set[str]) ->
     return policies
 
 
-def _retry_policy(retries: Mapping[str, Any] | None, where: str) -> Json | None:
+def retry_policy(retries: Mapping[str, Any] | None, where: str) -> Json | None:
+    """An Istio HTTPRetry as Envoy's retry policy; istiod's default policy when ``retries`` is None."""
     if retries is None:
         return {
             "retry_on": DEFAULT_RETRY_ON,
@@ -254,16 +259,16 @@ def _route_action(route: Mapping[str, Any], where: str, subsets: set[str]) -> tu
     if len(weighted) == 1:
         cluster, _, headers, at = weighted[0]
         action["cluster"] = cluster
-        _apply_header_ops(extra, _header_ops(headers, f"{at}.headers"))
+        apply_header_ops(extra, _header_ops(headers, f"{at}.headers"))
     else:
         entries = []
         for cluster, weight, headers, at in weighted:
             entry: Json = {"name": cluster, "weight": weight}
-            _apply_header_ops(entry, _header_ops(headers, f"{at}.headers"))
+            apply_header_ops(entry, _header_ops(headers, f"{at}.headers"))
             entries.append(entry)
         action["weighted_clusters"] = {"clusters": entries}
     action["timeout"] = str(route["timeout"]) if route.get("timeout") is not None else "0s"
-    retry = _retry_policy(route.get("retries"), f"{where}.retries")
+    retry = retry_policy(route.get("retries"), f"{where}.retries")
     if retry is not None:
         action["retry_policy"] = retry
     mirrors = _mirror_policies(route, where, subsets)
@@ -285,7 +290,7 @@ def envoy_routes(route: Mapping[str, Any], where: str, subsets: set[str]) -> lis
         if route.get("name"):
             envoy["name"] = str(route["name"])
         envoy.update(extra)
-        _apply_header_ops(envoy, _header_ops(route.get("headers"), f"{where}.headers"))
+        apply_header_ops(envoy, _header_ops(route.get("headers"), f"{where}.headers"))
         out.append(envoy)
     return out
 

@@ -30,7 +30,7 @@ from meshlab.errors import ConflictError, MeshError
 from meshlab.manifests import Manifest, Step, manifests, owned_route_prefix, resource_name
 from meshlab.manifests import rollback as rollback_step
 from meshlab.manifests.istio import MANAGED_BY, STEP_ANNOTATION
-from meshlab.mesh.base import RoutingState
+from meshlab.mesh.base import Fault, RoutingState
 from meshlab.mesh.kube_adopt import (
     APPLIED_AT_ANNOTATION,
     EXPERIMENT_ANNOTATION,
@@ -204,6 +204,10 @@ class KubernetesMesh:
         else:
             self.objects.delete(VS, self.resource)
         self.objects.delete(DR, self.resource)
+
+    def faults(self) -> list[Fault]:
+        """Always []: the cluster's controllers restart pods; failing pods show in the metrics."""
+        return []
 
     def close(self) -> None:
         """Release the HTTP connections; routing stays as it is."""

@@ -8,6 +8,12 @@ a new route file atomically (temporary file + rename in the watched directory) a
 Envoy's admin reports the new version, so traffic is never without a route; a configuration Envoy
 rejects is reverted and raised as :class:`~meshlab.errors.MeshError`. Every process is stopped on
 ``close``, on leaving the ``with`` block (exceptions included) and at interpreter exit.
+
+Faults: a :class:`~meshlab.mesh.health.FaultWatch` probes every process while the mesh runs, and
+``faults()`` names the ones that died or stopped answering, by role. A forward step is refused on a
+faulty mesh, but ``rollback`` needs the outbound Envoy alone: if that Envoy died or stopped
+answering, it is restarted on the same ports from the last routes it acknowledged (the RDS file on
+disk), and then the rollback is applied and read back.
 """
 
 from __future__ import annotations
@@ -25,19 +31,17 @@ import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 from urllib.parse import urlsplit
 
 from meshlab.errors import ConfigError, MeshError
 from meshlab.manifests import Manifest, Step, manifests
 from meshlab.manifests import rollback as rollback_step
-from meshlab.mesh.base import RoutingState
+from meshlab.mesh.base import Fault, RoutingState
 from meshlab.mesh.envoy_bootstrap import (
     INBOUND_LISTENER,
     LOOPBACK,
     OUTBOUND_LISTENER,
     inbound_bootstrap,
-    outbound_bootstrap,
 )
 from meshlab.mesh.envoy_config import (
     cluster_name,
@@ -47,8 +51,16 @@ from meshlab.mesh.envoy_config import (
     route_configuration,
     subsets_of,
 )
-from meshlab.mesh.envoy_process import EnvoyProcess, admin_json, counter, start_envoy
+from meshlab.mesh.envoy_process import EnvoyProcess, counter, start_envoy
+from meshlab.mesh.health import Component, FaultWatch, ProbeSettings
 from meshlab.mesh.processes import Child, ProcessGroup, http_ok, wait_until
+from meshlab.mesh.router import (
+    APPLY_TIMEOUT_S,
+    launch_router,
+    read_routes,
+    served_version,
+    take_down_failed_router,
+)
 from meshlab.mesh.tap import TapReader
 from meshlab.samples import Sample
 from meshlab.spec import Experiment, Local, LocalVersion
@@ -57,7 +69,6 @@ from meshlab.spec.local import substitute
 
 ARMS = ("baseline", "candidate")
 RDS_FILE = "routes.json"
-APPLY_TIMEOUT_S = 10.0
 _LIVE: weakref.WeakSet[LocalMesh] = weakref.WeakSet()
 
 
@@ -93,6 +104,7 @@ class LocalMesh:
         run_dir: Path | None = None,
         keep_run_dir: bool = False,
         capture_mirrored: bool | None = None,
+        probe: ProbeSettings | None = None,
     ) -> None:
         if experiment.spec.local is None:
             raise ConfigError(
@@ -118,6 +130,11 @@ class LocalMesh:
         self._tap: TapReader | None = None
         self._closed = False
         self.last_apply_seconds: float | None = None  # rename -> Envoy reports the new version
+        self.router_restarts = 0  # times rollback restarted a dead or hung outbound Envoy
+        self._watch = FaultWatch(probe)
+        self._router: Component | None = None
+        self._endpoints: dict[str, tuple[str, int]] = {}
+        self._ready_urls: dict[str, str] = {}
 
     # ----------------------------------------------------------------------------- lifecycle
     def start(self, step: Step | None = None) -> LocalMesh:
@@ -155,7 +172,8 @@ class LocalMesh:
                 cwd=self.here,
             )
             self.model_urls[arm] = f"http://{LOOPBACK}:{port}"
-            waiting.append((arm, child, _substitute(version.ready_url, ports, self.here)))
+            self._ready_urls[arm] = _substitute(version.ready_url, ports, self.here)
+            waiting.append((arm, child, self._ready_urls[arm]))
         service_port = self.experiment.spec.service.port
         for arm in ARMS:  # sidecars start while the model servers load their models
             parts = urlsplit(self.model_urls[arm])
@@ -184,6 +202,26 @@ class LocalMesh:
             path = parse_extractor(self.experiment.spec.load.extractor_path)
             self._tap = TapReader(self.run_dir / "tap", "candidate", "candidate", path)
         self._start_outbound(step)
+        self._watch_all()
+
+    def _watch_all(self) -> None:
+        by_name = {c.name: c for c in self.group.children}
+        for arm in ARMS:
+            server = by_name.get(f"{arm} model server")
+            probe = self._ready_urls.get(arm, self.model_urls[arm])
+            where = "" if server is not None else self.model_urls[arm]
+            self._watch.watch(arm, f"{arm} model server", server, probe, where)  # type: ignore[arg-type]
+            sidecar = self.sidecars[arm]
+            self._watch.watch(
+                arm,  # type: ignore[arg-type]
+                f"{arm} sidecar Envoy",
+                sidecar.child,
+                sidecar.admin_url + "/ready",
+            )
+        assert self.outbound is not None
+        self._router = self._watch.watch(
+            "router", "outbound Envoy", self.outbound.child, self.outbound.admin_url + "/ready"
+        )
 
     def _start_outbound(self, step: Step) -> None:
         spec = self.experiment.spec
@@ -195,27 +233,18 @@ class LocalMesh:
             name = cluster_name(spec.service.host, spec.service.port, subset)
             endpoints[name] = (LOOPBACK, sidecar.listener_ports[INBOUND_LISTENER])
         self._clusters = set(endpoints)
-        version = self._write_routes(step, docs)
-        bootstrap = outbound_bootstrap(
-            self.run_dir / "rds" / RDS_FILE,
-            endpoints,
-            self.local.listen_port,
-            self.local.admin_port,
-        )
-        self.outbound = start_envoy(
+        self._endpoints = endpoints
+        self._write_routes(step, docs)
+        self._launch_outbound((self.local.listen_port, self.local.admin_port))
+
+    def _launch_outbound(self, ports: tuple[int, int]) -> None:
+        self.outbound = launch_router(
             self.group,
-            "outbound",
-            bootstrap,
             self.run_dir,
-            self.local.startup_timeout,
-            concurrency=self.local.envoy_concurrency,
-            log_level=self.local.envoy_log_level,
-        )
-        wait_until(
-            lambda: self._served_version() == version,
-            APPLY_TIMEOUT_S,
-            "the outbound Envoy loaded its first routes",
-            self.outbound.child,
+            self.run_dir / "rds" / RDS_FILE,
+            self._endpoints,
+            ports,
+            self.local,
         )
 
     def close(self) -> None:
@@ -224,6 +253,7 @@ class LocalMesh:
             return
         self._closed = True
         _LIVE.discard(self)
+        self._watch.close()  # first, so that stopping the processes is not reported as faults
         self.group.stop_all()
         if self._own_run_dir and not self.keep_run_dir:
             shutil.rmtree(self.run_dir, ignore_errors=True)
@@ -260,21 +290,26 @@ class LocalMesh:
             fh.write(text)
         os.replace(tmp, directory / RDS_FILE)
 
-    def _route_dump(self) -> dict[str, Any] | None:
-        assert self.outbound is not None
-        dump = admin_json(self.outbound.admin_url, "/config_dump?resource=dynamic_route_configs")
-        configs = dump.get("configs") or []
-        return dict(configs[0]) if configs else None
-
     def _served_version(self) -> str | None:
-        entry = self._route_dump()
-        return str(entry.get("version_info")) if entry else None
+        assert self.outbound is not None
+        return served_version(self.outbound.admin_url)
 
     def apply(self, step: Step, manifests: Sequence[Manifest]) -> None:
-        """Route as ``manifests`` say; returns once Envoy serves them. All or nothing."""
+        """Route as ``manifests`` say; returns once Envoy serves them. All or nothing.
+
+        A forward step is refused while any component is faulty; a rollback step is applied
+        whatever else failed, restarting the outbound Envoy first if it died or hangs.
+        """
         if self.outbound is None or self._closed:
             raise MeshError("the local mesh is not running; call start() first")
-        self.check()
+        if step.kind == "rollback":
+            self._ensure_router()
+        else:
+            self.check()
+        self._apply_routes(step, manifests)
+
+    def _apply_routes(self, step: Step, manifests: Sequence[Manifest]) -> None:
+        assert self.outbound is not None
         admin = self.outbound.admin_url
         rejected_name = "http.outbound.rds.meshlab.update_rejected"
         rejected = counter(admin, rejected_name)
@@ -304,7 +339,7 @@ class LocalMesh:
         """The step Envoy serves now, read back from its admin endpoint."""
         if self.outbound is None or self._closed:
             return None
-        entry = self._route_dump()
+        entry = read_routes(self.outbound.admin_url)
         if entry is None:
             return None
         try:
@@ -316,9 +351,32 @@ class LocalMesh:
         return RoutingState(str(info["experiment"]), str(info["step"]), float(info["appliedAt"]))
 
     def rollback(self) -> None:
-        """All traffic to the baseline, no mirror."""
+        """All traffic to the baseline, no mirror; needs only the outbound Envoy (restarted if dead)."""
         step = rollback_step()
         self.apply(step, manifests(self.experiment, step))
+
+    def _ensure_router(self) -> None:
+        """Make sure the outbound Envoy answers; else restart it on its ports from its last routes."""
+        assert self.outbound is not None
+        if not take_down_failed_router(self.outbound, self._watch):
+            return
+        if self._router is not None:
+            self._watch.forget(self._router)
+        listen = self.outbound.listener_ports[OUTBOUND_LISTENER]
+        try:
+            self._launch_outbound((listen, urlsplit(self.outbound.admin_url).port or 0))
+        except MeshError as exc:
+            raise MeshError(
+                f"the outbound Envoy died and could not be restarted on 127.0.0.1:{listen}: {exc}"
+            ) from exc
+        self.router_restarts += 1
+        self._router = self._watch.watch(
+            "router", "outbound Envoy", self.outbound.child, self.outbound.admin_url + "/ready"
+        )
+
+    def faults(self) -> list[Fault]:
+        """Components that died or stopped answering since the start, oldest first."""
+        return self._watch.faults()
 
     # ---------------------------------------------------------------------------- telemetry
     @property
@@ -355,10 +413,13 @@ class LocalMesh:
         return self._tap.drain(settle) if self._tap is not None else []
 
     def check(self) -> None:
-        """MeshError if a child process died on its own."""
+        """MeshError if a child process died on its own or a component stopped answering."""
         dead = self.group.dead()
         if dead:
             raise MeshError(f"the local mesh lost a process: {dead[0].describe_exit()}")
+        faults = self.faults()
+        if faults:
+            raise MeshError(f"the local mesh has a fault: {faults[0].describe()}")
 
     def wait(self, timeout: float | None = None) -> str | None:
         """Block until a child dies (its description) or ``timeout`` passes (None)."""

@@ -101,6 +101,8 @@ def stop_child(child: Child, grace: float = 5.0) -> None:
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
         try:
             os.killpg(child.pid, sig)
+            if sig == signal.SIGTERM:  # a stopped (SIGSTOP) process acts on SIGTERM once continued
+                os.killpg(child.pid, signal.SIGCONT)
         except ProcessLookupError:
             break  # the whole group is gone already
         try:
@@ -112,6 +114,15 @@ def stop_child(child: Child, grace: float = 5.0) -> None:
             os.killpg(child.pid, signal.SIGKILL)
         break
     if child.popen.poll() is None:
+        child.popen.wait(timeout=5.0)
+
+
+def kill_now(child: Child) -> None:
+    """SIGKILL the child's process group and reap it (a hung or stopped child that holds ports)."""
+    child.stopped = True
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(child.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
         child.popen.wait(timeout=5.0)
 
 

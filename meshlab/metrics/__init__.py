@@ -2,8 +2,8 @@
 
 The controller builds a provider with :func:`from_experiment` and either wraps it with the load
 source in :class:`PrometheusLiveSamples` (the controller's ``LiveSamples`` shape), or calls
-``fetch()`` once per look through :func:`fetch_or_hold` (hold while Prometheus is unreachable,
-abort after the grace period) and feeds ``Window.samples`` to the statistics engine.
+``fetch()`` once per look through :func:`fetch_or_hold` (hold while Prometheus fails transiently,
+abort after the grace period; failures are classified once in :mod:`meshlab.metrics.outages`) and feeds ``Window.samples`` to the statistics engine.
 ``Window.approximation`` goes in the report. Analyse the pseudo-samples with
 :class:`BracketedComparison` (not the plain ``Comparison``): bucket placement alone can promote a
 slower candidate.
@@ -15,9 +15,11 @@ from meshlab.metrics.base import (
     MetricsProvider,
     MetricsUnavailableError,
     Outage,
+    OutageStatus,
     Window,
     empty_samples,
     fetch_or_hold,
+    source_label,
 )
 from meshlab.metrics.bracket import (
     DEFAULT_BUCKETS_MS,
@@ -27,6 +29,7 @@ from meshlab.metrics.bracket import (
 )
 from meshlab.metrics.histogram import APPROXIMATION, ArmWindow, Buckets
 from meshlab.metrics.live import PrometheusLiveSamples, TrafficSource, samples_to_rows
+from meshlab.metrics.outages import classify
 from meshlab.metrics.prometheus import PrometheusMetrics, Secret, load_token
 from meshlab.metrics.templates import (
     ENVOY,
@@ -54,6 +57,7 @@ __all__ = [
     "MetricsProvider",
     "MetricsUnavailableError",
     "Outage",
+    "OutageStatus",
     "PrometheusLiveSamples",
     "PrometheusMetrics",
     "QueryTemplate",
@@ -63,6 +67,7 @@ __all__ = [
     "TrafficSource",
     "Window",
     "arm_variables",
+    "classify",
     "empty_samples",
     "envoy_bucket_settings",
     "fetch_or_hold",
@@ -72,5 +77,6 @@ __all__ = [
     "load_token",
     "lower_bounds",
     "samples_to_rows",
+    "source_label",
     "template_set",
 ]

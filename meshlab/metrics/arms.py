@@ -83,6 +83,7 @@ def from_experiment(
         token_file=prom.token_file,
         verify_tls=prom.verify_tls,
         ca_file=queries.ca_file,
+        timeout=prom.query_timeout,
         mirrored_arm="candidate" if spec.strategy == "shadow" else None,
         clock=clock,
         environ=environ,

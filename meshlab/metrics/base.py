@@ -6,9 +6,14 @@ returns the requests each arm served since the previous call, as :class:`meshlab
 the statistics engine consumes directly, together with the statement of how they were approximated.
 An empty window means *no data*, which is never a pass.
 
-Unreachable backends raise :class:`~meshlab.errors.RetryableMetricsError`; the caller holds and
-retries, and :class:`Outage` (pure, injected clock) says when the grace period is over and the
-experiment must abort. :func:`fetch_or_hold` wires the two together.
+Outages are classified once, by the backend: a transient failure (connection refused, a timeout,
+a body cut off mid-way, HTTP 5xx/429) raises :class:`~meshlab.errors.RetryableMetricsError`; the
+caller holds and retries, and :class:`Outage` (pure, injected clock) says when the grace period is
+over and the experiment must abort. The grace clock starts when the first failed query *began*
+(not when it gave up), so a frozen backend cannot stretch it by its timeout. A failure that waiting
+cannot heal (HTTP 400 bad query, 401/403 token) raises
+:class:`~meshlab.errors.PermanentMetricsError` at once. :func:`fetch_or_hold` wires the two
+together; :class:`OutageStatus` is what a caller shows ("Prometheus unreachable since T").
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -88,39 +94,99 @@ class MetricsProvider(Protocol):
         ...
 
 
-class Outage:
-    """Hold-then-abort bookkeeping for an unreachable backend (pure; the clock is injected)."""
+@dataclass(frozen=True)
+class OutageStatus:
+    """An ongoing outage of a metrics source, as the controller reports it."""
 
-    def __init__(self, grace_period: float, clock: Clock = time.monotonic) -> None:
+    source: str  # "Prometheus at http://prometheus:9090"
+    since: float  # epoch seconds when the first failed query of this outage began
+    failures: int  # failed fetches so far
+    last_error: str  # one line, secrets redacted
+    grace_period: float
+
+    def describe(self) -> str:
+        """``Prometheus at http://... unreachable since 2026-11-30T12:03:04Z (3 failed looks; ...)``."""
+        at = datetime.fromtimestamp(self.since, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        looks = "look" if self.failures == 1 else "looks"
+        return (
+            f"{self.source} unreachable since {at} ({self.failures} failed {looks}; "
+            f"last: {self.last_error})"
+        )
+
+
+class Outage:
+    """Hold-then-abort bookkeeping for an unreachable backend (pure; the clocks are injected).
+
+    ``clock`` measures the grace period (monotonic); ``wall`` only dates the outage for people.
+    """
+
+    def __init__(
+        self, grace_period: float, clock: Clock = time.monotonic, wall: Clock = time.time
+    ) -> None:
         if grace_period <= 0:
             raise ValueError("grace_period must be > 0 seconds")
         self.grace_period = grace_period
         self._clock = clock
+        self._wall = wall
         self._since: float | None = None
+        self._since_epoch = 0.0
+        self.failures = 0
+        self.last_error = ""
+
+    def now(self) -> float:
+        """The grace clock's time (pass it to :meth:`failed` as the start of an attempt)."""
+        return self._clock()
 
     @property
     def since(self) -> float | None:
         """Clock time of the first failure of the current outage, or None when healthy."""
         return self._since
 
+    @property
+    def deadline(self) -> float | None:
+        """Clock time after which the current outage is over the grace period (None: healthy)."""
+        return None if self._since is None else self._since + self.grace_period
+
     def succeeded(self) -> None:
         """The backend answered: any outage is over."""
         self._since = None
+        self.failures = 0
+        self.last_error = ""
 
-    def failed(self) -> float:
-        """Record a failure; returns how long the outage has lasted (seconds)."""
+    def failed(self, began: float | None = None, error: str = "") -> float:
+        """Record a failed attempt that began at ``began`` (default: now); how long it has lasted."""
         now = self._clock()
         if self._since is None:
-            self._since = now
+            self._since = now if began is None else min(began, now)
+            self._since_epoch = self._wall() - (now - self._since)
+        self.failures += 1
+        self.last_error = error or self.last_error
         return now - self._since
 
     def expired(self) -> bool:
         """True once an outage has lasted longer than the grace period."""
         return self._since is not None and self._clock() - self._since > self.grace_period
 
+    def status(self, source: str) -> OutageStatus | None:
+        """The ongoing outage of ``source``, or None while it answers."""
+        if self._since is None:
+            return None
+        return OutageStatus(
+            source, self._since_epoch, self.failures, self.last_error, self.grace_period
+        )
+
 
 class MetricsUnavailableError(MetricsError):
     """The backend stayed unreachable for longer than the grace period: abort the experiment."""
+
+    def __init__(self, message: str, status: OutageStatus | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def source_label(provider: MetricsProvider) -> str:
+    """How messages name a provider: its ``label`` if it has one ("Prometheus at URL"), else name."""
+    return str(getattr(provider, "label", provider.name))
 
 
 def fetch_or_hold(provider: MetricsProvider, outage: Outage) -> Window | None:
@@ -129,14 +195,18 @@ def fetch_or_hold(provider: MetricsProvider, outage: Outage) -> Window | None:
     Raises MetricsUnavailableError (chained to the last failure) once the backend has been
     unreachable for longer than ``outage.grace_period``; permanent errors propagate at once.
     """
+    began = outage.now()
     try:
         window = provider.fetch()
     except RetryableMetricsError as exc:
-        lasted = outage.failed()
+        lasted = outage.failed(began, str(exc))
         if outage.expired():
+            status = outage.status(source_label(provider))
+            assert status is not None
             raise MetricsUnavailableError(
-                f"metrics backend {provider.name} unreachable for {lasted:.0f}s, longer than the "
-                f"grace period of {outage.grace_period:g}s; aborting ({exc})"
+                f"{status.describe()}; unreachable for {lasted:.0f}s, longer than the grace period of "
+                f"{outage.grace_period:g}s; aborting",
+                status,
             ) from exc
         return None
     outage.succeeded()

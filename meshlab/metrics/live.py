@@ -4,9 +4,16 @@
 (``poll``/``finished``/``stop``) so the controller runs unchanged with ``metrics.source:
 prometheus``: the load generator still drives the traffic (its own rows are drained and only
 counted), and every ``interval`` seconds one :func:`~meshlab.metrics.base.fetch_or_hold` turns what
-Prometheus saw into pseudo-samples. While Prometheus is unreachable it returns nothing (hold); after
-the grace period it raises :class:`~meshlab.metrics.base.MetricsUnavailableError` (abort).
-After the load ends it keeps polling for ``settle`` seconds, long enough for the last scrape.
+Prometheus saw into pseudo-samples. While Prometheus is unreachable it returns nothing (hold) and
+:attr:`PrometheusLiveSamples.outage_status` says since when (an :class:`~meshlab.metrics.base.OutageStatus`);
+after the grace period it raises :class:`~meshlab.metrics.base.MetricsUnavailableError` (abort).
+During an outage the next query is timed to run right when the grace period ends, so the abort
+comes at most one query timeout after it, whatever ``interval`` is. After the load ends it keeps
+polling for ``settle`` seconds, long enough for the last scrape.
+
+Once the routes are back on the baseline the controller calls :meth:`after_rollback`: from then on
+``poll`` never raises (the drain that times the last candidate request must not turn a confirmed
+rollback into a failure) and, while Prometheus is down, does not even query it.
 """
 
 from __future__ import annotations
@@ -16,8 +23,19 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from meshlab.metrics.base import Clock, MetricsProvider, Outage, fetch_or_hold
+from meshlab.errors import MeshlabError
+from meshlab.metrics.base import (
+    Clock,
+    MetricsProvider,
+    Outage,
+    OutageStatus,
+    fetch_or_hold,
+    source_label,
+)
 from meshlab.samples import ARMS, Sample, Samples
+
+# Run the deciding query just past the end of the grace period (Outage.expired is strict).
+_PAST_DEADLINE_S = 0.01
 
 
 class TrafficSource(Protocol):
@@ -77,8 +95,36 @@ class PrometheusLiveSamples:
         self.approximation = ""
         self.fetches = 0
         self.holds = 0
+        self._quiet = False
+        self.errors_after_rollback: list[str] = []  # failures poll() swallowed after rollback
+
+    @property
+    def outage_status(self) -> OutageStatus | None:
+        """The ongoing outage of the metrics source ("Prometheus at ... unreachable since T")."""
+        return self.outage.status(source_label(self.provider))
+
+    def after_rollback(self) -> None:
+        """The routes are on the baseline: from now on ``poll`` never raises, and while the source
+        is down it is not queried (and ``finished`` turns True, so a drain loop ends at once)."""
+        self._quiet = True
+        if self.outage.since is not None:
+            self._done = True
 
     def poll(self, timeout: float) -> list[Sample]:
+        if not self._quiet:
+            return self._poll(timeout)
+        try:
+            if self.outage.since is not None:  # down: nothing to learn, nothing to wait for
+                self._done = True
+                self.load_rows += len(self.load.poll(0.0))
+                return []
+            return self._poll(timeout)
+        except MeshlabError as exc:
+            self.errors_after_rollback.append(str(exc))
+            self._done = True
+            return []
+
+    def _poll(self, timeout: float) -> list[Sample]:
         self.load_rows += len(self.load.poll(0.0))
         now = self._clock()
         if self._load_ended_at is None and self.load.finished:
@@ -92,6 +138,9 @@ class PrometheusLiveSamples:
         window = fetch_or_hold(self.provider, self.outage)
         if window is None:
             self.holds += 1
+            deadline = self.outage.deadline
+            if deadline is not None:  # query again right when the grace period ends
+                self._next = min(self._next, max(now, deadline + _PAST_DEADLINE_S))
             return []
         self.fetches += 1
         if window.approximation:

@@ -6,6 +6,11 @@ per-series increases (a decrease = the process restarted) into pseudo-samples wi
 :mod:`meshlab.metrics.histogram`. Keeping the last value of vanished series means a series that
 goes stale during a failed scrape and comes back is not counted twice.
 
+Failures are classified once by :func:`meshlab.metrics.outages.classify` (transient: hold;
+permanent: error at once). One look's queries share one deadline, ``timeout`` seconds from the
+look's start (``spec.metrics.prometheus.queryTimeout``), and the first transient failure ends the
+look, so a frozen Prometheus costs one timeout per look, never one per query.
+
 Secrets: the bearer token is read from an environment variable or a file (re-read on every query,
 so rotated Kubernetes tokens keep working), wrapped in :class:`Secret`, sent only as the
 ``Authorization`` header, and never appears in reprs, logs or error messages. Credentials embedded
@@ -28,9 +33,10 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from prometheus_api_client.prometheus_connect import PrometheusConnect
 from urllib3.util.retry import Retry
 
-from meshlab.errors import ConfigError, PermanentMetricsError, RetryableMetricsError
+from meshlab.errors import ConfigError, MetricsError, RetryableMetricsError
 from meshlab.metrics.base import ArmTotals, Clock, Window, empty_samples
 from meshlab.metrics.histogram import ArmWindow, Buckets, counter_delta, describe, window_columns
+from meshlab.metrics.outages import classify
 from meshlab.metrics.templates import TemplateSet
 from meshlab.samples import ARMS, Samples
 
@@ -96,16 +102,6 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
-def _status_of(exc: PrometheusApiClientException) -> int | None:
-    text = str(exc)
-    prefix = "HTTP Status Code "
-    if text.startswith(prefix):
-        digits = text[len(prefix) :].split(" ", 1)[0]
-        if digits.isdigit():
-            return int(digits)
-    return None
-
-
 class PrometheusMetrics:
     """A :class:`~meshlab.metrics.base.MetricsProvider` reading one experiment from Prometheus.
 
@@ -130,8 +126,11 @@ class PrometheusMetrics:
     ) -> None:
         if set(arms) != set(ARMS):
             raise ConfigError(f"arms must be exactly {', '.join(ARMS)} (got {', '.join(arms)})")
+        if not (timeout > 0 and math.isfinite(timeout)):
+            raise ConfigError("spec.metrics.prometheus.queryTimeout: must be above 0 (e.g. '5s')")
         self.name = f"prometheus({templates.name})"
         self.url = url.rstrip("/")
+        self.label = f"Prometheus at {redact_url(self.url)}"  # how messages name this source
         self.templates = templates
         self._queries = {arm: templates.render(values) for arm, values in arms.items()}
         self._token_env, self._token_file, self._environ = token_env, token_file, environ
@@ -139,6 +138,7 @@ class PrometheusMetrics:
         self._mirrored_arm = mirrored_arm
         self._clock = clock
         self._timeout = timeout
+        self.query_timeout = timeout  # seconds for one look's queries together
         session = requests.Session()
         session.verify = ca_file if (verify_tls and ca_file) else verify_tls
         self._client = PrometheusConnect(
@@ -155,6 +155,7 @@ class PrometheusMetrics:
         self._carried: dict[str, dict[int, int]] = {}
         self._bounds: tuple[float, ...] | None = None
         self._seq = 0
+        self._answered = False  # a query has succeeded: an unreadable body now means "cut off"
 
     def __repr__(self) -> str:
         return f"PrometheusMetrics(url={redact_url(self.url)!r}, templates={self.templates.name!r})"
@@ -178,49 +179,57 @@ class PrometheusMetrics:
         token = load_token(self._token_env, self._token_file, self._environ)
         return {"Authorization": f"Bearer {token.reveal()}"} if token else {}
 
-    def _query(self, what: str, query: str, at: float) -> list[dict[str, Any]]:
-        self._client.headers = self._headers()
+    def _query(self, what: str, query: str, at: float, deadline: float) -> list[dict[str, Any]]:
+        """One instant query; a failure leaves as one classified MetricsError.
+
+        Raised outside the ``except`` block, so no cause is chained: the requests exception may
+        carry the request's Authorization header.
+        """
         where = redact_url(self.url)
-        try:
-            result = self._client.custom_query(query, params={"time": f"{at:.3f}"})
-        except requests.exceptions.SSLError:
-            raise PermanentMetricsError(
-                f"Prometheus at {where}: TLS verification failed; give the server's CA "
-                "(ca_file) or, only for a test server, set spec.metrics.prometheus.verifyTls: false"
-            ) from None
-        except (requests.ConnectionError, requests.Timeout) as exc:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
             raise RetryableMetricsError(
-                f"Prometheus at {where} unreachable ({type(exc).__name__}) running the {what} "
-                "query; holding until it answers"
-            ) from None
-        except PrometheusApiClientException as exc:
-            status = _status_of(exc)
-            if status is not None and (status >= 500 or status == 429):
-                raise RetryableMetricsError(
-                    f"Prometheus at {where} answered HTTP {status} to the {what} query; holding"
-                ) from None
-            hint = (
-                "check the bearer token (spec.metrics.prometheus.tokenEnv/tokenFile)"
-                if status in (401, 403)
-                else "the query was rejected; check the template variables"
+                f"Prometheus at {where} did not answer this look's queries within the query "
+                f"timeout ({self._timeout:g}s, spec.metrics.prometheus.queryTimeout); holding"
             )
-            raise PermanentMetricsError(
-                f"Prometheus at {where} answered HTTP {status} to the {what} query: {hint}"
-            ) from None
-        except requests.RequestException as exc:
-            raise PermanentMetricsError(
-                f"Prometheus at {where}: {type(exc).__name__} running the {what} query"
-            ) from None
+        self._client.headers = self._headers()
+        error: MetricsError | None = None
+        try:
+            result = self._client.custom_query(
+                query,
+                params={"time": f"{at:.3f}"},
+                timeout=remaining,  # type: ignore[arg-type]  # requests accepts float seconds
+            )
+            if not isinstance(result, list):
+                raise TypeError("result is not a list")
+        except (
+            requests.RequestException,
+            PrometheusApiClientException,
+            ValueError,
+            KeyError,
+            TypeError,
+            IndexError,
+        ) as exc:
+            error = classify(exc, where, what, self._timeout, self._answered)
         finally:
             self._client.headers = {}
-        if not isinstance(result, list):
-            raise PermanentMetricsError(f"Prometheus at {where}: unexpected {what} response shape")
-        return result
+        if error is not None:
+            raise error
+        self._answered = True
+        return list(result)
+
+    def check(self) -> None:
+        """Run one trivial query: None if Prometheus answers, else the classified error.
+
+        Use it before a run instead of :meth:`online` to tell the user *why* (a 401 says "check
+        the token", a refused connection says unreachable).
+        """
+        self._query("health", "vector(1)", self._clock(), time.monotonic() + self._timeout)
 
     def online(self) -> bool:
         try:
-            self._query("health", "vector(1)", self._clock())
-        except (RetryableMetricsError, PermanentMetricsError, ConfigError):
+            self.check()
+        except (MetricsError, ConfigError):
             return False
         return True
 
@@ -268,8 +277,12 @@ class PrometheusMetrics:
     def fetch(self) -> Window:
         """Pseudo-samples of the requests each arm served since the previous call."""
         at = self._clock()
+        deadline = time.monotonic() + self._timeout  # the whole look, not each query
         raw = {
-            arm: (self._query(f"{arm} requests", q[0], at), self._query(f"{arm} latency", q[1], at))
+            arm: (
+                self._query(f"{arm} requests", q[0], at, deadline),
+                self._query(f"{arm} latency", q[1], at, deadline),
+            )
             for arm, q in self._queries.items()
         }
         windows = {arm: self._arm_window(arm, *series) for arm, series in raw.items()}

@@ -117,15 +117,27 @@ class TemplateSet:
     requests: QueryTemplate
     latency: QueryTemplate
     status_label: str  # label carrying the HTTP status code on the requests series
-    errors: QueryTemplate  # the requests counter, error statuses only ($ok_statuses)
+    # The requests counter, error statuses only ($ok_statuses). Default: the requests selector
+    # with ``<status_label>!~"$ok_statuses"`` added.
+    errors: QueryTemplate | None = None
 
     def __post_init__(self) -> None:
         if not _IDENT.match(self.status_label):
             raise TemplateError(f"template set {self.name!r}: bad label name {self.status_label!r}")
+        if self.errors is None:
+            text = self.requests.text.rstrip()
+            if not text.endswith("}"):
+                raise TemplateError(
+                    f"template set {self.name!r}: the requests query must end with its selector "
+                    "'{...}' to derive the errors query; give 'errors' explicitly"
+                )
+            derived = f'{text[:-1]}, {self.status_label}!~"${OK_STATUSES}"}}'
+            object.__setattr__(self, "errors", QueryTemplate(f"{self.name}.errors", derived))
         if self.requests.variables != self.latency.variables:
             raise TemplateError(
                 f"template set {self.name!r}: requests and latency must use the same variables"
             )
+        assert self.errors is not None
         if self.errors.variables != self.requests.variables | {OK_STATUSES}:
             raise TemplateError(
                 f"template set {self.name!r}: the errors query must use the requests query's "
@@ -142,6 +154,7 @@ class TemplateSet:
 
     def render_errors(self, values: Mapping[str, str], expected: Collection[int] = ()) -> str:
         """The errors query for one arm, given the analysis' expected statuses."""
+        assert self.errors is not None  # set in __post_init__
         return self.errors.render({**values, OK_STATUSES: ok_status_regex(expected)})
 
 
@@ -162,12 +175,6 @@ ISTIO = TemplateSet(
         + 'destination_version="$arm"}',
     ),
     status_label="response_code",
-    errors=QueryTemplate(
-        "istio.errors",
-        "istio_requests_total{"
-        + _ISTIO_SELECTOR
-        + 'destination_version="$arm", response_code!~"$ok_statuses"}',
-    ),
 )
 
 ISTIO_WORKLOAD = TemplateSet(
@@ -183,12 +190,6 @@ ISTIO_WORKLOAD = TemplateSet(
         + 'destination_workload="$arm"}',
     ),
     status_label="response_code",
-    errors=QueryTemplate(
-        "istio-workload.errors",
-        "istio_requests_total{"
-        + _ISTIO_SELECTOR
-        + 'destination_workload="$arm", response_code!~"$ok_statuses"}',
-    ),
 )
 
 ENVOY = TemplateSet(
@@ -200,10 +201,6 @@ ENVOY = TemplateSet(
         "envoy.latency", 'envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name="$arm"}'
     ),
     status_label="envoy_response_code",
-    errors=QueryTemplate(
-        "envoy.errors",
-        'envoy_cluster_upstream_rq{envoy_cluster_name="$arm", envoy_response_code!~"$ok_statuses"}',
-    ),
 )
 
 TEMPLATE_SETS: Mapping[str, TemplateSet] = {t.name: t for t in (ISTIO, ISTIO_WORKLOAD, ENVOY)}

@@ -1,17 +1,32 @@
 """The ``target``, ``metrics`` and ``notifications`` sections: where the experiment runs and reports.
 
-``target.kind`` picks the mesh backend (``local`` Envoy, or ``kubernetes``); ``metrics.source`` picks
-where telemetry comes from (raw ``samples`` from the load generator, or ``prometheus``).
+``target.kind`` picks the mesh backend (``local`` Envoy, or ``kubernetes``); ``target.routing`` the
+routing API meshlab writes (``istio`` VirtualService, or ``gateway-api`` HTTPRoute); ``metrics.source``
+picks where telemetry comes from (raw ``samples`` from the load generator, or ``prometheus``). The
+names a field accepts are those of :mod:`meshlab.registry`.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
+from meshlab.registry import ROUTING, Registry
 from meshlab.spec.base import Duration, Host, StrictModel
 from meshlab.spec.metrics import CollectorSpec, PrometheusQueries
+
+
+def _registered(registry: Registry) -> AfterValidator:
+    def check(name: str) -> str:
+        if name not in registry.entries:
+            raise ValueError(registry.unknown(name))
+        return name
+
+    return AfterValidator(check)
+
+
+RoutingApi = Annotated[str, _registered(ROUTING)]
 
 
 class Target(StrictModel):
@@ -22,10 +37,14 @@ class Target(StrictModel):
     pod (``KUBERNETES_SERVICE_HOST`` set), else the default kubeconfig (``$KUBECONFIG`` or
     ``~/.kube/config``) and its current context. ``adoptVirtualService`` names an existing, user-owned
     VirtualService whose routes meshlab prepends its own named routes to (and restores on rollback)
-    instead of creating ``meshlab-<experiment>``.
+    instead of creating ``meshlab-<experiment>``. ``routing`` is the API of the routes meshlab
+    writes: ``istio`` (VirtualService + DestinationRule) or ``gateway-api`` (an HTTPRoute whose
+    parent is the Service, the GAMMA profile, with one backend Service per version); the local mesh
+    routes either the same way.
     """
 
     kind: Literal["local", "kubernetes"] = "local"
+    routing: RoutingApi = "istio"
     kubeconfig: str | None = None
     context: str | None = None
     field_manager: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[ -~]+$")] = (
@@ -43,8 +62,11 @@ class Prometheus(StrictModel):
     token_env: str | None = None
     token_file: str | None = None
     verify_tls: bool = True
-    grace_period: Duration = 60.0
+    grace_period: Duration = 60.0  # hold this long while Prometheus fails transiently, then abort
     interval: Duration = 5.0
+    # One look's queries (two per arm) must all answer within this; a frozen Prometheus then
+    # delays the abort by at most one queryTimeout past the grace period.
+    query_timeout: Duration = 5.0
     queries: PrometheusQueries = PrometheusQueries()
 
 

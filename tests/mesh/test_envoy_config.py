@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
 
 from meshlab.errors import MeshError
-from meshlab.manifests import ARM_HEADER, all_steps, manifests, plan, promoted, rollback
+from meshlab.manifests import (
+    ARM_HEADER,
+    all_steps,
+    manifests,
+    plan,
+    promoted,
+    render_step,
+    rollback,
+)
 from meshlab.mesh.envoy_bootstrap import inbound_bootstrap, outbound_bootstrap
 from meshlab.mesh.envoy_config import (
     cluster_name,
@@ -18,8 +27,16 @@ from meshlab.mesh.envoy_config import (
     route_configuration,
     route_match,
 )
-from meshlab.spec import Experiment, load_experiment
-from tests.conftest import EXAMPLE
+from meshlab.mesh.envoy_httproute import (
+    duration_seconds,
+    literal_prefix,
+    step_route_configuration,
+    step_subsets,
+)
+from meshlab.mesh.envoy_httproute import route_match as httproute_match
+from meshlab.spec import Experiment, Shadow, load_experiment
+from tests.conftest import EXAMPLE, REPO
+from tests.support.envoy_routes import same_decisions
 
 V1 = "outbound|8080|v1|fraud-model"
 V2 = "outbound|8080|v2|fraud-model"
@@ -233,3 +250,130 @@ def test_bootstraps_use_loopback_rds_with_watched_directory_and_tap(tmp_path: An
     assert hcm["http_filters"][0]["name"] == "envoy.filters.http.tap"
     routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
     assert [r["route"]["cluster"] for r in routes] == ["inbound|8080|mirror|", "inbound|8080||"]
+
+
+# ------------------------------------------------------------- the Gateway API (HTTPRoute) path
+GATEWAY_EXAMPLES = REPO / "istio_manifests" / "examples" / "gateway-api"
+
+
+def _versions(exp: Experiment) -> dict[str, dict[str, str]]:
+    return {v.subset: dict(v.labels) for v in (exp.spec.baseline, exp.spec.candidate)}
+
+
+def _both(exp: Experiment, step: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    host, versions = exp.spec.service.host, _versions(exp)
+    return (
+        step_route_configuration(render_step(exp, step, "istio"), host, versions),
+        step_route_configuration(render_step(exp, step, "gateway-api"), host, versions),
+    )
+
+
+GATEWAY_SPECS = sorted(GATEWAY_EXAMPLES.glob("*.experiment.yaml"))
+
+
+@pytest.mark.parametrize("path", GATEWAY_SPECS, ids=[p.name for p in GATEWAY_SPECS])
+def test_both_routing_apis_translate_to_identical_envoy_routes(path: Any) -> None:
+    exp = load_experiment(path)
+    for step in all_steps(exp):
+        istio, gateway = _both(exp, step)
+        assert gateway == istio, step.name
+        assert json.dumps(gateway, sort_keys=True) == json.dumps(istio, sort_keys=True)
+
+
+def test_identical_for_the_reference_spec_under_every_strategy_and_with_fractions() -> None:
+    base = _experiment()
+    service = base.spec.service.model_copy(update={"retries": None, "gateways": None})
+    for strategy in ("canary", "shadow", "abtest", "bluegreen"):
+        spec = base.spec.model_copy(
+            update={
+                "strategy": strategy,
+                "service": service,
+                "shadow": Shadow(mirror_percent=33.3333),
+            }
+        )
+        exp = base.model_copy(update={"spec": spec})
+        for step in all_steps(exp):
+            istio, gateway = _both(exp, step)
+            assert gateway == istio, (strategy, step.name)
+
+
+def test_literal_prefix_reads_back_only_escaped_literals() -> None:
+    assert literal_prefix("lab-.*") == "lab-"
+    assert literal_prefix(r"/v2/a\.b\(c\).*") == "/v2/a.b(c)"
+    assert literal_prefix("lab-") is None
+    assert literal_prefix("la.b.*") is None  # unescaped '.' is a wildcard
+    assert literal_prefix(r"\d+.*") is None
+    assert literal_prefix("a\\.*") is None  # the '.*' is escaped: a literal '.' then '*'
+
+
+def test_gateway_path_matches_follow_istio_gateway_semantics() -> None:
+    assert httproute_match({"path": {"type": "PathPrefix", "value": "/v2/"}}, "m") == {
+        "path_separated_prefix": "/v2"
+    }
+    assert httproute_match({"path": {"type": "PathPrefix", "value": "/"}}, "m") == {"prefix": "/"}
+    assert httproute_match({"path": {"type": "Exact", "value": "/a"}}, "m") == {"path": "/a"}
+    assert httproute_match(
+        {
+            "path": {"type": "RegularExpression", "value": "/v[12]/.*"},
+            "headers": [{"type": "RegularExpression", "name": "a", "value": "x+"}],
+        },
+        "m",
+    ) == {
+        "safe_regex": {"regex": "/v[12]/.*"},
+        "headers": [{"name": "a", "string_match": {"safe_regex": {"regex": "x+"}}}],
+    }
+    assert duration_seconds("1m30s250ms", "t") == 90.25
+    with pytest.raises(MeshError, match="not a Gateway API duration"):
+        duration_seconds("1.5s", "t")
+
+
+def test_unsupported_httproute_fields_and_unknown_backends_are_errors() -> None:
+    exp = load_experiment(GATEWAY_EXAMPLES / "canary.experiment.yaml")
+    docs = render_step(exp, plan(exp)[0])
+    host, versions = exp.spec.service.host, _versions(exp)
+    route = copy.deepcopy(docs[-1])
+    route["spec"]["rules"][0]["filters"] = [{"type": "URLRewrite", "urlRewrite": {}}]
+    with pytest.raises(MeshError, match=r"spec.rules\[0\].filters\[0\].type: 'URLRewrite'"):
+        step_route_configuration([*docs[:-1], route], host, versions)
+    route = copy.deepcopy(docs[-1])
+    route["spec"]["rules"][0]["backendRefs"][1]["name"] = "elsewhere"
+    with pytest.raises(MeshError, match=r"backendRefs\[1\].name: 'elsewhere'"):
+        step_route_configuration([*docs[:-1], route], host, versions)
+    route = copy.deepcopy(docs[-1])
+    route["spec"]["rules"][0]["matches"] = [{"queryParams": [{"name": "a", "value": "b"}]}]
+    with pytest.raises(MeshError, match=r"matches\[0\].queryParams: not supported"):
+        step_route_configuration([*docs[:-1], route], host, versions)
+    service = copy.deepcopy(docs[0])
+    service["spec"]["selector"] = {"app": "fraud-model"}  # no version label: selects no version
+    with pytest.raises(MeshError, match="picks 0 versions"):
+        step_route_configuration([service, docs[1], docs[2]], host, versions)
+    assert step_subsets(docs, versions) == ["v1", "v2"]
+
+
+def test_precedence_not_rule_order_decides_like_istio() -> None:
+    """A regex-path rule listed before a catch-all with the default PathPrefix / is outranked by it
+    in Istio; the translation shows it (which is why meshlab's catch-all then matches by regex)."""
+    exp = load_experiment(GATEWAY_EXAMPLES / "abtest.experiment.yaml")
+    docs = render_step(exp, plan(exp)[0])
+    host, versions = exp.spec.service.host, _versions(exp)
+    names = [r["name"] for r in _routes(step_route_configuration(docs, host, versions))]
+    assert names == [
+        "meshlab-fraud-abtest-match-0",
+        "meshlab-fraud-abtest-match-1",
+        "meshlab-fraud-abtest",
+    ]
+    route = copy.deepcopy(docs[-1])
+    del route["spec"]["rules"][-1]["matches"]  # the catch-all as the API would default it
+    config = step_route_configuration([*docs[:-1], route], host, versions)
+    names = [r["name"] for r in _routes(config)]
+    assert names == [
+        "meshlab-fraud-abtest-match-0",
+        "meshlab-fraud-abtest",
+        "meshlab-fraud-abtest-match-1",
+    ]
+    istio = step_route_configuration(render_step(exp, plan(exp)[0], "istio"), host, versions)
+    assert not same_decisions(config, istio)
+    swapped = copy.deepcopy(docs[-1])
+    rules = swapped["spec"]["rules"]
+    rules[0], rules[1] = rules[1], rules[0]  # header-matched rules: only their order changes
+    assert same_decisions(step_route_configuration([*docs[:-1], swapped], host, versions), istio)

@@ -164,6 +164,7 @@ def test_a_step_change_under_load_loses_no_request(canary_mesh: LocalMesh) -> No
         sender.join(timeout=30)
     results = [r for r in client.results if r.request_id.startswith("live-")]
     assert len(results) > 50
+    assert canary_mesh.faults() == []  # busy is not dead: the probes saw every process answer
     assert Counter(r.status for r in results) == {200: len(results)}
     assert {r.arm for r in results} == {"baseline", "candidate"}
     print(
