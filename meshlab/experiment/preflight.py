@@ -39,7 +39,8 @@ from pathlib import Path
 
 from meshlab.errors import ConfigError, MeshError
 from meshlab.load.config import LocustConfig
-from meshlab.load.payloads import build_bodies, make_extractor, read_rows
+from meshlab.load.inputs import encoded_bodies
+from meshlab.load.payloads import make_extractor
 from meshlab.mesh import MeshBackend
 from meshlab.report.record import write_atomic
 from meshlab.report.result import PREFLIGHT, ProbeAnswer, preflight_to_json
@@ -155,20 +156,7 @@ def check_before_routing(
     wants_prediction = any(
         m.type == "prediction-divergence" for m in experiment.spec.analysis.metrics
     )
-    if config.payloads is None:
-        raise ConfigError("spec.load.payloads: required to send load; give a .jsonl or .csv file")
-    template = None
-    if config.template is not None:
-        template = json.loads(Path(config.template).read_text(encoding="utf-8"))
-    rows = read_rows(config.payloads)[:payloads]
-    bodies = build_bodies(
-        rows,
-        config.protocol,
-        model=config.model,
-        input_name=config.input_name,
-        template=template,
-        source=config.payloads,
-    )
+    bodies = encoded_bodies(config)[:payloads]  # the load's own bodies, checked the same way
     extract = make_extractor(config.extractor, cache_size=0)
     headers = {
         "content-type": "application/json",
