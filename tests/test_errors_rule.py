@@ -100,3 +100,28 @@ def test_the_regex_matches_exactly_the_non_errors() -> None:
         pattern = re.compile(f"^(?:{ok_status_regex(expected)})$")
         for code in [0, *range(100, 600)]:
             assert (pattern.match(str(code)) is None) is is_error_status(code, expected), code
+
+
+def test_a_requests_query_without_a_final_selector_needs_an_explicit_errors_query() -> None:
+    import pytest as _pytest
+
+    from meshlab.metrics.templates import QueryTemplate, TemplateError, TemplateSet
+
+    odd = TemplateSet(
+        "odd",
+        QueryTemplate("r", "sum by (code) (rate(x{c=$arm}[1m]))"),
+        QueryTemplate("l", "sum by (le) (rate(y{c=$arm}[1m]))"),
+        "code",
+    )
+    with _pytest.raises(TemplateError, match="give 'errors' explicitly"):
+        odd.render_errors({"arm": "a"})
+    explicit = TemplateSet(
+        "explicit",
+        QueryTemplate("r", "sum by (code) (rate(x{c=$arm}[1m]))"),
+        QueryTemplate("l", "sum by (le) (rate(y{c=$arm}[1m]))"),
+        "code",
+        QueryTemplate("e", 'sum(rate(x{c="$arm", code!~"$ok_statuses"}[1m]))'),
+    )
+    assert explicit.render_errors({"arm": "a"}, [404]) == (
+        'sum(rate(x{c="a", code!~"2..|3..|404"}[1m]))'
+    )

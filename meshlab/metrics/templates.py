@@ -124,21 +124,17 @@ class TemplateSet:
     def __post_init__(self) -> None:
         if not _IDENT.match(self.status_label):
             raise TemplateError(f"template set {self.name!r}: bad label name {self.status_label!r}")
-        if self.errors is None:
-            text = self.requests.text.rstrip()
-            if not text.endswith("}"):
-                raise TemplateError(
-                    f"template set {self.name!r}: the requests query must end with its selector "
-                    "'{...}' to derive the errors query; give 'errors' explicitly"
-                )
+        text = self.requests.text.rstrip()
+        if self.errors is None and text.endswith("}"):  # else render_errors says to give one
             derived = f'{text[:-1]}, {self.status_label}!~"${OK_STATUSES}"}}'
             object.__setattr__(self, "errors", QueryTemplate(f"{self.name}.errors", derived))
         if self.requests.variables != self.latency.variables:
             raise TemplateError(
                 f"template set {self.name!r}: requests and latency must use the same variables"
             )
-        assert self.errors is not None
-        if self.errors.variables != self.requests.variables | {OK_STATUSES}:
+        if self.errors is not None and self.errors.variables != self.requests.variables | {
+            OK_STATUSES
+        }:
             raise TemplateError(
                 f"template set {self.name!r}: the errors query must use the requests query's "
                 f"variables and ${OK_STATUSES}"
@@ -154,7 +150,11 @@ class TemplateSet:
 
     def render_errors(self, values: Mapping[str, str], expected: Collection[int] = ()) -> str:
         """The errors query for one arm, given the analysis' expected statuses."""
-        assert self.errors is not None  # set in __post_init__
+        if self.errors is None:
+            raise TemplateError(
+                f"template set {self.name!r}: its requests query does not end with a selector "
+                "'{...}' an errors query could be derived from; give 'errors' explicitly"
+            )
         return self.errors.render({**values, OK_STATUSES: ok_status_regex(expected)})
 
 
