@@ -174,7 +174,9 @@ class Comparison:
             for a in (0, 1):
                 self._raw[a].append(batch.latency_ms[use][arm == a])
         self._n += np.bincount(arm, minlength=2)
-        self._errors += np.bincount(arm[batch.is_error[use]], minlength=2)
+        self._errors += np.bincount(
+            arm[batch.errors(self.analysis.expected_statuses)[use]], minlength=2
+        )
         for m in self._divergence:
             if self.mode == "canary":
                 self._categories[m.name].add(batch.arm[use], batch.prediction[use])
