@@ -147,14 +147,15 @@ def order_index_upper(
 
 
 def _local_grid(successes: FloatArray, n: FloatArray, points: int) -> FloatArray:
-    """Rates 0 and 1 plus a grid dense around the empirical rate (in standard errors), (..., G)."""
+    """Multiples of 1/32 plus a grid dense around the empirical rate (in standard errors), (..., G)."""
     t = np.maximum(n, 1.0)
     rate = successes / t
     se = np.sqrt(np.maximum(rate * (1.0 - rate), 1.0 / t) / t)
     tails = np.array([9.0, 10.0, 12.0, 15.0, 20.0, 30.0, 50.0, 100.0, 200.0, 500.0])
     z = np.concatenate((-tails[::-1], np.linspace(-_DENSE, _DENSE, points), tails))
     inner = np.clip(rate[..., None] + se[..., None] * z, 0.0, 1.0)
-    ends = np.broadcast_to(np.array([0.0, 1.0]), (*rate.shape, 2))
+    # Fixed points 1/32 apart keep every cell narrow when the tails are far apart (small n).
+    ends = np.broadcast_to(np.linspace(0.0, 1.0, 33), (*rate.shape, 33))
     return np.sort(np.concatenate((ends, inner), axis=-1), axis=-1)
 
 

@@ -217,6 +217,7 @@ def _timeline(
     over after ``minSamples`` requests each.
     """
     warnings: list[str] = []
+    slow: list[str] = []  # per step and metric; reported only when the experiment runs late
     elapsed = {"median": 0.0, "p90": 0.0}
     progress = {"median": 0.0, "p90": 0.0}  # share of the evidence a promote needs, so far
     done: dict[str, float | None] = {"median": None, "p90": None}
@@ -239,13 +240,15 @@ def _timeline(
                 progress[key] += limits.max_duration / full if math.isfinite(full) else 0.0
         for mp in step.metrics:
             if mp.promote.p90_seconds > limits.max_duration and step.analysed:
-                warnings.append(
+                slow.append(
                     f"step {step.label}: metric {mp.name} needs {_dur(mp.promote.p90_seconds)} "
                     f"(p90) to show it is within its {100 * mp.tolerance:g}% tolerance, longer "
                     f"than limits.maxDuration {_dur(limits.max_duration)}"
                 )
     median = done["median"] if done["median"] is not None else math.inf
     p90 = done["p90"] if done["p90"] is not None else math.inf
+    if math.isinf(p90) or p90 > limits.experiment_max_duration:
+        warnings += slow
     if math.isinf(median):
         warnings.append(
             "the experiment is likely to end undecided: no step's maxDuration "
