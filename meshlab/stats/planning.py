@@ -79,6 +79,7 @@ class MetricPlan:
 @dataclass(frozen=True)
 class StepPlan:
     label: str
+    mode: str  # a new mode starts a new comparison (shadow, then canary)
     analysed: bool
     rps: float  # requests per second the comparison gets (pairs per second in shadow)
     candidate_rps: float
@@ -175,7 +176,7 @@ def plan(
     for step in steps:
         rate = rps * (step.pairs_share if step.mode == "shadow" else 1.0)
         if not step.analysed:
-            out.append(StepPlan(step.label, False, rate, rps * step.candidate_share, (), None,
+            out.append(StepPlan(step.label, step.mode, False, rate, rps * step.candidate_share, (), None,
                                 "", step.note))  # fmt: skip
             continue
         per_metric = []
@@ -196,7 +197,7 @@ def plan(
         joint = _setup(metrics, share, analysis.beta, step, world)
         promote = _estimate(joint, reps, rng, rate, "promote")
         binds = max(per_metric, key=lambda p: (p.promote.median_requests, p.promote.p90_requests))
-        out.append(StepPlan(step.label, True, rate, rps * step.candidate_share,
+        out.append(StepPlan(step.label, step.mode, True, rate, rps * step.candidate_share,
                             tuple(per_metric), promote, binds.name, step.note))  # fmt: skip
     return _timeline(out, limits, rps, analysis, reps, world)
 
@@ -222,8 +223,13 @@ def _timeline(
     progress = {"median": 0.0, "p90": 0.0}  # share of the evidence a promote needs, so far
     done: dict[str, float | None] = {"median": None, "p90": None}
     landed = "none"
+    phase = steps[0].mode if steps else ""
     for step in steps:
         soak = limits.min_samples / max(step.rps, 1e-9)
+        if step.mode != phase:  # the controller starts a fresh comparison for the new phase
+            phase = step.mode
+            progress = {"median": 0.0, "p90": 0.0}
+            done = {"median": None, "p90": None}
         for key in ("median", "p90"):
             if done[key] is not None or not step.analysed or step.promote is None:
                 # after a promote: minSamples per step; an unanalysed step is entered only then
