@@ -116,20 +116,49 @@ def order_index_lower(
     stochastically at least Binomial(n, p); ``l_n`` is the smallest count the lower-alternative
     mixture does not reject. 0 means "no finite bound yet" (use the support's lower end).
     """
-    t = np.asarray(n, dtype=np.int64)
+    shape = np.shape(n)
+    t = np.asarray(n, dtype=np.int64).reshape(-1)
     m, threshold = prior_size(level, design_n), np.log(1.0 / level)
-    lo = np.zeros_like(t)  # rejected (or the sentinel 0)
-    hi = np.ceil(p * t).astype(np.int64)  # never rejected: at or above the mean
-    for _ in range(64):
-        if not np.any(hi - lo > 1):
+    full = np.ceil(p * t).astype(np.int64)  # never rejected: at or above the mean
+    lo, hi = _warm_bracket(t, p, m, threshold, full)
+    act = np.flatnonzero(hi - lo > 1)
+    for _ in range(64):  # bisection on the unconverged entries only
+        if act.size == 0:
             break
-        mid = (lo + hi) // 2
-        reject = log_mixture(mid, t, p, m, upper=False) >= threshold
-        lo = np.where(reject, mid, lo)
-        hi = np.where(reject, hi, mid)
+        mid = (lo[act] + hi[act]) // 2
+        reject = log_mixture(mid, t[act], p, m, upper=False) >= threshold
+        lo[act] = np.where(reject, mid, lo[act])
+        hi[act] = np.where(reject, hi[act], mid)
+        act = act[hi[act] - lo[act] > 1]
     # lo is the largest rejected count (or 0); counts below l = lo + 1 are all rejected.
     first_ok = np.where(log_mixture(np.zeros_like(t), t, p, m, upper=False) < threshold, 0, lo + 1)
-    return np.asarray(np.where(t > 0, first_ok, 0), dtype=np.int64)
+    return np.asarray(np.where(t > 0, first_ok, 0), dtype=np.int64).reshape(shape)
+
+
+def _warm_bracket(
+    t: IntArray, p: float, m: float, threshold: float, full: IntArray
+) -> tuple[IntArray, IntArray]:
+    """A narrow (rejected or 0, not rejected) bracket of the boundary count, checked.
+
+    The guess is the normal approximation of the mixture boundary, ``p t - r sd`` with
+    ``r^2 = 2 threshold + log((t + m) / m)``; where either end fails its check the full bracket
+    ``(0, ceil(p t))`` is used, so the bisection's answer is the same either way (the rejected
+    counts are exactly those below the answer).
+    """
+    tf = t.astype(np.float64)
+    sd = np.sqrt(p * (1 - p) * tf)
+    r = np.sqrt(2 * threshold + np.log1p(tf / m))
+    guess = p * tf - r * sd
+    lo = np.clip(np.floor(guess - 3 - 0.3 * sd), 0, full).astype(np.int64)
+    hi = np.clip(np.ceil(guess + 3 + 0.3 * sd), 0, full).astype(np.int64)
+    hi = np.maximum(hi, np.minimum(lo + 1, full))
+    check = log_mixture(np.concatenate((lo, hi)), np.concatenate((t, t)), p, m, upper=False)
+    lo_ok = (lo == 0) | (check[: t.size] >= threshold)
+    hi_ok = (hi == full) | (check[t.size :] < threshold)
+    return (
+        np.asarray(np.where(lo_ok, lo, 0), dtype=np.int64),
+        np.asarray(np.where(hi_ok, hi, full), dtype=np.int64),
+    )
 
 
 def order_index_upper(

@@ -36,7 +36,7 @@ from meshlab.stats.simulate import (
     summarize,
 )
 
-LOOKS = 40  # looks per one-look (fixed-horizon) size of the step
+LOOKS = 25  # looks per one-look (fixed-horizon) size of the step
 HORIZON_FACTOR = 4.0  # of the one-look size, as in the calibration
 
 
@@ -143,7 +143,7 @@ def _setup(
     # control_share and the controller's baseline-vs-control comparison becomes a third arm.
     weight = step.candidate_share
     one_look = max(one_look_size(m, alpha_share, beta, weight, step.mode, world) for m in metrics)
-    # Looks every 1/LOOKS of the one-look size (the calibration looks every 1/40 of it);
+    # Looks every 1/LOOKS of the one-look size (the calibration looks every ~1/40 of it);
     # runs still undecided at HORIZON_FACTOR x that size count as never deciding.
     every = max(10, round(one_look / LOOKS))
     horizon = every * math.ceil(HORIZON_FACTOR * one_look / every)
