@@ -263,7 +263,7 @@ def difference_at_least(
     their difference already reaches it. Its cells' floors use the mixtures at both cell ends
     without the monotone envelopes, which can only raise them, so a pair found feasible here is
     feasible in :func:`difference_upper`. False means "not shown", not "below": compute the bound.
-    Costs 8 mixture evaluations instead of ~1,100; the replay uses it to skip looks that cannot
+    Costs 8 mixture evaluations instead of ~700; the replay uses it to skip looks that cannot
     decide.
     """
     sh, nh = np.asarray(s_high, dtype=np.float64), np.asarray(n_high, dtype=np.float64)
