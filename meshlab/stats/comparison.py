@@ -17,11 +17,13 @@ Error budget: each metric's abort side gets ``alpha / k`` (Bonferroni over k met
 side the full ``beta`` (see :mod:`meshlab.stats.results`). Each metric's mixture boundary is tuned
 to its tolerance (:func:`meshlab.stats.design.design_size`) unless ``design_n`` fixes one size for
 all. ``intersect=True`` keeps each metric's running intersection of its confidence sequence over
-the looks (valid, since the sequence holds at every look at once; Howard et al. 2021): off by
-default, because it bought only 0.64 -> 0.60 of the one-look size on A/A runs and makes a look's verdict depend on every earlier
-look, which the fast replay (:mod:`meshlab.stats.replay`) relies on not happening. ``method: fixed-horizon`` swaps in
-Mann-Whitney/Hodges-Lehmann and Clopper-Pearson bounds, valid for one look; asking a second time
-adds a warning to the assessment.
+the looks (valid, since the sequence holds at every look at once; Howard et al. 2021). It is off
+by default: it bought only 0.64 -> 0.60 of the one-look size on A/A runs, and it makes a look's
+verdict depend on every earlier look, which the fast replay (:mod:`meshlab.stats.replay`) relies
+on not happening.
+
+``method: fixed-horizon`` swaps in Mann-Whitney/Hodges-Lehmann and Clopper-Pearson bounds, valid
+for one look; asking a second time adds a warning to the assessment.
 """
 
 from __future__ import annotations
