@@ -90,7 +90,7 @@ class _Looks:
         self.look_of = np.searchsorted(self.ends, self.rows, side="right")  # look of each row
         self.bins = c.grid.index(data.latency_ms[use])
         self.n = self._prefix(np.eye(2, dtype=np.int64)[self.arm])  # (looks, 2)
-        err = data.is_error[use]
+        err = data.errors(c.analysis.expected_statuses)[use]
         self.err = self._prefix(np.eye(2, dtype=np.int64)[self.arm] * err[:, None])
         self.divergence: dict[str, Any] = {}
         for m in c.analysis.metrics:

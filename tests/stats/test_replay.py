@@ -82,3 +82,22 @@ def test_certificate_never_claims_more_than_the_bound() -> None:
         assert not np.any(cert & (bound < t))
         shown += int(cert.sum())
     assert shown > 3000  # and it does rule most cases out (the replay's speed depends on it)
+
+
+def test_replay_counts_errors_by_the_same_rule_as_the_live_comparison() -> None:
+    """404s are errors unless ``expectedStatuses`` lists them, in the replay as live."""
+    rng = np.random.default_rng(11)
+    n = 3000
+    arm = (rng.random(n) < 0.5).astype(np.int8)
+    lat = np.exp(rng.normal(3.0, 0.5, n))
+    status = np.where((arm == 1) & (rng.random(n) < 0.2), 404, 200)
+    data = make_samples(arm, lat, status=status)
+    for expected in ([], [404]):
+        spec = analysis(ERRORS).model_copy(update={"expected_statuses": expected})
+
+        def make(spec: object = spec) -> Comparison:
+            return Comparison(spec, "canary")  # type: ignore[arg-type]
+
+        fast, slow = replay(make, data, 50), _stepwise(make(), data, 50)
+        assert (fast.verdict, fast.metrics) == (slow.verdict, slow.metrics)
+        assert fast.verdict.outcome == ("abort" if not expected else "promote")
