@@ -12,7 +12,9 @@ prediction    a JSON value extracted from the response body, empty if none
 mirrored      0 | 1; 1 for a shadow copy recorded on the candidate side, paired by request_id
 ============  =====================================================================================
 
-Rows are in order of start time. An *error* is status 0 or status >= 500.
+Rows are in order of start time. An *error* is a response whose status is neither 2xx nor 3xx nor
+listed as expected (``spec.analysis.expectedStatuses``, e.g. ``[400]`` for payloads meant to be
+rejected); status 0 (a transport failure or timeout) is always an error: :func:`is_error_status`.
 :class:`Samples` holds a whole file column-wise (numpy), :class:`SampleWriter` appends rows as they
 arrive, and :func:`read_samples` validates a file and names the first bad line.
 """
@@ -23,7 +25,7 @@ import csv
 import io
 import json
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -36,6 +38,24 @@ from meshlab.errors import SamplesError
 COLUMNS = ("timestamp", "arm", "request_id", "latency_ms", "status", "prediction", "mirrored")
 ARMS = ("baseline", "candidate")
 BASELINE, CANDIDATE = 0, 1
+
+
+def is_error_status(status: int, expected: Collection[int] = ()) -> bool:
+    """The one rule: an error unless 2xx/3xx or expected; status 0 is always an error."""
+    if status == 0:
+        return True
+    return not (200 <= status < 400 or status in expected)
+
+
+def error_mask(
+    status: npt.NDArray[np.int32], expected: Collection[int] = ()
+) -> npt.NDArray[np.bool_]:
+    """:func:`is_error_status` over a column of statuses."""
+    ok = (status >= 200) & (status < 400)
+    if expected:
+        ok |= np.isin(status, np.array(sorted(expected), dtype=np.int32))
+    errors: npt.NDArray[np.bool_] = ~ok | (status == 0)
+    return errors
 
 
 @dataclass(frozen=True)
@@ -52,7 +72,8 @@ class Sample:
 
     @property
     def is_error(self) -> bool:
-        return self.status == 0 or self.status >= 500
+        """An error with no expected statuses (see :func:`is_error_status`)."""
+        return is_error_status(self.status)
 
     def row(self) -> list[str]:
         return [
@@ -83,8 +104,12 @@ class Samples:
 
     @property
     def is_error(self) -> npt.NDArray[np.bool_]:
-        errors: npt.NDArray[np.bool_] = (self.status == 0) | (self.status >= 500)
-        return errors
+        """Errors with no expected statuses (see :func:`is_error_status`)."""
+        return error_mask(self.status)
+
+    def errors(self, expected: Collection[int] = ()) -> npt.NDArray[np.bool_]:
+        """Errors given the analysis' expected statuses (see :func:`is_error_status`)."""
+        return error_mask(self.status, expected)
 
     def take(self, index: npt.NDArray[Any] | slice) -> Samples:
         """The rows selected by a boolean mask, index array or slice, as a new ``Samples``."""

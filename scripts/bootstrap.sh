@@ -23,6 +23,15 @@ debian_packages() {  # install only the packages that are missing; needs root or
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+mlserver_venv() {  # MLServer for tests/mlserver, in its own virtualenv: its pins must not bend ours
+  if [ ! -x .venv-mlserver/bin/mlserver ]; then
+    "$PYTHON" -m venv .venv-mlserver
+    .venv-mlserver/bin/python -m pip install -q "mlserver==1.7.1" "mlserver-sklearn==1.7.1" 2>&1 \
+      | grep -v '^WARNING: Location' || true
+    .venv-mlserver/bin/python -c "import mlserver, mlserver_sklearn" >/dev/null
+  fi
+}
+
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi

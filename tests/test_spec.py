@@ -154,3 +154,51 @@ def test_invalid_yaml_reports_line(tmp_path: Path) -> None:
     bad.write_text("apiVersion: meshlab.io/v1alpha1\nkind: [Experiment\n")
     with pytest.raises(Exception, match=r"not valid YAML at line 3"):
         load_experiment(bad)
+
+
+def test_port_placeholders_per_name(example_data: dict[str, Any]) -> None:
+    from meshlab.spec.local import substitute
+
+    example_data["spec"]["local"] = {
+        "baseline": {
+            "command": ["mlserver", "start", "{here}/m", "--grpc", "{port:grpc}"],
+            "readyUrl": "http://127.0.0.1:{port}/v2/models/m/ready",
+            "env": {"MLSERVER_HTTP_PORT": "{port}", "MLSERVER_METRICS_PORT": "{port:metrics}"},
+        },
+        "candidate": {"url": "http://127.0.0.1:9001"},
+    }
+    version = parse_experiment(example_data).spec.local.baseline  # type: ignore[union-attr]
+    assert version.port_names == ("", "grpc", "metrics")
+    ports = {"": 8080, "grpc": 8081, "metrics": 8082}
+    assert [substitute(t, ports, "py", "/h") for t in version.templated] == [
+        "mlserver",
+        "start",
+        "/h/m",
+        "--grpc",
+        "8081",
+        "http://127.0.0.1:8080/v2/models/m/ready",
+        "8080",
+        "8082",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("arg", "message"),
+    [
+        (
+            "{prot}",
+            "spec.local.baseline.command[1]: unknown placeholder '{prot}'; use {port}, {port:NAME}",
+        ),
+        ("{port:GRPC}", "spec.local.baseline.command[1]: '{port:GRPC}': a port name is lowercase"),
+    ],
+)
+def test_unknown_placeholders_are_named(
+    example_data: dict[str, Any], arg: str, message: str
+) -> None:
+    example_data["spec"]["local"] = {
+        "baseline": {"command": ["x", arg], "readyUrl": "http://127.0.0.1:{port}/"},
+        "candidate": {"url": "http://127.0.0.1:9001"},
+    }
+    with pytest.raises(SpecError) as info:
+        parse_experiment(example_data)
+    assert str(info.value).startswith(message), str(info.value)

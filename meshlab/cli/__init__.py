@@ -18,7 +18,7 @@ try:  # typer >= 0.20 vendors click; its exceptions are not the installed click'
 except ImportError:  # pragma: no cover - older typer uses click itself
     from click import ClickException, UsageError  # type: ignore[assignment]
 
-from meshlab.cli import analyze, experiment, load, mesh, render, serve
+from meshlab.cli import analyze, experiment, load, mesh, plan, render, serve
 from meshlab.errors import EXIT_BAD_INPUT, EXIT_INFRASTRUCTURE, EXIT_INTERRUPTED, MeshlabError
 from meshlab.experiment import signals
 
@@ -34,6 +34,7 @@ mesh.register(app)
 load.register(app)
 analyze.register(app)
 experiment.register(app)
+plan.register(app)
 serve.register(app)
 
 

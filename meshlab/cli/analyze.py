@@ -17,6 +17,7 @@ from meshlab.errors import ConfigError
 from meshlab.samples import read_samples
 from meshlab.spec import load_experiment
 from meshlab.stats import MODES, Assessment, Comparison, Mode
+from meshlab.stats.replay import replay as replay_looks
 from meshlab.stats.serialize import assessment_to_json
 
 EXIT_CODES = {"promote": 0, "abort": 1, "inconclusive": 3}
@@ -78,16 +79,11 @@ def analyze_command(
     experiment = load_experiment(file)
     chosen: Mode = "shadow" if (mode or experiment.spec.strategy) == "shadow" else "canary"
     data = read_samples(samples)
-    comparison = Comparison(experiment.spec.analysis, chosen)
+    analysis = experiment.spec.analysis
     if replay:
-        assessment = None
-        for start in range(0, max(len(data), 1), every):
-            comparison.update(data.take(slice(start, start + every)))
-            assessment = comparison.assess()
-            if assessment.decision is not None:
-                break
-        assert assessment is not None
+        assessment = replay_looks(lambda: Comparison(analysis, chosen), data, every)
     else:
+        comparison = Comparison(analysis, chosen)
         comparison.update(data)
         assessment = comparison.assess()
     for warning in assessment.warnings:

@@ -64,6 +64,13 @@ def _start(strategy: str) -> typer.Typer:
                 "instead of rolling it back first.",
             ),
         ] = False,
+        skip_preflight: Annotated[
+            bool,
+            typer.Option(
+                "--skip-preflight",
+                help="Do not send each version a few payloads before step 1 (experts only).",
+            ),
+        ] = False,
     ) -> None:
         """Route, drive load, analyse live, promote or abort and roll back; write the report."""
         exp = load_experiment(file)
@@ -81,6 +88,9 @@ def _start(strategy: str) -> typer.Typer:
             )
             exp = exp.model_copy(update={"spec": spec})
         mode: ProgressMode = "json" if json_out else "quiet" if quiet else "rich"
+        from meshlab.load.inputs import check_experiment_inputs
+
+        check_experiment_inputs(exp, file.resolve().parent)  # before the mesh or Locust start
         result = start_experiment(
             file,
             runs=runs,
@@ -92,6 +102,7 @@ def _start(strategy: str) -> typer.Typer:
             dry_run=dry_run,
             experiment=exp,
             resume=resume,
+            preflight=not skip_preflight,
         )
         if json_out:
             typer.echo(result_json(result))

@@ -65,15 +65,20 @@ def render_command(
 
 
 def validate_command(file: SpecFile) -> None:
-    """Check the spec (and that its routing API can express it); exit 0, or 2 naming the field."""
+    """Check the spec (and that its routing API can express it) and that its payload files parse;
+    exit 0, or 2 naming the field."""
+    from meshlab.load.inputs import check_experiment_inputs
+
     experiment = load_experiment(file)
     steps = plan(experiment)
     for state in all_steps(experiment):  # what the routing API cannot express is bad input too
         render_step(experiment, state)
+    rows = check_experiment_inputs(experiment, file.resolve().parent)
     typer.echo(
         f"{file}: valid {experiment.spec.strategy} experiment '{experiment.metadata.name}' "
         f"with {len(steps)} step{'s' if len(steps) != 1 else ''}: "
         + ", ".join(s.label for s in steps)
+        + (f"; {rows} payloads" if rows else "")
     )
 
 

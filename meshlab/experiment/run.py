@@ -22,8 +22,10 @@ from typing import Any, Literal
 
 from meshlab.errors import ConfigError, MeshlabError, MetricsError
 from meshlab.experiment.controller import Controller, Outcome
+from meshlab.experiment.evidence import evidence_for
 from meshlab.experiment.notify import Notifier
 from meshlab.experiment.ports import Analyzer, LiveSamples, Progress
+from meshlab.experiment.preflight import check_before_routing
 from meshlab.experiment.progress import JsonProgress, QuietProgress, RichProgress
 from meshlab.experiment.recovery import recover_before_start
 from meshlab.experiment.signals import interrupts_handled, raise_if_interrupted
@@ -39,6 +41,8 @@ from meshlab.load import LoadRun, plan_from_spec
 from meshlab.mesh import MeshBackend
 from meshlab.report import build_report, load_run
 from meshlab.report.record import RESULT, SAMPLES, SPEC, dump_json, write_atomic
+from meshlab.report.result import DecidedAfter, metric_from_json, step_from_json
+from meshlab.report.result import RunResult as ResultRecord
 from meshlab.samples import Sample, samples_to_csv
 from meshlab.spec import Experiment, Load, load_experiment
 from meshlab.spec.load import Variant
@@ -201,6 +205,7 @@ def start_experiment(
     dry_run: bool = False,
     experiment: Experiment | None = None,
     resume: bool = False,
+    preflight: bool = True,
 ) -> RunResult:
     """Run the experiment in ``file`` to its end; see the module docstring."""
     exp = experiment or load_experiment(file)
@@ -259,6 +264,8 @@ def start_experiment(
                 run.start()
                 load_source = LoadSamples(run)
                 source, bounds = _live_source(exp, load_source, mirrored, closers)
+                if preflight:
+                    check_before_routing(exp, mesh, plan.config, target_url, run_dir)
                 raise_if_interrupted()
             except KeyboardInterrupt:
                 state = state.advance(
@@ -315,31 +322,44 @@ def _ordered_unique(rows: list[Sample]) -> list[Sample]:
 def _result(
     exp: Experiment, controller: Controller, outcome: Outcome, target: str
 ) -> dict[str, Any]:
+    """The typed :class:`~meshlab.report.result.RunResult`, as the dict ``result.json`` holds."""
     snap = outcome.snapshot
     started = controller.state.started_at
-    return {
-        "experiment": exp.metadata.name,
-        "namespace": exp.metadata.namespace,
-        "strategy": exp.spec.strategy,
-        "target": exp.spec.target.kind,
-        "endpoint": target,
-        "verdict": outcome.verdict,
-        "exit_code": outcome.exit_code,
-        "reason": outcome.reason,
-        "final_step": outcome.final_step,
-        "decision": outcome.decision,
-        "metrics": snap.metrics if snap else [],
-        "n_baseline": snap.n_baseline if snap else 0,
-        "n_candidate": snap.n_candidate if snap else 0,
-        "guarantee": snap.guarantee if snap else "",
-        "alpha": exp.spec.analysis.alpha,
-        "beta": exp.spec.analysis.beta,
-        "method": exp.spec.analysis.method,
-        "rollback": outcome.rollback,
-        "steps": outcome.steps,
-        "duration_s": round(time.time() - started, 3),
-        "requests": len(controller.rows),
-    }
+    spec_metrics = {m.name: m for m in exp.spec.analysis.metrics}
+    metrics = tuple(
+        metric_from_json(m, spec_metrics[m["name"]].quantile if m["name"] in spec_metrics else None)
+        for m in (snap.metrics if snap else [])
+    )
+    decided = None
+    if outcome.decision is not None:
+        decided = DecidedAfter(
+            int(outcome.decision["at_request"]) + 1, float(outcome.decision["at_time"])
+        )
+    result = ResultRecord(
+        experiment=exp.metadata.name,
+        namespace=exp.metadata.namespace,
+        strategy=exp.spec.strategy,
+        target=exp.spec.target.kind,
+        endpoint=target,
+        verdict=outcome.verdict,
+        exit_code=outcome.exit_code,
+        reason=outcome.reason,
+        final_step=outcome.final_step,
+        decided_after=decided,
+        metrics=metrics,
+        n_baseline=snap.n_baseline if snap else 0,
+        n_candidate=snap.n_candidate if snap else 0,
+        guarantee=snap.guarantee if snap else "",
+        alpha=exp.spec.analysis.alpha,
+        beta=exp.spec.analysis.beta,
+        method=exp.spec.analysis.method,
+        rollback=outcome.rollback,
+        steps=tuple(step_from_json(s) for s in outcome.steps),
+        duration_s=round(time.time() - started, 3),
+        requests=len(controller.rows),
+        evidence=evidence_for(exp, controller, outcome, decided),
+    )
+    return result.to_json()
 
 
 def result_json(result: RunResult) -> str:

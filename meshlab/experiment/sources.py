@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from meshlab.errors import LoadError
+from meshlab.errors import ConfigError, LoadError
 from meshlab.experiment.ports import LiveSamples, Snapshot
 from meshlab.load import LoadRun
 from meshlab.samples import Sample, Samples
@@ -49,6 +49,8 @@ class LoadSamples:
             while True:
                 if item is None:
                     self._done.set()
+                elif isinstance(item, ConfigError):
+                    raise item  # bad input the Locust side found: exit 2, not a load failure
                 elif isinstance(item, BaseException):
                     raise LoadError(f"the load generator failed: {item}") from item
                 else:

@@ -21,6 +21,10 @@ from meshlab.spec.load import Load, default_extractor, default_path, parse_extra
 CONFIG_ENV = "MESHLAB_LOAD_CONFIG"
 EXPERIMENT_ENV = "MESHLAB_EXPERIMENT"
 SAMPLES_ENV = "MESHLAB_SAMPLES"
+# How the Locust side reports a configuration error to meshlab's runner: this prefix on one line
+# of its log, and this exit code.
+CONFIG_ERROR_PREFIX = "meshlab: error: "
+CONFIG_ERROR_EXIT = 2
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import atexit
 import math
 import os
 import random
+import sys
 import time
 import uuid
 from typing import IO, Any
@@ -24,8 +25,15 @@ from locust import FastHttpUser, LoadTestShape, constant, constant_throughput, e
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
-from meshlab.load.config import LocustConfig, config_from_env
-from meshlab.load.payloads import build_bodies, make_extractor, read_rows
+from meshlab.errors import ConfigError
+from meshlab.load.config import (
+    CONFIG_ERROR_EXIT,
+    CONFIG_ERROR_PREFIX,
+    LocustConfig,
+    config_from_env,
+)
+from meshlab.load.inputs import encoded_bodies
+from meshlab.load.payloads import make_extractor
 
 ARM_HEADER = "x-meshlab-arm"
 MESSAGE = "meshlab_samples"
@@ -188,7 +196,15 @@ def setup(protocol: str | None = None) -> type[FastHttpUser]:
 
     A locustfile calls this once and subclasses the result with ``abstract = False``.
     """
-    config = config_from_env(os.environ, protocol=protocol)
+    try:
+        config = config_from_env(os.environ, protocol=protocol)
+        bodies = encoded_bodies(config) if config.payloads is not None else None
+    except ConfigError as exc:
+        # One line meshlab's runner finds in the log and reports as bad input (exit 2).
+        sys.stderr.write(f"{CONFIG_ERROR_PREFIX}{exc}\n")
+        sys.stderr.flush()
+        raise SystemExit(CONFIG_ERROR_EXIT) from None
+    del bodies  # encoded again by make_user; read here only to fail before Locust starts
     _active["config"] = config
     if config.samples is not None and "recorder" not in _active:
         new = SampleRecorder(config, make_extractor(config.extractor))
@@ -202,20 +218,7 @@ def load_bodies(config: LocustConfig) -> list[bytes]:
     """The encoded request bodies of ``config``'s dataset (and template)."""
     if config.payloads is None:
         raise SystemExit("meshlab: no payload file; set MESHLAB_PAYLOADS=data.jsonl (or .csv)")
-    template = None
-    if config.template is not None:
-        import json
-
-        with open(config.template, encoding="utf-8") as fh:
-            template = json.load(fh)
-    return build_bodies(
-        read_rows(config.payloads),
-        config.protocol,
-        model=config.model,
-        input_name=config.input_name,
-        template=template,
-        source=config.payloads,
-    )
+    return encoded_bodies(config)
 
 
 def _variant_headers(variants: list[tuple[float, dict[str, str]]]) -> dict[str, str]:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from meshlab.errors import ConfigError
 from meshlab.load.config import LocustConfig
+from meshlab.load.inputs import encoded_bodies
 from meshlab.load.ordering import SampleBatch
 from meshlab.load.plan import LoadPlan, LoadResult
 from meshlab.load.runner import LoadRun, parse_spool_line
@@ -42,6 +43,7 @@ def plan_from_spec(
         if duration is not None
         else (load.total_duration if rps is None else load.duration)
     )
+    encoded_bodies(config)  # payloads that do not exist or parse stop here, exit 2
     return LoadPlan(
         config=config.validated(),
         url=url.rstrip("/"),

@@ -32,7 +32,8 @@ from types import TracebackType
 
 from meshlab.childproc import die_with_parent
 from meshlab.errors import ConfigError, LoadError
-from meshlab.load.config import CONFIG_ENV, LocustConfig
+from meshlab.load.config import CONFIG_ENV, CONFIG_ERROR_PREFIX, LocustConfig
+from meshlab.load.inputs import encoded_bodies
 from meshlab.load.ordering import OrderedMerge, SampleBatch
 from meshlab.load.plan import LoadPlan, LoadResult
 from meshlab.samples import Sample
@@ -106,6 +107,7 @@ class LoadRun:
             raise ConfigError(
                 "spec.load.payloads: required to send load; give a .jsonl or .csv file"
             )
+        encoded_bodies(plan.config)  # bad payloads are bad input now, not a dead Locust later
         self.plan = plan
         self.run_dir = Path(run_dir)
         self.lag = lag if lag is not None else 2 * plan.config.timeout + 2.0
@@ -238,6 +240,11 @@ class LoadRun:
         self._procs.append(proc)
 
     @property
+    def unattributed(self) -> tuple[Sample, ...]:
+        """Rows so far whose response named no arm (no answer from the mesh); kept out of batches."""
+        return tuple(self._unattributed)
+
+    @property
     def pids(self) -> list[int]:
         """PIDs of the Locust processes (the first is the master / local runner, and the group)."""
         return [p.pid for p in self._procs]
@@ -344,6 +351,7 @@ class LoadRun:
                     with contextlib.suppress(subprocess.TimeoutExpired):
                         proc.wait(timeout=self.grace)
                 self._merge.add(SOURCE, self._read_spool())
+                self._raise_if_failed_at_start(master.returncode)
                 self._merge.finish(SOURCE)
                 batch = self._batch(None)
                 self._finished = True
@@ -386,6 +394,32 @@ class LoadRun:
             code,
             self._stop_at is not None and not self._on_time,
         )
+
+    def _raise_if_failed_at_start(self, code: int | None) -> None:
+        """Locust quit before sending anything and nobody asked it to: say why, in one line.
+
+        A configuration error the Locust side found (:data:`CONFIG_ERROR_PREFIX` in its log) is
+        bad input (:class:`ConfigError`, exit 2); any other early death is a :class:`LoadError`.
+        Otherwise the run would just end, and the experiment would call it inconclusive.
+        """
+        if self._rows_seen or self._stop_at is not None:
+            return
+        for log in self._logs:
+            with contextlib.suppress(OSError):
+                for line in log.read_text(errors="replace").splitlines():
+                    if line.startswith(CONFIG_ERROR_PREFIX):
+                        self._finished = True
+                        self.close()
+                        raise ConfigError(
+                            f"the load generator refused its configuration: "
+                            f"{line.removeprefix(CONFIG_ERROR_PREFIX).strip()}"
+                        )
+        if code:
+            self._finished = True
+            self.close()
+            raise LoadError(
+                f"Locust exited with code {code} before sending a request: {self._last_log_line()}"
+            )
 
     def _last_log_line(self) -> str:
         for log in self._logs:

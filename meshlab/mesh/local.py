@@ -61,6 +61,7 @@ from meshlab.registry import routing_renderer
 from meshlab.samples import Sample
 from meshlab.spec import Experiment, Local, LocalVersion
 from meshlab.spec.load import parse_extractor
+from meshlab.spec.local import substitute
 
 ARMS = ("baseline", "candidate")
 RDS_FILE = "routes.json"
@@ -74,12 +75,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _substitute(text: str, port: int, here: Path) -> str:
-    return (
-        text.replace("{port}", str(port))
-        .replace("{python}", sys.executable)
-        .replace("{here}", str(here))
-    )
+def _substitute(text: str, ports: dict[str, int] | int, here: Path) -> str:
+    named = {"": ports} if isinstance(ports, int) else ports
+    return substitute(text, named, sys.executable, str(here))
 
 
 def _version_info(experiment: str, step: str, sequence: int, applied_at: float) -> str:
@@ -165,9 +163,10 @@ class LocalMesh:
                 self.model_urls[arm] = version.url.rstrip("/")
                 continue
             assert version.command is not None and version.ready_url is not None  # spec-validated
-            port = free_port()
-            argv = [_substitute(a, port, self.here) for a in version.command]
-            env = {k: _substitute(v, port, self.here) for k, v in version.env.items()}
+            ports = {name: free_port() for name in version.port_names}  # {port}, {port:grpc}...
+            port = ports[""]
+            argv = [_substitute(a, ports, self.here) for a in version.command]
+            env = {k: _substitute(v, ports, self.here) for k, v in version.env.items()}
             child = self.group.start(
                 f"{arm} model server",
                 argv,
@@ -176,7 +175,7 @@ class LocalMesh:
                 cwd=self.here,
             )
             self.model_urls[arm] = f"http://{LOOPBACK}:{port}"
-            self._ready_urls[arm] = _substitute(version.ready_url, port, self.here)
+            self._ready_urls[arm] = _substitute(version.ready_url, ports, self.here)
             waiting.append((arm, child, self._ready_urls[arm]))
         service_port = self.experiment.spec.service.port
         for arm in ARMS:  # sidecars start while the model servers load their models

@@ -14,6 +14,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -125,12 +126,22 @@ def kill_now(child: Child) -> None:
         child.popen.wait(timeout=5.0)
 
 
+_probe = threading.local()  # what the last http_ok of this thread got, for wait_until's message
+
+
 def http_ok(url: str, timeout: float = 1.0) -> bool:
-    """True if a GET of ``url`` answers 2xx."""
+    """True if a GET of ``url`` answers 2xx; what it got otherwise is kept for the timeout message."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
-            return 200 <= int(response.status) < 300
-    except (urllib.error.URLError, OSError, ValueError):
+            status = int(response.status)
+            _probe.last = f"{url} last answered {status}"
+            return 200 <= status < 300
+    except urllib.error.HTTPError as exc:
+        body = exc.read(200).decode("utf-8", errors="replace").strip().replace("\n", " ")
+        _probe.last = f"{url} last answered {exc.code} {body}".rstrip()
+        return False
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        _probe.last = f"{url} last gave no answer ({getattr(exc, 'reason', exc)})"
         return False
 
 
@@ -141,17 +152,23 @@ def wait_until(
     child: Child | None = None,
     interval: float = 0.05,
 ) -> None:
-    """Poll ``ready`` until it holds; MeshError if ``timeout`` passes or ``child`` exits first."""
+    """Poll ``ready`` until it holds; MeshError if ``timeout`` passes or ``child`` exits first.
+
+    When ``ready`` polls a URL with :func:`http_ok`, the error says what the URL last answered.
+    """
     deadline = time.monotonic() + timeout
+    _probe.last = ""
     while True:
         if child is not None and child.exit_code() is not None:
             raise MeshError(f"{child.describe_exit()} before {what}")
         if ready():
             return
         if time.monotonic() >= deadline:
+            answered = f" ({_probe.last})" if getattr(_probe, "last", "") else ""
             tail = f"; {child.name}'s output ends: {child.log_tail()}" if child is not None else ""
             raise MeshError(
                 f"{what} did not happen within {timeout:g}s"
+                + answered
                 + tail
                 + "; check the command, or raise spec.local.startupTimeout"
             )

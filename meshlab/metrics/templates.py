@@ -28,6 +28,12 @@ depends on where it reads it (the authority, or the cluster it routed to).
     the arm's cluster (``outbound|<port>|<subset>|<host>``). Mirrored copies are counted on the
     mirror cluster, like Istio's destination side.
 
+Each set also has an ``errors`` query: the same request counter restricted to the series whose
+status code is an error by meshlab's one rule (:func:`meshlab.samples.is_error_status`): neither
+2xx nor 3xx nor one of ``spec.analysis.expectedStatuses``. Istio and Envoy report a transport
+failure as code ``0``, which the rule always counts. :meth:`TemplateSet.render_errors` fills
+``$ok_statuses`` from the expected statuses (:func:`ok_status_regex`).
+
 Rendering is strict: every ``$variable`` must be given, no unknown variable is accepted, and values
 are escaped as PromQL string literals, so a label value can never change the query's structure.
 """
@@ -36,7 +42,7 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from meshlab.errors import ConfigError
@@ -98,6 +104,22 @@ class QueryTemplate:
         return string.Template(self.text).substitute(escaped)
 
 
+OK_STATUSES = "ok_statuses"
+
+
+def ok_status_regex(expected: Collection[int] = ()) -> str:
+    """The PromQL regex of the status codes that are not errors: 2xx, 3xx and ``expected``.
+
+    PromQL anchors regexes, so ``2..`` matches exactly the three-digit 2xx codes and never ``0``.
+    """
+    codes = sorted({int(c) for c in expected if not 200 <= int(c) < 400})
+    if any(c == 0 for c in codes):
+        raise TemplateError(
+            "status 0 (a transport failure) is always an error; it cannot be expected"
+        )
+    return "|".join(["2..", "3..", *(str(c) for c in codes)])
+
+
 @dataclass(frozen=True)
 class TemplateSet:
     """The queries for one telemetry source and how to read their series."""
@@ -106,13 +128,27 @@ class TemplateSet:
     requests: QueryTemplate
     latency: QueryTemplate
     status_label: str  # label carrying the HTTP status code on the requests series
+    # The requests counter, error statuses only ($ok_statuses). Default: the requests selector
+    # with ``<status_label>!~"$ok_statuses"`` added.
+    errors: QueryTemplate | None = None
 
     def __post_init__(self) -> None:
         if not _IDENT.match(self.status_label):
             raise TemplateError(f"template set {self.name!r}: bad label name {self.status_label!r}")
+        text = self.requests.text.rstrip()
+        if self.errors is None and text.endswith("}"):  # else render_errors says to give one
+            derived = f'{text[:-1]}, {self.status_label}!~"${OK_STATUSES}"}}'
+            object.__setattr__(self, "errors", QueryTemplate(f"{self.name}.errors", derived))
         if self.requests.variables != self.latency.variables:
             raise TemplateError(
                 f"template set {self.name!r}: requests and latency must use the same variables"
+            )
+        if self.errors is not None and self.errors.variables != self.requests.variables | {
+            OK_STATUSES
+        }:
+            raise TemplateError(
+                f"template set {self.name!r}: the errors query must use the requests query's "
+                f"variables and ${OK_STATUSES}"
             )
 
     @property
@@ -122,6 +158,15 @@ class TemplateSet:
     def render(self, values: Mapping[str, str]) -> tuple[str, str]:
         """(requests query, latency query) for one arm."""
         return self.requests.render(values), self.latency.render(values)
+
+    def render_errors(self, values: Mapping[str, str], expected: Collection[int] = ()) -> str:
+        """The errors query for one arm, given the analysis' expected statuses."""
+        if self.errors is None:
+            raise TemplateError(
+                f"template set {self.name!r}: its requests query does not end with a selector "
+                "'{...}' an errors query could be derived from; give 'errors' explicitly"
+            )
+        return self.errors.render({**values, OK_STATUSES: ok_status_regex(expected)})
 
 
 def _istio(name: str, reporter: str, arm_label: str) -> TemplateSet:

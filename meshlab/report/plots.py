@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from typing import Any
 
 import matplotlib
 
@@ -29,6 +30,17 @@ def _png(fig: Figure) -> bytes:
     return buffer.getvalue()
 
 
+def _legend(ax: Axes, **kwargs: Any) -> None:
+    """A legend only when something is labelled (a run with no steps or samples draws nothing)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kwargs)
+
+
+def _expected(run: RunRecord) -> tuple[int, ...]:
+    evidence = run.result.evidence
+    return evidence.expected_statuses if evidence is not None else ()
+
+
 def _t0(run: RunRecord) -> float:
     return float(run.samples.timestamp.min()) if len(run.samples) else 0.0
 
@@ -37,7 +49,7 @@ def latency_ecdf(run: RunRecord) -> bytes:
     """Empirical CDF of latency per arm (successful requests), log-scaled."""
     fig, ax = plt.subplots(figsize=(7, 3.6))
     s = run.samples
-    ok = ~s.is_error
+    ok = ~s.errors(_expected(run))
     for arm in (BASELINE, CANDIDATE):
         values = np.sort(s.latency_ms[ok & (s.arm == arm)])
         if values.size:
@@ -53,7 +65,7 @@ def latency_ecdf(run: RunRecord) -> bytes:
     ax.set_ylabel("share of requests ≤ x")
     ax.set_title("Latency distribution per arm (ECDF)")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    _legend(ax, loc="lower right")
     return _png(fig)
 
 
@@ -64,13 +76,13 @@ def _bins(run: RunRecord, width: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 def error_rate(run: RunRecord) -> bytes:
-    """Error rate per arm over time (status 0 or >= 500), in windows of a few seconds."""
+    """Error rate per arm over time (by the one rule, with the run's expected statuses)."""
     fig, ax = plt.subplots(figsize=(7, 3.2))
     rel, edges = _bins(run, 5.0)
     for arm in (BASELINE, CANDIDATE):
         mask = run.samples.arm == arm
         total, _ = np.histogram(rel[mask], edges)
-        errors, _ = np.histogram(rel[mask & run.samples.is_error], edges)
+        errors, _ = np.histogram(rel[mask & run.samples.errors(_expected(run))], edges)
         with np.errstate(invalid="ignore", divide="ignore"):
             rate = np.where(total > 0, errors / np.maximum(total, 1), np.nan)
         ax.plot(edges[:-1], 100 * rate, color=COLORS[arm], label=ARM_NAMES[arm], marker=".")
@@ -78,20 +90,20 @@ def error_rate(run: RunRecord) -> bytes:
     ax.set_ylabel("errors (%)")
     ax.set_title("Error rate over time (5 s windows)")
     ax.grid(alpha=0.3)
-    ax.legend()
+    _legend(ax)
     return _png(fig)
 
 
 def metric_intervals(run: RunRecord) -> bytes:
     """Each metric's anytime-valid interval over time against its tolerance and zero."""
-    names = [m["name"] for m in run.result.get("metrics", [])]
+    names = [m.name for m in run.result.metrics]
     fig, axes = plt.subplots(
         len(names) or 1, 1, figsize=(7, 2.4 * max(1, len(names))), squeeze=False
     )
     for ax, name in zip(axes[:, 0], names, strict=False):
         points = [(h["time"], m) for h in run.history for m in h["metrics"] if m["name"] == name]
         points = [(t, m) for t, m in points if m.get("interval") and None not in m["interval"]]
-        tolerance = next(m["tolerance"] for m in run.result["metrics"] if m["name"] == name)
+        tolerance = next(m.tolerance for m in run.result.metrics if m.name == name)
         if points:
             t = np.array([p[0] for p in points])
             lo = np.array([p[1]["interval"][0] for p in points], dtype=float)
@@ -114,7 +126,7 @@ def metric_intervals(run: RunRecord) -> bytes:
         ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
         ax.set_xlabel("seconds since start")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="upper right")
+        _legend(ax, fontsize=7, loc="upper right")
     return _png(fig)
 
 
@@ -146,7 +158,7 @@ def weight_timeline(run: RunRecord) -> bytes:
     ax.set_ylabel("%")
     ax.set_title("Traffic to the candidate over time")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    _legend(ax, fontsize=8)
     return _png(fig)
 
 
@@ -193,7 +205,7 @@ def prediction_disagreement(run: RunRecord) -> bytes:
         ax.set_xticks(x, labels, fontsize=7)
         ax.set_ylabel("share of predictions (%)")
         ax.set_title("Prediction distribution per arm")
-        ax.legend()
+        _legend(ax)
     ax.grid(alpha=0.3)
     return _png(fig)
 

@@ -7,7 +7,8 @@ Layout of ``runs/<experiment>-<UTC timestamp>/``::
     samples.csv           every request (the samples contract, see meshlab.samples)
     events.jsonl          state changes: {"time", "event", "step", "detail"...}, one JSON per line
     history.jsonl         the analysis at every look: {"time", "n", "verdict", "metrics": [...]}
-    result.json           the final verdict and its numbers (the ``meshlab analyze --json`` keys)
+    preflight.json        what each version answered before step 1 (meshlab.experiment.preflight)
+    result.json           the final verdict, its numbers and evidence (meshlab.report.result)
     report.md, report.html
 
 The report is rebuilt from these files alone (``meshlab report DIR``), so a run copied off a CI
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from meshlab.errors import ConfigError
+from meshlab.report.result import RunResult
 from meshlab.samples import Samples, read_samples
 
 SPEC = "experiment.yaml"
@@ -77,7 +79,7 @@ class RunRecord:
 
     path: Path
     spec_text: str
-    result: dict[str, Any]
+    result: RunResult
     events: list[dict[str, Any]]
     history: list[dict[str, Any]]
     samples: Samples
@@ -85,7 +87,7 @@ class RunRecord:
 
     @property
     def name(self) -> str:
-        return str(self.result.get("experiment", self.path.name))
+        return self.result.experiment or self.path.name
 
 
 def load_run(path: str | Path) -> RunRecord:
@@ -97,8 +99,8 @@ def load_run(path: str | Path) -> RunRecord:
     if not result_path.exists():
         raise ConfigError(f"{root}: no {RESULT}; the run has not finished (see 'meshlab status')")
     try:
-        result = json.loads(result_path.read_text(encoding="utf-8"))
-    except ValueError as exc:
+        result = RunResult.from_json(json.loads(result_path.read_text(encoding="utf-8")))
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise ConfigError(f"{result_path}: not valid JSON ({exc})") from exc
     manifests_dir = root / MANIFESTS
     manifests = (

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import base64
 import html
-from typing import Any
+from collections.abc import Mapping
 
 from meshlab.report.plots import PLOTS
 from meshlab.report.record import RunRecord
+from meshlab.report.result import Evidence, MetricSummary, RunResult
 
 VERDICT_WORDS = {
     "promote": "PROMOTED: the candidate was shown to be within tolerance on every metric",
@@ -20,7 +21,7 @@ VERDICT_WORDS = {
 }
 EFFECT_WORDS = {
     "latency": "relative change of the p{q} latency (candidate / baseline - 1)",
-    "error-rate": "absolute change of the error rate (candidate - baseline; errors are status 0 or >= 500)",
+    "error-rate": "absolute change of the error rate (candidate - baseline; errors are statuses other than 2xx, 3xx and spec.analysis.expectedStatuses; status 0, a transport failure, always)",
     "prediction-divergence": "share of requests on which the two versions' predictions differ",
 }
 
@@ -35,101 +36,143 @@ def pct(value: float | str | None, digits: int = 3) -> str:
     return f"{100 * number:+.{digits}g}%"
 
 
-def _effect(m: dict[str, Any]) -> str:
-    if m["type"] == "prediction-divergence" and "total-variation" in str(m.get("method", "")):
+def _effect(m: MetricSummary) -> str:
+    if m.type == "prediction-divergence" and "total-variation" in m.method:
         return (
             "total-variation distance between the two arms' prediction distributions "
             "(the largest share of requests whose predicted class would change)"
         )
-    return str(EFFECT_WORDS.get(m["type"], m["type"])).format(q=_quantile_label(m))
+    return str(EFFECT_WORDS.get(m.type, m.type)).format(q=_quantile_label(m))
 
 
-def _guarantees(r: dict[str, Any]) -> list[str]:
+def _guarantees(r: RunResult) -> list[str]:
     lines = [
-        f"Over every look of the run: P(abort) <= {r.get('alpha', 0.05):g} if the candidate is no "
-        f"worse than the baseline on every metric; P(promote) <= {r.get('beta', 0.05):g} if some "
+        f"Over every look of the run: P(abort) <= {r.alpha:g} if the candidate is no "
+        f"worse than the baseline on every metric; P(promote) <= {r.beta:g} if some "
         "metric is worse by at least its tolerance.",
         "",
     ]
-    for m in r.get("metrics", []):
-        if m.get("guarantee"):
-            lines.append(f"- {m['name']} ({m.get('method', '')}): {m['guarantee']}")
+    for m in r.metrics:
+        if m.guarantee:
+            lines.append(f"- {m.name} ({m.method}): {m.guarantee}")
     return lines
 
 
-def _metric_sentence(m: dict[str, Any]) -> str:
+def _metric_sentence(m: MetricSummary) -> str:
     effect = _effect(m)
-    lo, hi = (m.get("interval") or [None, None])[:2]
-    n = f"{m.get('n_baseline', 0)} baseline and {m.get('n_candidate', 0)} candidate observations"
-    head = f"**{m['name']}** — {effect}: estimate {pct(m.get('estimate'))}, interval [{pct(lo)}, {pct(hi)}] from {n}; tolerance {pct(m['tolerance'])}."
-    verdict = m.get("verdict")
-    if verdict == "fail" and m.get("abort_threshold"):
+    n = f"{m.n_baseline} baseline and {m.n_candidate} candidate observations"
+    head = f"**{m.name}** — {effect}: estimate {pct(m.estimate)}, interval [{pct(m.lower)}, {pct(m.upper)}] from {n}; tolerance {pct(m.tolerance)}."
+    if m.verdict == "fail" and m.abort_threshold:
         why = "The interval lies entirely above the tolerance, so the candidate is worse than allowed on this metric (abort)."
-    elif verdict == "fail":
+    elif m.verdict == "fail":
         why = "The interval lies entirely above 0, so the candidate is worse than the baseline on this metric (abort)."
-    elif verdict == "pass":
+    elif m.verdict == "pass":
         why = "The whole interval lies below the tolerance, so any degradation is smaller than what was declared acceptable."
-    elif not m.get("n_baseline") or not m.get("n_candidate"):
+    elif not m.n_baseline or not m.n_candidate:
         why = "There was no data for this metric on one of the arms; no data is never a pass."
     else:
         why = "The interval still contains 0 and reaches above the tolerance, so neither conclusion is proven yet."
     return f"{head} {why}"
 
 
-def _quantile_label(m: dict[str, Any]) -> str:
-    q = m.get("quantile") or 0.5
+def _quantile_label(m: MetricSummary) -> str:
+    """The metric's own quantile (p90 for a p90 metric); the spec's default is the median."""
+    q = m.quantile if m.quantile is not None else 0.5
     return f"{100 * q:g}"
 
 
-def _steps_table(result: dict[str, Any]) -> list[str]:
-    steps = result.get("steps") or []
-    if not steps:
+def _steps_table(result: RunResult) -> list[str]:
+    if not result.steps:
         return []
     lines = [
         "| step | routing | duration | requests baseline / candidate | outcome |",
         "|---|---|---|---|---|",
     ]
-    for s in steps:
+    for s in result.steps:
         lines.append(
-            f"| {s['step']} | {s['label']} | {s.get('duration_s', 0):.1f} s | "
-            f"{s.get('requests', {}).get('baseline', 0)} / {s.get('requests', {}).get('candidate', 0)} | "
-            f"{s.get('outcome', '')} |"
+            f"| {s.step} | {s.label} | {s.duration_s:.1f} s | {s.baseline} / {s.candidate} | "
+            f"{s.outcome} |"
         )
     return lines
+
+
+def _statuses(statuses: Mapping[int, int]) -> str:
+    return ", ".join(
+        f"{'no answer (0)' if code == 0 else code}: {n}" for code, n in sorted(statuses.items())
+    )
+
+
+def _evidence(e: Evidence) -> list[str]:
+    out = ["", "## Evidence"]
+    if e.warnings:
+        out += ["", *(f"- **Warning:** {w}" for w in e.warnings)]
+    expected = (
+        f" (expected, not errors: {', '.join(map(str, e.expected_statuses))})"
+        if e.expected_statuses
+        else ""
+    )
+    out += [
+        "",
+        f"Status codes per arm{expected}; an error is any status but 2xx/3xx or an expected one, "
+        "and no answer (0) always is:",
+        "",
+        "| arm | requests | status codes | errors | 4xx share | answers without a prediction |",
+        "|---|---|---|---|---|---|",
+    ]
+    for a in e.arms:
+        out.append(
+            f"| {a.arm} | {a.requests} | {_statuses(a.statuses) or '-'} | {a.errors} | "
+            f"{100 * a.share_4xx:.3g}% | {a.no_prediction} ({100 * a.share_no_prediction:.3g}%) |"
+        )
+    out += [
+        "",
+        f"- predictions extracted at `{e.extractor or '(the whole body)'}`",
+        f"- requests recorded: {e.recorded}; analysed: {e.analysed}; unattributed (no arm, "
+        f"not recorded in samples.csv): {e.unattributed}",
+    ]
+    out += [f"- not analysed: {n} {reason}" for reason, n in e.not_analysed]
+    if e.preflight:
+        checked = sorted({f"{p.arm} ({p.via})" for p in e.preflight})
+        codes = sorted({p.status for p in e.preflight})
+        out.append(
+            f"- pre-flight: {len(e.preflight)} payloads to {', '.join(checked)}; statuses "
+            f"{', '.join(map(str, codes))}"
+        )
+    return out
 
 
 def markdown(run: RunRecord, plot_links: dict[str, str] | None = None) -> str:
     """The report as Markdown; ``plot_links`` maps plot keys to image paths to embed."""
     r = run.result
-    verdict = r.get("verdict", "inconclusive")
-    out = [f"# meshlab report: {r.get('experiment', run.path.name)}", ""]
+    verdict = r.verdict
+    out = [f"# meshlab report: {r.experiment or run.path.name}", ""]
     out.append(f"**{VERDICT_WORDS.get(verdict, verdict)}.**")
-    if r.get("reason"):
-        out += ["", str(r["reason"])]
+    if r.reason:
+        out += ["", r.reason]
     out += [
         "",
-        f"- strategy: {r.get('strategy', '?')}; target: {r.get('target', 'local')}; "
-        f"exit code {r.get('exit_code', '?')}",
-        f"- duration: {r.get('duration_s', 0):.1f} s; requests: {len(run.samples)} recorded",
+        f"- strategy: {r.strategy or '?'}; target: {r.target}; exit code {r.exit_code}",
+        f"- duration: {r.duration_s:.1f} s; requests: {len(run.samples)} recorded",
     ]
-    decision = r.get("decision")
-    if decision:
+    if r.decided_after is not None:
         out.append(
-            f"- decided after {decision.get('at_request')} requests, "
-            f"{decision.get('at_time', 0):.1f} s into the experiment"
+            f"- decided after {r.decided_after.requests} requests, "
+            f"{r.decided_after.seconds:.1f} s after the first request"
         )
-    rb = r.get("rollback")
+    rb = r.rollback
     if rb:
         out.append(
             f"- rollback: the last candidate-served request ended {rb.get('decision_to_last_candidate_ms', 0):.0f} ms "
             f"after the decision (routes applied in {rb.get('apply_ms', 0):.0f} ms)"
         )
     out += ["", "## Metrics", ""]
-    out += [f"- {_metric_sentence(m)}" for m in r.get("metrics", [])]
-    if r.get("metrics"):
+    out += [f"- {_metric_sentence(m)}" for m in r.metrics]
+    if r.metrics:
         out += ["", "## What the numbers guarantee", "", *_guarantees(r)]
-    if r.get("approximation"):
-        out += ["", f"_Approximation: {r['approximation']}_"]
+    if r.approximation:
+        out += ["", f"_Approximation: {r.approximation}_"]
+    if r.evidence is not None:
+        out += _evidence(r.evidence)
     table = _steps_table(r)
     if table:
         out += ["", "## Steps", "", *table]
@@ -199,7 +242,7 @@ def html_page(run: RunRecord, pngs: dict[str, bytes]) -> str:
         f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
         for k, png in pngs.items()
     )
-    title = html.escape(f"meshlab report: {run.result.get('experiment', run.path.name)}")
+    title = html.escape(f"meshlab report: {run.name}")
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>"
         f"<style>{CSS}</style></head><body>{body}<h2>Plots</h2>{figures}</body></html>\n"

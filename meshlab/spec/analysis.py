@@ -3,13 +3,17 @@
 ``alpha`` bounds the probability of aborting a candidate that is no worse than the baseline on every
 metric; ``beta`` bounds the probability of promoting a candidate that is worse by at least a metric's
 tolerance. Both hold over every look of a live run (see :mod:`meshlab.stats`).
+
+``expectedStatuses`` lists HTTP statuses that are answers, not errors, for this traffic (e.g.
+``[400]`` when some payloads are meant to be rejected). Every other status outside 2xx/3xx is an
+error, and status 0 (a transport failure) always is (:func:`meshlab.samples.is_error_status`).
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from meshlab.spec.base import DnsLabel, Duration, Fraction, StrictModel
@@ -67,6 +71,26 @@ class Analysis(StrictModel):
     beta: float = Field(default=0.05, gt=0, lt=0.5)
     method: Method = "sequential"
     metrics: list[Metric] = Field(default_factory=_default_metrics, min_length=1)
+    expected_statuses: list[int] = Field(default_factory=list)
+
+    @field_validator("expected_statuses")
+    @classmethod
+    def _real_statuses(cls, value: list[int]) -> list[int]:
+        for i, code in enumerate(value):
+            if code == 0:
+                raise PydanticCustomError(
+                    "metric",
+                    "0 means a transport failure (no response), which is always an error; remove it",
+                    {"subpath": f"[{i}]"},
+                )
+            if not 400 <= code <= 599:
+                raise PydanticCustomError(
+                    "metric",
+                    "{c} is not a 4xx or 5xx status; 2xx and 3xx are never errors, so list only "
+                    "the 4xx/5xx answers your payloads are meant to get",
+                    {"c": code, "subpath": f"[{i}]"},
+                )
+        return sorted(set(value))
 
     @model_validator(mode="after")
     def _unique_names(self) -> Analysis:

@@ -3,7 +3,10 @@
 Pure numpy/scipy, no I/O. :class:`Comparison` is the incremental object a live run keeps;
 :func:`decide` is the verdict rule; the modules hold one method each (``boundaries``: the
 beta-binomial mixture boundary, ``latency``: quantile confidence sequences, ``rates``: error-rate,
-disagreement and total-variation bounds, ``classic``: fixed-horizon Mann-Whitney/Hodges-Lehmann).
+disagreement and total-variation bounds, ``classic``: fixed-horizon Mann-Whitney/Hodges-Lehmann,
+``design``: boundary design sizes from tolerances, ``replay``: every-k-rows replay in vectorised
+blocks, ``simulate``: whole simulated experiments for the calibration and ``planning``, the
+predictions of ``meshlab plan``).
 """
 
 from meshlab.stats.comparison import MODES, Comparison, Mode, predictions_differ

@@ -19,6 +19,7 @@ bounds its upper edge, so the quantisation only widens the interval (by at most 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -89,16 +90,35 @@ def quantile_bounds(
     1 - upper_level; 0 and +inf when the data cannot bound the quantile yet.
     """
     cum = np.asarray(cumulative, dtype=np.int64)
-    n = cum[..., -1]
+    return quantile_bounds_by_rank(
+        cum[..., -1], lambda k: _order_stat_bin(cum, k), p, lower_level, upper_level, grid, design_n
+    )
+
+
+def quantile_bounds_by_rank(
+    n: IntArray,
+    kth_bin: Callable[[IntArray], IntArray],
+    p: float,
+    lower_level: float,
+    upper_level: float,
+    grid: LogGrid,
+    design_n: float = DEFAULT_DESIGN_N,
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """:func:`quantile_bounds` given ``n`` and a function from 1-based ranks to histogram bins.
+
+    ``kth_bin(k)`` is the bin of the k-th smallest value (``grid.size`` when ``k > n``); the
+    replay (:mod:`meshlab.stats.replay`) answers it without a cumulative histogram per look.
+    """
+    n = np.asarray(n, dtype=np.int64)
     edges = grid.edges
     last = grid.size - 1
     lo_k = order_index_lower(n, p, lower_level, design_n)
     hi_k = order_index_upper(n, p, upper_level, design_n)
-    lo_bin = np.minimum(_order_stat_bin(cum, np.maximum(lo_k, 1)), last)
-    hi_bin = np.minimum(_order_stat_bin(cum, np.minimum(hi_k, np.maximum(n, 1))), last)
+    lo_bin = np.minimum(kth_bin(np.maximum(lo_k, 1)), last)
+    hi_bin = np.minimum(kth_bin(np.minimum(hi_k, np.maximum(n, 1))), last)
     lower = np.where(lo_k >= 1, edges[lo_bin], 0.0)
     upper = np.where(hi_k <= n, edges[hi_bin + 1], np.inf)
-    est_bin = np.minimum(_order_stat_bin(cum, np.maximum(np.ceil(p * n).astype(np.int64), 1)), last)
+    est_bin = np.minimum(kth_bin(np.maximum(np.ceil(p * n).astype(np.int64), 1)), last)
     left, right = edges[est_bin], edges[est_bin + 1]
     mid = np.where(np.isinf(right), left, np.where(left > 0, np.sqrt(left * right), right / 2))
     estimate = np.where(n > 0, mid, np.nan)
@@ -125,8 +145,17 @@ def ratio_interval(
     design_n: float = DEFAULT_DESIGN_N,
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """(lower, estimate, upper) of Q_cand(p)/Q_base(p) - 1 (see the module docstring)."""
-    lb, eb, ub = quantile_bounds(cum_baseline, p, beta / 2, alpha_share / 2, grid, design_n)
-    lc, ec, uc = quantile_bounds(cum_candidate, p, alpha_share / 2, beta / 2, grid, design_n)
+    base = quantile_bounds(cum_baseline, p, beta / 2, alpha_share / 2, grid, design_n)
+    cand = quantile_bounds(cum_candidate, p, alpha_share / 2, beta / 2, grid, design_n)
+    return ratio_from_bounds(base, cand)
+
+
+def ratio_from_bounds(
+    base: tuple[FloatArray, FloatArray, FloatArray], cand: tuple[FloatArray, FloatArray, FloatArray]
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """The ratio interval from each arm's (lower, estimate, upper) quantile bounds."""
+    lb, eb, ub = base
+    lc, ec, uc = cand
     lower = np.where(np.isinf(ub) | (lc == 0), -1.0, _ratio(lc, ub))
     upper = np.where((lb == 0) | np.isinf(uc), np.inf, _ratio(uc, lb))
     return lower, _ratio(ec, eb), upper

@@ -17,8 +17,11 @@ Clopper-Pearson bounds valid for a single look only.
   Bernoulli sequence, lower at alpha_share, upper at beta.
 * total variation (canary): effect ``TV(P_cand, P_base) = max_A P(A) - Q(A)`` over events A of
   the K prediction categories. For 2 <= K <= 6 (sequential): the two-arm difference bound for
-  each of the 2^K - 2 events, Bonferroni over events (level / (2^K - 2) each); TV's upper bound is
-  the largest event upper bound, its lower bound the largest event lower bound. Otherwise: with
+  each of the 2^K - 2 events; TV's upper bound is
+  the largest event upper bound, its lower bound the largest event lower bound; the upper bounds
+  run at the full beta (intersection-union: a false promote needs the bound of the one event that
+  attains TV to miss, see :data:`UPPER_PER_EVENT`), the lower bounds at alpha_share over the number
+  of events (a false abort is a union over events). Otherwise: with
   4K one-sided rate bounds (two per category per arm, each at level / (4K)) holding together,
   lower = max(sum_k (L_pk - U_qk)^+, sum_k (L_qk - U_pk)^+) and
   upper = min(1, sum_k (U_pk - L_qk)^+, sum_k (U_qk - L_pk)^+, 1/2 sum_k max(U_pk - L_qk, U_qk - L_pk)).
@@ -137,6 +140,11 @@ def rate_interval(
 
 
 MAX_SET_CATEGORIES = 6  # up to 2^6 - 2 = 62 event bounds; beyond, per-category bounds
+# The promote side of TV needs no correction over events (intersection-union): a false promote
+# needs max_A U_A < TV = P(A*) - Q(A*) for the event A* that attains TV, so U_A* < its own true
+# difference, which has probability <= beta. Only the abort side (max_A L_A > TV) is a union over
+# events and keeps Bonferroni. False switches it back to beta / events (the first version).
+UPPER_PER_EVENT = True
 
 
 def _subsets(k: int) -> npt.NDArray[np.float64]:
@@ -186,7 +194,8 @@ def _tv_by_events(
     sets = _subsets(p.shape[-1])
     pa, qa = p @ sets.T, q @ sets.T  # (..., events)
     events = sets.shape[0]
-    upper = difference_upper(pa, np_, qa, nq, beta / events, design_n).max(axis=-1)
+    up_level = beta if UPPER_PER_EVENT else beta / events
+    upper = difference_upper(pa, np_, qa, nq, up_level, design_n).max(axis=-1)
     lower = (-difference_upper(qa, nq, pa, np_, alpha_share / events, design_n)).max(axis=-1)
     return np.clip(lower, 0.0, 1.0), np.clip(upper, 0.0, 1.0)
 

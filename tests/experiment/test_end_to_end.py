@@ -215,10 +215,12 @@ def test_signal_during_startup_leaves_nothing_running(meshlab: Meshlab) -> None:
         "--runs",
         str(meshlab.tmp / "runs"),
     )
-    state = meshlab.tmp / "home" / "experiments" / "models.demo-canary-good.json"
+    experiments = meshlab.tmp / "home" / "experiments"
     deadline = time.monotonic() + 30
-    while not state.exists() and time.monotonic() < deadline:
+    while not list(experiments.glob("models.demo-canary-good.*.json")):  # keyed by place too
+        assert time.monotonic() < deadline, "no state file within 30 s"
         time.sleep(0.05)
+    (state,) = experiments.glob("models.demo-canary-good.*.json")
     time.sleep(0.3)  # model servers and Envoy are starting; no route to the candidate yet
     proc.send_signal(signal.SIGTERM)
     code, _, err = _wait_exit(proc)

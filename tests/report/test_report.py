@@ -133,7 +133,7 @@ def test_unfinished_run_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_result_json_roundtrip(tmp_path: Path) -> None:
     run = load_run(make_run(tmp_path))
-    assert json.loads((tmp_path / RESULT).read_text())["verdict"] == run.result["verdict"]
+    assert json.loads((tmp_path / RESULT).read_text())["verdict"] == run.result.verdict
     assert len(run.samples) == 600 and len(run.history) == 29
 
 

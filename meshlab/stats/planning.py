@@ -1,0 +1,290 @@
+"""How long will it take: requests and wall time to a decision, predicted by simulation.
+
+:func:`plan` runs the calibration's engine (:func:`meshlab.stats.simulate.simulate`, which judges
+every look exactly as :class:`meshlab.stats.Comparison` does) on the experiment's own metrics,
+alpha, beta and traffic split, in a stated world (:class:`meshlab.stats.simulate.World`:
+lognormal latencies, a baseline error rate, prediction labels). Per analysed step and metric it
+reports the median and p90 requests (and seconds at the step's request rate) to a promote when
+the candidate is no different, and to an abort when that metric is worse by 1x and 2x its
+tolerance; per step the experiment's promote time (all metrics judged jointly) and the metric that
+binds. The experiment's timeline follows the controller: steps last ``limits.maxDuration`` unless
+decided, a promoted step hands over after ``limits.minSamples`` requests, and the whole run stops at
+``limits.experimentMaxDuration``. Warnings say when those limits are too short for a likely
+decision (the p90 run).
+
+Control arm (issue 13): :class:`StepTraffic` carries ``control_share``; while the spec has no
+control arm it is 0. A control arm takes its share of the primary traffic away from the
+comparison; where the controller's comparison of baseline against control lands, the simulation
+gets a third arm (see ``TODO(issue 13)`` below, the one place to extend).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from meshlab.spec.analysis import Analysis, Limits, Metric
+from meshlab.stats.simulate import (
+    Effect,
+    Setup,
+    SimMetric,
+    World,
+    one_look_size,
+    simulate,
+    summarize,
+)
+
+LOOKS = 25  # looks per one-look (fixed-horizon) size of the step
+HORIZON_FACTOR = 4.0  # of the one-look size, as in the calibration
+
+
+@dataclass(frozen=True)
+class StepTraffic:
+    """One step as the statistics see it: who gets how much of the request rate."""
+
+    label: str
+    candidate_share: float  # share of primary requests the candidate serves (canary), or 1.0
+    mode: str  # "canary" or "shadow"
+    analysed: bool  # False for a soak with no concurrent baseline (canary 100%, switch)
+    pairs_share: float = 1.0  # shadow: share of requests mirrored (pairs per request)
+    control_share: float = 0.0  # issue 13: a control arm's share of primary traffic
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Median and p90 requests and seconds to a decision (inf: more than 10% never decide)."""
+
+    median_requests: float
+    p90_requests: float
+    median_seconds: float
+    p90_seconds: float
+    q25_requests: float
+    q75_requests: float
+    decided: float  # share of simulated runs that reached the expected decision
+
+
+@dataclass(frozen=True)
+class MetricPlan:
+    name: str
+    type: str
+    tolerance: float
+    promote: Estimate  # no effect
+    abort_1x: Estimate  # this metric worse by its tolerance
+    abort_2x: Estimate  # ... by twice its tolerance
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    label: str
+    mode: str  # a new mode starts a new comparison (shadow, then canary)
+    analysed: bool
+    rps: float  # requests per second the comparison gets (pairs per second in shadow)
+    candidate_rps: float
+    metrics: tuple[MetricPlan, ...]
+    promote: Estimate | None  # all metrics jointly, no effect
+    binds: str  # the metric whose promote takes longest
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Plan:
+    rps: float
+    alpha: float
+    beta: float
+    reps: int
+    world: World
+    steps: tuple[StepPlan, ...]
+    experiment_promote_seconds: tuple[float, float]  # median, p90 (inf when not in time)
+    decided_by_step: str  # the step a likely (median) promote lands in, or "none"
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+
+NEVER = Estimate(math.inf, math.inf, math.inf, math.inf, math.inf, math.inf, 0.0)
+
+
+def sim_metric(m: Metric) -> SimMetric:
+    return SimMetric(
+        m.type, float(m.tolerance), float(m.quantile or 0.5), m.abort_on == "beyond-tolerance"
+    )
+
+
+def _effect(m: SimMetric, times: float) -> Effect:
+    if m.type == "latency":
+        return Effect(latency_ratio=1 + times * m.tolerance)
+    if m.type == "error-rate":
+        return Effect(error_delta=times * m.tolerance)
+    return Effect(divergence=times * m.tolerance)
+
+
+def _estimate(
+    setup: Setup, reps: int, rng: np.random.Generator, rate: float, outcome: str
+) -> Estimate:
+    out = simulate(setup, reps, rng)
+    q = summarize(out)
+    right = out.promote if outcome == "promote" else out.abort
+    at = np.where(right, out.at, np.inf)  # a wrong or missing decision never counts as one
+    med = float(np.quantile(at, 0.5, method="inverted_cdf"))
+    p90 = float(np.quantile(at, 0.9, method="inverted_cdf"))
+    return Estimate(med, p90, med / rate, p90 / rate, q["q25"], q["q75"], float(right.mean()))
+
+
+def _setup(
+    metrics: tuple[SimMetric, ...],
+    alpha_share: float,
+    beta: float,
+    step: StepTraffic,
+    world: World,
+) -> Setup:
+    """A simulation of one step's traffic (see :data:`LOOKS` and :data:`HORIZON_FACTOR`)."""
+    # TODO(issue 13): with a control arm, the candidate and baseline shares shrink by
+    # control_share and the controller's baseline-vs-control comparison becomes a third arm.
+    weight = step.candidate_share
+    one_look = max(one_look_size(m, alpha_share, beta, weight, step.mode, world) for m in metrics)
+    # Looks every 1/LOOKS of the one-look size (the calibration looks every ~1/40 of it);
+    # runs still undecided at HORIZON_FACTOR x that size count as never deciding.
+    every = max(10, round(one_look / LOOKS))
+    horizon = every * math.ceil(HORIZON_FACTOR * one_look / every)
+    return Setup(
+        metrics,
+        alpha_share * len(metrics),
+        beta,
+        step.mode,
+        ((math.inf, weight),),
+        every,
+        horizon,
+        world,
+    )
+
+
+def plan(
+    analysis: Analysis,
+    limits: Limits,
+    steps: list[StepTraffic],
+    rps: float,
+    rng: np.random.Generator,
+    reps: int = 40,
+    world: World | None = None,
+) -> Plan:
+    """Predict requests and time to each decision, per analysed step and for the experiment."""
+    world = world or World()
+    metrics = tuple(sim_metric(m) for m in analysis.metrics)
+    share = analysis.alpha / len(metrics)
+    out: list[StepPlan] = []
+    for step in steps:
+        rate = rps * (step.pairs_share if step.mode == "shadow" else 1.0)
+        if not step.analysed:
+            out.append(StepPlan(step.label, step.mode, False, rate, rps * step.candidate_share, (), None,
+                                "", step.note))  # fmt: skip
+            continue
+        per_metric = []
+        for m, spec_m in zip(metrics, analysis.metrics, strict=True):
+            alone = _setup((m,), share, analysis.beta, step, world)
+            per_metric.append(
+                MetricPlan(
+                    spec_m.name,
+                    m.type,
+                    m.tolerance,
+                    _estimate(alone, reps, rng, rate, "promote"),
+                    NEVER  # no indifference zone: at exactly its tolerance it never aborts
+                    if m.abort_beyond
+                    else _estimate(replace(alone, effect=_effect(m, 1)), reps, rng, rate, "abort"),
+                    _estimate(replace(alone, effect=_effect(m, 2)), reps, rng, rate, "abort"),
+                )
+            )
+        joint = _setup(metrics, share, analysis.beta, step, world)
+        promote = _estimate(joint, reps, rng, rate, "promote")
+        binds = max(per_metric, key=lambda p: (p.promote.median_requests, p.promote.p90_requests))
+        out.append(StepPlan(step.label, step.mode, True, rate, rps * step.candidate_share,
+                            tuple(per_metric), promote, binds.name, step.note))  # fmt: skip
+    return _timeline(out, limits, rps, analysis, reps, world)
+
+
+def _timeline(
+    steps: list[StepPlan],
+    limits: Limits,
+    rps: float,
+    analysis: Analysis,
+    reps: int,
+    world: World,
+) -> Plan:
+    """The experiment's promote time along its steps, and warnings about its limits.
+
+    A step runs until the joint promote (if at least ``minSamples`` requests) or its
+    ``maxDuration``; the evidence carries over, so a later step needs only the time still
+    missing at its own rate (requests scale with the step's efficiency). Later steps then hand
+    over after ``minSamples`` requests each.
+    """
+    warnings: list[str] = []
+    slow: list[str] = []  # per step and metric; reported only when the experiment runs late
+    elapsed = {"median": 0.0, "p90": 0.0}
+    progress = {"median": 0.0, "p90": 0.0}  # share of the evidence a promote needs, so far
+    done: dict[str, float | None] = {"median": None, "p90": None}
+    landed = "none"
+    phase = steps[0].mode if steps else ""
+    for step in steps:
+        soak = limits.min_samples / max(step.rps, 1e-9)
+        if step.mode != phase:  # the controller starts a fresh comparison for the new phase
+            phase = step.mode
+            progress = {"median": 0.0, "p90": 0.0}
+            done = {"median": None, "p90": None}
+        for key in ("median", "p90"):
+            if done[key] is not None or not step.analysed or step.promote is None:
+                # after a promote: minSamples per step; an unanalysed step is entered only then
+                elapsed[key] += soak
+                continue
+            full = step.promote.median_seconds if key == "median" else step.promote.p90_seconds
+            need = max((1.0 - progress[key]) * full, soak)
+            if need <= limits.max_duration:
+                elapsed[key] += need
+                done[key] = elapsed[key]
+                landed = step.label if key == "median" else landed
+            else:
+                elapsed[key] += limits.max_duration
+                progress[key] += limits.max_duration / full if math.isfinite(full) else 0.0
+        for mp in step.metrics:
+            if mp.promote.p90_seconds > limits.max_duration and step.analysed:
+                slow.append(
+                    f"step {step.label}: metric {mp.name} needs {_dur(mp.promote.p90_seconds)} "
+                    f"(p90) to show it is within its {100 * mp.tolerance:g}% tolerance, longer "
+                    f"than limits.maxDuration {_dur(limits.max_duration)}"
+                )
+    median = done["median"] if done["median"] is not None else math.inf
+    p90 = done["p90"] if done["p90"] is not None else math.inf
+    if math.isinf(p90) or p90 > limits.experiment_max_duration:
+        warnings += slow
+    if math.isinf(median):
+        warnings.append(
+            "the experiment is likely to end undecided: no step's maxDuration "
+            f"({_dur(limits.max_duration)}) is long enough for a median promote; raise "
+            "limits.maxDuration, the canary weights or the load's rps, or widen a tolerance"
+        )
+    elif math.isinf(p90):
+        warnings.append(
+            "more than 10% of good candidates would end undecided: raise limits.maxDuration to "
+            "the p90 promote time of the first analysed step"
+        )
+    if not math.isinf(p90) and p90 > limits.experiment_max_duration:
+        warnings.append(
+            f"limits.experimentMaxDuration {_dur(limits.experiment_max_duration)} is shorter than "
+            f"the p90 time to a promote ({_dur(p90)}); raise it to at least {_dur(p90 * 1.1)}"
+        )
+    elif not math.isinf(median) and median > limits.experiment_max_duration:
+        warnings.append(
+            f"limits.experimentMaxDuration {_dur(limits.experiment_max_duration)} is shorter than "
+            f"the median time to a promote ({_dur(median)})"
+        )
+    return Plan(rps, analysis.alpha, analysis.beta, reps, world, tuple(steps), (median, p90),
+                landed, tuple(warnings))  # fmt: skip
+
+
+def _dur(seconds: float) -> str:
+    if math.isinf(seconds):
+        return "never"
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f}m"
+    return f"{seconds / 3600:.1f}h"

@@ -1,0 +1,358 @@
+"""Vectorised simulation of whole sequential experiments: the engine of the calibration and of plans.
+
+:func:`simulate` runs ``reps`` experiments at once (numpy arrays over replications) and judges
+them at every look exactly as :class:`meshlab.stats.Comparison` does: the same bound functions
+(``latency.ratio_interval``, ``rates.rate_difference``, ``rates.rate_interval``,
+``rates.tv_interval``), the same alpha split (Bonferroni over metrics on the abort side, full
+beta on the promote side), the same per-metric design sizes (:mod:`meshlab.stats.design`) and the
+same running intersection of the confidence sequences across looks. It returns, per replication,
+whether and after how many requests it aborted or promoted. ``analysis/calibration.py`` uses it to
+check the error guarantees and measure efficiency; ``meshlab plan`` uses it to predict how long
+an experiment will take.
+
+The world is a stated model (:class:`World`): lognormal latencies, Bernoulli errors, categorical
+predictions (canary) or paired disagreements (shadow), optionally with shared bursts. Effects
+(:class:`Effect`) scale the candidate's latency, add to its error rate and move its prediction
+distribution. Randomness comes only from the ``numpy.random.Generator`` passed in.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+from scipy import stats as sps
+
+from meshlab.stats import latency, rates
+from meshlab.stats.boundaries import DEFAULT_DESIGN_N
+from meshlab.stats.design import design_size
+from meshlab.stats.latency import LogGrid
+from meshlab.stats.replay import Difference, Exact, Test, judge
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+
+GRID = LogGrid(lo=0.5, hi=5000.0, ratio=1.001)  # the default grid's 0.1% bins, narrower range
+
+
+@dataclass(frozen=True)
+class SimMetric:
+    """One judged metric (the simulation's view of :class:`meshlab.spec.analysis.Metric`)."""
+
+    type: str  # "latency" | "error-rate" | "prediction-divergence"
+    tolerance: float
+    quantile: float = 0.5
+    abort_beyond: bool = False  # abortOn: beyond-tolerance
+
+    @property
+    def abort_threshold(self) -> float:
+        return self.tolerance if self.abort_beyond else 0.0
+
+
+@dataclass(frozen=True)
+class World:
+    """The data-generating model of the baseline (the candidate differs by an :class:`Effect`)."""
+
+    latency_median_ms: float = 20.0
+    latency_sigma: float = 0.5  # of log latency
+    error_rate: float = 0.01
+    categories: tuple[float, ...] = (0.7, 0.2, 0.1)
+    bursty: bool = False  # shared bursts: latency x2, error rate x5 for both arms
+
+
+@dataclass(frozen=True)
+class Effect:
+    """How the candidate differs: latency ratio, added error rate, moved prediction mass."""
+
+    latency_ratio: float = 1.0
+    error_delta: float = 0.0
+    divergence: float = 0.0  # TV distance (canary) or disagreement rate (shadow)
+
+
+@dataclass(frozen=True)
+class Levers:
+    """The efficiency levers, each switchable so the calibration can show what it buys."""
+
+    tuned_design: bool = True  # mixture design size from the tolerance, not a fixed 2,000
+    intersect: bool = False  # running intersection of the confidence sequences across looks
+
+
+@dataclass(frozen=True)
+class Setup:
+    """One simulated experiment design: metrics, error budget, traffic split, look schedule."""
+
+    metrics: tuple[SimMetric, ...]
+    alpha: float = 0.05
+    beta: float = 0.05
+    mode: str = "canary"  # or "shadow"
+    weights: tuple[tuple[float, float], ...] = ((math.inf, 0.5),)  # (until request, weight)
+    every: int = 200
+    horizon: int = 40_000
+    world: World = World()
+    effect: Effect = Effect()
+    levers: Levers = Levers()
+
+    def weight_at(self, seen: int) -> float:
+        for until, w in self.weights:
+            if seen <= until:
+                return w
+        return self.weights[-1][1]
+
+
+@dataclass
+class Outcome:
+    """Per replication: aborted, promoted, requests to the decision (nan when undecided)."""
+
+    abort: BoolArray
+    promote: BoolArray
+    at: FloatArray
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+def one_look_size(
+    metric: SimMetric, alpha_share: float, beta: float, weight: float, mode: str, world: World
+) -> float:
+    """Total requests a one-look (fixed-horizon) test of this metric needs (normal approximation).
+
+    Power ``1 - beta`` against an effect at the tolerance, level ``alpha_share``.
+    """
+    z2 = (float(sps.norm.ppf(1 - alpha_share)) + float(sps.norm.ppf(1 - beta))) ** 2
+    wb, wc = (1.0, 1.0) if mode == "shadow" else (1 - weight, weight)
+    tol = metric.tolerance
+    if metric.type == "latency":
+        zq = float(sps.norm.ppf(metric.quantile))
+        # var of the log sample quantile per draw: q(1-q) / (f(Q) Q)^2, lognormal
+        density = float(sps.norm.pdf(zq))
+        fq = metric.quantile * (1 - metric.quantile) * (world.latency_sigma / density) ** 2
+        return z2 * fq * (1 / wb + 1 / wc) / math.log1p(tol) ** 2
+    if metric.type == "error-rate":
+        pb, pc = world.error_rate, world.error_rate + tol
+        return z2 * (pb * (1 - pb) / wb + pc * (1 - pc) / wc) / tol**2
+    if mode == "shadow":  # one-sample test of a disagreement rate: 0 against the tolerance
+        return z2 * tol * (1 - tol) / tol**2
+    p0 = world.categories[0]
+    p1 = p0 - tol
+    return z2 * (p0 * (1 - p0) / wb + p1 * (1 - p1) / wc) / tol**2
+
+
+def _designs(s: Setup) -> list[float]:
+    if not s.levers.tuned_design:
+        return [float(DEFAULT_DESIGN_N)] * len(s.metrics)
+    return [design_size(m.type, m.tolerance, m.quantile) for m in s.metrics]
+
+
+def simulate(s: Setup, reps: int, rng: np.random.Generator) -> Outcome:
+    """Run ``reps`` experiments of ``s`` with a look every ``s.every`` requests, up to the horizon."""
+    w = s.world
+    types = {m.type for m in s.metrics}
+    use_lat = "latency" in types
+    use_div = "prediction-divergence" in types
+    cats_p = np.asarray(w.categories, dtype=np.float64)
+    cand_p = cats_p + np.concatenate(
+        ([-s.effect.divergence, s.effect.divergence], np.zeros(cats_p.size - 2))
+    )
+    nb = GRID.size
+    hist = np.zeros((2, reps, nb), dtype=np.int64) if use_lat else np.zeros((2, reps, 0), np.int64)
+    n = np.zeros((2, reps), dtype=np.int64)
+    err = np.zeros((2, reps), dtype=np.int64)
+    cats = np.zeros((2, reps, cats_p.size), dtype=np.int64)
+    pairs = np.zeros(reps, dtype=np.int64)
+    differ = np.zeros(reps, dtype=np.int64)
+    abort = np.zeros(reps, dtype=bool)
+    promote = np.zeros(reps, dtype=bool)
+    at = np.full(reps, np.nan)
+    active = np.ones(reps, dtype=bool)
+    run_lo = np.full((len(s.metrics), reps), -np.inf)
+    run_hi = np.full((len(s.metrics), reps), np.inf)
+    burst_carry = np.zeros(reps, dtype=bool)
+    mu = math.log(w.latency_median_ms)
+    alpha_share = s.alpha / len(s.metrics)
+    designs = _designs(s)
+    shadow = s.mode == "shadow"
+    for seen in range(s.every, s.horizon + 1, s.every):
+        act = np.flatnonzero(active)
+        if act.size == 0:
+            break
+        r, k = act.size, s.every
+        burst = _bursts(rng, burst_carry, act, k) if w.bursty else np.zeros((r, k), dtype=bool)
+        scale = np.where(burst, 2.0, 1.0)
+        p_err = np.where(burst, 5 * w.error_rate, w.error_rate)
+        if shadow:  # every request is served by baseline and mirrored to the candidate
+            z = rng.normal(0.0, 0.8 * w.latency_sigma, (r, k))  # request complexity, shared
+            noise = 0.6 * w.latency_sigma
+            logs = [mu + z + rng.normal(0.0, noise, (r, k)) for _ in range(2)]
+            masks = [np.ones((r, k), dtype=bool)] * 2
+            pairs[act] += k
+            differ[act] += (rng.random((r, k)) < s.effect.divergence).sum(axis=1)
+        else:
+            cand = rng.random((r, k)) < s.weight_at(seen)
+            base = mu + rng.normal(0.0, w.latency_sigma, (r, k))
+            logs = [base, base]
+            masks = [~cand, cand]
+            if use_div:
+                u = rng.random((r, k))
+                for a, probs in ((0, cats_p), (1, cand_p)):
+                    code = (u[..., None] > np.cumsum(probs)[:-1]).sum(axis=-1)
+                    counts = np.stack(
+                        [((code == c) & masks[a]).sum(axis=1) for c in range(cats_p.size)], axis=-1
+                    )
+                    cats[a, act] += counts
+        shared_err = rng.random((r, k))  # shadow: a bad request fails on both arms
+        for a in (0, 1):
+            m = masks[a]
+            n[a, act] += m.sum(axis=1)
+            pe = p_err + (s.effect.error_delta if a == 1 else 0.0)
+            u_err = shared_err if shadow else rng.random((r, k))
+            err[a, act] += ((u_err < pe) & m).sum(axis=1)
+            if use_lat:
+                shift = math.log(s.effect.latency_ratio) if a == 1 else 0.0
+                idx = GRID.index(np.exp(logs[a] + shift) * scale)
+                flat = (act[:, None] * nb + idx)[m]
+                hist[a] += np.bincount(flat, minlength=reps * nb).reshape(reps, nb)
+        if s.levers.intersect:  # needs every look's exact bounds
+            lows, highs = _bounds(s, act, hist, n, err, cats, pairs, differ, alpha_share, designs)
+            run_lo[:, act] = np.maximum(run_lo[:, act], lows)
+            run_hi[:, act] = np.minimum(run_hi[:, act], highs)
+            lows, highs = run_lo[:, act], run_hi[:, act]
+            thresholds = np.array([[m.abort_threshold] for m in s.metrics])
+            tols = np.array([[m.tolerance] for m in s.metrics])
+            fail = (lows > thresholds).any(axis=0)
+            ok = ~fail & (highs < tols).all(axis=0)
+        else:  # the verdict only, with the replay's cheap rule-outs
+            tests = _tests(s, act, hist, n, err, cats, pairs, differ, alpha_share, designs)
+            fail, ok = judge(tests, act.size)
+        abort[act[fail]] = True
+        promote[act[ok]] = True
+        at[act[fail | ok]] = seen
+        active[act[fail | ok]] = False
+    return Outcome(abort, promote, at, {"horizon": float(s.horizon)})
+
+
+def _bursts(
+    rng: np.random.Generator, carry: BoolArray, act: npt.NDArray[np.intp], k: int
+) -> BoolArray:
+    """A two-state Markov chain per replication: enter a burst w.p. 0.002, leave w.p. 0.02."""
+    flips = rng.random((act.size, k))
+    burst = np.zeros((act.size, k), dtype=bool)
+    cur = carry[act]
+    for t in range(k):
+        cur = np.where(cur, flips[:, t] >= 0.02, flips[:, t] < 0.002)
+        burst[:, t] = cur
+    carry[act] = cur
+    return burst
+
+
+def _bounds(
+    s: Setup,
+    act: npt.NDArray[np.intp],
+    hist: npt.NDArray[np.int64],
+    n: npt.NDArray[np.int64],
+    err: npt.NDArray[np.int64],
+    cats: npt.NDArray[np.int64],
+    pairs: npt.NDArray[np.int64],
+    differ: npt.NDArray[np.int64],
+    alpha_share: float,
+    designs: list[float],
+) -> tuple[FloatArray, FloatArray]:
+    """(lower, upper) per metric and active replication, exactly as ``Comparison`` computes them."""
+    lows, highs = [], []
+    cum = np.cumsum(hist[:, act], axis=2) if hist.shape[2] else None
+    empty = (n[0, act] == 0) | (n[1, act] == 0)
+    for m, dn in zip(s.metrics, designs, strict=True):
+        if m.type == "latency":
+            assert cum is not None
+            lo, _, hi = latency.ratio_interval(
+                cum[0], cum[1], m.quantile, alpha_share, s.beta, GRID, dn
+            )
+        elif m.type == "error-rate":
+            lo, _, hi = rates.rate_difference(
+                err[0, act],
+                n[0, act],
+                err[1, act],
+                n[1, act],
+                alpha_share,
+                s.beta,
+                True,
+                dn,
+                s.mode == "shadow",
+            )
+        elif s.mode == "shadow":
+            lo, _, hi = rates.rate_interval(differ[act], pairs[act], alpha_share, s.beta, True, dn)
+        else:
+            lo, _, hi = rates.tv_interval(cats[0, act], cats[1, act], alpha_share, s.beta, True, dn)
+        lows.append(np.where(empty, -np.inf, lo))
+        highs.append(np.where(empty, np.inf, hi))
+    return np.asarray(lows, dtype=np.float64), np.asarray(highs, dtype=np.float64)
+
+
+def _tests(
+    s: Setup,
+    act: npt.NDArray[np.intp],
+    hist: npt.NDArray[np.int64],
+    n: npt.NDArray[np.int64],
+    err: npt.NDArray[np.int64],
+    cats: npt.NDArray[np.int64],
+    pairs: npt.NDArray[np.int64],
+    differ: npt.NDArray[np.int64],
+    alpha_share: float,
+    designs: list[float],
+) -> list[Test]:
+    """Per metric, the verdict test over the active replications (as ``Comparison`` judges)."""
+    tests: list[Test] = []
+    cum = np.cumsum(hist[:, act], axis=2) if hist.shape[2] else None
+    data = (n[0, act] > 0) & (n[1, act] > 0)
+    b = s.beta
+    for m, dn in zip(s.metrics, designs, strict=True):
+        thr, tol = m.abort_threshold, m.tolerance
+        if m.type == "latency":
+            assert cum is not None
+            lo, _, hi = latency.ratio_interval(cum[0], cum[1], m.quantile, alpha_share, b, GRID, dn)
+            tests.append(Exact((lo > thr) & data, (hi < tol) & data))
+        elif m.type == "error-rate" and s.mode == "canary":
+            e, k = err[:, act], n[:, act]
+            tests.append(Difference(e[0], k[0], e[1], k[1], alpha_share, b, thr, tol, dn, data))
+        elif m.type == "error-rate":
+            lo, _, hi = rates.rate_difference(
+                err[0, act], n[0, act], err[1, act], n[1, act], alpha_share, b, True, dn, True
+            )
+            tests.append(Exact((lo > thr) & data, (hi < tol) & data))
+        elif s.mode == "shadow":
+            has = pairs[act] > 0
+            lo, _, hi = rates.rate_interval(differ[act], pairs[act], alpha_share, b, True, dn)
+            tests.append(Exact((lo > thr) & has, (hi < tol) & has))
+        else:
+            q, p = cats[0, act].astype(np.float64), cats[1, act].astype(np.float64)
+            sets = rates._subsets(q.shape[-1])
+            events = sets.shape[0]
+            up = b if rates.UPPER_PER_EVENT else b / events
+            nq, np_ = q.sum(axis=-1, keepdims=True), p.sum(axis=-1, keepdims=True)
+            has = (nq[:, 0] > 0) & (np_[:, 0] > 0)
+            tests.append(
+                Difference(
+                    q @ sets.T,
+                    nq,
+                    p @ sets.T,
+                    np_,
+                    alpha_share / events,
+                    up,
+                    thr,
+                    tol,
+                    dn,
+                    has[:, None],
+                )
+            )
+    return tests
+
+
+def summarize(out: Outcome) -> dict[str, float]:
+    """Median, p90, quartiles of requests to a decision (inf where too many runs are undecided)."""
+    at = np.where(np.isnan(out.at), np.inf, out.at)
+    q = {
+        name: float(np.quantile(at, p, method="inverted_cdf"))
+        for name, p in (("q25", 0.25), ("median", 0.5), ("q75", 0.75), ("p90", 0.9))
+    }
+    q["undecided"] = float(np.isnan(out.at).mean())
+    q["abort"], q["promote"] = float(out.abort.mean()), float(out.promote.mean())
+    return q
