@@ -158,6 +158,10 @@ def test_gateway_api_canary_promotes_and_status_reads_the_http_route(
     assert "routing read back from the cluster: step promoted" in status.stdout, (
         status.stdout + status.stderr
     )
+    rollback = meshlab(tmp_path, "rollback", "-f", str(spec))
+    assert rollback.returncode == 0, rollback.stderr[-2000:]
+    assert f"read back from HTTPRoute models/{ROUTE}: step rollback" in rollback.stdout
+    assert _backends(_route(fake_api)) == {V1}
 
 
 def test_gateway_api_canary_aborts_and_rolls_back(
