@@ -1,10 +1,11 @@
-"""The interface every mesh backend implements (local Envoy, Kubernetes/Istio).
+"""The interface every mesh backend implements (local Envoy, Kubernetes with Istio or Gateway API).
 
 A backend is built for one experiment and applies whole steps, each given as the mesh-neutral
 :class:`~meshlab.manifests.routing.RoutingPlan`; the backend renders its own objects from it in the
 experiment's routing API (``routing_renderer(spec.target.routing)`` of :mod:`meshlab.registry`).
 Applying is all-or-nothing: after ``apply`` returns the mesh routes exactly as the plan says; if it
-raises, the previous step is still in force.
+raises, the previous step is still in force. Each backend class also has ``for_run(experiment,
+RunContext) -> MeshRun``, the uniform factory ``meshlab start`` calls through the registry.
 ``rollback`` must work from any state, including after a crash of an earlier meshlab process, and is
 what signal handlers call, so it must not depend on anything but the backend's own connection.
 
