@@ -1,8 +1,13 @@
-"""The ``meshlab`` command line: one typer app, one module per area, errors mapped to exit codes.
+"""The ``meshlab`` command line: the entry point, errors mapped to exit codes, nothing heavy.
 
 Exit codes: 0 success / promoted, 1 aborted, 2 bad input, 3 inconclusive, 4 infrastructure failure,
 130 interrupted. Every error a user can cause prints one line on stderr and no traceback (set
 ``MESHLAB_DEBUG=1`` to see the chained causes).
+
+This module imports almost nothing, so that :func:`entrypoint` installs the interrupt handler before
+any import that takes time: a Ctrl-C at any moment, during imports included, ends with one line
+and exit 130, never a traceback. The typer app lives in :mod:`meshlab.cli.app` (commands are
+registered there) and each command imports its heavy libraries when it runs (issue 11).
 """
 
 from __future__ import annotations
@@ -10,30 +15,19 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+from typing import Any
 
-import typer
-
-try:  # typer >= 0.20 vendors click; its exceptions are not the installed click's
-    from typer._click.exceptions import ClickException, UsageError
-except ImportError:  # pragma: no cover - older typer uses click itself
-    from click import ClickException, UsageError  # type: ignore[assignment]
-
-from meshlab.cli import analyze, experiment, load, mesh, render
 from meshlab.errors import EXIT_BAD_INPUT, EXIT_INFRASTRUCTURE, EXIT_INTERRUPTED, MeshlabError
 from meshlab.experiment import signals
 
-app = typer.Typer(
-    name="meshlab",
-    help="Test a new model version against the live one: Istio routing, load, sequential statistics.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-render.register(app)
-mesh.register(app)
-load.register(app)
-analyze.register(app)
-experiment.register(app)
+
+def __getattr__(name: str) -> Any:
+    """``meshlab.cli.app`` is built on first use, not on import."""
+    if name == "app":
+        from meshlab.cli.app import app
+
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _fail(message: str, code: int) -> int:
@@ -42,10 +36,20 @@ def _fail(message: str, code: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``meshlab`` console script; returns the exit code."""
-    command = typer.main.get_command(app)
+    """Run the CLI; returns the exit code."""
     try:
-        result = command.main(args=argv, prog_name="meshlab", standalone_mode=False)
+        import typer
+
+        try:  # typer >= 0.20 vendors click; its exceptions are not the installed click's
+            from typer._click.exceptions import ClickException, UsageError
+        except ImportError:  # pragma: no cover - older typer uses click itself
+            from click import ClickException, UsageError  # type: ignore[assignment]
+    except KeyboardInterrupt:  # during the imports
+        return _fail("interrupted", EXIT_INTERRUPTED)
+    try:
+        from meshlab.cli.app import command
+
+        result = command().main(args=argv, prog_name="meshlab", standalone_mode=False)
     except UsageError as exc:
         hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
         return _fail(exc.format_message().replace("\n", " ") + hint, EXIT_BAD_INPUT)
@@ -71,6 +75,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entrypoint() -> None:
-    """Console-script wrapper: exit with :func:`main`'s code; SIGTERM acts like Ctrl-C throughout."""
+    """Console-script wrapper: exit with :func:`main`'s code; SIGTERM acts like Ctrl-C throughout.
+
+    The handler goes in first, before the imports that take time; once :func:`main` has returned,
+    signals are only counted, so none turns into a traceback while the interpreter exits.
+    """
     signals.install()
-    sys.exit(main())
+    try:
+        code = main()
+    except KeyboardInterrupt:  # in the few bytecodes around main's own handlers
+        code = _fail("interrupted", EXIT_INTERRUPTED)
+    signals.spend()
+    sys.exit(code)

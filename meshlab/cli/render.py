@@ -8,8 +8,6 @@ from typing import Annotated
 import typer
 
 from meshlab.errors import ConfigError
-from meshlab.manifests import all_steps, manifests, plan, step_by_name, step_filename, to_yaml
-from meshlab.spec import load_experiment
 
 SpecFile = Annotated[Path, typer.Option("-f", "--file", help="The experiment spec (YAML).")]
 
@@ -29,6 +27,9 @@ def render_command(
     ] = None,
 ) -> None:
     """Render the DestinationRule and VirtualService of a step as YAML for kubectl apply -f -."""
+    from meshlab.manifests import all_steps, manifests, step_by_name, step_filename, to_yaml
+    from meshlab.spec import load_experiment
+
     experiment = load_experiment(file)
     if not all_:
         if output is not None:
@@ -52,6 +53,9 @@ def render_command(
 
 def validate_command(file: SpecFile) -> None:
     """Check the spec only; exit 0 if valid, 2 with a one-line error naming the field if not."""
+    from meshlab.manifests import plan
+    from meshlab.spec import load_experiment
+
     experiment = load_experiment(file)
     steps = plan(experiment)
     typer.echo(
