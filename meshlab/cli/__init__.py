@@ -12,6 +12,7 @@ registered there) and each command imports its heavy libraries when it runs (iss
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import traceback
@@ -86,4 +87,24 @@ def entrypoint() -> None:
     except KeyboardInterrupt:  # in the few bytecodes around main's own handlers
         code = _fail("interrupted", EXIT_INTERRUPTED)
     signals.spend()
+    if code == EXIT_INTERRUPTED:
+        _exit_interrupted()
     sys.exit(code)
+
+
+def _exit_interrupted() -> None:
+    """Exit 130 for sure, after the atexit hooks and with the output flushed.
+
+    Under ``python -m meshlab``, CPython 3.11 sometimes ends a process whose ``KeyboardInterrupt``
+    meshlab caught (during an import) by re-sending itself SIGINT: status -2 instead of 130, with
+    ``SystemExit(130)`` raised (measured: 4 to 8 runs in 30 with a signal 0.15 s into the imports).
+    Its flag for that is internal, so meshlab leaves through ``os._exit`` after the usual clean-up;
+    every process meshlab started is stopped before this point.
+    """
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(EXIT_INTERRUPTED)
