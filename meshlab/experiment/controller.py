@@ -369,10 +369,13 @@ class Controller:
         }
 
     def _abort(self, snapshot: Snapshot, reason: str | None = None) -> Outcome:
+        why = reason or "; ".join(snapshot.reasons)
+        why = why or "a metric was shown to be worse than the baseline"
         with signals.deferred():
-            info = self._rollback()
-            why = reason or "; ".join(snapshot.reasons)
-            why = why or "a metric was shown to be worse than the baseline"
+            try:
+                info = self._rollback()
+            except Exception:  # tried once more, then said loudly: ROLLBACK FAILED, exit 4
+                return self._abandon("failed", f"aborted ({why})", EXIT_INFRA)
             self.journal.set_state(phase="aborted", detail=f"{why}; rolled back")
             self.journal.event("aborted", reason=why, **info)
             return self._ending("abort", why, snapshot, info)
@@ -387,7 +390,10 @@ class Controller:
                 self.journal.event("promoted", reason=why)
                 return self._ending("inconclusive", f"{why}; promoted by policy", snapshot, code=3)
         with signals.deferred():
-            info = self._rollback() if policy == "rollback" else None
+            try:
+                info = self._rollback() if policy == "rollback" else None
+            except Exception:
+                return self._abandon("failed", f"inconclusive ({why})", EXIT_INFRA)
             self.journal.set_state(phase="inconclusive", detail=f"{why}; onInconclusive: {policy}")
             self.journal.event("inconclusive", reason=why, policy=policy)
             return self._ending("inconclusive", f"{why} (onInconclusive: {policy})", snapshot, info)
