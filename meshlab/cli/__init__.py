@@ -6,7 +6,7 @@ Exit codes: 0 success / promoted, 1 aborted, 2 bad input, 3 inconclusive, 4 infr
 
 This module imports almost nothing, so that :func:`entrypoint` installs the interrupt handler before
 any import that takes time: a Ctrl-C at any moment, during imports included, ends with one line
-and exit 130, never a traceback. The typer app lives in :mod:`meshlab.cli.app` (commands are
+and exit 130, never a traceback. The typer app lives in :mod:`meshlab.cli.commands` (commands are
 registered there) and each command imports its heavy libraries when it runs (issue 11).
 """
 
@@ -23,9 +23,9 @@ from meshlab.experiment import signals
 
 
 def __getattr__(name: str) -> Any:
-    """``meshlab.cli.app`` is built on first use, not on import."""
+    """``meshlab.cli.app`` (the typer app) is built on first use, not on import."""
     if name == "app":
-        from meshlab.cli.app import app
+        from meshlab.cli.commands import app
 
         return app
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # during the imports
         return _fail("interrupted", EXIT_INTERRUPTED)
     try:
-        from meshlab.cli.app import command
+        from meshlab.cli.commands import command
 
         result = command().main(args=argv, prog_name="meshlab", standalone_mode=False)
     except UsageError as exc:
