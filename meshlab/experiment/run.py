@@ -262,6 +262,12 @@ def start_experiment(
             outcome = controller.end_interrupted()
         finally:
             with signals.deferred():
+                for load_source in loads:  # Locust stops gracefully and flushes its last rows
+                    load_source.stop()
+                    load_source.join(10.0)
+                    if controller is not None:
+                        with contextlib.suppress(MeshlabError):
+                            controller.rows.extend(load_source.poll(0.0))
                 if controller is not None:
                     controller.progress.close()
                 for close in reversed(closers):
@@ -271,11 +277,6 @@ def start_experiment(
                     controller.journal.notifier.close()
         # The experiment has ended (signals are only counted now): record it, whatever comes.
         with signals.deferred():
-            for load_source in loads:
-                load_source.stop()
-                load_source.join(10.0)
-                with contextlib.suppress(MeshlabError):
-                    controller.rows.extend(load_source.poll(0.0))
             result = _result(exp, controller, outcome, url or "local mesh")
             write_atomic(run_dir / SAMPLES, samples_to_csv(_ordered_unique(controller.rows)))
             write_atomic(run_dir / RESULT, dump_json(result))

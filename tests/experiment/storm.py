@@ -130,17 +130,28 @@ def _wait_for_phase(
 
 
 def run_storm(
-    tmp: Path, phase: str, seed: int, shots: list[Shot] | None = None, timeout: float = 90
+    tmp: Path,
+    phase: str,
+    seed: int,
+    shots: list[Shot] | None = None,
+    timeout: float = 90,
+    tree: Path = REPO,
 ) -> StormResult:
-    """Start meshlab, fire the storm in ``phase``, wait for the end, check what was left."""
+    """Start meshlab, fire the storm in ``phase``, wait for the end, check what was left.
+
+    ``tree`` is the meshlab source tree to run (another revision, to measure "before").
+    """
     home, runs = tmp / "home", tmp / "runs"
     env = {**os.environ, "MESHLAB_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+    if tree != REPO:
+        env["PYTHONPATH"] = str(tree)
+    spec = tree / SPEC.relative_to(REPO)
     shots = shots if shots is not None else schedule(phase, seed)
     rng = random.Random(seed)
     began = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "meshlab", "canary", "start", "-f", str(SPEC), "-q", "--runs", runs],
-        cwd=REPO,
+        [sys.executable, "-m", "meshlab", "canary", "start", "-f", str(spec), "-q", "--runs", runs],
+        cwd=tree,
         env=env,
         text=True,
         stdout=subprocess.PIPE,
@@ -172,12 +183,18 @@ def run_storm(
             proc.communicate(timeout=10)
     result.code = proc.returncode
     result.seconds = time.monotonic() - began
-    result.problems += check(home, runs, proc.returncode, err, shots, env)
+    result.problems += check(home, runs, proc.returncode, err, shots, env, tree)
     return result
 
 
 def check(
-    home: Path, runs: Path, code: int, err: str, shots: list[Shot], env: dict[str, str]
+    home: Path,
+    runs: Path,
+    code: int,
+    err: str,
+    shots: list[Shot],
+    env: dict[str, str],
+    tree: Path = REPO,
 ) -> list[str]:
     """Everything issue 11 promises after an interrupt; an empty list when it all holds."""
     problems = []
@@ -195,8 +212,8 @@ def check(
     if (state["phase"], state["step"]) != ("rolled-back", "rollback"):
         problems.append(f"state {state['phase']}/{state['step']}: {state.get('detail')}")
     status = subprocess.run(
-        [sys.executable, "-m", "meshlab", "status", "-f", str(SPEC)],
-        cwd=REPO,
+        [sys.executable, "-m", "meshlab", "status", "-f", str(tree / SPEC.relative_to(REPO))],
+        cwd=tree,
         env=env,
         text=True,
         capture_output=True,
