@@ -15,6 +15,8 @@ The rules (issue 11):
   thread blocks SIGINT/SIGTERM (``pthread_sigmask``) and, because another thread may still take
   the signal and Python then runs the handler in the main thread anyway, the handler sees the
   section and only counts. The interrupt stays pending for the next check.
+- Once an experiment has ended (:func:`spend`), signals are only counted: the recording of the
+  ending, the samples, ``result.json`` and the closing of every process cannot be cut short.
 - :func:`skippable` marks work that a user in a hurry may skip (the report): a third signal
   within :data:`IMPATIENT_S` seconds raises :class:`Hurry` there, and only there.
 """
