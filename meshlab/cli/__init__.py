@@ -86,7 +86,7 @@ def entrypoint() -> None:
         code = main()
     except KeyboardInterrupt:  # in the few bytecodes around main's own handlers
         code = _fail("interrupted", EXIT_INTERRUPTED)
-    signals.spend()
+    signals.hold()  # a signal from now on neither raises nor kills: the exit code stands
     if code == EXIT_INTERRUPTED:
         _exit_interrupted()
     sys.exit(code)

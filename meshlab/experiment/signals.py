@@ -8,8 +8,10 @@ The rules (issue 11):
 - It raises ``KeyboardInterrupt`` at most once per sequence, to break out of a blocking call;
   every later signal is only counted. So once the first interrupt is being handled, nothing can
   cut the path from "interrupted" to "rollback applied and recorded" short.
-- A raise can be swallowed (a signal landing in an at-fork hook, a ``__del__``, a logging lock),
-  so the controller also checks :func:`raise_if_interrupted` at every look.
+- A raise can be swallowed (a signal landing in an at-fork hook, a ``__del__``, a weakref
+  callback): Python would print it as "Exception ignored ... Traceback". meshlab's
+  ``sys.unraisablehook`` drops it silently and re-arms the sequence, so the next signal raises
+  again; the controller also checks :func:`raise_if_interrupted` at every look.
 - :func:`deferred` holds signals around the rollback and its bookkeeping, for a *first* signal
   that arrives while meshlab is already rolling back (after an abort or an error): the main
   thread blocks SIGINT/SIGTERM (``pthread_sigmask``) and, because another thread may still take
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from types import FrameType
@@ -41,7 +44,7 @@ class Hurry(BaseException):
 class _Sequence:
     """The interrupt sequence of this process. Written by the handler without any lock."""
 
-    __slots__ = ("count", "deferred", "first_signal", "raised", "recent", "skippable")
+    __slots__ = ("count", "deferred", "first_signal", "raised", "recent", "skippable", "spent")
 
     def __init__(self) -> None:
         self.count = 0
@@ -50,6 +53,7 @@ class _Sequence:
         self.deferred = 0
         self.skippable = 0
         self.recent: tuple[float, ...] = ()
+        self.spent = False
 
 
 SEQUENCE = _Sequence()
@@ -99,6 +103,16 @@ def raise_if_interrupted() -> None:
         raise KeyboardInterrupt
 
 
+def _unraisable(unraisable: Any) -> None:
+    """Our interrupt, swallowed where Python ignores exceptions: no traceback, and re-armed."""
+    kind = unraisable.exc_type
+    if kind is not None and issubclass(kind, (KeyboardInterrupt, Hurry)):
+        if kind is KeyboardInterrupt and not SEQUENCE.spent:
+            SEQUENCE.raised = False  # it never reached the code it was meant for
+        return
+    sys.__unraisablehook__(unraisable)
+
+
 def installed() -> bool:
     """Whether both signals go through this module's handler."""
     return all(signal.getsignal(s) is _handler for s in SIGNALS)
@@ -112,6 +126,7 @@ def install() -> None:
     """
     for sig in SIGNALS:
         signal.signal(sig, _handler)
+    sys.unraisablehook = _unraisable
 
 
 def reset() -> None:
@@ -120,18 +135,30 @@ def reset() -> None:
     SEQUENCE = _Sequence()
 
 
+def hold() -> None:
+    """Block SIGINT/SIGTERM for good in this thread (meshlab has finished and is exiting).
+
+    The interpreter resets handlers to the default while it shuts down; a signal arriving then
+    would kill the process by signal instead of letting it exit with its code.
+    """
+    spend()
+    signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+
+
 def spend() -> None:
     """The interrupt sequence is over (the experiment ended, or meshlab is exiting).
 
     From now on signals are only counted: nothing can cut the recording of the ending short, and
     no ``KeyboardInterrupt`` reaches an atexit hook as a traceback.
     """
+    SEQUENCE.spent = True
     SEQUENCE.raised = True
 
 
 def rearm() -> None:
     """Allow one ``KeyboardInterrupt`` again (a new experiment) unless a signal already came."""
     if SEQUENCE.count == 0:
+        SEQUENCE.spent = False
         SEQUENCE.raised = False
 
 
@@ -147,6 +174,7 @@ def interrupts_handled() -> Iterator[None]:
         yield
         return
     previous: dict[int, Any] = {s: signal.getsignal(s) for s in SIGNALS}
+    previous_hook = sys.unraisablehook
     reset()
     install()
     try:
@@ -154,6 +182,7 @@ def interrupts_handled() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        sys.unraisablehook = previous_hook
 
 
 @contextlib.contextmanager

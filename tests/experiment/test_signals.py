@@ -156,3 +156,20 @@ def test_interrupt_that_reaches_the_caller_after_the_ending_changes_nothing(
     assert outcome.exit_code == 1 and again is outcome
     state = load_state(state_file)
     assert state is not None and state.phase == "aborted"
+
+
+def test_interrupt_swallowed_where_python_ignores_exceptions_is_silent_and_rearmed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A signal landing in a ``__del__`` (or an at-fork hook) must not print a traceback."""
+
+    class Victim:
+        def __del__(self) -> None:
+            _kill()  # the KeyboardInterrupt is raised here, where Python ignores it
+
+    with signals.interrupts_handled():
+        Victim()  # collected at once: __del__ runs, the exception goes to sys.unraisablehook
+        assert signals.signal_count() == 1
+        assert "Traceback" not in capsys.readouterr().err
+        with pytest.raises(KeyboardInterrupt):  # re-armed: the next signal reaches the code
+            _kill()
