@@ -18,7 +18,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from meshlab.errors import ConfigError
+from meshlab.errors import EXIT_INTERRUPTED, ConfigError
 from meshlab.experiment.run import ProgressMode, start_experiment
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "examples" / "demo"
@@ -57,6 +57,8 @@ def run_demo(
         console.rule(f"[bold]{case.story}[/bold]")
         started = time.monotonic()
         result = start_experiment(DEMO_DIR / case.spec, runs=runs, progress=progress)
+        if result.outcome.exit_code == EXIT_INTERRUPTED:  # rolled back; the rest is not wanted
+            return EXIT_INTERRUPTED
         verdict = result.outcome.verdict
         ok &= verdict == case.expected
         decision = result.result.get("decision") or {}
