@@ -61,14 +61,14 @@ def run_demo(
             return EXIT_INTERRUPTED
         verdict = result.outcome.verdict
         ok &= verdict == case.expected
-        decision = result.result.get("decision") or {}
+        decided = result.result.get("decided_after") or {}
         html = result.reports[1] if result.reports else result.run_dir
         reports.append(html)
         table.add_row(
             case.story,
             case.expected,
             ("[green]" if verdict == case.expected else "[red]") + verdict,
-            f"{decision.get('at_request', '-')} requests",
+            f"{decided.get('requests', '-')} requests",
             f"{time.monotonic() - started:.0f} s",
             html.parent.name,
         )

@@ -28,7 +28,15 @@ from meshlab.samples import read_samples
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC = REPO / "examples" / "demo" / "canary-good.yaml"
-STATE_NAME = "models.demo-canary-good.json"
+STATE_GLOB = "models.demo-canary-good.*.json"  # state files are keyed by the spec's place too
+
+
+def _state_file(home: Path) -> Path:
+    """The run's state file, or a path that does not exist (yet)."""
+    found = sorted((home / "experiments").glob(STATE_GLOB))
+    return found[0] if found else home / "experiments" / "absent.json"
+
+
 PHASES = ("import", "start-up", "step", "analysis", "rollback")
 
 
@@ -102,8 +110,8 @@ def _wait_for_phase(
 ) -> bool:
     """Block until ``phase`` is reached, plus a random instant into it; False if never."""
     deadline = time.monotonic() + 60
-    state = home / "experiments" / STATE_NAME
     while time.monotonic() < deadline and proc.poll() is None:
+        state = _state_file(home)
         if phase == "import":
             if _caught(proc.pid, signal.SIGTERM):  # the entry point runs, imports follow
                 time.sleep(rng.uniform(0.0, 0.25))
@@ -202,7 +210,7 @@ def check(
         problems.append(f"exit {code}, not 130: {err[-600:]!r}")
     if "Traceback" in err:
         problems.append(f"traceback on stderr: {err[-1500:]!r}")
-    state_file = home / "experiments" / STATE_NAME
+    state_file = _state_file(home)
     dirs = sorted(runs.glob("*/"))
     if not state_file.exists():
         if dirs:
