@@ -9,22 +9,22 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from meshlab.errors import ConfigError
-from meshlab.samples import read_samples
-from meshlab.spec import load_experiment
-from meshlab.stats import MODES, Assessment, Comparison, Mode
-from meshlab.stats.replay import replay as replay_looks
-from meshlab.stats.serialize import assessment_to_json
+
+if TYPE_CHECKING:
+    from meshlab.stats import Assessment, Mode
 
 EXIT_CODES = {"promote": 0, "abort": 1, "inconclusive": 3}
 
 
 def to_json(assessment: Assessment) -> dict[str, Any]:
     """The machine-readable verdict (keys as documented in the README)."""
+    from meshlab.stats.serialize import assessment_to_json
+
     return assessment_to_json(assessment)
 
 
@@ -72,6 +72,11 @@ def analyze_command(
     ] = None,
 ) -> None:
     """Judge a samples file: promote (exit 0), abort (1) or inconclusive (3)."""
+    from meshlab.samples import read_samples
+    from meshlab.spec import load_experiment
+    from meshlab.stats import MODES, Comparison
+    from meshlab.stats.replay import replay as replay_looks
+
     if every < 1:
         raise ConfigError(f"--every: {every} must be at least 1 sample between looks")
     if mode is not None and mode not in MODES:

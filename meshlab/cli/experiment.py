@@ -7,16 +7,15 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from meshlab.errors import ConfigError
-from meshlab.experiment.demo import run_demo
-from meshlab.experiment.run import ProgressMode, result_json, start_experiment
-from meshlab.experiment.state import FINAL_PHASES, load_state, save_state, state_path
-from meshlab.report import build_report, load_run
-from meshlab.spec import load_experiment
+
+if TYPE_CHECKING:  # the rest is imported by the commands that use it (fast --help)
+    from meshlab.experiment.run import ProgressMode
+    from meshlab.experiment.state import ExperimentState
 
 SpecFile = Annotated[Path, typer.Option("-f", "--file", help="The experiment spec (YAML).")]
 Target = Annotated[
@@ -25,11 +24,16 @@ Target = Annotated[
 ]
 Kubeconfig = Annotated[str | None, typer.Option("--kubeconfig", help="Kubeconfig file.")]
 Context = Annotated[str | None, typer.Option("--context", help="Kubeconfig context.")]
-STRATEGIES = ("canary", "shadow", "bluegreen", "abtest")
+STRATEGIES = {
+    "canary": "a canary experiment: stepped weights to the candidate",
+    "shadow": "a shadow experiment: live traffic mirrored to the candidate, answers discarded",
+    "bluegreen": "a blue/green experiment: header preview, then the switch",
+    "abtest": "an A/B test: requests matching headers go to the candidate",
+}
 
 
 def _start(strategy: str) -> typer.Typer:
-    group = typer.Typer(help=f"Run a {strategy} experiment.", no_args_is_help=True)
+    group = typer.Typer(help=f"Run {STRATEGIES[strategy]}.", no_args_is_help=True)
 
     @group.command("start")
     def start(
@@ -51,8 +55,14 @@ def _start(strategy: str) -> typer.Typer:
             str | None,
             typer.Option("--target", help="local | kubernetes (overrides spec.target.kind)."),
         ] = None,
-        kubeconfig: Annotated[str | None, typer.Option("--kubeconfig")] = None,
-        context: Annotated[str | None, typer.Option("--context")] = None,
+        kubeconfig: Annotated[
+            str | None,
+            typer.Option("--kubeconfig", help="Kubernetes: kubeconfig file (default: as kubectl)."),
+        ] = None,
+        context: Annotated[
+            str | None,
+            typer.Option("--context", help="Kubernetes: kubeconfig context (default: current)."),
+        ] = None,
         dry_run: Annotated[
             bool, typer.Option("--dry-run", help="Kubernetes: server-side dry run of every apply.")
         ] = False,
@@ -73,6 +83,10 @@ def _start(strategy: str) -> typer.Typer:
         ] = False,
     ) -> None:
         """Route, drive load, analyse live, promote or abort and roll back; write the report."""
+        from meshlab.experiment.run import result_json, start_experiment
+        from meshlab.load.inputs import check_experiment_inputs
+        from meshlab.spec import load_experiment
+
         exp = load_experiment(file)
         if exp.spec.strategy != strategy:
             raise ConfigError(
@@ -88,8 +102,6 @@ def _start(strategy: str) -> typer.Typer:
             )
             exp = exp.model_copy(update={"spec": spec})
         mode: ProgressMode = "json" if json_out else "quiet" if quiet else "rich"
-        from meshlab.load.inputs import check_experiment_inputs
-
         check_experiment_inputs(exp, file.resolve().parent)  # before the mesh or Locust start
         result = start_experiment(
             file,
@@ -107,25 +119,47 @@ def _start(strategy: str) -> typer.Typer:
         if json_out:
             typer.echo(result_json(result))
         else:
-            md, html = result.reports or (None, None)
             typer.echo(
                 f"{exp.metadata.name}: {result.outcome.verdict.upper()} — {result.outcome.reason}"
             )
-            typer.echo(f"report: {html}  (markdown: {md})")
+            if result.reports is None:
+                typer.echo(
+                    f"report skipped (interrupted); build it: meshlab report {result.run_dir}"
+                )
+            else:
+                md, html = result.reports
+                typer.echo(f"report: {html}  (markdown: {md})")
         raise typer.Exit(result.outcome.exit_code)
 
     return group
 
 
+def headline(state: ExperimentState) -> str:
+    """The state in two words: where it ended (or that it runs), and whether routes are back.
+
+    "ROLLED BACK" is said only when the rollback was applied (routing step ``rollback``).
+    """
+    from meshlab.experiment.state import FINAL_PHASES
+
+    if state.phase not in FINAL_PHASES:
+        return "RUNNING" if state.process_alive else "INTERRUPTED"
+    word = {"rolled-back": "INTERRUPTED"}.get(state.phase, state.phase.upper())
+    if state.step == "rollback":
+        return f"{word}, ROLLED BACK"
+    return word
+
+
 def status(
     file: SpecFile,
-    json_out: Annotated[bool, typer.Option("--json")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the state as JSON.")] = False,
     target: Target = None,
     kubeconfig: Kubeconfig = None,
     context: Context = None,
 ) -> None:
     """Where a running, finished or interrupted experiment stands (exit 3 if never run here)."""
     from meshlab.experiment.recovery import cluster_view, resolve_target
+    from meshlab.experiment.state import load_state, state_path
+    from meshlab.spec import load_experiment
 
     exp = load_experiment(file)
     state = load_state(state_path(exp, file))
@@ -147,7 +181,11 @@ def status(
         }
         typer.echo(json.dumps(data, indent=2, sort_keys=True))
         return
-    typer.echo(state.describe() if state else f"{exp.metadata.name}: no record on this machine")
+    if state is not None:
+        typer.echo(f"{exp.metadata.namespace}/{exp.metadata.name}: {headline(state)}")
+        typer.echo(state.describe())
+    else:
+        typer.echo(f"{exp.metadata.name}: no record on this machine")
     if cluster is not None:
         typer.echo(f"routing read back from the cluster: step {cluster.step}")
         typer.echo(f"meshlab holding the routes: {cluster.holder}")
@@ -164,6 +202,8 @@ def rollback(
 ) -> None:
     """Put all traffic back on the baseline, now, where the run was (state file) or as told."""
     from meshlab.experiment.recovery import cluster_rollback, resolve_target
+    from meshlab.experiment.state import FINAL_PHASES, load_state, save_state, state_path
+    from meshlab.spec import load_experiment
 
     exp = load_experiment(file)
     path = state_path(exp, file)
@@ -206,6 +246,8 @@ def report(
     run_dir: Annotated[Path, typer.Argument(help="A run directory, e.g. runs/fraud-v2-<time>/")],
 ) -> None:
     """Rebuild the Markdown and HTML reports from a run directory."""
+    from meshlab.report import build_report, load_run
+
     md, html = build_report(load_run(run_dir))
     typer.echo(f"wrote {md} and {html}")
 
@@ -214,9 +256,13 @@ def demo(
     runs: Annotated[Path, typer.Option("--runs", help="Where run directories go.")] = Path(
         "runs/demo"
     ),
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Only state changes, no live table.")
+    ] = False,
 ) -> None:
     """End to end on the local mesh: a good canary (promoted), a bad one (aborted), a bad shadow."""
+    from meshlab.experiment.demo import run_demo
+
     code = run_demo(runs, progress="quiet" if quiet else "rich")
     raise typer.Exit(code)
 

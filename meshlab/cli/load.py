@@ -5,15 +5,14 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from pydantic_core import PydanticCustomError
 
 from meshlab.errors import ConfigError, LoadError
-from meshlab.load import LoadRun, SampleBatch, plan_from_spec, record_load
-from meshlab.spec import load_experiment
-from meshlab.spec.base import parse_duration
+
+if TYPE_CHECKING:
+    from meshlab.load import LoadRun, SampleBatch
 
 EXIT_INTERRUPTED = 130
 
@@ -21,6 +20,10 @@ EXIT_INTERRUPTED = 130
 def _duration(text: str | None) -> float | None:
     if text is None:
         return None
+    from pydantic_core import PydanticCustomError
+
+    from meshlab.spec.base import parse_duration
+
     try:
         return parse_duration(text)
     except PydanticCustomError as exc:
@@ -50,6 +53,9 @@ def load_command(
 
     Stops at the end of the duration, on Ctrl-C or SIGTERM (the rows recorded so far are kept).
     """
+    from meshlab.load import plan_from_spec, record_load
+    from meshlab.spec import load_experiment
+
     if not url.startswith(("http://", "https://")):
         raise ConfigError(f"--url: {url!r} must start with http:// (e.g. http://127.0.0.1:8080)")
     if rps is not None and not rps > 0:

@@ -14,15 +14,16 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from meshlab.errors import ConfigError, MeshError
-from meshlab.manifests import Step, step_by_name
-from meshlab.mesh.local import LocalMesh
-from meshlab.samples import SampleWriter
-from meshlab.spec import load_experiment
+
+if TYPE_CHECKING:
+    from meshlab.manifests import Step
+    from meshlab.mesh.local import LocalMesh
+    from meshlab.samples import SampleWriter
 
 # Mirrored rows younger than this are held back so the CSV stays in start-time order.
 SETTLE_S = 2.0
@@ -53,6 +54,11 @@ def up_command(
     ] = None,
 ) -> None:
     """Start the model servers and Envoy for a step, print the URL, run until Ctrl-C/SIGTERM."""
+    from meshlab.manifests import step_by_name
+    from meshlab.mesh.local import LocalMesh
+    from meshlab.samples import SampleWriter
+    from meshlab.spec import load_experiment
+
     experiment = load_experiment(file)
     chosen = step_by_name(experiment, step)
     with ExitStack() as files:

@@ -8,9 +8,7 @@ from typing import Annotated
 import typer
 
 from meshlab.errors import ConfigError
-from meshlab.manifests import all_steps, plan, render_step, step_by_name, step_filename, to_yaml
 from meshlab.registry import ROUTING
-from meshlab.spec import load_experiment
 
 SpecFile = Annotated[Path, typer.Option("-f", "--file", help="The experiment spec (YAML).")]
 
@@ -40,6 +38,9 @@ def render_command(
 
     Istio: DestinationRule + VirtualService. Gateway API: one Service per version + HTTPRoute.
     """
+    from meshlab.manifests import all_steps, render_step, step_by_name, step_filename, to_yaml
+    from meshlab.spec import load_experiment
+
     experiment = load_experiment(file)
     if routing is not None and routing not in ROUTING.entries:
         raise ConfigError(f"--routing: {ROUTING.unknown(routing)}")
@@ -68,6 +69,8 @@ def validate_command(file: SpecFile) -> None:
     """Check the spec (and that its routing API can express it) and that its payload files parse;
     exit 0, or 2 naming the field."""
     from meshlab.load.inputs import check_experiment_inputs
+    from meshlab.manifests import all_steps, plan, render_step
+    from meshlab.spec import load_experiment
 
     experiment = load_experiment(file)
     steps = plan(experiment)

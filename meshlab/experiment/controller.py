@@ -1,4 +1,4 @@
-"""The experiment loop: apply a step, feed live samples to the sequential analysis, decide, repeat.
+"""The experiment loop: start up, apply a step, feed live samples to the analysis, decide, repeat.
 
 For each step of the plan the controller applies the routes, then looks at the analysis after every
 batch of samples: **abort** rolls back at once (and measures how long the candidate kept serving);
@@ -8,8 +8,13 @@ still undecided after its last step or at ``experimentMaxDuration`` ends by ``on
 (default: roll back, exit 3). A step without a concurrent baseline (canary 100%, the blue/green
 switch) is entered only on a promote verdict and runs as a soak of ``minSamples`` requests whose
 samples are recorded but not analysed: with no baseline beside it, they would compare the candidate
-under all the load with a baseline measured under part of it. Any exception or interrupt rolls back before it propagates: traffic
-is on the baseline whenever meshlab is not in control.
+under all the load with a baseline measured under part of it.
+
+Every way out rolls back first (traffic is on the baseline whenever meshlab is not in control):
+errors, faults of the mesh (see :mod:`meshlab.experiment.faults`) and interrupts, start-up
+included (the start-up runs inside :meth:`Controller.run`). Each ending (see
+:mod:`meshlab.experiment.endings`) runs with signals held and happens once: the rollback, its
+manifest, the final event and the state file's final phase are written before a signal can act.
 
 One analyzer runs per phase (shadow, then canary for ``then: canary``); its alpha and beta are the
 experiment's divided by the number of phases (Bonferroni), so the guarantees hold for the whole run.
@@ -17,51 +22,26 @@ experiment's divided by the number of phases (Bonferroni), so the guarantees hol
 
 from __future__ import annotations
 
-import signal
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from meshlab.errors import ConfigError, MeshlabError
+from meshlab.experiment import signals
+from meshlab.experiment.endings import EXIT, EXIT_INFRA, EXIT_INTERRUPTED, Endings, Outcome
+from meshlab.experiment.faults import judge_faults, mesh_faults
+from meshlab.experiment.journal import Journal
 from meshlab.experiment.notify import Notifier
-from meshlab.experiment.ports import Analyzer, Clock, LiveSamples, Progress, Snapshot, VerdictName
-from meshlab.experiment.signals import raise_if_interrupted
-from meshlab.experiment.state import ExperimentState, save_state
-from meshlab.manifests import (
-    Step,
-    plan,
-    promoted,
-    render_step,
-    rollback,
-    routing_plan,
-    step_filename,
-    to_yaml,
-)
+from meshlab.experiment.ports import Analyzer, Clock, LiveSamples, Progress, Snapshot
+from meshlab.experiment.state import ExperimentState
+from meshlab.manifests import Step, plan, promoted, render_step, routing_plan
 from meshlab.mesh import MeshBackend
-from meshlab.report.record import EVENTS, HISTORY, MANIFESTS, append_jsonl
 from meshlab.samples import Sample
 from meshlab.spec import Experiment
 
-EXIT = {"promote": 0, "abort": 1, "inconclusive": 3}
-EXIT_INFRA, EXIT_INTERRUPTED = 4, 130
 AnalyzerFactory = Callable[[str, float, float], Analyzer]  # (mode, alpha, beta) -> Analyzer
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """How the experiment ended."""
-
-    verdict: VerdictName
-    exit_code: int
-    reason: str
-    final_step: str
-    snapshot: Snapshot | None
-    decision: dict[str, Any] | None
-    rollback: dict[str, Any] | None
-    steps: list[dict[str, Any]]
+StartUp = Callable[["Controller"], None]  # starts the edges, attaching each as soon as it exists
 
 
 def has_concurrent_baseline(step: Step) -> bool:
@@ -78,27 +58,20 @@ def phase_of(step: Step) -> str:
     return "shadow" if step.kind == "shadow" else "canary"
 
 
-@contextmanager
-def signals_deferred() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM while routes are rolled back, so a second Ctrl-C cannot cut it short."""
-    blocked = {signal.SIGINT, signal.SIGTERM}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+class Controller(Endings):
+    """Runs one experiment against a mesh, a live sample source and per-phase analyzers.
 
-
-class Controller:
-    """Runs one experiment against a mesh, a live sample source and per-phase analyzers."""
+    ``mesh``, ``samples`` and ``analyzers`` may be left out and attached by the ``start_up``
+    callable given to :meth:`run`, so that an interrupt during start-up ends like any other.
+    """
 
     def __init__(
         self,
         experiment: Experiment,
         *,
-        mesh: MeshBackend,
-        samples: LiveSamples,
-        analyzers: AnalyzerFactory,
+        mesh: MeshBackend | None = None,
+        samples: LiveSamples | None = None,
+        analyzers: AnalyzerFactory | None = None,
         run_dir: Path,
         state: ExperimentState,
         state_file: Path,
@@ -112,54 +85,38 @@ class Controller:
         self.mesh = mesh
         self.source = samples
         self.make_analyzer = analyzers
-        self.run_dir = run_dir
-        self.state = state
-        self.state_file = state_file
+        self.journal = Journal(
+            experiment,
+            run_dir=run_dir,
+            state=state,
+            state_file=state_file,
+            progress=progress,
+            notifier=notifier,
+            clock=clock,
+        )
         self.progress = progress
-        self.notifier = notifier
         self.clock = clock
         self.poll_interval = poll_interval
         self.drain_seconds = drain_seconds
         self.rows: list[Sample] = []
         self.steps: list[dict[str, Any]] = []
-        self._applied = 0
         self._start = clock()
-        self._current: Step | None = None
         self._decided: dict[str, Any] | None = None
+        self._ended: Outcome | None = None
 
-    # -- edges ---------------------------------------------------------------------------------
-
-    def _event(self, event: str, **detail: Any) -> None:
-        record = {
-            "time": self.clock(),
-            "event": event,
-            "experiment": self.exp.metadata.name,
-            "strategy": self.exp.spec.strategy,
-            "phase": self.state.phase,
-            "step": self.state.step,
-            **detail,
-        }
-        append_jsonl(self.run_dir / EVENTS, record)
-        self.progress.event(record)
-        if self.notifier is not None:
-            self.notifier.send(record)
-
-    def _set_state(self, **changes: Any) -> None:
-        self.state = self.state.advance(**changes)
-        save_state(self.state_file, self.state)
+    @property
+    def state(self) -> ExperimentState:
+        return self.journal.state
 
     def _apply(self, step: Step) -> float:
+        assert self.mesh is not None
         docs = render_step(self.exp, step)
-        self._applied += 1
-        path = self.run_dir / MANIFESTS / step_filename(self._applied, step.name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(to_yaml(docs), encoding="utf-8")
+        self.journal.manifests(step, docs)
         began = self.clock()
         self.mesh.apply(routing_plan(self.exp, step))
         took = self.clock() - began
-        self._current = step
-        self._set_state(step=step.name)
-        self._event(
+        self.journal.set_state(step=step.name)
+        self.journal.event(
             "step-applied",
             label=step.label,
             weight=step.candidate_weight,
@@ -170,34 +127,49 @@ class Controller:
 
     # -- the loop --------------------------------------------------------------------------------
 
-    def run(self) -> Outcome:
-        """Run to the end; always leaves routing on the baseline unless promoted (or held)."""
-        self._set_state(phase="running")
-        self._event("started", target=self.state.target)
+    def run(self, start_up: StartUp | None = None) -> Outcome:
+        """Start up (if asked), run to the end; routing ends on the baseline unless promoted/held.
+
+        Bad input and internal errors are re-raised after the rollback (the CLI prints them).
+        """
+        failure: BaseException | None = None
         try:
-            outcome = self._run_steps()
+            try:
+                outcome = self._run(start_up)
+            except BaseException as exc:  # every way out rolls back first
+                failure = exc
+                outcome = self._end_by(exc)
         except KeyboardInterrupt:
-            outcome = self._abandon(
-                "interrupted", "interrupted by Ctrl-C or SIGTERM; rolled back", EXIT_INTERRUPTED
-            )
-        except ConfigError:
-            self._abandon("failed", "bad input; rolled back", 2)
-            raise
-        except MeshlabError as exc:
-            outcome = self._abandon("failed", f"{exc}; rolled back", EXIT_INFRA)
-        except Exception as exc:
-            outcome = self._abandon(
-                "failed", f"internal error {type(exc).__name__}: {exc}; rolled back", EXIT_INFRA
-            )
-            raise
+            # The one KeyboardInterrupt of the sequence landed between an error and its ending.
+            outcome = self._end_by(KeyboardInterrupt())
         finally:
-            self.source.stop()
+            with signals.deferred():
+                if self.source is not None:
+                    self.source.stop()
+        if isinstance(failure, ConfigError) or (
+            isinstance(failure, Exception) and not isinstance(failure, MeshlabError)
+        ):
+            raise failure
         return outcome
+
+    def end_interrupted(self) -> Outcome:
+        """End by an interrupt that reached the caller before :meth:`run` could catch it."""
+        return self._end_by(KeyboardInterrupt())
+
+    def _run(self, start_up: StartUp | None) -> Outcome:
+        signals.raise_if_interrupted()
+        if start_up is not None:
+            start_up(self)
+            signals.raise_if_interrupted()
+        self.journal.set_state(phase="running")
+        self.journal.event("started", target=self.state.target)
+        return self._run_steps()
 
     def _phases(self) -> int:
         return len({phase_of(s) for s in plan(self.exp)})
 
     def _run_steps(self) -> Outcome:
+        assert self.source is not None and self.make_analyzer is not None
         limits = self.exp.spec.limits
         analysis = self.exp.spec.analysis
         share = self._phases()
@@ -220,7 +192,7 @@ class Controller:
             counts = {"baseline": 0, "candidate": 0}
             outcome = "limit"
             while True:
-                raise_if_interrupted()
+                signals.raise_if_interrupted()
                 batch = self.source.poll(self.poll_interval)
                 if batch:
                     self.rows.extend(batch)
@@ -229,9 +201,14 @@ class Controller:
                         counts[s.arm] += 1
                     if concurrent:
                         analyzer.update(batch)
+                fault = judge_faults(mesh_faults(self.mesh), self.rows)
+                if fault is not None:
+                    self._mark_decision()
+                    self._record_step(step, step_start, counts, f"{fault.role} fault")
+                    return self._fault(fault, snapshot)
                 snapshot = analyzer.snapshot()
                 now = self.clock()
-                self._history(step, snapshot, now)
+                self.journal.look(step, snapshot, now - self._start)
                 self.progress.look(
                     step.label,
                     step.candidate_weight,
@@ -260,34 +237,22 @@ class Controller:
                     self._record_step(step, step_start, counts, "load ended")
                     return self._inconclusive(snapshot, "the load ended before a decision")
             self._record_step(step, step_start, counts, outcome)
-            self._event("step-ended", outcome=outcome, requests=counts)
+            self.journal.event("step-ended", outcome=outcome, requests=counts)
             if mode == "shadow" and outcome != "promote":
                 # The shadow verdict gates what follows: no live traffic without it.
                 return self._inconclusive(snapshot, "the shadow test ended without a decision")
         assert snapshot is not None
         if snapshot.verdict == "promote":
             self._apply(promoted())
-            self._set_state(phase="promoted", detail="all traffic on the candidate")
-            self._event("promoted")
-            return self._outcome(
-                "promote", "every metric was shown to be within its tolerance", snapshot
-            )
+            with signals.deferred():
+                self.journal.set_state(phase="promoted", detail="all traffic on the candidate")
+                self.journal.event("promoted")
+                return self._ending(
+                    "promote", "every metric was shown to be within its tolerance", snapshot
+                )
         return self._inconclusive(snapshot, "the last step ended without a decision")
 
-    # -- endings ---------------------------------------------------------------------------------
-
-    def _history(self, step: Step, snapshot: Snapshot, now: float) -> None:
-        append_jsonl(
-            self.run_dir / HISTORY,
-            {
-                "time": round(now - self._start, 3),
-                "step": step.name,
-                "verdict": snapshot.verdict,
-                "n_baseline": snapshot.n_baseline,
-                "n_candidate": snapshot.n_candidate,
-                "metrics": snapshot.metrics,
-            },
-        )
+    # -- bookkeeping -----------------------------------------------------------------------------
 
     def _record_step(self, step: Step, start: float, counts: dict[str, int], outcome: str) -> None:
         self.steps.append(
@@ -316,90 +281,5 @@ class Controller:
             "at_time": round(max(stamps) - min(stamps), 3),
         }
 
-    def _outcome(
-        self,
-        verdict: VerdictName,
-        reason: str,
-        snapshot: Snapshot | None,
-        rollback_info: dict[str, Any] | None = None,
-        code: int | None = None,
-    ) -> Outcome:
-        return Outcome(
-            verdict,
-            EXIT[verdict] if code is None else code,
-            reason,
-            self.state.step,
-            snapshot,
-            self._decided if verdict != "inconclusive" else None,
-            rollback_info,
-            self.steps,
-        )
 
-    def _rollback(self) -> dict[str, Any]:
-        """Roll back now; keep reading samples briefly to time the last candidate-served request."""
-        decided = self.clock()
-        with signals_deferred():
-            self.mesh.rollback()
-        applied = self.clock()
-        self._current = rollback()
-        self._set_state(step="rollback")
-        append_path = self.run_dir / MANIFESTS / step_filename(self._applied + 1, "rollback")
-        append_path.parent.mkdir(parents=True, exist_ok=True)
-        append_path.write_text(to_yaml(render_step(self.exp, rollback())), encoding="utf-8")
-        deadline = applied + self.drain_seconds
-        try:
-            while self.clock() < deadline and not self.source.finished:
-                self.rows.extend(self.source.poll(self.poll_interval))
-        except KeyboardInterrupt:
-            pass  # routes are already back on the baseline; only the timing is cut short
-        ends = [
-            s.timestamp + s.latency_ms / 1000
-            for s in self.rows
-            if s.arm == "candidate"
-            and not s.mirrored
-            and s.timestamp + s.latency_ms / 1000 >= decided
-        ]
-        last = max(ends, default=decided)
-        return {
-            "decided_at": decided,
-            "applied_at": applied,
-            "apply_ms": round(1000 * (applied - decided), 1),
-            "decision_to_last_candidate_ms": round(1000 * max(0.0, last - decided), 1),
-            "candidate_requests_after_decision": len(ends),
-        }
-
-    def _abort(self, snapshot: Snapshot) -> Outcome:
-        info = self._rollback()
-        reason = "; ".join(snapshot.reasons) or "a metric was shown to be worse than the baseline"
-        self._set_state(phase="aborted", detail=reason)
-        self._event("aborted", reason=reason, **info)
-        return self._outcome("abort", reason, snapshot, info)
-
-    def _inconclusive(self, snapshot: Snapshot | None, why: str) -> Outcome:
-        policy = self.exp.spec.limits.on_inconclusive
-        if policy == "promote":
-            self._apply(promoted())
-            self._set_state(phase="promoted", detail=f"{why}; promoted by onInconclusive: promote")
-            self._event("promoted", reason=why)
-            return self._outcome("inconclusive", f"{why}; promoted by policy", snapshot, code=3)
-        info = None
-        if policy == "rollback":
-            info = self._rollback()
-        self._set_state(phase="inconclusive", detail=f"{why}; onInconclusive: {policy}")
-        self._event("inconclusive", reason=why, policy=policy)
-        return self._outcome("inconclusive", f"{why} (onInconclusive: {policy})", snapshot, info)
-
-    def _abandon(self, phase: str, reason: str, code: int) -> Outcome:
-        """Roll back after an error or interrupt; never raises from the rollback itself."""
-        info: dict[str, Any] | None = None
-        try:
-            info = self._rollback()
-            phase_done = phase
-        except Exception as exc:  # the mesh is broken too: say so, loudly, in the state
-            reason = f"{reason}; ROLLBACK FAILED: {exc} — run 'meshlab rollback'"
-            phase_done = "failed"
-        self._set_state(
-            phase="rolled-back" if phase_done == "interrupted" else "failed", detail=reason
-        )
-        self._event(phase_done, reason=reason)
-        return self._outcome("inconclusive", reason, None, info, code=code)
+__all__ = ["EXIT", "EXIT_INFRA", "EXIT_INTERRUPTED", "Controller", "Outcome", "StartUp"]

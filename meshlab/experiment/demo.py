@@ -18,7 +18,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from meshlab.errors import ConfigError
+from meshlab.errors import EXIT_INTERRUPTED, ConfigError
 from meshlab.experiment.run import ProgressMode, start_experiment
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "examples" / "demo"
@@ -57,16 +57,18 @@ def run_demo(
         console.rule(f"[bold]{case.story}[/bold]")
         started = time.monotonic()
         result = start_experiment(DEMO_DIR / case.spec, runs=runs, progress=progress)
+        if result.outcome.exit_code == EXIT_INTERRUPTED:  # rolled back; the rest is not wanted
+            return EXIT_INTERRUPTED
         verdict = result.outcome.verdict
         ok &= verdict == case.expected
-        decision = result.result.get("decision") or {}
+        decided = result.result.get("decided_after") or {}
         html = result.reports[1] if result.reports else result.run_dir
         reports.append(html)
         table.add_row(
             case.story,
             case.expected,
             ("[green]" if verdict == case.expected else "[red]") + verdict,
-            f"{decision.get('at_request', '-')} requests",
+            f"{decided.get('requests', '-')} requests",
             f"{time.monotonic() - started:.0f} s",
             html.parent.name,
         )

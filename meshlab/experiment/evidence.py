@@ -73,7 +73,7 @@ def evidence_for(
     preflight: tuple[ProbeAnswer, ...] = ()
     with contextlib.suppress(OSError, ValueError):
         preflight = preflight_from_json(
-            json.loads((controller.run_dir / PREFLIGHT).read_text(encoding="utf-8"))
+            json.loads((controller.journal.run_dir / PREFLIGHT).read_text(encoding="utf-8"))
         )
     return Evidence(
         arms=arms,

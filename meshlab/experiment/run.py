@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from meshlab.errors import ConfigError, MeshlabError
+from meshlab.experiment import signals
 from meshlab.experiment.controller import Controller, Outcome
 from meshlab.experiment.evidence import evidence_for
 from meshlab.experiment.notify import Notifier
@@ -28,7 +29,6 @@ from meshlab.experiment.ports import Analyzer, LiveSamples, Progress
 from meshlab.experiment.preflight import check_before_routing
 from meshlab.experiment.progress import JsonProgress, QuietProgress, RichProgress
 from meshlab.experiment.recovery import recover_before_start
-from meshlab.experiment.signals import interrupts_handled, raise_if_interrupted
 from meshlab.experiment.sources import LoadSamples, StatsAnalyzer
 from meshlab.experiment.state import (
     ExperimentState,
@@ -192,7 +192,12 @@ def start_experiment(
     resume: bool = False,
     preflight: bool = True,
 ) -> RunResult:
-    """Run the experiment in ``file`` to its end; see the module docstring."""
+    """Run the experiment in ``file`` to its end; see the module docstring.
+
+    An interrupt at any moment after the run directory exists ends like any other interrupt:
+    rollback, its manifest, the ``interrupted`` event, the state file's final phase, samples,
+    ``result.json`` and the report (skipped only after a third signal in a few seconds).
+    """
     exp = experiment or load_experiment(file)
     spec_dir = file.resolve().parent
     check_not_running(exp, file)
@@ -205,9 +210,92 @@ def start_experiment(
     exp = recover_before_start(
         exp, kubeconfig=kubeconfig, context=context, resume=resume, dry_run=dry_run
     )
-    run_dir = new_run_dir(runs, exp)
-    shutil.copyfile(file, run_dir / SPEC)
-    state_file = state_path(exp, file)
+    closers: list[Callable[[], None]] = []
+    loads: list[LoadSamples] = []
+
+    def start_up(controller: Controller) -> None:
+        """Start the mesh, the load and the live source, attaching each as soon as it exists."""
+        mesh, mirrored, mesh_url = _mesh_for(
+            exp,
+            spec_dir,
+            controller.journal.run_dir,
+            kubeconfig=kubeconfig,
+            context=context,
+            dry_run=dry_run,
+        )
+        closers.append(mesh.close)
+        controller.mesh = mesh
+        target_url = url or mesh_url
+        assert target_url is not None
+        plan = plan_from_spec(
+            load_for(exp),
+            target_url,
+            base_dir=spec_dir,
+            rps=rps,
+            duration=exp.spec.limits.experiment_max_duration + 60,
+        )
+        run = LoadRun(plan, controller.journal.run_dir / "load")
+        closers.append(run.close)
+        run.start()
+        loads.append(LoadSamples(run))
+        source, bounds = _live_source(exp, loads[0], mirrored, closers)
+        controller.source = source
+        controller.make_analyzer = analyzer_factory(exp, bounds)
+        if preflight:  # before step 1 routes anything to the candidate
+            check_before_routing(exp, mesh, plan.config, target_url, controller.journal.run_dir)
+
+    controller: Controller | None = None
+    with signals.interrupts_handled():
+        signals.rearm()
+        try:
+            with signals.deferred():  # nothing half-created: run dir, state, controller, or none
+                run_dir = new_run_dir(runs, exp)
+                shutil.copyfile(file, run_dir / SPEC)
+                controller = _controller(
+                    exp, file, run_dir, progress, kubeconfig=kubeconfig, context=context
+                )
+            outcome = controller.run(start_up)
+        except KeyboardInterrupt:
+            if controller is None:
+                raise  # before the run directory: nothing started, nothing to record
+            outcome = controller.end_interrupted()
+        finally:
+            with signals.deferred():
+                for load_source in loads:  # Locust stops gracefully and flushes its last rows
+                    load_source.stop()
+                    load_source.join(10.0)
+                    if controller is not None:
+                        with contextlib.suppress(MeshlabError):
+                            controller.rows.extend(load_source.poll(0.0))
+                if controller is not None:
+                    controller.progress.close()
+                for close in reversed(closers):
+                    with contextlib.suppress(Exception):
+                        close()
+                if controller is not None and controller.journal.notifier is not None:
+                    controller.journal.notifier.close()
+        # The experiment has ended (signals are only counted now): record it, whatever comes.
+        with signals.deferred():
+            result = _result(exp, controller, outcome, url or "local mesh")
+            write_atomic(run_dir / SAMPLES, samples_to_csv(_ordered_unique(controller.rows)))
+            write_atomic(run_dir / RESULT, dump_json(result))
+        reports = None
+        with signals.skippable() as wanted:
+            if wanted:
+                reports = build_report(load_run(run_dir))
+    return RunResult(outcome, run_dir, result, reports)
+
+
+def _controller(
+    exp: Experiment,
+    file: Path,
+    run_dir: Path,
+    progress: ProgressMode,
+    *,
+    kubeconfig: str | None,
+    context: str | None,
+) -> Controller:
+    """A controller for a new run: the state file says "starting" from here on."""
     state = ExperimentState(
         exp.metadata.name,
         exp.metadata.namespace,
@@ -221,75 +309,16 @@ def start_experiment(
         updated_at=time.time(),
         mesh=cluster_record(exp, kubeconfig, context),
     )
+    state_file = state_path(exp, file)
     save_state(state_file, state)
-    view = make_progress(progress)
-    notifier = Notifier(exp.spec.notifications.webhooks)
-    closers: list[Callable[[], None]] = []
-    load_source: LoadSamples | None = None
-    outcome: Outcome | None = None
-    controller: Controller | None = None
-    try:
-        with interrupts_handled():
-            try:
-                mesh, mirrored, mesh_url = _mesh_for(
-                    exp, spec_dir, run_dir, kubeconfig=kubeconfig, context=context, dry_run=dry_run
-                )
-                closers.append(mesh.close)
-                target_url = url or mesh_url
-                assert target_url is not None
-                plan = plan_from_spec(
-                    load_for(exp),
-                    target_url,
-                    base_dir=spec_dir,
-                    rps=rps,
-                    duration=exp.spec.limits.experiment_max_duration + 60,
-                )
-                run = LoadRun(plan, run_dir / "load")
-                closers.append(run.close)
-                run.start()
-                load_source = LoadSamples(run)
-                source, bounds = _live_source(exp, load_source, mirrored, closers)
-                if preflight:
-                    check_before_routing(exp, mesh, plan.config, target_url, run_dir)
-                raise_if_interrupted()
-            except KeyboardInterrupt:
-                state = state.advance(
-                    phase="rolled-back", step="rollback", detail="interrupted during start-up"
-                )
-                save_state(state_file, state)
-                raise
-            except MeshlabError as exc:
-                state = state.advance(phase="failed", detail=f"start-up failed: {exc}")
-                save_state(state_file, state)
-                raise
-            controller = Controller(
-                exp,
-                mesh=mesh,
-                samples=source,
-                analyzers=analyzer_factory(exp, bounds),
-                run_dir=run_dir,
-                state=state,
-                state_file=state_file,
-                progress=view,
-                notifier=notifier,
-            )
-            outcome = controller.run()
-            if load_source is not None:
-                load_source.stop()
-                load_source.join(10.0)
-                controller.rows.extend(load_source.poll(0.0))
-    finally:
-        view.close()
-        for close in reversed(closers):
-            with contextlib.suppress(Exception):
-                close()
-        notifier.close()
-    assert controller is not None and outcome is not None
-    result = _result(exp, controller, outcome, url or "local mesh")
-    write_atomic(run_dir / SAMPLES, samples_to_csv(_ordered_unique(controller.rows)))
-    write_atomic(run_dir / RESULT, dump_json(result))
-    reports = build_report(load_run(run_dir))
-    return RunResult(outcome, run_dir, result, reports)
+    return Controller(
+        exp,
+        run_dir=run_dir,
+        state=state,
+        state_file=state_file,
+        progress=make_progress(progress),
+        notifier=Notifier(exp.spec.notifications.webhooks),
+    )
 
 
 def _ordered_unique(rows: list[Sample]) -> list[Sample]:

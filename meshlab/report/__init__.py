@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from meshlab.report.plots import PLOTS
 from meshlab.report.record import REPORT_HTML, REPORT_MD, RunRecord, load_run, write_atomic
-from meshlab.report.text import html_page, markdown
 
 __all__ = ["RunRecord", "build_report", "load_run"]
 
 
 def build_report(run: RunRecord) -> tuple[Path, Path]:
     """Write report.md (with plots/*.png beside it) and report.html into the run directory."""
+    from meshlab.report.plots import PLOTS  # matplotlib: only when a report is drawn
+    from meshlab.report.text import html_page, markdown
+
     plots_dir = run.path / "plots"
     plots_dir.mkdir(exist_ok=True)
     pngs = {key: draw(run) for key, (_, draw) in PLOTS.items()}

@@ -28,12 +28,31 @@ class FakeClock:
         self.now += seconds
 
 
+@dataclass(frozen=True)
+class FakeFault:
+    """The ``meshlab.mesh.base.Fault`` contract of issue 17 (the controller reads it by duck type)."""
+
+    role: str
+    component: str
+    detail: str
+    since: float
+
+    def describe(self) -> str:
+        return f"{self.component} {self.detail}"
+
+
 @dataclass
 class FakeMesh:
     name: str = "fake"
     applied: list[str] = field(default_factory=list)
     fail_on: str | None = None
     fail_rollback: bool = False
+    clock: FakeClock | None = None
+    failures: list[FakeFault] = field(default_factory=list)  # each reported from its ``since``
+
+    def faults(self) -> list[FakeFault]:
+        now = self.clock() if self.clock is not None else float("inf")
+        return [f for f in self.failures if f.since <= now]
 
     def apply(self, plan: RoutingPlan) -> None:
         if plan.step == self.fail_on:

@@ -45,6 +45,7 @@ def _run(
 ) -> tuple[Outcome, FakeMesh, list[tuple[str, float, float]], Path]:
     clock = FakeClock()
     mesh = mesh or FakeMesh()
+    mesh.clock = mesh.clock or clock
     source = FakeSource(
         clock, mesh, weights={"1": 10, "2": 50, "3": 100}, interrupt_at=interrupt_at
     )
