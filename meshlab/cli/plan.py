@@ -19,7 +19,6 @@ from typing import Annotated, Any
 import typer
 
 from meshlab.errors import ConfigError
-from meshlab.experiment.controller import has_concurrent_baseline
 from meshlab.manifests import Step
 from meshlab.manifests import plan as plan_steps
 from meshlab.spec import Experiment, load_experiment
@@ -38,6 +37,7 @@ def mean_rps(experiment: Experiment) -> float:
 
 def traffic(experiment: Experiment, step: Step) -> Any:
     """The statistics' view of a routing step (a :class:`StepTraffic`)."""
+    from meshlab.experiment.controller import has_concurrent_baseline
     from meshlab.stats.planning import StepTraffic
 
     spec = experiment.spec
