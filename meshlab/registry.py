@@ -3,7 +3,7 @@
     registry            spec field              name -> implementation ("module:attribute")
     ROUTING             spec.target.routing     istio, gateway-api -> RoutingPlan renderers
     MESH                spec.target.kind        local, kubernetes  -> MeshBackend classes
-    METRICS             spec.metrics.source     samples, prometheus -> live sample sources
+    METRICS             spec.metrics.source     samples, prometheus -> live sample source factories
     SAMPLES             (mirrored predictions)  tap, kserve-logger  -> mirrored-sample sources
 
 Adding a backend is one module plus one line here. The spec validates its names against these
@@ -80,8 +80,8 @@ METRICS = Registry(
     "metrics source",
     "spec.metrics.source",
     {
-        "samples": "meshlab.experiment.sources:LocalMeshSamples",
-        "prometheus": "meshlab.metrics.live:PrometheusLiveSamples",
+        "samples": "meshlab.experiment.live_sources:samples_source",
+        "prometheus": "meshlab.experiment.live_sources:prometheus_source",
     },
 )
 SAMPLES = Registry(
@@ -111,3 +111,11 @@ def mesh_backend(name: str) -> type[Any]:
     if not isinstance(backend, type):
         raise ConfigError(f"{MESH.field}: {MESH.entries[name]} is not a class")
     return backend
+
+
+def metrics_source(name: str) -> Callable[..., Any]:
+    """The live-source factory of ``spec.metrics.source`` ``name`` (see live_sources)."""
+    factory = METRICS.load(name)
+    if not callable(factory):
+        raise ConfigError(f"{METRICS.field}: {METRICS.entries[name]} is not a factory")
+    return cast(Callable[..., Any], factory)

@@ -39,7 +39,7 @@ def test_mesh_targets_are_mesh_backends_and_match_the_spec() -> None:
     for name in MESH.names:
         backend = mesh_backend(name)
         assert backend.name == name
-        assert all(hasattr(backend, m) for m in ("apply", "status", "rollback", "close"))
+        assert all(hasattr(backend, m) for m in ("apply", "status", "rollback", "close", "for_run"))
     assert set(get_args(Target.model_fields["kind"].annotation)) == set(MESH.names)
     assert set(get_args(MetricsSource.model_fields["source"].annotation)) == set(METRICS.names)
 

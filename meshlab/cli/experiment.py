@@ -93,8 +93,10 @@ def _start(strategy: str) -> typer.Typer:
                 f"spec.strategy: the file says {exp.spec.strategy}; run 'meshlab {exp.spec.strategy} start'"
             )
         if target is not None:
-            if target not in ("local", "kubernetes"):
-                raise ConfigError(f"--target: {target!r} is not 'local' or 'kubernetes'")
+            from meshlab.registry import MESH
+
+            if target not in MESH.entries:
+                raise ConfigError(f"--target: {MESH.unknown(target)}")
             spec = exp.spec.model_copy(
                 update={"target": exp.spec.target.model_copy(update={"kind": target})}
             )

@@ -35,7 +35,7 @@ from meshlab.experiment.journal import Journal
 from meshlab.experiment.notify import Notifier
 from meshlab.experiment.ports import Analyzer, Clock, LiveSamples, Progress, Snapshot
 from meshlab.experiment.state import ExperimentState
-from meshlab.manifests import Step, manifests, plan, promoted
+from meshlab.manifests import Step, plan, promoted, render_step, routing_plan
 from meshlab.mesh import MeshBackend
 from meshlab.samples import Sample
 from meshlab.spec import Experiment
@@ -110,10 +110,10 @@ class Controller(Endings):
 
     def _apply(self, step: Step) -> float:
         assert self.mesh is not None
-        docs = manifests(self.exp, step)
+        docs = render_step(self.exp, step)
         self.journal.manifests(step, docs)
         began = self.clock()
-        self.mesh.apply(step, docs)
+        self.mesh.apply(routing_plan(self.exp, step))
         took = self.clock() - began
         self.journal.set_state(step=step.name)
         self.journal.event(

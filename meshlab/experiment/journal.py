@@ -17,7 +17,7 @@ from typing import Any
 from meshlab.experiment.notify import Notifier
 from meshlab.experiment.ports import Clock, Progress, Snapshot
 from meshlab.experiment.state import ExperimentState, save_state
-from meshlab.manifests import Manifest, Step, manifests, step_filename, to_yaml
+from meshlab.manifests import Manifest, Step, render_step, step_filename, to_yaml
 from meshlab.report.record import EVENTS, HISTORY, MANIFESTS, append_jsonl
 from meshlab.spec import Experiment
 
@@ -71,7 +71,7 @@ class Journal:
         self.applied += 1
         path = self.run_dir / MANIFESTS / step_filename(self.applied, step.name)
         path.parent.mkdir(parents=True, exist_ok=True)
-        text = to_yaml(manifests(self.exp, step) if docs is None else docs)
+        text = to_yaml(render_step(self.exp, step) if docs is None else docs)
         path.write_text(text, encoding="utf-8")
         return path
 

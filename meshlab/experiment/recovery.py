@@ -261,12 +261,12 @@ def cluster_view(experiment: Experiment, where: Where) -> ClusterView:
 def cluster_rollback(experiment: Experiment, where: Where) -> str:
     """Roll the experiment's routes back in the cluster and confirm it; the line to print."""
     mesh = _mesh(experiment, where)
-    name = f"{experiment.metadata.namespace}/{mesh.virtual_service_name}"
+    name = f"{mesh.route_kind} {experiment.metadata.namespace}/{mesh.route_name}"
     try:
         before = mesh.status()
         if before is None:
             return (
-                f"{experiment.metadata.name}: VirtualService {name} carries no meshlab route for "
+                f"{experiment.metadata.name}: {name} carries no meshlab route for "
                 "this experiment (read back from the cluster): nothing routes to the candidate"
             )
         lease = mesh.lease()
@@ -285,11 +285,11 @@ def cluster_rollback(experiment: Experiment, where: Where) -> str:
         mesh.close()
     if after is not None and after.step != "rollback":
         raise MeshError(
-            f"rollback not confirmed: VirtualService {name} reads back step {after.step}; "
+            f"rollback not confirmed: {name} reads back step {after.step}; "
             "another writer changed it — stop it and run 'meshlab rollback' again"
         )
     shown = "meshlab's routes removed" if after is None else "step rollback, baseline only"
     return (
         f"{experiment.metadata.name}: routes rolled back to the baseline in the cluster "
-        f"(was {_label(experiment, before.step)}; read back from VirtualService {name}: {shown})"
+        f"(was {_label(experiment, before.step)}; read back from {name}: {shown})"
     )

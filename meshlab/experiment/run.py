@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from meshlab.errors import ConfigError, MeshlabError, MetricsError
+from meshlab.errors import ConfigError, MeshlabError
 from meshlab.experiment import signals
 from meshlab.experiment.controller import Controller, Outcome
 from meshlab.experiment.evidence import evidence_for
@@ -29,7 +29,7 @@ from meshlab.experiment.ports import Analyzer, LiveSamples, Progress
 from meshlab.experiment.preflight import check_before_routing
 from meshlab.experiment.progress import JsonProgress, QuietProgress, RichProgress
 from meshlab.experiment.recovery import recover_before_start
-from meshlab.experiment.sources import LoadSamples, LocalMeshSamples, StatsAnalyzer
+from meshlab.experiment.sources import LoadSamples, StatsAnalyzer
 from meshlab.experiment.state import (
     ExperimentState,
     cluster_record,
@@ -111,27 +111,12 @@ def _live_source(
     mirrored: Callable[[], list[Sample]],
     closers: list[Callable[[], None]],
 ) -> tuple[LiveSamples, Callable[[], Sequence[float]] | None]:
-    """Where the statistics read from: raw samples (default) or Prometheus."""
-    if experiment.spec.metrics.source == "samples":
-        return LocalMeshSamples(load, mirrored), None
-    from meshlab.metrics import DEFAULT_BUCKETS_MS, Outage, PrometheusLiveSamples, from_experiment
+    """Where the statistics read from: the source ``spec.metrics.source`` names in the registry."""
+    from meshlab.registry import metrics_source
 
-    prom = experiment.spec.metrics.prometheus
-    backend = from_experiment(experiment, prom.queries)
-    closers.append(backend.close)
-    if not backend.online():
-        raise MetricsError(
-            f"spec.metrics.prometheus.url: Prometheus at {prom.url} does not answer; "
-            "start it or fix the URL"
-        )
-    live = PrometheusLiveSamples(
-        backend,
-        load,
-        interval=prom.interval,
-        outage=Outage(prom.grace_period),
-        settle=prom.interval,
-    )
-    return live, lambda: backend.bounds or DEFAULT_BUCKETS_MS
+    factory = metrics_source(experiment.spec.metrics.source)
+    live, bounds = factory(experiment, load, mirrored, closers)
+    return live, bounds
 
 
 def load_for(experiment: Experiment) -> Load:
@@ -184,19 +169,13 @@ def _mesh_for(
     context: str | None,
     dry_run: bool,
 ) -> tuple[MeshBackend, Callable[[], list[Sample]], str | None]:
-    """The mesh backend, its mirrored-copy source (local only) and its client URL (local only)."""
-    if experiment.spec.target.kind == "local":
-        from meshlab.mesh.local import LocalMesh
+    """The backend ``spec.target.kind`` names in the registry, its mirrored copies and client URL."""
+    from meshlab.mesh.base import RunContext
+    from meshlab.registry import mesh_backend
 
-        local = LocalMesh(experiment, here=spec_dir, run_dir=run_dir / "mesh", keep_run_dir=True)
-        local.start()
-        return local, local.mirrored_samples, local.url
-    from meshlab.mesh.kubernetes import KubernetesMesh
-
-    kube = KubernetesMesh.from_spec(
-        experiment, kubeconfig=kubeconfig, context=context, dry_run=dry_run, hold=True
-    )
-    return kube, list, None
+    where = RunContext(spec_dir, run_dir / "mesh", kubeconfig, context, dry_run)
+    run = mesh_backend(experiment.spec.target.kind).for_run(experiment, where)
+    return run.mesh, run.mirrored, run.url
 
 
 def start_experiment(

@@ -1,8 +1,11 @@
-"""The interface every mesh backend implements (local Envoy, Kubernetes/Istio).
+"""The interface every mesh backend implements (local Envoy, Kubernetes with Istio or Gateway API).
 
-A backend is built for one experiment and applies whole steps: the DestinationRule and
-VirtualService a step's builders produced. Applying is all-or-nothing: after ``apply`` returns the
-mesh routes exactly as the manifests say; if it raises, the previous step is still in force.
+A backend is built for one experiment and applies whole steps, each given as the mesh-neutral
+:class:`~meshlab.manifests.routing.RoutingPlan`; the backend renders its own objects from it in the
+experiment's routing API (``routing_renderer(spec.target.routing)`` of :mod:`meshlab.registry`).
+Applying is all-or-nothing: after ``apply`` returns the mesh routes exactly as the plan says; if it
+raises, the previous step is still in force. Each backend class also has ``for_run(experiment,
+RunContext) -> MeshRun``, the uniform factory ``meshlab start`` calls through the registry.
 ``rollback`` must work from any state, including after a crash of an earlier meshlab process, and is
 what signal handlers call, so it must not depend on anything but the backend's own connection.
 
@@ -14,11 +17,13 @@ metrics source failing is an infrastructure failure (exit 4). The controller ask
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
-from meshlab.manifests import Manifest, Step
+from meshlab.manifests.routing import RoutingPlan
+from meshlab.samples import Sample
 
 
 @dataclass(frozen=True)
@@ -51,14 +56,39 @@ class Fault:
         return f"{self.component} {self.detail}"
 
 
+@dataclass(frozen=True)
+class RunContext:
+    """What ``meshlab start`` knows about where a run happens: every backend's ``for_run`` takes it."""
+
+    spec_dir: Path  # the spec file's directory (relative paths in the spec)
+    run_dir: Path  # the backend's own directory under the run directory
+    kubeconfig: str | None = None  # --kubeconfig / --context override spec.target (clusters)
+    context: str | None = None
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class MeshRun:
+    """A backend ready to route, with what the run reads from it.
+
+    ``mirrored`` drains the candidate's mirrored copies the backend itself captured (the local
+    tap; ``[]`` where another source collects them); ``url`` is where load goes, if the backend
+    knows (the local outbound Envoy; None for a cluster: ``--url`` says).
+    """
+
+    mesh: MeshBackend
+    mirrored: Callable[[], list[Sample]]
+    url: str | None
+
+
 @runtime_checkable
 class MeshBackend(Protocol):
     """Apply an experiment's routing, read it back, and always be able to roll back."""
 
     name: str
 
-    def apply(self, step: Step, manifests: Sequence[Manifest]) -> None:
-        """Make the mesh route as ``manifests`` say (all or nothing)."""
+    def apply(self, plan: RoutingPlan) -> None:
+        """Make the mesh route as ``plan`` says (all or nothing)."""
         ...
 
     def status(self) -> RoutingState | None:

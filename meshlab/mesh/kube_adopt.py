@@ -1,7 +1,9 @@
-"""Pure edits of an adopted, user-owned VirtualService: insert meshlab's routes, and take them out.
+"""Pure edits of an adopted, user-owned route object: insert meshlab's routes, and take them out.
 
-Adopting changes only meshlab's named HTTP routes (see :func:`is_owned_route`), which go first so
-they take effect; every other route and field of the user's object stays as it is. Before the first
+The object is a VirtualService (its routes are ``spec.http``) or an HTTPRoute (``spec.rules``; see
+:data:`ROUTE_FIELDS`). Adopting changes only meshlab's named routes or rules (see
+:func:`is_owned_route`), which go first so they take effect; every other route and field of the
+user's object stays as it is. Before the first
 change, the user's labels, annotations and spec are saved as JSON in the ``meshlab.io/original``
 annotation; :func:`restored` puts them back. These functions return new dicts and never touch the
 cluster: :mod:`meshlab.mesh.kubernetes` does the read-modify-write with the resourceVersion.
@@ -24,6 +26,8 @@ HOLDER_ANNOTATION = "meshlab.io/holder"
 HEARTBEAT_ANNOTATION = "meshlab.io/heartbeat"
 LEASE_ANNOTATION = "meshlab.io/lease-seconds"
 LEASE_ANNOTATIONS = (HOLDER_ANNOTATION, HEARTBEAT_ANNOTATION, LEASE_ANNOTATION)
+# Where each route kind keeps its list of named routes.
+ROUTE_FIELDS = {"VirtualService": "http", "HTTPRoute": "rules"}
 MESHLAB_ANNOTATIONS = (
     EXPERIMENT_ANNOTATION,
     STEP_ANNOTATION,
@@ -41,8 +45,13 @@ def is_owned_route(route: dict[str, Any], prefix: str) -> bool:
     )
 
 
+def route_field(obj: dict[str, Any]) -> str:
+    """``http`` for a VirtualService, ``rules`` for an HTTPRoute."""
+    return ROUTE_FIELDS.get(str(obj.get("kind")), "http")
+
+
 def snapshot(virtual_service: dict[str, Any]) -> str:
-    """The user-owned parts of a VirtualService (labels, annotations, spec) as compact JSON."""
+    """The user-owned parts of a route object (labels, annotations, spec) as compact JSON."""
     metadata = virtual_service.get("metadata") or {}
     saved: dict[str, Any] = {"spec": virtual_service.get("spec", {})}
     for key in ("labels", "annotations"):
@@ -78,8 +87,9 @@ def adopt(
     annotations.update(stamp)
     metadata["annotations"] = annotations
     spec = result.setdefault("spec", {})
-    user_routes = [r for r in spec.get("http", []) if not is_owned_route(r, prefix)]
-    spec["http"] = [*copy.deepcopy(routes), *user_routes]
+    field = route_field(current)
+    user_routes = [r for r in spec.get(field, []) if not is_owned_route(r, prefix)]
+    spec[field] = [*copy.deepcopy(routes), *user_routes]
     return result
 
 
@@ -103,11 +113,12 @@ def restored(current: dict[str, Any], prefix: str) -> tuple[dict[str, Any], bool
     else:
         metadata.pop("annotations", None)
     spec = result.setdefault("spec", {})
-    user_routes = [r for r in spec.get("http", []) if not is_owned_route(r, prefix)]
-    if user_routes or "http" in original["spec"]:
-        spec["http"] = user_routes
+    field = route_field(current)
+    user_routes = [r for r in spec.get(field, []) if not is_owned_route(r, prefix)]
+    if user_routes or field in original["spec"]:
+        spec[field] = user_routes
     else:
-        spec.pop("http", None)
+        spec.pop(field, None)
     drifted = spec != original["spec"] or metadata.get("labels") != original.get("labels")
     if not drifted:
         result["spec"] = original["spec"]
@@ -115,7 +126,16 @@ def restored(current: dict[str, Any], prefix: str) -> tuple[dict[str, Any], bool
 
 
 def serves_host(virtual_service: dict[str, Any], host: str) -> bool:
-    """Whether the VirtualService routes ``host`` (short name, FQDN form, or a wildcard)."""
+    """Whether the object routes ``host`` (short name, FQDN form, or a wildcard).
+
+    An HTTPRoute routes the mesh traffic of the Services among its ``parentRefs`` (GAMMA).
+    """
+    if virtual_service.get("kind") == "HTTPRoute":
+        service = host.split(".")[0]
+        return any(
+            ref.get("kind") == "Service" and ref.get("group", "") == "" and ref["name"] == service
+            for ref in (virtual_service.get("spec") or {}).get("parentRefs", [])
+        )
     for candidate in (virtual_service.get("spec") or {}).get("hosts", []):
         name = str(candidate)
         if (

@@ -1,10 +1,12 @@
-"""The Kubernetes edge: load credentials, call the custom-objects API, translate its failures.
+"""The Kubernetes edge: load credentials, call the API for meshlab's kinds, translate its failures.
 
-Every request meshlab makes to a Kubernetes API server goes through :class:`IstioObjects`: GET,
+Every request meshlab makes to a Kubernetes API server goes through :class:`KubeObjects`: GET,
 server-side apply (``PATCH`` with ``application/apply-patch+yaml`` and a field manager), ``PUT`` with
-a resourceVersion (optimistic concurrency) and DELETE of ``networking.istio.io/v1`` objects in one
-namespace. Each failure becomes a one-line :class:`~meshlab.errors.MeshError` that says what to do
-(403 -> apply ``istio_manifests/rbac/``, 404 on the resource type -> install Istio's CRDs, 409 ->
+a resourceVersion (optimistic concurrency) and DELETE of the kinds in :data:`RESOURCES` in one
+namespace: Istio's ``networking.istio.io/v1`` objects and the Gateway API's HTTPRoute through the
+custom-objects API, core ``v1`` Services through the core API. Each failure becomes a one-line
+:class:`~meshlab.errors.MeshError` that says what to do
+(403 -> apply ``istio_manifests/rbac/``, 404 on the resource type -> install the CRDs, 409 ->
 :class:`~meshlab.errors.ConflictError`, timeouts -> ``target.requestTimeout``). Failures that may
 heal by waiting are their own classes (:class:`KubeTimeoutError`; :class:`KubeUnavailableError` for
 5xx, 429 and an unreachable server), which callers retry inside :meth:`IstioObjects.retrying`
@@ -37,19 +39,10 @@ from kubernetes.client.rest import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from meshlab.errors import ConflictError, MeshError
+from meshlab.mesh.kube_resources import RESOURCES, Resource, resource_of
 
-GROUP = "networking.istio.io"
-VERSION = "v1"
-API_VERSION = f"{GROUP}/{VERSION}"
-PLURALS = {"VirtualService": "virtualservices", "DestinationRule": "destinationrules"}
 APPLY_PATCH = "application/apply-patch+yaml"
-# The verbs meshlab uses, per resource; istio_manifests/rbac/role.yaml grants exactly these.
-# Server-side apply of a new object needs "create" as well as "patch"; "update" is the PUT of an
-# adopted VirtualService; "delete" is cleanup (and undoing a DestinationRule a failed step created).
-VERBS = {
-    "destinationrules": ("get", "create", "patch", "delete"),
-    "virtualservices": ("get", "create", "patch", "update", "delete"),
-}
+
 RBAC_FIX = "kubectl apply -n {ns} -f istio_manifests/rbac/"
 
 log = logging.getLogger(__name__)
@@ -111,8 +104,8 @@ def server_address(api_client: client.ApiClient) -> str:
     return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}"
 
 
-class IstioObjects:
-    """Istio networking objects of one namespace, read and written through the custom-objects API.
+class KubeObjects:
+    """meshlab's objects of one namespace (the kinds of :data:`RESOURCES`), read and written.
 
     Inside :meth:`retrying`, a request that fails with one of the given (transient) errors is sent
     again after a backoff (0.2 s, doubling, at most 2 s) until the block's deadline; each attempt
@@ -140,6 +133,31 @@ class IstioObjects:
         self._retry_on: tuple[type[MeshError], ...] = ()
         self._retry_until = 0.0
         self._api = client.CustomObjectsApi(api_client)
+        self._core = client.CoreV1Api(api_client)
+        self.kinds: dict[str, Resource] = dict(RESOURCES)
+
+    def learn(self, manifests: list[dict[str, Any]]) -> None:
+        """Address the kinds of ``manifests`` (a renderer's objects) where their apiVersion says."""
+        for manifest in manifests:
+            self.kinds[str(manifest["kind"])] = resource_of(manifest)
+
+    def resource(self, kind: str) -> Resource:
+        """Where this client reads and writes ``kind``."""
+        try:
+            return self.kinds[kind]
+        except KeyError:
+            raise MeshError(f"meshlab does not write {kind} objects") from None
+
+    def _send(self, op: str, kind: str, name: str, *args: Any, **kwargs: Any) -> Any:
+        """One call of the generated client: ``op`` is get, patch, replace or delete."""
+        res = self.resource(kind)
+        if not res.group:  # the core API: read_namespaced_service(name, namespace, ...)
+            singular = kind.lower()
+            verb = "read" if op == "get" else op
+            method = getattr(self._core, f"{verb}_namespaced_{singular}")
+            return method(name, self.namespace, *args, **kwargs)
+        method = getattr(self._api, f"{op}_namespaced_custom_object")
+        return method(res.group, res.version, self.namespace, res.plural, name, *args, **kwargs)
 
     @contextlib.contextmanager
     def retrying(self, errors: tuple[type[MeshError], ...], seconds: float) -> Iterator[None]:
@@ -175,14 +193,8 @@ class IstioObjects:
 
         def call() -> Any:
             try:
-                return self._api.get_namespaced_custom_object(
-                    GROUP,
-                    VERSION,
-                    self.namespace,
-                    PLURALS[kind],
-                    name,
-                    _request_timeout=self.timeout,
-                    _preload_content=False,
+                return self._send(
+                    "get", kind, name, _request_timeout=self.timeout, _preload_content=False
                 )
             except ApiException as exc:
                 if exc.status == 404 and _names_object(exc):
@@ -213,9 +225,7 @@ class IstioObjects:
                 "apply",
                 kind,
                 name,
-                lambda: self._api.patch_namespaced_custom_object(
-                    GROUP, VERSION, self.namespace, PLURALS[kind], name, manifest, **kwargs
-                ),
+                lambda: self._send("patch", kind, name, manifest, **kwargs),
             )
         )
 
@@ -230,9 +240,7 @@ class IstioObjects:
                 "patch",
                 kind,
                 name,
-                lambda: self._api.patch_namespaced_custom_object(
-                    GROUP, VERSION, self.namespace, PLURALS[kind], name, patch, **kwargs
-                ),
+                lambda: self._send("patch", kind, name, patch, **kwargs),
             )
         )
 
@@ -245,9 +253,7 @@ class IstioObjects:
                 "update",
                 kind,
                 name,
-                lambda: self._api.replace_namespaced_custom_object(
-                    GROUP, VERSION, self.namespace, PLURALS[kind], name, manifest, **kwargs
-                ),
+                lambda: self._send("replace", kind, name, manifest, **kwargs),
             )
         )
 
@@ -262,9 +268,7 @@ class IstioObjects:
 
         def call() -> bool:
             try:
-                self._api.delete_namespaced_custom_object(
-                    GROUP, VERSION, self.namespace, PLURALS[kind], name, **kwargs
-                )
+                self._send("delete", kind, name, **kwargs)
             except ApiException as exc:
                 if exc.status == 404 and _names_object(exc):
                     return False
@@ -276,7 +280,8 @@ class IstioObjects:
     def _error(self, exc: ApiException, verb: str, kind: str, name: str) -> MeshError:
         status = _status(exc)
         what = f"{kind} {self.namespace}/{name}"
-        resource = f"{PLURALS[kind]}.{GROUP}"
+        res = self.resource(kind)
+        qualified = res.qualified
         message = _one_line(str(status.get("message") or exc.reason or ""))
         code = exc.status
         if code == 401:
@@ -288,15 +293,14 @@ class IstioObjects:
             denied = re.search(r"cannot (\w+) resource", message)
             rbac_verb = denied.group(1) if denied else ("patch" if verb == "apply" else verb)
             return MeshError(
-                f"Kubernetes denied '{rbac_verb}' on {resource} in namespace {self.namespace} "
+                f"Kubernetes denied '{rbac_verb}' on {qualified} in namespace {self.namespace} "
                 f"(403 Forbidden) for {what}: grant meshlab's Role with "
                 f"`{RBAC_FIX.format(ns=self.namespace)}` (see istio_manifests/rbac/)"
             )
         if code == 404 and not _names_object(exc):
             return MeshError(
-                f"the API server does not serve {resource}/{VERSION} (404 on the resource type): "
-                "install Istio's CRDs (e.g. `istioctl install`) or point target.context at a "
-                "cluster with Istio >= 1.22"
+                f"the API server does not serve {qualified}/{res.version} (404 on the resource "
+                f"type): {res.install}"
             )
         if code == 404:
             return MeshError(f"{what} does not exist (404) on {verb}: {message}")
@@ -374,3 +378,6 @@ def _names_object(exc: ApiException) -> bool:
 def _one_line(text: str, limit: int = 300) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+IstioObjects = KubeObjects  # the name before the Gateway API joined; kept for callers and tests

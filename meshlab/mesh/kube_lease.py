@@ -28,15 +28,19 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from meshlab.errors import ConflictError, MeshError
+from meshlab.manifests.meta import STEP_ANNOTATION
 from meshlab.mesh.kube_adopt import (
+    APPLIED_AT_ANNOTATION,
+    EXPERIMENT_ANNOTATION,
     HEARTBEAT_ANNOTATION,
     HOLDER_ANNOTATION,
     LEASE_ANNOTATION,
     LEASE_ANNOTATIONS,
 )
-from meshlab.mesh.kube_client import IstioObjects
+from meshlab.mesh.kube_client import KubeObjects
 
 log = logging.getLogger(__name__)
 
@@ -143,17 +147,22 @@ class Lease:
 
 
 class Heartbeat:
-    """Renews ``holder``'s heartbeat on a VirtualService every ``seconds / 3`` until stopped."""
+    """Renews ``holder``'s heartbeat on a route object every ``seconds / 3`` until stopped.
+
+    The object is the one carrying meshlab's routes: a VirtualService or an HTTPRoute (``kind``).
+    """
 
     def __init__(
         self,
-        objects: IstioObjects,
+        objects: KubeObjects,
         name: str,
         holder: str,
         seconds: float,
         *,
         clock: Callable[[], float] = time.time,
+        kind: str = "VirtualService",
     ) -> None:
+        self.kind = kind
         self.objects = objects
         self.name = name
         self.holder = holder
@@ -179,13 +188,13 @@ class Heartbeat:
             try:
                 self.renew()
             except MeshError as exc:
-                log.warning("lease on VirtualService %s not renewed: %s", self.name, exc)
+                log.warning("lease on %s %s not renewed: %s", self.kind, self.name, exc)
             if self.lost:
                 return
 
     def renew(self) -> bool:
         """Write a fresh heartbeat if we still hold the routes; False when we do not."""
-        current = self.objects.get("VirtualService", self.name)
+        current = self.objects.get(self.kind, self.name)
         if current is None:
             return False
         metadata = current.get("metadata") or {}
@@ -193,8 +202,9 @@ class Heartbeat:
         if held_by != self.holder:
             if held_by is not None or not self.lost:
                 log.warning(
-                    "VirtualService %s/%s is no longer held by this meshlab (holder: %s); "
+                    "%s %s/%s is no longer held by this meshlab (holder: %s); "
                     "stopped renewing its lease",
+                    self.kind,
                     self.objects.namespace,
                     self.name,
                     held_by or "none",
@@ -208,17 +218,17 @@ class Heartbeat:
             }
         }
         try:
-            self.objects.merge_patch("VirtualService", self.name, patch)
+            self.objects.merge_patch(self.kind, self.name, patch)
         except ConflictError:
             return False  # changed meanwhile (a step was applied): the next beat renews
         self.renewals += 1
         return True
 
 
-def release(objects: IstioObjects, name: str, holder: str) -> bool:
+def release(objects: KubeObjects, name: str, holder: str, kind: str = "VirtualService") -> bool:
     """Remove the lease annotations if ``holder`` still holds them; True when it did."""
     for _ in range(3):
-        current = objects.get("VirtualService", name)
+        current = objects.get(kind, name)
         metadata = (current or {}).get("metadata") or {}
         if (metadata.get("annotations") or {}).get(HOLDER_ANNOTATION) != holder:
             return False
@@ -229,8 +239,44 @@ def release(objects: IstioObjects, name: str, holder: str) -> bool:
             }
         }
         try:
-            objects.merge_patch("VirtualService", name, patch)
+            objects.merge_patch(kind, name, patch)
             return True
         except ConflictError:
             continue
     return False
+
+
+def check_claim(
+    holder: str | None, applied: bool, current: dict[str, Any] | None, step: str, where: str
+) -> None:
+    """A holding run that lost its routes stops: to another run, or to a manual rollback.
+
+    ``holder`` is this run's identity (None: it holds nothing), ``applied`` whether it applied a
+    step already, ``current`` the route object as read now. Its own rollback still goes ahead when
+    nobody else holds the routes (re-applying rollback routes a person already applied changes
+    nothing), never over another run's routes.
+    """
+    if holder is None or not applied or current is None:
+        return
+    held_by = ((current.get("metadata") or {}).get("annotations") or {}).get(HOLDER_ANNOTATION)
+    if held_by == holder or (held_by is None and step == "rollback"):
+        return
+    why = (
+        f"another meshlab holds them now ({held_by}); this run leaves them to it"
+        if held_by
+        else "its lease was removed (e.g. by 'meshlab rollback'); this run stops"
+    )
+    raise ConflictError(f"{where} is no longer held by this meshlab: {why}")
+
+
+def step_stamp(
+    experiment: str, step: str, now: float, holder: str | None, lease_seconds: float
+) -> dict[str, str]:
+    """The annotations a step's route object carries: the step, when, and the holder's lease."""
+    when = timestamp(now)
+    stamp = {EXPERIMENT_ANNOTATION: experiment, STEP_ANNOTATION: step, APPLIED_AT_ANNOTATION: when}
+    if holder is not None:
+        stamp[HOLDER_ANNOTATION] = holder
+        stamp[HEARTBEAT_ANNOTATION] = when
+        stamp[LEASE_ANNOTATION] = f"{lease_seconds:g}"
+    return stamp

@@ -1,20 +1,26 @@
-"""The Kubernetes/Istio mesh backend: apply an experiment's DestinationRule and VirtualService.
+"""The Kubernetes mesh backend: apply a step's plan, rendered in the experiment's routing API.
 
 ``KubernetesMesh.from_spec(experiment, kubeconfig=..., context=..., dry_run=...)`` builds it from
-``spec.target``. Objects meshlab owns (``meshlab-<experiment>``) are written by server-side apply
-with field manager ``target.fieldManager`` and ``force`` (meshlab is their declared owner, and a
-rollback must win over a stray ``kubectl edit``); an object of that name not labelled
-``app.kubernetes.io/managed-by: meshlab`` is never overwritten. With
-``target.adoptVirtualService`` meshlab edits a user's VirtualService by read-modify-write with the
-resourceVersion (retrying a bounded number of 409s) and restores it on rollback/cleanup.
+``spec.target``. A step's :class:`~meshlab.manifests.routing.RoutingPlan` is rendered by the
+renderer ``spec.target.routing`` names in :mod:`meshlab.registry`: Istio's DestinationRule and
+VirtualService, or the Gateway API's backend Services and HTTPRoute. The renderer's last object is
+the *route object* (it carries the routes and meshlab's state); the others are what it needs first.
+Backend Services are completed from the parent Service in the cluster (its selector, its target
+port). Objects meshlab owns (``meshlab-<experiment>``, ``meshlab-<service>-<subset>``) are written
+by server-side apply with field manager ``target.fieldManager`` and ``force`` (meshlab is their
+declared owner, and a rollback must win over a stray ``kubectl edit``); an object of that name not
+labelled ``app.kubernetes.io/managed-by: meshlab`` is never overwritten. With
+``target.adoptVirtualService`` (Istio) or ``target.adoptHTTPRoute`` (Gateway API) meshlab edits a
+user's route object by read-modify-write with the resourceVersion (retrying a bounded number of
+409s), changing only its own named routes, and restores it exactly on rollback/cleanup.
 
-State lives in the cluster, so ``status`` and ``rollback`` work from any machine: the VirtualService
+State lives in the cluster, so ``status`` and ``rollback`` work from any machine: the route object
 carries ``meshlab.io/experiment``, ``meshlab.io/step`` and ``meshlab.io/applied-at`` annotations,
 and, while a run holds it (``hold``), the lease of :mod:`meshlab.mesh.kube_lease`.
 
-A step is applied all-or-nothing: the DestinationRule first (subsets must exist before routes name
-them), then the VirtualService; if the VirtualService write fails, the previous DestinationRule is
-put back (deleted if meshlab had just created it). A write that timed out is checked, not retried:
+A step is applied all-or-nothing: the objects the routes need first (subsets or backend Services
+must exist before routes name them), then the route object; if that write fails, the previous
+objects are put back (deleted if meshlab had just created them). A write that timed out is checked, not retried:
 if the server did apply it, the step is in force; 5xx and refused connections are retried briefly.
 A rollback retries every transient failure within its deadline. With ``dry_run`` every write is a server-side dry
 run (``dryRun=All``): validated and admitted by the real server, persisted nowhere.
@@ -27,58 +33,66 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from meshlab.errors import ConflictError, MeshError
-from meshlab.manifests import Manifest, Step, manifests, owned_route_prefix, resource_name
+from meshlab.errors import MeshError
+from meshlab.manifests import Manifest, RoutingPlan, resource_name, routing_plan
 from meshlab.manifests import rollback as rollback_step
 from meshlab.manifests.istio import STEP_ANNOTATION
-from meshlab.mesh.base import Fault, RoutingState
-from meshlab.mesh.kube_adopt import APPLIED_AT_ANNOTATION, EXPERIMENT_ANNOTATION, is_owned_route
-from meshlab.mesh.kube_adoption import adopt_routes, restore_adopted
+from meshlab.mesh.base import Fault, MeshRun, RoutingState, RunContext
+from meshlab.mesh.kube_adopt import (
+    APPLIED_AT_ANNOTATION,
+    EXPERIMENT_ANNOTATION,
+    route_field,
+)
+from meshlab.mesh.kube_adoption import adopt_routes, adopted_name, restore_adopted
 from meshlab.mesh.kube_client import (
     TRANSIENT,
-    IstioObjects,
+    KubeObjects,
     KubeTimeoutError,
     KubeUnavailableError,
     load_api_client,
 )
 from meshlab.mesh.kube_lease import (
     DEFAULT_LEASE_SECONDS,
-    HEARTBEAT_ANNOTATION,
-    HOLDER_ANNOTATION,
-    LEASE_ANNOTATION,
     Heartbeat,
     Lease,
+    check_claim,
     new_holder,
     parse_time,
     release,
-    timestamp,
+    step_stamp,
 )
 from meshlab.mesh.kube_objects import (
-    DR,
-    VS,
+    Previous,
     annotated,
-    applied_config,
+    backend_services,
     check_step,
-    not_baseline_only,
-    parse_applied_at,
+    landed_with,
+    not_as_rendered,
+    owned_routes,
+    parent_name,
     refuse_foreign,
+    restore,
+    routing_state,
+    step_label,
 )
+from meshlab.registry import routing_renderer
 from meshlab.spec import Experiment
 
 log = logging.getLogger(__name__)
 
 
 class KubernetesMesh:
-    """Istio on Kubernetes behind :class:`~meshlab.mesh.base.MeshBackend`."""
+    """A Kubernetes service mesh (Istio or Gateway API routing) behind ``MeshBackend``."""
 
     name = "kubernetes"
 
     def __init__(
         self,
         experiment: Experiment,
-        objects: IstioObjects,
+        objects: KubeObjects,
         *,
         adopt_virtual_service: str | None = None,
+        adopt_http_route: str | None = None,
         conflict_retries: int = 5,
         clock: Callable[[], float] = time.time,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
@@ -87,12 +101,23 @@ class KubernetesMesh:
     ) -> None:
         self.experiment = experiment
         self.objects = objects
-        self.adopt_virtual_service = adopt_virtual_service
+        self.routing = experiment.spec.target.routing
+        self.render = routing_renderer(self.routing)
+        # What every step writes, learnt from the rollback step (ConfigError: the spec cannot be
+        # rendered in this routing API, before anything touches the cluster).
+        self.baseline_objects = self.render(routing_plan(experiment, rollback_step()))
+        self.route_kind = str(self.baseline_objects[-1]["kind"])
+        objects.learn(self.baseline_objects)
+        self.adopt_route = adopted_name(
+            self.routing,
+            self.route_kind,
+            {"VirtualService": adopt_virtual_service, "HTTPRoute": adopt_http_route},
+        )
         self.conflict_retries = conflict_retries
         self.clock = clock
         self.namespace = experiment.metadata.namespace
         self.resource = resource_name(experiment)
-        self.prefix = owned_route_prefix(experiment)
+        self.prefix = resource_name(experiment)  # meshlab's routes are named this (+ -match-<i>)
         self.last_applied: list[dict[str, Any]] = []  # the server's answers to the last apply
         self.lease_seconds = lease_seconds
         self.step_retry_seconds = step_retry_seconds
@@ -100,6 +125,7 @@ class KubernetesMesh:
         self.holder: str | None = None  # set by hold(): this run claims the routes
         self.heartbeat: Heartbeat | None = None
         self.in_force: str | None = None  # what the last step this backend applied routes
+        self._parent: dict[str, Any] | None = None
 
     @classmethod
     def from_spec(
@@ -122,22 +148,43 @@ class KubernetesMesh:
         api_client = load_api_client(
             kubeconfig=kubeconfig or target.kubeconfig, context=context or target.context
         )
-        objects = IstioObjects(
+        objects = KubeObjects(
             api_client,
             experiment.metadata.namespace,
             field_manager=target.field_manager,
             dry_run=dry_run,
             timeout=target.request_timeout,
         )
-        mesh = cls(
-            experiment,
-            objects,
-            adopt_virtual_service=target.adopt_virtual_service,
-            conflict_retries=target.conflict_retries,
-        )
+        try:
+            mesh = cls(
+                experiment,
+                objects,
+                adopt_virtual_service=target.adopt_virtual_service,
+                adopt_http_route=target.adopt_http_route,
+                conflict_retries=target.conflict_retries,
+            )
+        except BaseException:
+            api_client.close()
+            raise
         if hold and not dry_run:
             mesh.hold()
         return mesh
+
+    @classmethod
+    def for_run(cls, experiment: Experiment, run: RunContext) -> MeshRun:
+        """The backend holding the routes for ``meshlab start`` (the registry's uniform factory).
+
+        Mirrored predictions come from the KServe logger's collector, not from the backend; the
+        load's URL is ``--url``.
+        """
+        mesh = cls.from_spec(
+            experiment,
+            kubeconfig=run.kubeconfig,
+            context=run.context,
+            dry_run=run.dry_run,
+            hold=True,
+        )
+        return MeshRun(mesh, list, None)
 
     def hold(self) -> None:
         """Claim the routes for this process: every step carries the lease, renewed until close."""
@@ -149,95 +196,125 @@ class KubernetesMesh:
         return self.objects.dry_run
 
     @property
-    def virtual_service_name(self) -> str:
-        """The VirtualService carrying meshlab's routes: the adopted one or ``meshlab-<name>``."""
-        return self.adopt_virtual_service or self.resource
+    def route_name(self) -> str:
+        """The route object carrying meshlab's routes: the adopted one or ``meshlab-<name>``."""
+        return self.adopt_route or self.resource
+
+    virtual_service_name = route_name  # the name callers used before the Gateway API
+
+    @property
+    def where(self) -> str:
+        """``HTTPRoute models/meshlab-fraud-canary``: the route object, for messages."""
+        return f"{self.route_kind} {self.namespace}/{self.route_name}"
 
     # -- MeshBackend -----------------------------------------------------------------------------
 
-    def apply(self, step: Step, manifests: Sequence[Manifest]) -> None:
-        """Apply the step's DestinationRule, then its VirtualService routes; all or nothing.
+    def apply(self, plan: RoutingPlan) -> None:
+        """Apply the plan's objects in the experiment's routing API; all or nothing.
 
         Requests the API server fails with 5xx/429 or cannot be reached for are retried for
         ``step_retry_seconds``; a timed-out write is checked, not retried (the step may be in force).
         """
+        self.apply_objects(plan.step, self.render(plan))
+
+    def apply_objects(self, step: str, documents: Sequence[Manifest]) -> None:
+        """Apply objects already rendered for step ``step`` (what :meth:`apply` does after rendering)."""
         with self.objects.retrying((KubeUnavailableError,), self.step_retry_seconds):
-            self._apply(step, manifests)
+            self._apply(step, documents)
         if self.holder is not None and self.heartbeat is None and not self.dry_run:
-            renewer = IstioObjects(
+            renewer = KubeObjects(
                 self.objects.api_client,
                 self.namespace,
                 field_manager=self.objects.field_manager,
                 timeout=self.objects.timeout,
             )
             self.heartbeat = Heartbeat(
-                renewer, self.virtual_service_name, self.holder, self.lease_seconds
+                renewer, self.route_name, self.holder, self.lease_seconds, kind=self.route_kind
             )
             self.heartbeat.start()
 
-    def _apply(self, step: Step, manifests: Sequence[Manifest]) -> None:
-        destination_rule, virtual_service = check_step(manifests, self.namespace, self.resource)
-        stamp = self._stamp(step)
-        destination_rule = annotated(destination_rule, stamp)
-        virtual_service = annotated(virtual_service, stamp)
-        previous = self.objects.get(DR, self.resource)
-        refuse_foreign(previous, DR, self.namespace, self.resource)
-        current = self.objects.get(VS, self.virtual_service_name)
-        if self.adopt_virtual_service is None:
-            refuse_foreign(current, VS, self.namespace, self.resource)
-        self._check_claim(current, step)
-        applied_dr = self.objects.apply(destination_rule)
+    def _apply(self, step: str, documents: Sequence[Manifest]) -> None:
+        route, needed = check_step(
+            documents, self.namespace, self.resource, self.route_kind, self.objects.kinds
+        )
+        stamp = step_stamp(
+            self.experiment.metadata.name, step, self.clock(), self.holder, self.lease_seconds
+        )
+        route = annotated(route, stamp)
+        needed = [annotated(d, stamp) if _stepped(d) else d for d in needed]
+        needed = backend_services(needed, self._parent_service(route), self._port)
+        previous: Previous = []
+        for doc in needed:
+            kind, name = doc["kind"], doc["metadata"]["name"]
+            current_doc = self.objects.get(kind, name)
+            refuse_foreign(current_doc, kind, self.namespace, name)
+            previous.append((doc, current_doc))
+        current = self.objects.get(self.route_kind, self.route_name)
+        if self.adopt_route is None:
+            refuse_foreign(current, self.route_kind, self.namespace, self.resource)
+        check_claim(self.holder, self.in_force is not None, current, step, self.where)
+        applied: list[dict[str, Any]] = []
         try:
-            if self.adopt_virtual_service is None:
-                applied_vs = self.objects.apply(virtual_service)
+            for doc, _ in previous:
+                applied.append(self.objects.apply(doc))
+            if self.adopt_route is None:
+                applied_route = self.objects.apply(route)
             else:
-                applied_vs = self._adopt(virtual_service["spec"].get("http", []), stamp)
+                routes = route["spec"].get(route_field(route), [])
+                applied_route = adopt_routes(
+                    self.objects,
+                    self.route_name,
+                    self.experiment,
+                    routes,
+                    stamp,
+                    retries=self.conflict_retries,
+                    kind=self.route_kind,
+                )
         except Exception as exc:  # any failure, even an unexpected one, must not leave half a step
             if self.dry_run:
                 raise
-            landed = self._in_force(stamp) if isinstance(exc, KubeTimeoutError) else None
+            landed = None
+            if isinstance(exc, KubeTimeoutError):
+                landed = landed_with(self.objects, self.route_kind, self.route_name, stamp)
             if landed is not None:
-                log.warning("%s; the server applied it anyway, step %s is in force", exc, step.name)
-                self.last_applied = [applied_dr, landed]
-                self.in_force = f"{step.label} (step {step.name})"
+                log.warning("%s; the server applied it anyway, step %s is in force", exc, step)
+                self.last_applied = [*applied, landed]
+                self.in_force = step_label(self.experiment, step)
                 return
-            self._restore_destination_rule(previous, exc)
+            restore(self.objects, previous[: len(applied)], exc)
             raise
-        self.last_applied = [applied_dr, applied_vs]
-        self.in_force = f"{step.label} (step {step.name})"
+        self.last_applied = [*applied, applied_route]
+        self.in_force = step_label(self.experiment, step)
         log.info(
-            "%s step %s on %s/%s%s",
+            "%s step %s on %s%s",
             "validated (dry run)" if self.dry_run else "applied",
-            step.name,
-            self.namespace,
-            self.virtual_service_name,
-            "" if self.adopt_virtual_service is None else " (adopted)",
+            step,
+            self.where,
+            "" if self.adopt_route is None else " (adopted)",
         )
 
+    @property
+    def _port(self) -> int:
+        return self.experiment.spec.service.port
+
+    def _parent_service(self, route: Manifest) -> dict[str, Any] | None:
+        """The Service a GAMMA route attaches to, read once from the cluster (None: none)."""
+        name = parent_name(route)
+        if name is None:
+            return None
+        if self._parent is None:
+            self._parent = self.objects.get("Service", name)
+        return self._parent
+
     def status(self) -> RoutingState | None:
-        """The step in force, read back from the VirtualService's annotations in the cluster."""
-        current = self.objects.get(VS, self.virtual_service_name)
-        if current is None:
-            return None
-        annotations = (current.get("metadata") or {}).get("annotations") or {}
-        if annotations.get(EXPERIMENT_ANNOTATION) != self.experiment.metadata.name:
-            return None
-        if STEP_ANNOTATION not in annotations:
-            return None
-        routes = (current.get("spec") or {}).get("http", [])
-        if self.adopt_virtual_service and not any(is_owned_route(r, self.prefix) for r in routes):
-            return None
-        return RoutingState(
-            experiment=self.experiment.metadata.name,
-            step=str(annotations[STEP_ANNOTATION]),
-            applied_at=parse_applied_at(
-                annotations.get(APPLIED_AT_ANNOTATION), self.virtual_service_name
-            ),
-        )
+        """The step in force, read back from the route object's annotations in the cluster."""
+        current = self.objects.get(self.route_kind, self.route_name)
+        prefix = self.prefix if self.adopt_route else None
+        return routing_state(current, self.experiment.metadata.name, prefix, self.where)
 
     def lease(self) -> Lease | None:
         """The lease of the meshlab run holding this experiment's routes, if one does."""
-        current = self.objects.get(VS, self.virtual_service_name)
+        current = self.objects.get(self.route_kind, self.route_name)
         annotations = ((current or {}).get("metadata") or {}).get("annotations") or {}
         if annotations.get(EXPERIMENT_ANNOTATION) != self.experiment.metadata.name:
             return None
@@ -245,11 +322,11 @@ class KubernetesMesh:
         return Lease.from_annotations(annotations, applied)
 
     def rollback(self) -> None:
-        """All traffic to the baseline: rollback routes, or the adopted VirtualService restored.
+        """All traffic to the baseline: rollback routes, or the adopted route object restored.
 
         Depends on the API server only: transient failures (5xx, timeouts, connection refused) are
         retried with backoff for ``rollback_deadline`` seconds; then one line says what is still
-        routed where. Success is claimed only after the server's answer shows baseline-only routes.
+        routed where. Success is claimed only after the server's answer shows the rollback routes.
         A no-op when meshlab's routes are absent (never applied, or cleaned up).
         """
         began, sent = time.monotonic(), self.objects.attempts
@@ -257,7 +334,6 @@ class KubernetesMesh:
             with self.objects.retrying(TRANSIENT, self.rollback_deadline):
                 self._rollback()
         except MeshError as exc:
-            where = f"VirtualService {self.namespace}/{self.virtual_service_name}"
             what = (
                 f"still routes {self.in_force} as last applied by this meshlab"
                 if self.in_force
@@ -265,43 +341,40 @@ class KubernetesMesh:
             )
             raise MeshError(
                 f"rollback NOT applied after {time.monotonic() - began:.0f} s and "
-                f"{self.objects.attempts - sent} request(s) (last error: {exc}); {where} {what}; "
-                "run `meshlab rollback` once the API server answers"
+                f"{self.objects.attempts - sent} request(s) (last error: {exc}); {self.where} "
+                f"{what}; run `meshlab rollback` once the API server answers"
             ) from exc
 
     def _rollback(self) -> None:
-        if self.adopt_virtual_service is not None:
+        if self.adopt_route is not None:
             self._restore_adopted()
-            current = self.objects.get(VS, self.virtual_service_name) or {}
-            left = [
-                r
-                for r in (current.get("spec") or {}).get("http", [])
-                if is_owned_route(r, self.prefix)
-            ]
+            current = self.objects.get(self.route_kind, self.route_name) or {}
+            left = owned_routes(current, self.prefix)
             if left:
-                raise MeshError(f"meshlab's routes {[r['name'] for r in left]} are still there")
-            self.in_force = "no meshlab route (the adopted VirtualService restored)"
+                raise MeshError(f"meshlab's routes {left} are still there")
+            self.in_force = f"no meshlab route (the adopted {self.route_kind} restored)"
             return
-        if self.objects.get(VS, self.resource) is None:
+        if self.objects.get(self.route_kind, self.resource) is None:
             # meshlab routes nothing yet: creating rollback routes now would change routing, not undo
-            log.info("no VirtualService %s/%s: nothing to roll back", self.namespace, self.resource)
+            log.info("no %s: nothing to roll back", self.where)
             return
-        step = rollback_step()
-        self._apply(step, manifests(self.experiment, step))
-        wrong = not_baseline_only(self.last_applied[-1], self.experiment.spec.baseline.subset)
-        if wrong:
-            raise MeshError(f"the server's answer to the rollback still has {wrong}")
+        rendered = self.render(routing_plan(self.experiment, rollback_step()))
+        self._apply("rollback", rendered)
+        wrong = not_as_rendered(self.last_applied[-1].get("spec"), rendered[-1]["spec"])
+        if wrong and not self.dry_run:
+            raise MeshError(f"the server's answer to the rollback differs: {wrong}")
 
     def cleanup(self) -> None:
-        """Remove every trace of the experiment: restore an adopted VirtualService, delete the rest.
+        """Remove every trace of the experiment: restore an adopted route object, delete the rest.
 
-        The VirtualService goes first, so no route ever names a subset whose DestinationRule is gone.
+        The route object goes first, so no route ever names a subset or Service that is gone.
         """
-        if self.adopt_virtual_service is not None:
+        if self.adopt_route is not None:
             self._restore_adopted()
         else:
-            self.objects.delete(VS, self.resource)
-        self.objects.delete(DR, self.resource)
+            self.objects.delete(self.route_kind, self.resource)
+        for doc in self.baseline_objects[:-1]:
+            self.objects.delete(doc["kind"], doc["metadata"]["name"])
 
     def faults(self) -> list[Fault]:
         """Failed components of the mesh: none that meshlab runs (the agreed ``MeshBackend.faults``).
@@ -313,7 +386,7 @@ class KubernetesMesh:
 
     def release(self, holder: str) -> bool:
         """Remove ``holder``'s lease from the routes if it still holds them (ours, or a dead run's)."""
-        return release(self.objects, self.virtual_service_name, holder)
+        return release(self.objects, self.route_name, holder, self.route_kind)
 
     def close(self) -> None:
         """Give up the lease (if held) and release the connections; routing stays as it is."""
@@ -323,79 +396,22 @@ class KubernetesMesh:
             if self.holder is not None and not self.dry_run:
                 self.release(self.holder)
         except MeshError as exc:
-            log.warning("lease on %s not released (it expires by itself): %s", self.resource, exc)
+            log.warning("lease on %s not released (it expires by itself): %s", self.where, exc)
         finally:
             self.objects.api_client.close()
 
     # -- internals -------------------------------------------------------------------------------
 
-    def _check_claim(self, current: dict[str, Any] | None, step: Step) -> None:
-        """A holding run that lost its routes stops: to another run, or to a manual rollback.
-
-        Its own rollback still goes ahead when nobody else holds them (re-applying rollback routes
-        a person already applied changes nothing), never over another run's routes.
-        """
-        if self.holder is None or self.in_force is None or current is None:
-            return
-        held_by = ((current.get("metadata") or {}).get("annotations") or {}).get(HOLDER_ANNOTATION)
-        if held_by == self.holder or (held_by is None and step.kind == "rollback"):
-            return
-        why = (
-            f"another meshlab holds them now ({held_by}); this run leaves them to it"
-            if held_by
-            else "its lease was removed (e.g. by 'meshlab rollback'); this run stops"
-        )
-        raise ConflictError(
-            f"VirtualService {self.namespace}/{self.virtual_service_name} is no longer held by "
-            f"this meshlab: {why}"
-        )
-
-    def _stamp(self, step: Step) -> dict[str, str]:
-        now = timestamp(self.clock())
-        stamp = {
-            EXPERIMENT_ANNOTATION: self.experiment.metadata.name,
-            STEP_ANNOTATION: step.name,
-            APPLIED_AT_ANNOTATION: now,
-        }
-        if self.holder is not None:
-            stamp[HOLDER_ANNOTATION] = self.holder
-            stamp[HEARTBEAT_ANNOTATION] = now
-            stamp[LEASE_ANNOTATION] = f"{self.lease_seconds:g}"
-        return stamp
-
-    def _in_force(self, stamp: dict[str, str]) -> dict[str, Any] | None:
-        """The VirtualService if it carries exactly this apply's stamp (the write landed)."""
-        try:
-            current = self.objects.get(VS, self.virtual_service_name)
-        except MeshError:
-            return None
-        annotations = ((current or {}).get("metadata") or {}).get("annotations") or {}
-        landed = all(annotations.get(k) == v for k, v in stamp.items())
-        return current if landed and current is not None else None
-
-    def _adopt(self, routes: list[dict[str, Any]], stamp: dict[str, str]) -> dict[str, Any]:
-        return adopt_routes(
-            self.objects,
-            self.virtual_service_name,
-            self.experiment,
-            routes,
-            stamp,
-            retries=self.conflict_retries,
-        )
-
     def _restore_adopted(self) -> None:
         restore_adopted(
-            self.objects, self.virtual_service_name, self.experiment, retries=self.conflict_retries
+            self.objects,
+            self.route_name,
+            self.experiment,
+            retries=self.conflict_retries,
+            kind=self.route_kind,
         )
 
-    def _restore_destination_rule(self, previous: dict[str, Any] | None, cause: Exception) -> None:
-        try:
-            if previous is None:
-                self.objects.delete(DR, self.resource)
-            else:
-                self.objects.apply(applied_config(previous))
-        except MeshError as exc:
-            raise MeshError(
-                f"{cause}; putting DestinationRule {self.namespace}/{self.resource} back also "
-                f"failed ({exc}); run `meshlab rollback` once the cluster answers"
-            ) from exc
+
+def _stepped(doc: Manifest) -> bool:
+    """Whether the renderer marks ``doc`` with the step (a DestinationRule; not a Service)."""
+    return STEP_ANNOTATION in ((doc.get("metadata") or {}).get("annotations") or {})

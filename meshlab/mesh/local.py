@@ -3,7 +3,8 @@
 :class:`LocalMesh` implements :class:`~meshlab.mesh.base.MeshBackend` for one experiment. ``start``
 launches (or adopts, for ``url:`` versions) both model servers, one inbound Envoy per version (its
 sidecar, with its own admin/telemetry and, for the candidate, a tap of mirrored responses) and the
-outbound Envoy whose routes come from the step's manifests through file-based RDS. ``apply`` writes
+outbound Envoy whose routes come from the step's plan, rendered in the experiment's routing API
+(VirtualService or HTTPRoute, both translated to the same Envoy routes), through file-based RDS. ``apply`` writes
 a new route file atomically (temporary file + rename in the watched directory) and returns once
 Envoy's admin reports the new version, so traffic is never without a route; a configuration Envoy
 rejects is reverted and raised as :class:`~meshlab.errors.MeshError`. Every process is stopped on
@@ -28,29 +29,23 @@ import sys
 import tempfile
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from urllib.parse import urlsplit
 
 from meshlab.errors import ConfigError, MeshError
-from meshlab.manifests import Manifest, Step, manifests
+from meshlab.manifests import Manifest, RoutingPlan, Step, routing_plan
 from meshlab.manifests import rollback as rollback_step
-from meshlab.mesh.base import Fault, RoutingState
+from meshlab.mesh.base import Fault, MeshRun, RoutingState, RunContext
 from meshlab.mesh.envoy_bootstrap import (
     INBOUND_LISTENER,
     LOOPBACK,
     OUTBOUND_LISTENER,
     inbound_bootstrap,
 )
-from meshlab.mesh.envoy_config import (
-    cluster_name,
-    discovery_response,
-    find_manifest,
-    referenced_clusters,
-    route_configuration,
-    subsets_of,
-)
+from meshlab.mesh.envoy_config import cluster_name, discovery_response, referenced_clusters
+from meshlab.mesh.envoy_httproute import step_route_configuration, step_subsets
 from meshlab.mesh.envoy_process import EnvoyProcess, counter, start_envoy
 from meshlab.mesh.health import Component, FaultWatch, ProbeSettings
 from meshlab.mesh.processes import Child, ProcessGroup, http_ok, wait_until
@@ -62,6 +57,7 @@ from meshlab.mesh.router import (
     take_down_failed_router,
 )
 from meshlab.mesh.tap import TapReader
+from meshlab.registry import routing_renderer
 from meshlab.samples import Sample
 from meshlab.spec import Experiment, Local, LocalVersion
 from meshlab.spec.load import parse_extractor
@@ -84,9 +80,9 @@ def _substitute(text: str, ports: dict[str, int] | int, here: Path) -> str:
     return substitute(text, named, sys.executable, str(here))
 
 
-def _version_info(experiment: str, step: Step, sequence: int, applied_at: float) -> str:
+def _version_info(experiment: str, step: str, sequence: int, applied_at: float) -> str:
     return json.dumps(
-        {"experiment": experiment, "step": step.name, "seq": sequence, "appliedAt": applied_at},
+        {"experiment": experiment, "step": step, "seq": sequence, "appliedAt": applied_at},
         separators=(",", ":"),
     )
 
@@ -135,6 +131,13 @@ class LocalMesh:
         self._router: Component | None = None
         self._endpoints: dict[str, tuple[str, int]] = {}
         self._ready_urls: dict[str, str] = {}
+
+    @classmethod
+    def for_run(cls, experiment: Experiment, run: RunContext) -> MeshRun:
+        """A started mesh for ``meshlab start`` (the registry's uniform factory), routing rollback."""
+        mesh = cls(experiment, here=run.spec_dir, run_dir=run.run_dir, keep_run_dir=True)
+        mesh.start()
+        return MeshRun(mesh, mesh.mirrored_samples, mesh.url)
 
     # ----------------------------------------------------------------------------- lifecycle
     def start(self, step: Step | None = None) -> LocalMesh:
@@ -201,7 +204,7 @@ class LocalMesh:
         if self.capture_mirrored:
             path = parse_extractor(self.experiment.spec.load.extractor_path)
             self._tap = TapReader(self.run_dir / "tap", "candidate", "candidate", path)
-        self._start_outbound(step)
+        self._start_outbound(routing_plan(self.experiment, step))
         self._watch_all()
 
     def _watch_all(self) -> None:
@@ -223,18 +226,28 @@ class LocalMesh:
             "router", "outbound Envoy", self.outbound.child, self.outbound.admin_url + "/ready"
         )
 
-    def _start_outbound(self, step: Step) -> None:
+    @property
+    def versions(self) -> dict[str, Mapping[str, str]]:
+        """``{subset: pod labels}`` of the versions this mesh runs (baseline, candidate)."""
         spec = self.experiment.spec
-        docs = manifests(self.experiment, step)
+        return {v.subset: v.labels for v in (spec.baseline, spec.candidate)}
+
+    def _render(self, plan: RoutingPlan) -> list[Manifest]:
+        """The plan's objects in the experiment's routing API (what a cluster would be given)."""
+        return routing_renderer(self.experiment.spec.target.routing)(plan)
+
+    def _start_outbound(self, plan: RoutingPlan) -> None:
+        spec = self.experiment.spec
+        docs = self._render(plan)
         subset_arm = {spec.baseline.subset: "baseline", spec.candidate.subset: "candidate"}
         endpoints: dict[str, tuple[str, int]] = {}
-        for subset in subsets_of(find_manifest(docs, "DestinationRule")):
+        for subset in step_subsets(docs, self.versions):
             sidecar = self.sidecars[subset_arm[subset]]
             name = cluster_name(spec.service.host, spec.service.port, subset)
             endpoints[name] = (LOOPBACK, sidecar.listener_ports[INBOUND_LISTENER])
         self._clusters = set(endpoints)
         self._endpoints = endpoints
-        self._write_routes(step, docs)
+        self._write_routes(plan, docs)
         self._launch_outbound((self.local.listen_port, self.local.admin_port))
 
     def _launch_outbound(self, ports: tuple[int, int]) -> None:
@@ -267,18 +280,18 @@ class LocalMesh:
         self.close()
 
     # ------------------------------------------------------------------------------ routing
-    def _write_routes(self, step: Step, docs: Sequence[Manifest]) -> str:
-        config = route_configuration(
-            find_manifest(docs, "VirtualService"), find_manifest(docs, "DestinationRule")
-        )
+    def _write_routes(self, plan: RoutingPlan, docs: Sequence[Manifest]) -> str:
+        config = step_route_configuration(docs, self.experiment.spec.service.host, self.versions)
         unknown = referenced_clusters(config) - self._clusters
         if unknown:
             raise MeshError(
                 f"the routes use {sorted(unknown)[0]}, which is not a cluster of the "
-                "local mesh (its DestinationRule subsets are fixed at start)"
+                "local mesh (its versions are fixed at start)"
             )
         self._sequence += 1
-        version = _version_info(self.experiment.metadata.name, step, self._sequence, time.time())
+        version = _version_info(
+            self.experiment.metadata.name, plan.step, self._sequence, time.time()
+        )
         self._replace_file(json.dumps(discovery_response(config, version)))
         return version
 
@@ -294,28 +307,28 @@ class LocalMesh:
         assert self.outbound is not None
         return served_version(self.outbound.admin_url)
 
-    def apply(self, step: Step, manifests: Sequence[Manifest]) -> None:
-        """Route as ``manifests`` say; returns once Envoy serves them. All or nothing.
+    def apply(self, plan: RoutingPlan) -> None:
+        """Route as ``plan`` says; returns once Envoy serves it. All or nothing.
 
         A forward step is refused while any component is faulty; a rollback step is applied
         whatever else failed, restarting the outbound Envoy first if it died or hangs.
         """
         if self.outbound is None or self._closed:
             raise MeshError("the local mesh is not running; call start() first")
-        if step.kind == "rollback":
+        if plan.step == "rollback":
             self._ensure_router()
         else:
             self.check()
-        self._apply_routes(step, manifests)
+        self._apply_routes(plan, self._render(plan))
 
-    def _apply_routes(self, step: Step, manifests: Sequence[Manifest]) -> None:
+    def _apply_routes(self, plan: RoutingPlan, docs: Sequence[Manifest]) -> None:
         assert self.outbound is not None
         admin = self.outbound.admin_url
         rejected_name = "http.outbound.rds.meshlab.update_rejected"
         rejected = counter(admin, rejected_name)
         previous = (self.run_dir / "rds" / RDS_FILE).read_text(encoding="utf-8")
         started = time.monotonic()
-        version = self._write_routes(step, manifests)
+        version = self._write_routes(plan, docs)
         deadline = started + APPLY_TIMEOUT_S
         while True:
             if self._served_version() == version:
@@ -330,7 +343,7 @@ class LocalMesh:
                     else (f"did not load the new routes within {APPLY_TIMEOUT_S:g}s")
                 )
                 raise MeshError(
-                    f"step {step.name}: Envoy {why}; the previous step stays in "
+                    f"step {plan.step}: Envoy {why}; the previous step stays in "
                     f"force (see {self.run_dir / 'outbound.log'})"
                 )
             time.sleep(0.005)
@@ -352,8 +365,7 @@ class LocalMesh:
 
     def rollback(self) -> None:
         """All traffic to the baseline, no mirror; needs only the outbound Envoy (restarted if dead)."""
-        step = rollback_step()
-        self.apply(step, manifests(self.experiment, step))
+        self.apply(routing_plan(self.experiment, rollback_step()))
 
     def _ensure_router(self) -> None:
         """Make sure the outbound Envoy answers; else restart it on its ports from its last routes."""

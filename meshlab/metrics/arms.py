@@ -1,8 +1,11 @@
 """Which series belong to which arm: template variables from the experiment spec, and the backend.
 
-``istio`` selects an arm by its pods' ``version`` label (``destination_version``), ``istio-workload``
-by its Deployment (``destination_workload``), ``envoy`` by its upstream cluster in the local mesh's
-outbound Envoy (``outbound|<port>|<subset>|<host>``, the name istiod would give it).
+``istio`` (sidecars) and ``istio-waypoint`` (ambient mode) select an arm by its pods' ``version``
+label (``destination_version``), ``istio-workload`` and ``istio-waypoint-workload`` by its
+Deployment (``destination_workload``), ``envoy`` by its upstream cluster in the local mesh's
+outbound Envoy (``outbound|<port>|<subset>|<host>``, the name istiod would give it). The service
+name the Istio sets accept is the service's own; with ``target.routing: gateway-api`` also the arm's
+backend Service (``meshlab-<service>-<subset>``), where the HTTPRoute sends it.
 """
 
 from __future__ import annotations
@@ -11,14 +14,23 @@ import time
 from collections.abc import Mapping
 
 from meshlab.errors import ConfigError
+from meshlab.manifests.gateway import backend_service_name
+from meshlab.manifests.routing import Arm, routing_plan
+from meshlab.manifests.steps import rollback
 from meshlab.metrics.base import Clock
 from meshlab.metrics.prometheus import PrometheusMetrics
-from meshlab.metrics.templates import TemplateSet, envoy_cluster_name, promql_regex_literal
+from meshlab.metrics.templates import (
+    BY_VERSION,
+    BY_WORKLOAD,
+    TemplateSet,
+    envoy_cluster_name,
+    promql_regex_literal,
+)
 from meshlab.metrics.templates import template_set as lookup_template_set
 from meshlab.spec.experiment import Experiment
 from meshlab.spec.metrics import ArmNames, PrometheusQueries
 
-ARM_NAMES = ("baseline", "candidate")
+ARM_NAMES: tuple[Arm, ...] = ("baseline", "candidate")
 
 
 def arm_variables(
@@ -32,30 +44,41 @@ def arm_variables(
             arm: {"arm": envoy_cluster_name(spec.service.port, v.subset, spec.service.host)}
             for arm, v in versions.items()
         }
+    namespace = experiment.metadata.namespace
     common = {
-        "namespace": experiment.metadata.namespace,
-        "service_regex": promql_regex_literal(spec.service.host.split(".", 1)[0]),
+        arm: {"namespace": namespace, "service_regex": _services(experiment, arm)}
+        for arm in ARM_NAMES
     }
-    if templates.name == "istio-workload":
+    if templates.name in BY_WORKLOAD:
         if workloads is None:
             raise ConfigError(
-                "spec.metrics.prometheus.queries.workloads: templates istio-workload needs the "
+                f"spec.metrics.prometheus.queries.workloads: templates {templates.name} needs the "
                 "Deployment of each version ({baseline: ..., candidate: ...})"
             )
-        return {arm: {**common, "arm": getattr(workloads, arm)} for arm in ARM_NAMES}
-    if templates.name == "istio":
+        return {arm: {**common[arm], "arm": getattr(workloads, arm)} for arm in ARM_NAMES}
+    if templates.name in BY_VERSION:
         out: dict[str, dict[str, str]] = {}
-        for arm, version in versions.items():
-            value = version.labels.get("version")
+        for arm in ARM_NAMES:
+            value = versions[arm].labels.get("version")
             if not value:
                 raise ConfigError(
                     f"spec.{arm}.labels: no 'version' label, so Istio's destination_version cannot "
                     "tell the arms apart; add labels: {version: ...} to the pods and the spec, or "
                     "use queries.templates: istio-workload"
                 )
-            out[arm] = {**common, "arm": value}
+            out[arm] = {**common[arm], "arm": value}
         return out
     raise ConfigError(f"template set {templates.name!r} has no arm selection; give the variables")
+
+
+def _services(experiment: Experiment, arm: Arm) -> str:
+    """The regex of the service names an arm's requests are reported under (see the docstring)."""
+    service = experiment.spec.service.host.split(".", 1)[0]
+    if experiment.spec.target.routing != "gateway-api":
+        return promql_regex_literal(service)
+    plan = routing_plan(experiment, rollback())
+    backend = backend_service_name(plan, plan.version(arm))
+    return f"(?:{promql_regex_literal(service)}|{promql_regex_literal(backend)})"
 
 
 def from_experiment(

@@ -12,6 +12,17 @@ detected (see :mod:`meshlab.metrics.prometheus`).
     An arm is selected by ``destination_version`` (the pods' ``version`` label) or by
     ``destination_workload`` (the Deployment name). ``destination_service_name`` also accepts the
     ``-shadow`` suffix Istio appends to the authority of mirrored requests.
+``istio-waypoint`` / ``istio-waypoint-workload``
+    The same metrics in Istio's ambient mode, where pods have no sidecar: ztunnel reports only L4
+    (TCP) metrics, and the HTTP metrics come from the waypoint proxy that routed the request, with
+    ``reporter="waypoint"`` (Istio, "Enable ambient mode": post-migration observability changes).
+    The waypoint reports mirrored copies too (it sends them). A separate set, not a regex over both
+    reporters: in a mesh where sidecars send through a waypoint both would report one request.
+
+With ``target.routing: gateway-api`` the routes send each arm to its own backend Service
+(``meshlab-<service>-<subset>``), so ``$service_regex`` (see :mod:`meshlab.metrics.arms`) accepts
+the service's own name and the arm's backend Service name: which of the two a proxy reports
+depends on where it reads it (the authority, or the cluster it routed to).
 ``envoy``
     The local mesh's Envoy (``/stats/prometheus`` of its admin port): the upstream cluster stats of
     the arm's cluster (``outbound|<port>|<subset>|<host>``). Mirrored copies are counted on the
@@ -158,39 +169,30 @@ class TemplateSet:
         return self.errors.render({**values, OK_STATUSES: ok_status_regex(expected)})
 
 
-_ISTIO_SELECTOR = (
-    'reporter="destination", destination_workload_namespace="$namespace", '
-    'destination_service_name=~"$service_regex(-shadow)?", '
-)
+def _istio(name: str, reporter: str, arm_label: str) -> TemplateSet:
+    """Istio's standard HTTP metrics of one reporter, one arm selected by ``arm_label``."""
+    selector = (
+        f'reporter="{reporter}", destination_workload_namespace="$namespace", '
+        'destination_service_name=~"$service_regex(-shadow)?", '
+        f'{arm_label}="$arm"}}'
+    )
+    return TemplateSet(
+        name=name,
+        requests=QueryTemplate(f"{name}.requests", "istio_requests_total{" + selector),
+        latency=QueryTemplate(
+            f"{name}.latency", "istio_request_duration_milliseconds_bucket{" + selector
+        ),
+        status_label="response_code",
+    )
 
-ISTIO = TemplateSet(
-    name="istio",
-    requests=QueryTemplate(
-        "istio.requests", "istio_requests_total{" + _ISTIO_SELECTOR + 'destination_version="$arm"}'
-    ),
-    latency=QueryTemplate(
-        "istio.latency",
-        "istio_request_duration_milliseconds_bucket{"
-        + _ISTIO_SELECTOR
-        + 'destination_version="$arm"}',
-    ),
-    status_label="response_code",
-)
 
-ISTIO_WORKLOAD = TemplateSet(
-    name="istio-workload",
-    requests=QueryTemplate(
-        "istio-workload.requests",
-        "istio_requests_total{" + _ISTIO_SELECTOR + 'destination_workload="$arm"}',
-    ),
-    latency=QueryTemplate(
-        "istio-workload.latency",
-        "istio_request_duration_milliseconds_bucket{"
-        + _ISTIO_SELECTOR
-        + 'destination_workload="$arm"}',
-    ),
-    status_label="response_code",
-)
+ISTIO = _istio("istio", "destination", "destination_version")
+ISTIO_WORKLOAD = _istio("istio-workload", "destination", "destination_workload")
+ISTIO_WAYPOINT = _istio("istio-waypoint", "waypoint", "destination_version")
+ISTIO_WAYPOINT_WORKLOAD = _istio("istio-waypoint-workload", "waypoint", "destination_workload")
+# How each Istio set tells the arms apart: by the pods' version label, or by their Deployment.
+BY_VERSION = frozenset({ISTIO.name, ISTIO_WAYPOINT.name})
+BY_WORKLOAD = frozenset({ISTIO_WORKLOAD.name, ISTIO_WAYPOINT_WORKLOAD.name})
 
 ENVOY = TemplateSet(
     name="envoy",
@@ -203,7 +205,9 @@ ENVOY = TemplateSet(
     status_label="envoy_response_code",
 )
 
-TEMPLATE_SETS: Mapping[str, TemplateSet] = {t.name: t for t in (ISTIO, ISTIO_WORKLOAD, ENVOY)}
+TEMPLATE_SETS: Mapping[str, TemplateSet] = {
+    t.name: t for t in (ISTIO, ISTIO_WORKLOAD, ISTIO_WAYPOINT, ISTIO_WAYPOINT_WORKLOAD, ENVOY)
+}
 
 
 def template_set(name: str) -> TemplateSet:

@@ -34,7 +34,9 @@ from pydantic_core import PydanticCustomError
 
 from meshlab.spec.base import DnsLabel, Duration, StrictModel
 
-TemplateSetName = Literal["istio", "istio-workload", "envoy"]
+TemplateSetName = Literal[
+    "istio", "istio-workload", "istio-waypoint", "istio-waypoint-workload", "envoy"
+]
 
 
 class ArmNames(StrictModel):

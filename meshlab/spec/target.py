@@ -35,12 +35,13 @@ class Target(StrictModel):
     The namespace is the experiment's ``metadata.namespace``. With ``kind: kubernetes`` and neither
     ``kubeconfig`` nor ``context`` set, meshlab uses the in-cluster ServiceAccount when it runs in a
     pod (``KUBERNETES_SERVICE_HOST`` set), else the default kubeconfig (``$KUBECONFIG`` or
-    ``~/.kube/config``) and its current context. ``adoptVirtualService`` names an existing, user-owned
-    VirtualService whose routes meshlab prepends its own named routes to (and restores on rollback)
-    instead of creating ``meshlab-<experiment>``. ``routing`` is the API of the routes meshlab
-    writes: ``istio`` (VirtualService + DestinationRule) or ``gateway-api`` (an HTTPRoute whose
-    parent is the Service, the GAMMA profile, with one backend Service per version); the local mesh
-    routes either the same way.
+    ``~/.kube/config``) and its current context. ``adoptVirtualService`` names an existing,
+    user-owned VirtualService whose routes meshlab prepends its own named routes to (and restores on
+    rollback) instead of creating ``meshlab-<experiment>``; ``adoptHTTPRoute`` does the same to a
+    user's HTTPRoute with ``routing: gateway-api`` (meshlab's named rules first). ``routing`` is the
+    API of the routes meshlab writes: ``istio`` (VirtualService + DestinationRule) or
+    ``gateway-api`` (an HTTPRoute whose parent is the Service, the GAMMA profile, with one backend
+    Service per version); the local mesh routes either the same way.
     """
 
     kind: Literal["local", "kubernetes"] = "local"
@@ -51,6 +52,7 @@ class Target(StrictModel):
         "meshlab"
     )
     adopt_virtual_service: Host | None = None
+    adopt_http_route: Host | None = Field(default=None, alias="adoptHTTPRoute")
     request_timeout: Duration = 10.0
     conflict_retries: Annotated[int, Field(ge=0, le=20)] = 5
 

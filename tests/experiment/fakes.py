@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from meshlab.experiment.ports import Snapshot, VerdictName
-from meshlab.manifests import Manifest, Step
+from meshlab.manifests import RoutingPlan
 from meshlab.mesh import RoutingState
 from meshlab.samples import Sample
 
@@ -54,12 +54,12 @@ class FakeMesh:
         now = self.clock() if self.clock is not None else float("inf")
         return [f for f in self.failures if f.since <= now]
 
-    def apply(self, step: Step, manifests: Sequence[Manifest]) -> None:
-        if step.name == self.fail_on:
+    def apply(self, plan: RoutingPlan) -> None:
+        if plan.step == self.fail_on:
             from meshlab.errors import MeshError
 
-            raise MeshError(f"cannot apply step {step.name}")
-        self.applied.append(step.name)
+            raise MeshError(f"cannot apply step {plan.step}")
+        self.applied.append(plan.step)
 
     def status(self) -> RoutingState | None:
         return RoutingState("x", self.applied[-1], 0.0) if self.applied else None

@@ -156,3 +156,60 @@ def user_virtual_service() -> dict[str, Any]:
             ],
         },
     }
+
+
+GATEWAY_EXAMPLES = EXAMPLES / "gateway-api"
+
+
+def gateway_experiment(strategy: str = "canary", **target: Any) -> Experiment:
+    """A golden Gateway API example experiment (``routing: gateway-api``) aimed at Kubernetes."""
+    data = yaml.safe_load((GATEWAY_EXAMPLES / f"{strategy}.experiment.yaml").read_text())
+    data["spec"]["target"] = {
+        "kind": "kubernetes",
+        "routing": "gateway-api",
+        "requestTimeout": "2s",
+        **target,
+    }
+    return parse_experiment(data)
+
+
+def parent_service() -> dict[str, Any]:
+    """The model's own Service, which a GAMMA HTTPRoute attaches to (the team created it)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "fraud-model", "namespace": "models", "labels": {"app": "fraud"}},
+        "spec": {
+            "selector": {"app": "fraud-model", "tier": "serving"},
+            "ports": [{"name": "http", "port": 8080, "targetPort": "http-model"}],
+        },
+    }
+
+
+def user_http_route() -> dict[str, Any]:
+    """An HTTPRoute a team owns for the model's Service, for meshlab to adopt."""
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {
+            "name": "fraud-routes",
+            "namespace": "models",
+            "labels": {"app": "fraud"},
+            "annotations": {"team": "fraud"},
+        },
+        "spec": {
+            "parentRefs": [{"group": "", "kind": "Service", "name": "fraud-model", "port": 8080}],
+            "rules": [
+                {
+                    "name": "legacy",
+                    "matches": [{"path": {"type": "PathPrefix", "value": "/v0"}}],
+                    "backendRefs": [{"name": "fraud-legacy", "port": 8080}],
+                },
+                {
+                    "name": "default",
+                    "backendRefs": [{"name": "fraud-model", "port": 8080}],
+                    "timeouts": {"request": "5s"},
+                },
+            ],
+        },
+    }

@@ -1,7 +1,9 @@
-"""A fake Kubernetes API server for Istio custom objects, on 127.0.0.1, for the backend's tests.
+"""A fake Kubernetes API server for meshlab's kinds, on 127.0.0.1, for the backend's tests.
 
-It serves the real REST paths of the custom-objects API for every kind in Istio's CRD file
-(``/apis/{group}/{version}/namespaces/{ns}/{plural}[/{name}]``) with the semantics meshlab relies on:
+It serves the real REST paths of the custom-objects API for every kind in Istio's CRD file and the
+Gateway API's HTTPRoute CRD (``/apis/{group}/{version}/namespaces/{ns}/{plural}[/{name}]``), and of
+the core API for Services (``/api/v1/namespaces/{ns}/services[/{name}]``), all with the semantics
+meshlab relies on:
 
 * bearer-token authentication (401), RBAC denials of configured (verb, plural) pairs (403 with the
   real message shape); server-side apply of a new object needs ``create`` as well as ``patch``;
@@ -13,7 +15,10 @@ It serves the real REST paths of the custom-objects API for every kind in Istio'
 * a resourceVersion counter shared by all objects, ``generation`` bumped on spec changes, uid,
   creationTimestamp, managedFields;
 * strict validation of every stored body against the CRD's openAPIV3Schema, CEL rules included
-  (unknown fields -> 400 "strict decoding error", other violations -> 422 Invalid);
+  (unknown fields -> 400 "strict decoding error", other violations -> 422 Invalid); HTTPRoutes are
+  validated by :mod:`tests.support.gateway_schema` and stored with the CRD's defaults applied,
+  Services by :mod:`tests.support.core_schema` and stored with what the server fills in
+  (``clusterIP``, ``sessionAffinity``, ...), as a real server would;
 * 404 for resource types that are not served (a plain-text 404 for an unknown group/version, a
   Status without ``details.name`` for an unknown plural), or for all Istio kinds if ``crds=False``.
 
@@ -40,8 +45,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from tests.kube.fake_http import ApiError, Failure, Request, parse_body, parse_bool, serve
+from tests.kube.fake_kinds import _Ctx, _group, _schema_errors, defaulted, served_kinds
 from tests.kube.fake_ssa import ApplyConflict, Owners, apply, managed_fields, merge_patch, update
-from tests.support.istio_schema import crds, istio_schema_errors
 
 
 @dataclass(frozen=True)
@@ -90,9 +95,7 @@ class FakeKubeAPI:
         self.stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
-        self._kinds = {
-            (api_version, entry["plural"]): kind for (api_version, kind), entry in crds().items()
-        }
+        self._kinds = served_kinds()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -144,7 +147,9 @@ class FakeKubeAPI:
             plural = self._plural(obj["apiVersion"], obj["kind"])
             key = (plural, obj["metadata"]["namespace"], obj["metadata"]["name"])
             old = self.objects.get(key)
-            stored = self._store(key, old, json.loads(json.dumps(obj)), manager=manager)
+            body = json.loads(json.dumps(obj))
+            ctx = _Ctx(obj["apiVersion"], obj["kind"], plural, key[1], key[2], key, {}, False)
+            stored = self._store(key, old, self._defaulted(ctx, body), manager=manager)
             return json.loads(json.dumps(stored))
 
     def get_object(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
@@ -166,15 +171,18 @@ class FakeKubeAPI:
         url = urlsplit(raw_path)
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         parts = url.path.strip("/").split("/")
+        if parts[:1] == ["api"]:  # api/v1/namespaces/{ns}/{plural}[/{name}]: the core group
+            parts = ["apis", "", *parts[1:]]
         # apis/{group}/{version}/namespaces/{ns}/{plural}[/{name}]
         if len(parts) not in (6, 7) or parts[0] != "apis" or parts[3] != "namespaces":
             return 404, "404 page not found\n"
-        api_version = f"{parts[1]}/{parts[2]}"
+        api_version = f"{parts[1]}/{parts[2]}" if parts[1] else parts[2]
         namespace, plural = parts[4], parts[5]
         name = parts[6] if len(parts) == 7 else None
         if headers.get("authorization") != f"Bearer {self.token}":
             raise ApiError(401, "Unauthorized", "Unauthorized")
-        if not self.crds_installed or not any(v == api_version for v, _ in self._kinds):
+        installed = self.crds_installed or api_version == "v1"
+        if not installed or not any(v == api_version for v, _ in self._kinds):
             return 404, "404 page not found\n"
         kind = self._kinds.get((api_version, plural))
         if kind is None:
@@ -210,8 +218,9 @@ class FakeKubeAPI:
 
     def _authorize(self, verb: str, plural: str, namespace: str, name: str | None) -> None:
         if (verb, plural) in self.deny:
-            group = "networking.istio.io"
-            what = f'{plural}.{group} "{name}"' if name else f"{plural}.{group}"
+            group = _group(plural)
+            qualified = f"{plural}.{group}" if group else plural
+            what = f'{qualified} "{name}"' if name else qualified
             raise ApiError(
                 403,
                 "Forbidden",
@@ -242,8 +251,8 @@ class FakeKubeAPI:
             raise ApiError(
                 404,
                 "NotFound",
-                f'{ctx.plural}.networking.istio.io "{ctx.name}" not found',
-                {"name": ctx.name, "group": "networking.istio.io", "kind": ctx.plural},
+                f'{ctx.qualified} "{ctx.name}" not found',
+                {"name": ctx.name, "group": _group(ctx.plural), "kind": ctx.plural},
             )
         return obj
 
@@ -254,7 +263,7 @@ class FakeKubeAPI:
             raise ApiError(
                 409,
                 "AlreadyExists",
-                f'{ctx.plural}.networking.istio.io "{name}" already exists',
+                f'{ctx.qualified} "{name}" already exists',
                 {"name": name},
             )
         return self._store(ctx.key, None, self._checked(ctx, body), manager=_manager(ctx), ctx=ctx)
@@ -302,7 +311,8 @@ class FakeKubeAPI:
         if old is None:
             self._authorize("create", ctx.plural, ctx.namespace, ctx.name)
         self._check_version(ctx, config, required=False)
-        self._checked(ctx, config)  # the configuration itself must be a valid, complete object
+        # The configuration itself must be a valid, complete object (defaults are not its fields).
+        self._checked(ctx, json.loads(json.dumps(config)))
         force = parse_bool(ctx.query.get("force", "false"))
         try:
             merged, owners = apply(old, config, self.owners.get(ctx.key, {}), manager, force=force)
@@ -351,7 +361,7 @@ class FakeKubeAPI:
                 raise ApiError(
                     422,
                     "Invalid",
-                    f'{ctx.kind}.networking.istio.io "{ctx.name}" is invalid: '
+                    f'{ctx.kind} "{ctx.name}" is invalid: '
                     "metadata.resourceVersion: Invalid value: 0x0: must be specified for an update",
                 )
             return
@@ -360,7 +370,7 @@ class FakeKubeAPI:
             raise ApiError(
                 409,
                 "Conflict",
-                f'Operation cannot be fulfilled on {ctx.plural}.networking.istio.io "{ctx.name}": '
+                f'Operation cannot be fulfilled on {ctx.qualified} "{ctx.name}": '
                 "the object has been modified; please apply your changes to the latest version "
                 "and try again",
                 {"name": ctx.name},
@@ -390,7 +400,7 @@ class FakeKubeAPI:
             )
         bare = {k: v for k, v in body.items() if k != "status"}
         bare["metadata"] = {k: v for k, v in metadata.items() if k != "managedFields"}
-        errors = istio_schema_errors(bare)  # UnsupportedRule propagates: a loud 500
+        errors = _schema_errors(bare)  # UnsupportedRule propagates: a loud 500
         unknown = [e for e in errors if e.endswith("unknown field")]
         if unknown:
             raise ApiError(
@@ -403,11 +413,15 @@ class FakeKubeAPI:
             raise ApiError(
                 422,
                 "Invalid",
-                f'{ctx.kind}.networking.istio.io "{ctx.name}" is invalid: ['
+                f'{ctx.kind}.{_group(ctx.plural) or "core"} "{ctx.name}" is invalid: ['
                 + ", ".join(errors)
                 + "]",
             )
-        return body
+        return self._defaulted(ctx, body)
+
+    def _defaulted(self, ctx: _Ctx, body: dict[str, Any]) -> dict[str, Any]:
+        """``body`` as the server stores it: the schema's defaults, server-assigned fields."""
+        return defaulted(ctx.api_version, body, self.objects.get(ctx.key), len(self.objects))
 
     def _store(
         self,
@@ -445,20 +459,6 @@ class FakeKubeAPI:
             annotations = dict(metadata.get("annotations") or {})
             self.audit.append(Audit(time.time(), key[0], key[2], str(version), annotations))
         return json.loads(json.dumps(new))
-
-
-@dataclass(frozen=True)
-class _Ctx:
-    """Where a request goes."""
-
-    api_version: str
-    kind: str
-    plural: str
-    namespace: str
-    name: str | None
-    key: tuple[str, str, str]
-    query: dict[str, str]
-    dry_run: bool
 
 
 def _manager(ctx: _Ctx) -> str:

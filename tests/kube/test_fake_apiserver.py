@@ -176,3 +176,73 @@ def test_faults_are_recorded_without_secrets(
     assert r.status_code == 403  # apply that would create needs create too
     assert token not in repr(fake_api.requests)
     assert [q.status for q in fake_api.requests] == [403, 403]
+
+
+ROUTES = "/apis/gateway.networking.k8s.io/v1/namespaces/models/httproutes"
+SERVICES = "/api/v1/namespaces/models/services"
+
+
+def _http_route(**rule: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": "web", "namespace": "models"},
+        "spec": {
+            "parentRefs": [{"group": "", "kind": "Service", "name": "web", "port": 80}],
+            "rules": [{"backendRefs": [{"name": "web-v1", "port": 80}], **rule}],
+        },
+    }
+
+
+def test_http_routes_are_validated_by_schema_and_cel_and_stored_with_defaults(
+    http: httpx.Client,
+) -> None:
+    params = {"fieldManager": "meshlab"}
+    r = http.patch(f"{ROUTES}/web", params=params, headers=APPLY, content=json.dumps(_http_route()))
+    assert r.status_code == 201, r.text
+    stored = r.json()
+    ref = stored["spec"]["rules"][0]["backendRefs"][0]
+    assert (ref["group"], ref["kind"], ref["weight"]) == ("", "Service", 1)  # CRD defaults
+    assert stored["spec"]["rules"][0]["matches"] == [{"path": {"type": "PathPrefix", "value": "/"}}]
+    bad = _http_route(timeouts={"request": "1s", "backendRequest": "2s"})  # a CEL rule
+    r = http.patch(f"{ROUTES}/web", params=params, headers=APPLY, content=json.dumps(bad))
+    assert r.status_code == 422 and "backendRequest" in r.text
+    bad = _http_route(bogus=True)
+    r = http.patch(f"{ROUTES}/web", params=params, headers=APPLY, content=json.dumps(bad))
+    assert r.status_code == 400 and "strict decoding error" in r.text
+    r = http.get(f"{ROUTES}/nope")
+    assert r.status_code == 404 and r.json()["details"]["name"] == "nope"
+    assert 'httproutes.gateway.networking.k8s.io "nope" not found' in r.json()["message"]
+
+
+def test_core_services_are_served_at_the_core_path_with_server_assigned_fields(
+    http: httpx.Client, fake_api: FakeKubeAPI
+) -> None:
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "web-v1", "namespace": "models"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": "http"}]},
+    }
+    params = {"fieldManager": "meshlab"}
+    r = http.patch(f"{SERVICES}/web-v1", params=params, headers=APPLY, content=json.dumps(service))
+    assert r.status_code == 201, r.text
+    spec = r.json()["spec"]
+    assert (
+        spec["type"] == "ClusterIP" and spec["clusterIP"] and spec["ports"][0]["protocol"] == "TCP"
+    )
+    again = http.patch(
+        f"{SERVICES}/web-v1", params=params, headers=APPLY, content=json.dumps(service)
+    )
+    assert again.json()["spec"]["clusterIP"] == spec["clusterIP"]  # kept, as a real server does
+    service["spec"]["ports"][0]["port"] = 70000
+    r = http.patch(f"{SERVICES}/web-v1", params=params, headers=APPLY, content=json.dumps(service))
+    assert r.status_code == 422 and "65535" in r.text
+    r = http.get(f"{SERVICES}/nope")
+    assert r.status_code == 404 and 'services "nope" not found' in r.json()["message"]
+    fake_api.deny.add(("delete", "services"))
+    r = http.delete(f"{SERVICES}/web-v1")
+    assert r.status_code == 403
+    assert (
+        'cannot delete resource "services" in API group "" in the namespace' in r.json()["message"]
+    )

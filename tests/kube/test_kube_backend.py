@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from meshlab.errors import ConflictError, MeshError
-from meshlab.manifests import all_steps, manifests, plan, rollback
+from meshlab.manifests import all_steps, manifests, plan, rollback, routing_plan
 from meshlab.mesh.base import MeshBackend, RoutingState
 from meshlab.mesh.kubernetes import KubernetesMesh
 from tests.kube.conftest import STRATEGIES, MeshFactory, experiment, user_virtual_service
@@ -39,7 +39,7 @@ def test_every_step_of_every_strategy_is_applied_and_read_back(
     for step in all_steps(exp):
         mesh.clock = lambda: 1_800_000_000.25
         dr, vs = manifests(exp, step)
-        mesh.apply(step, [dr, vs])
+        mesh.apply_objects(step.name, [dr, vs])
         got_vs, got_dr = (
             stored(fake_api, "virtualservices", name),
             stored(fake_api, "destinationrules", name),
@@ -57,7 +57,7 @@ def test_status_is_read_from_the_cluster_by_a_fresh_backend(make_mesh: MeshFacto
     first = make_mesh(exp)
     first.clock = lambda: 1_800_000_123.5
     step = plan(exp)[1]
-    first.apply(step, manifests(exp, step))
+    first.apply(routing_plan(exp, step))
     first.close()
     assert make_mesh(exp).status() == RoutingState("fraud-canary", "2", 1_800_000_123.5)
     other = experiment("canary").model_copy(deep=True)
@@ -73,7 +73,7 @@ def test_rollback_routes_everything_to_the_baseline(
     mesh.rollback()  # nothing applied yet: routing is left alone
     assert fake_api.objects == {}
     step = plan(exp)[0]
-    mesh.apply(step, manifests(exp, step))
+    mesh.apply(routing_plan(exp, step))
     make_mesh(exp).rollback()  # from "another machine"
     routes = stored(fake_api, "virtualservices", "meshlab-fraud-shadow")["spec"]["http"]
     assert len(routes) == 1 and "mirror" not in routes[0]
@@ -92,7 +92,7 @@ def test_dry_run_validates_on_the_server_and_persists_nothing(
     mesh = make_mesh(exp, dry_run=True)
     version = fake_api.resource_version
     for step in all_steps(exp):
-        mesh.apply(step, manifests(exp, step))
+        mesh.apply(routing_plan(exp, step))
         assert [o["kind"] for o in mesh.last_applied] == ["DestinationRule", "VirtualService"]
         assert mesh.last_applied[1]["spec"] == manifests(exp, step)[1]["spec"]
     assert fake_api.objects == {} and fake_api.resource_version == version
@@ -102,7 +102,7 @@ def test_dry_run_validates_on_the_server_and_persists_nothing(
     bad = manifests(exp, plan(exp)[0])
     bad[1]["spec"]["http"][0]["timeout"] = "0.0001s"  # below the CRD's 1ms CEL rule
     with pytest.raises(MeshError, match=r"422 .*spec\.http\[0\]\.timeout"):
-        mesh.apply(plan(exp)[0], bad)
+        mesh.apply_objects(plan(exp)[0].name, bad)
     assert fake_api.objects == {}
 
 
@@ -112,7 +112,7 @@ def test_a_step_the_server_rejects_leaves_the_previous_step_in_force(
     exp = experiment("canary")
     mesh = make_mesh(exp)
     one, two = plan(exp)[:2]
-    mesh.apply(one, manifests(exp, one))
+    mesh.apply(routing_plan(exp, one))
     before_dr = stored(fake_api, "destinationrules", "meshlab-fraud-canary")
     before_vs = stored(fake_api, "virtualservices", "meshlab-fraud-canary")
     bad = manifests(exp, two)
@@ -121,7 +121,7 @@ def test_a_step_the_server_rejects_leaves_the_previous_step_in_force(
     }  # unknown to strict validation... wrong type
     bad[1]["spec"]["http"][0]["bogus"] = True
     with pytest.raises(MeshError, match=r"400 .*unknown field \"spec\.http\[0\]\.bogus\""):
-        mesh.apply(two, bad)
+        mesh.apply_objects(two.name, bad)
     after_dr = stored(fake_api, "destinationrules", "meshlab-fraud-canary")
     assert after_dr["metadata"]["annotations"] == before_dr["metadata"]["annotations"]
     assert after_dr["spec"] == before_dr["spec"]
@@ -137,22 +137,22 @@ def test_rbac_denial_mid_step_restores_the_destination_rule(
     mesh = make_mesh(exp)
     fake_api.deny.add(("create", "virtualservices"))
     with pytest.raises(MeshError) as info:
-        mesh.apply(plan(exp)[0], manifests(exp, plan(exp)[0]))
+        mesh.apply(routing_plan(exp, plan(exp)[0]))
     message = str(info.value)
     assert "403" in message and "'create' on virtualservices.networking.istio.io" in message
     assert "kubectl apply -n models -f istio_manifests/rbac/" in message
     assert fake_api.objects == {}  # the DestinationRule this step created is gone again
     fake_api.deny.clear()
     one, two = plan(exp)[:2]
-    mesh.apply(one, manifests(exp, one))
+    mesh.apply(routing_plan(exp, one))
     fake_api.deny.add(("patch", "virtualservices"))
     with pytest.raises(MeshError, match="'patch' on virtualservices"):
-        mesh.apply(two, manifests(exp, two))
+        mesh.apply(routing_plan(exp, two))
     dr = stored(fake_api, "destinationrules", "meshlab-fraud-canary")
     assert dr["metadata"]["annotations"]["meshlab.io/step"] == "1"
     fake_api.deny.add(("patch", "destinationrules"))
     with pytest.raises(MeshError, match="'patch' on destinationrules"):
-        mesh.apply(two, manifests(exp, two))
+        mesh.apply(routing_plan(exp, two))
 
 
 def test_failed_restore_says_what_to_do(make_mesh: MeshFactory, fake_api: FakeKubeAPI) -> None:
@@ -162,7 +162,7 @@ def test_failed_restore_says_what_to_do(make_mesh: MeshFactory, fake_api: FakeKu
     with pytest.raises(
         MeshError, match=r"putting DestinationRule .* back also failed .*`meshlab rollback`"
     ):
-        mesh.apply(plan(exp)[0], manifests(exp, plan(exp)[0]))
+        mesh.apply(routing_plan(exp, plan(exp)[0]))
 
 
 def test_missing_crds_give_one_clear_error(make_mesh: MeshFactory, fake_api: FakeKubeAPI) -> None:
@@ -171,7 +171,7 @@ def test_missing_crds_give_one_clear_error(make_mesh: MeshFactory, fake_api: Fak
     with pytest.raises(
         MeshError, match=r"does not serve destinationrules.* install Istio's CRDs"
     ) as info:
-        mesh.apply(plan(mesh.experiment)[0], manifests(mesh.experiment, plan(mesh.experiment)[0]))
+        mesh.apply(routing_plan(mesh.experiment, plan(mesh.experiment)[0]))
     assert "\n" not in str(info.value)
     with pytest.raises(MeshError, match="does not serve virtualservices"):
         mesh.status()
@@ -183,13 +183,13 @@ def test_a_timeout_is_reported_and_the_previous_step_stays(
     exp = experiment("canary", requestTimeout="1s")  # generous: 2 shared cores
     mesh = make_mesh(exp)
     one, two = plan(exp)[:2]
-    mesh.apply(one, manifests(exp, one))
+    mesh.apply(routing_plan(exp, one))
     fake_api.delays[("PATCH", "virtualservices")] = (3.0, "hang")
     with pytest.raises(
         MeshError,
         match=r"did not answer apply VirtualService models/meshlab-fraud-canary within 1s",
     ):
-        mesh.apply(two, manifests(exp, two))
+        mesh.apply(routing_plan(exp, two))
     assert (
         stored(fake_api, "destinationrules", "meshlab-fraud-canary")["metadata"]["annotations"][
             "meshlab.io/step"
@@ -200,7 +200,7 @@ def test_a_timeout_is_reported_and_the_previous_step_stays(
     assert state is not None and state.step == "1"
     # Applied by the server but answered too late: the step is in force, not undone.
     fake_api.delays[("PATCH", "virtualservices")] = (1.6, "late")
-    mesh.apply(two, manifests(exp, two))
+    mesh.apply(routing_plan(exp, two))
     state = mesh.status()
     assert state is not None and state.step == "2"
 
@@ -213,7 +213,7 @@ def test_an_object_meshlab_did_not_create_is_never_taken_over(
     vs["metadata"]["labels"] = {"app": "fraud"}
     fake_api.put_object(vs)
     with pytest.raises(ConflictError, match=r"not managed by meshlab.*adoptVirtualService"):
-        make_mesh(exp).apply(plan(exp)[0], manifests(exp, plan(exp)[0]))
+        make_mesh(exp).apply(routing_plan(exp, plan(exp)[0]))
     assert fake_api.get_object("destinationrules", NS, "meshlab-fraud-canary") is None
 
 
@@ -223,7 +223,7 @@ def test_meshlab_wins_fields_another_manager_took(
     exp = experiment("canary")
     mesh = make_mesh(exp)
     one = plan(exp)[0]
-    mesh.apply(one, manifests(exp, one))
+    mesh.apply(routing_plan(exp, one))
     edited = stored(fake_api, "virtualservices", "meshlab-fraud-canary")
     edited["spec"]["http"][0]["timeout"] = "9s"
     fake_api.put_object(edited, manager="kubectl-edit")
@@ -254,13 +254,13 @@ def test_secrets_never_reach_logs_or_errors(
     exp = experiment("canary", requestTimeout="1s")
     mesh = make_mesh(exp)
     step = plan(exp)[0]
-    mesh.apply(step, manifests(exp, step))
+    mesh.apply(routing_plan(exp, step))
     for fault in ({"deny": ("patch", "virtualservices")}, {"crds": False}, {"hang": True}):
         fake_api.deny = {fault["deny"]} if "deny" in fault else set()  # type: ignore[arg-type]
         fake_api.crds_installed = "crds" not in fault
         fake_api.delays = {("PATCH", "virtualservices"): (2.0, "hang")} if "hang" in fault else {}
         with pytest.raises(MeshError) as info:
-            mesh.apply(step, manifests(exp, step))
+            mesh.apply(routing_plan(exp, step))
         messages.append(str(info.value))
     wrong = tmp_path / "wrong-kubeconfig"
     config = yaml.safe_load(kubeconfig.read_text())
@@ -319,7 +319,7 @@ def test_adopting_keeps_the_users_routes_and_restores_the_original_exactly(
     mesh = make_mesh(exp)
     assert mesh.status() is None
     for step in plan(exp):
-        mesh.apply(step, manifests(exp, step))
+        mesh.apply(routing_plan(exp, step))
         vs = stored(fake_api, "virtualservices", "fraud-routes")
         ours = manifests(exp, step)[1]["spec"]["http"]
         assert vs["spec"]["http"] == [*ours, *original["spec"]["http"]]  # meshlab's first
@@ -358,7 +358,7 @@ def test_adoption_survives_concurrent_writers_within_its_retry_budget(
 
     fake_api.hooks.append(Hook("PUT", "virtualservices", someone_else_edits, times=2))
     step = plan(exp)[0]
-    mesh.apply(step, manifests(exp, step))
+    mesh.apply(routing_plan(exp, step))
     puts = [r.status for r in fake_api.requests if r.method == "PUT"]
     assert puts == [409, 409, 200]
     vs = stored(fake_api, "virtualservices", "fraud-routes")
@@ -366,7 +366,7 @@ def test_adoption_survives_concurrent_writers_within_its_retry_budget(
     assert vs["spec"]["http"][0]["name"] == "meshlab-fraud-canary"
     fake_api.hooks.append(Hook("PUT", "virtualservices", someone_else_edits, times=10))
     with pytest.raises(ConflictError, match="kept changing: 3 attempts met 409"):
-        mesh.apply(plan(exp)[1], manifests(exp, plan(exp)[1]))
+        mesh.apply(routing_plan(exp, plan(exp)[1]))
     dr = stored(fake_api, "destinationrules", "meshlab-fraud-canary")
     assert dr["metadata"]["annotations"]["meshlab.io/step"] == "1"  # previous step kept
 
@@ -378,7 +378,7 @@ def test_restore_keeps_edits_others_made_during_the_experiment(
     fake_api.put_object(copy.deepcopy(original))
     exp = experiment("canary", adoptVirtualService="fraud-routes")
     mesh = make_mesh(exp)
-    mesh.apply(plan(exp)[0], manifests(exp, plan(exp)[0]))
+    mesh.apply(routing_plan(exp, plan(exp)[0]))
     vs = stored(fake_api, "virtualservices", "fraud-routes")
     vs["spec"]["http"].append(
         {"name": "added-later", "route": [{"destination": {"host": "fraud-model"}}]}
@@ -394,18 +394,18 @@ def test_restore_keeps_edits_others_made_during_the_experiment(
 def test_adoption_errors_name_the_field(make_mesh: MeshFactory, fake_api: FakeKubeAPI) -> None:
     exp = experiment("canary", adoptVirtualService="fraud-routes")
     with pytest.raises(MeshError, match=r"spec\.target\.adoptVirtualService: .* does not exist"):
-        make_mesh(exp).apply(plan(exp)[0], manifests(exp, plan(exp)[0]))
+        make_mesh(exp).apply(routing_plan(exp, plan(exp)[0]))
     assert fake_api.objects == {}  # the DestinationRule was undone
     other = user_virtual_service()
     other["spec"]["hosts"] = ["payments"]
     fake_api.put_object(other)
     with pytest.raises(MeshError, match="does not route host 'fraud-model"):
-        make_mesh(exp).apply(plan(exp)[0], manifests(exp, plan(exp)[0]))
+        make_mesh(exp).apply(routing_plan(exp, plan(exp)[0]))
     exp2 = experiment("abtest", adoptVirtualService="fraud-routes")
     fake_api.put_object(user_virtual_service())
-    make_mesh(exp).apply(plan(exp)[0], manifests(exp, plan(exp)[0]))
+    make_mesh(exp).apply(routing_plan(exp, plan(exp)[0]))
     with pytest.raises(ConflictError, match="adopted by experiment 'fraud-canary'"):
-        make_mesh(exp2).apply(plan(exp2)[0], manifests(exp2, plan(exp2)[0]))
+        make_mesh(exp2).apply(routing_plan(exp2, plan(exp2)[0]))
 
 
 def test_an_unexpected_failure_mid_step_also_restores_the_destination_rule(
@@ -414,7 +414,7 @@ def test_an_unexpected_failure_mid_step_also_restores_the_destination_rule(
     exp = experiment("canary")
     mesh = make_mesh(exp)
     one, two = plan(exp)[:2]
-    mesh.apply(one, manifests(exp, one))
+    mesh.apply(routing_plan(exp, one))
     real_apply = mesh.objects.apply
 
     def broken(manifest: dict[str, Any], *, force: bool = True) -> dict[str, Any]:
@@ -424,7 +424,7 @@ def test_an_unexpected_failure_mid_step_also_restores_the_destination_rule(
 
     monkeypatch.setattr(mesh.objects, "apply", broken)
     with pytest.raises(RuntimeError, match="client bug"):
-        mesh.apply(two, manifests(exp, two))
+        mesh.apply(routing_plan(exp, two))
     dr = stored(fake_api, "destinationrules", "meshlab-fraud-canary")
     assert dr["metadata"]["annotations"]["meshlab.io/step"] == "1"
 

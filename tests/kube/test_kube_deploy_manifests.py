@@ -17,10 +17,18 @@ import yaml
 
 from meshlab.errors import EXIT_BAD_INPUT
 from meshlab.experiment.controller import EXIT, EXIT_INFRA, EXIT_INTERRUPTED
-from meshlab.manifests import all_steps, manifests
-from meshlab.mesh.kube_client import VERBS
+from meshlab.manifests import all_steps, routing_plan
+from meshlab.mesh.kube_resources import GROUPS, VERBS
 from meshlab.mesh.kubernetes import KubernetesMesh
-from tests.kube.conftest import REPO, MeshFactory, experiment, user_virtual_service
+from tests.kube.conftest import (
+    REPO,
+    MeshFactory,
+    experiment,
+    gateway_experiment,
+    parent_service,
+    user_http_route,
+    user_virtual_service,
+)
 from tests.kube.fake_apiserver import FakeKubeAPI
 
 DIRS = ("rbac", "deploy", "locust")
@@ -96,9 +104,9 @@ def test_the_role_grants_exactly_what_the_backend_declares() -> None:
     (role,) = documents()["rbac/role.yaml"]
     granted = {}
     for rule in role["rules"]:
-        assert rule["apiGroups"] == ["networking.istio.io"]
         assert set(rule) == {"apiGroups", "resources", "verbs"}  # no resourceNames tricks, no '*'
         for resource in rule["resources"]:
+            assert rule["apiGroups"] == [GROUPS[resource]], resource
             granted[resource] = sorted(rule["verbs"])
     assert granted == {resource: sorted(verbs) for resource, verbs in VERBS.items()}
     (binding,) = documents()["rbac/rolebinding.yaml"]
@@ -123,17 +131,25 @@ def test_whole_experiments_need_every_granted_verb_and_no_other(
     verbs = ("get", "list", "watch", "create", "patch", "update", "delete", "deletecollection")
     fake_api.deny = {(v, res) for v in verbs for res in VERBS} - grants  # enforce exactly the Role
     fake_api.put_object(user_virtual_service())
+    fake_api.put_object(parent_service())
+    fake_api.put_object(user_http_route())
     owned = experiment("canary")
     adopting = experiment("abtest", adoptVirtualService="fraud-routes")
-    for exp in (owned, adopting):
+    gateway_owned = gateway_experiment("canary")
+    gateway_adopting = gateway_experiment("abtest", adoptHTTPRoute="fraud-routes")
+    for exp in (owned, adopting, gateway_owned, gateway_adopting):
         mesh = make_mesh(exp)
         for step in all_steps(exp)[:2]:
-            mesh.apply(step, manifests(exp, step))
+            mesh.apply(routing_plan(exp, step))
             assert mesh.status() is not None
         mesh.rollback()
         mesh.cleanup()
     assert fake_api.authorized == grants
-    assert set(fake_api.objects) == {("virtualservices", "models", "fraud-routes")}
+    assert set(fake_api.objects) == {
+        ("virtualservices", "models", "fraud-routes"),
+        ("httproutes", "models", "fraud-routes"),
+        ("services", "models", "fraud-model"),
+    }
 
 
 def test_job_and_dockerfile_fit_together() -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from meshlab.errors import MeshError
-from meshlab.manifests import manifests, plan
+from meshlab.manifests import plan, routing_plan
 from meshlab.mesh.kube_client import KubeTimeoutError, KubeUnavailableError
 from tests.kube.conftest import MeshFactory, experiment, user_virtual_service
 from tests.kube.fake_apiserver import FakeKubeAPI
@@ -43,9 +43,9 @@ def test_a_step_rides_out_a_few_server_errors(
     exp = experiment("canary")
     mesh = make_mesh(exp)
     one, two = plan(exp)[:2]
-    mesh.apply(one, manifests(exp, one))
+    mesh.apply(routing_plan(exp, one))
     fake_api.fail("PATCH", "virtualservices", times=2, status=status)
-    mesh.apply(two, manifests(exp, two))
+    mesh.apply(routing_plan(exp, two))
     assert _step_in_force(fake_api) == "2"
     answered = [r.status for r in fake_api.requests if r.path.endswith(f"virtualservices/{NAME}")]
     assert answered[-3:] == [status, status, 200]
@@ -58,11 +58,11 @@ def test_a_step_the_server_keeps_failing_leaves_the_previous_step(
     mesh = make_mesh(exp)
     mesh.step_retry_seconds = 1.0
     one, two = plan(exp)[:2]
-    mesh.apply(one, manifests(exp, one))
+    mesh.apply(routing_plan(exp, one))
     fake_api.fail("PATCH", "virtualservices", times=1000, status=500)
     began = time.monotonic()
     with pytest.raises(KubeUnavailableError, match=r"500 .* on apply VirtualService") as info:
-        mesh.apply(two, manifests(exp, two))
+        mesh.apply(routing_plan(exp, two))
     assert time.monotonic() - began < 5
     assert "\n" not in str(info.value)
     assert _step_in_force(fake_api) == "1"
@@ -75,10 +75,10 @@ def test_a_step_that_timed_out_is_not_blindly_resent(
     exp = experiment("canary", requestTimeout="1s")
     mesh = make_mesh(exp)
     one, two = plan(exp)[:2]
-    mesh.apply(one, manifests(exp, one))
+    mesh.apply(routing_plan(exp, one))
     fake_api.fail("PATCH", "virtualservices", times=1, hang=1.5)
     with pytest.raises(KubeTimeoutError):
-        mesh.apply(two, manifests(exp, two))
+        mesh.apply(routing_plan(exp, two))
     time.sleep(0.8)  # the fake records the hung request when it gives up on it, at 1.5 s
     patches = [r for r in fake_api.requests if r.method == "PATCH" and "virtualservices" in r.path]
     assert [r.status for r in patches] == [201, 0]  # step 1, then one hung attempt, not repeated
@@ -91,7 +91,7 @@ def test_rollback_retries_errors_and_timeouts_then_confirms(
     exp = experiment("canary", requestTimeout="1s")
     mesh = make_mesh(exp)
     two = plan(exp)[1]
-    mesh.apply(two, manifests(exp, two))
+    mesh.apply(routing_plan(exp, two))
     fake_api.fail("GET", "virtualservices", times=1, status=503)
     fake_api.fail("PATCH", "virtualservices", times=1, hang=1.5)
     fake_api.fail("PATCH", "virtualservices", times=2, status=500)
@@ -112,7 +112,7 @@ def test_rollback_that_cannot_reach_the_server_says_what_is_still_routed(
     mesh = make_mesh(exp)
     mesh.rollback_deadline = 1.5
     two = plan(exp)[1]
-    mesh.apply(two, manifests(exp, two))
+    mesh.apply(routing_plan(exp, two))
     fake_api.fail("*", "*", times=10_000, status=503)
     began = time.monotonic()
     with pytest.raises(MeshError) as info:
@@ -135,7 +135,7 @@ def test_rollback_of_an_adopted_virtual_service_retries_too(
     exp = experiment("abtest", adoptVirtualService="fraud-routes")
     mesh = make_mesh(exp)
     step = plan(exp)[0]
-    mesh.apply(step, manifests(exp, step))
+    mesh.apply(routing_plan(exp, step))
     fake_api.fail("PUT", "virtualservices", times=2, status=500)
     mesh.rollback()
     restored = fake_api.get_object("virtualservices", NS, "fraud-routes")

@@ -23,7 +23,7 @@ from meshlab.experiment.recovery import (
     resumable,
 )
 from meshlab.experiment.state import ExperimentState, cluster_record, state_path
-from meshlab.manifests import manifests, plan
+from meshlab.manifests import manifests, plan, routing_plan
 from meshlab.mesh.kube_lease import Lease, timestamp
 from meshlab.mesh.kubernetes import KubernetesMesh
 from tests.kube.conftest import MeshFactory, experiment, user_virtual_service
@@ -79,7 +79,7 @@ def test_a_holding_run_stamps_renews_and_releases_its_lease(
     mesh = _holding(make_mesh, 0.6)
     exp = mesh.experiment
     step = plan(exp)[0]
-    mesh.apply(step, manifests(exp, step))
+    mesh.apply(routing_plan(exp, step))
     first = _annotations(fake_api)
     assert first["meshlab.io/holder"].startswith(f"{socket.gethostname()}/")
     assert first["meshlab.io/lease-seconds"] == "0.6"
@@ -118,7 +118,7 @@ def test_a_dead_holder_is_told_apart_from_a_live_one(
     mesh = _holding(make_mesh, 0.9)
     exp = mesh.experiment
     step = plan(exp)[0]
-    mesh.apply(step, manifests(exp, step))
+    mesh.apply(routing_plan(exp, step))
     assert cluster_view(exp, _where(mesh)).alive
     _crash(mesh)
     time.sleep(1.2)
@@ -137,9 +137,9 @@ def test_the_heartbeat_never_overwrites_another_holder(
     first = _holding(make_mesh, 0.6)
     exp = first.experiment
     step = plan(exp)[0]
-    first.apply(step, manifests(exp, step))
+    first.apply(routing_plan(exp, step))
     second = _holding(make_mesh, 30)
-    second.apply(step, manifests(exp, step))  # took over (e.g. the first was presumed dead)
+    second.apply(routing_plan(exp, step))  # took over (e.g. the first was presumed dead)
     time.sleep(0.8)
     assert first.heartbeat is not None and first.heartbeat.lost
     assert _annotations(fake_api)["meshlab.io/holder"] == second.holder
@@ -156,7 +156,7 @@ def test_an_adopted_virtual_service_is_restored_without_the_lease(
     mesh.lease_seconds = 0.6
     mesh.hold()
     step = plan(exp)[0]
-    mesh.apply(step, manifests(exp, step))
+    mesh.apply(routing_plan(exp, step))
     time.sleep(0.5)
     assert _annotations(fake_api, "fraud-routes")["meshlab.io/holder"] == mesh.holder
     _crash(mesh)
@@ -220,7 +220,7 @@ def test_a_live_holder_is_waited_for_then_refused(
     step = plan(exp)[0]
     assert live.holder is not None
     live.holder = live.holder.replace(socket.gethostname(), "node-b", 1)  # as if on another node
-    live.apply(step, manifests(exp, step))
+    live.apply(routing_plan(exp, step))
     began = time.monotonic()
     with pytest.raises(ConfigError, match="already running in the cluster: running"):
         recover_before_start(exp, kubeconfig=str(kubeconfig))
@@ -234,7 +234,7 @@ def test_a_holder_that_stops_renewing_is_rolled_back_once_its_lease_runs_out(
     other = _holding(make_mesh, 1.2)
     exp = other.experiment
     step = plan(exp)[1]
-    other.apply(step, manifests(exp, step))
+    other.apply(routing_plan(exp, step))
     assert other.holder is not None
     annotations = _annotations(fake_api)
     annotations["meshlab.io/holder"] = other.holder.replace(socket.gethostname(), "node-b", 1)
@@ -308,11 +308,11 @@ def test_a_run_that_lost_its_routes_stops_and_never_overrides_the_new_holder(
     first = _holding(make_mesh, 30)
     exp = first.experiment
     one, two = plan(exp)[:2]
-    first.apply(one, manifests(exp, one))
+    first.apply(routing_plan(exp, one))
     second = _holding(make_mesh, 30)  # took over, e.g. after a partition outlasted the lease
-    second.apply(one, manifests(exp, one))
+    second.apply(routing_plan(exp, one))
     with pytest.raises(ConflictError, match="another meshlab holds them now"):
-        first.apply(two, manifests(exp, two))
+        first.apply(routing_plan(exp, two))
     with pytest.raises(MeshError, match=r"rollback NOT applied.*another meshlab holds them"):
         first.rollback()
     assert _annotations(fake_api)["meshlab.io/step"] == "1"
@@ -325,11 +325,11 @@ def test_a_manual_rollback_stops_the_run_holding_the_routes(
     run = _holding(make_mesh, 30)
     exp = run.experiment
     one, two = plan(exp)[:2]
-    run.apply(one, manifests(exp, one))
+    run.apply(routing_plan(exp, one))
     cluster_rollback(exp, Where("kubernetes", str(kubeconfig)))
     assert "meshlab.io/holder" not in _annotations(fake_api)
     with pytest.raises(ConflictError, match="its lease was removed"):
-        run.apply(two, manifests(exp, two))
+        run.apply(routing_plan(exp, two))
     run.rollback()  # its own rollback still goes ahead: the routes are the baseline's anyway
     assert _annotations(fake_api)["meshlab.io/step"] == "rollback"
 
@@ -340,7 +340,7 @@ def test_lease_renewal_rides_out_server_errors(
     mesh = _holding(make_mesh, 0.6)
     exp = mesh.experiment
     step = plan(exp)[0]
-    mesh.apply(step, manifests(exp, step))
+    mesh.apply(routing_plan(exp, step))
     fake_api.fail("PATCH", "virtualservices", times=2, status=500)
     fake_api.fail("GET", "virtualservices", times=1, status=503)
     time.sleep(1.6)

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from meshlab.manifests import Step, manifests
+from meshlab.manifests import Step, routing_plan
 from meshlab.mesh.local import LocalMesh
 from meshlab.spec import Experiment, load_experiment
 from tests.conftest import REPO
@@ -38,7 +38,7 @@ def example(name: str, **spec_updates: Any) -> Experiment:
 
 
 def apply(mesh: LocalMesh, experiment: Experiment, step: Step) -> None:
-    mesh.apply(step, manifests(experiment, step))
+    mesh.apply(routing_plan(experiment, step))
 
 
 @pytest.fixture(scope="module")

@@ -117,3 +117,48 @@ def test_envoy_queries_select_the_arm_cluster(example_data: dict[str, Any]) -> N
         requests == 'envoy_cluster_upstream_rq{envoy_cluster_name="outbound|8080|v1|fraud-model"}'
     )
     assert latency.startswith("envoy_cluster_upstream_rq_time_bucket{")
+
+
+def test_ambient_mode_reads_the_waypoints_reports(example_data: dict[str, Any]) -> None:
+    """Ambient mode has no sidecars: the HTTP metrics are the waypoint's (reporter="waypoint")."""
+    experiment = Experiment.model_validate(example_data)
+    waypoint = template_set("istio-waypoint")
+    requests, latency = waypoint.render(arm_variables(experiment, waypoint)["candidate"])
+    selector = (
+        'reporter="waypoint", destination_workload_namespace="models", '
+        'destination_service_name=~"fraud-model(-shadow)?", destination_version="v2"'
+    )
+    assert requests == "istio_requests_total{" + selector + "}"
+    assert latency == "istio_request_duration_milliseconds_bucket{" + selector + "}"
+    by_workload = template_set("istio-waypoint-workload")
+    with pytest.raises(ConfigError, match="templates istio-waypoint-workload needs"):
+        arm_variables(experiment, by_workload)
+    arms = arm_variables(
+        experiment, by_workload, ArmNames(baseline="fraud-v1", candidate="fraud-v2")
+    )
+    requests, _ = by_workload.render(arms["baseline"])
+    assert 'reporter="waypoint"' in requests and 'destination_workload="fraud-v1"' in requests
+    queries = PrometheusQueries.model_validate({"templates": "istio-waypoint"})
+    assert queries.templates == "istio-waypoint"
+
+
+@pytest.mark.parametrize("templates", ["istio", "istio-waypoint"])
+def test_gateway_api_routing_also_accepts_each_arms_backend_service(
+    example_data: dict[str, Any], templates: str
+) -> None:
+    """An HTTPRoute sends each arm to meshlab-<service>-<subset>; both names select the arm."""
+    import re
+
+    example_data["spec"]["target"] = {"kind": "kubernetes", "routing": "gateway-api"}
+    example_data["spec"]["service"].pop("retries", None)
+    experiment = Experiment.model_validate(example_data)
+    chosen = template_set(templates)
+    arms = arm_variables(experiment, chosen)
+    for arm, subset in (("baseline", "v1"), ("candidate", "v2")):
+        pattern = arms[arm]["service_regex"] + "(-shadow)?"
+        for name in ("fraud-model", f"meshlab-fraud-model-{subset}", "fraud-model-shadow"):
+            assert re.fullmatch(pattern, name), (arm, name)
+        other = "v2" if subset == "v1" else "v1"
+        assert not re.fullmatch(pattern, f"meshlab-fraud-model-{other}")
+        assert not re.fullmatch(pattern, "fraud-modelx")
+        assert f'destination_version="{subset}"' in chosen.render(arms[arm])[0]

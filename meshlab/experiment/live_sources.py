@@ -1,0 +1,64 @@
+"""The live sample sources ``spec.metrics.source`` names in :mod:`meshlab.registry`, one factory each.
+
+Every factory has the same signature, so ``meshlab start`` builds whichever the spec names without
+knowing it: ``(experiment, load, mirrored, closers) -> (live source, bucket bounds or None)``.
+``load`` is the load generator's rows, ``mirrored`` drains the mesh's mirrored copies, ``closers``
+collects what must be closed at the end; the bounds are the latency histogram's bucket bounds for
+a source that reports buckets only (None: raw samples).
+
+``samples``
+    The load generator's own rows plus the mirrored copies the mesh captured.
+``prometheus``
+    Istio's (or the local Envoy's) metrics from Prometheus, polled every ``interval``; fails at
+    once if Prometheus does not answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from meshlab.errors import MetricsError
+from meshlab.experiment.ports import LiveSamples
+from meshlab.experiment.sources import LoadSamples, LocalMeshSamples
+from meshlab.samples import Sample
+from meshlab.spec import Experiment
+
+Bounds = Callable[[], Sequence[float]] | None
+LiveSource = tuple[LiveSamples, Bounds]
+
+
+def samples_source(
+    experiment: Experiment,
+    load: LoadSamples,
+    mirrored: Callable[[], list[Sample]],
+    closers: list[Callable[[], None]],
+) -> LiveSource:
+    """Raw samples: the load generator's rows and the mesh's mirrored copies."""
+    return LocalMeshSamples(load, mirrored), None
+
+
+def prometheus_source(
+    experiment: Experiment,
+    load: LoadSamples,
+    mirrored: Callable[[], list[Sample]],
+    closers: list[Callable[[], None]],
+) -> LiveSource:
+    """Prometheus, as ``spec.metrics.prometheus`` configures it; MetricsError if it is down."""
+    from meshlab.metrics import DEFAULT_BUCKETS_MS, Outage, PrometheusLiveSamples, from_experiment
+
+    prom = experiment.spec.metrics.prometheus
+    backend = from_experiment(experiment, prom.queries)
+    closers.append(backend.close)
+    if not backend.online():
+        raise MetricsError(
+            f"spec.metrics.prometheus.url: Prometheus at {prom.url} does not answer; "
+            "start it or fix the URL"
+        )
+    live = PrometheusLiveSamples(
+        backend,
+        load,
+        interval=prom.interval,
+        outage=Outage(prom.grace_period),
+        settle=prom.interval,
+    )
+    return live, lambda: backend.bounds or DEFAULT_BUCKETS_MS

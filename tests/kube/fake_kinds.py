@@ -1,0 +1,78 @@
+"""The kinds the fake API server serves, and how it validates and defaults each (see fake_apiserver).
+
+Istio's CRDs (``tests.support.istio_schema``), the Gateway API's HTTPRoute CRD with its CEL rules
+(``tests.support.gateway_schema``; stored with the schema's defaults applied, as a real server
+does) and core ``v1`` Services (``tests.support.core_schema``; stored with the fields the server
+assigns: ``clusterIP``, ``sessionAffinity``, ...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tests.support.core_schema import service_defaults, service_errors
+from tests.support.gateway_schema import apply_defaults, gateway_crds, gateway_schema_errors
+from tests.support.istio_schema import crds, istio_schema_errors
+
+
+def served_kinds() -> dict[tuple[str, str], str]:
+    """(apiVersion, plural) -> kind for everything the fake serves."""
+    kinds = {
+        (api_version, entry["plural"]): kind
+        for (api_version, kind), entry in {**crds(), **gateway_crds()}.items()
+    }
+    kinds[("v1", "services")] = "Service"
+    return kinds
+
+
+def defaulted(
+    api_version: str, body: dict[str, Any], old: dict[str, Any] | None, count: int
+) -> dict[str, Any]:
+    """``body`` as the server stores it (``old``: the stored object; ``count``: objects stored)."""
+    kind = body.get("kind")
+    if kind == "HTTPRoute" and isinstance(body.get("spec"), dict):
+        schema = gateway_crds()[(api_version, kind)]["schema"]
+        body["spec"] = apply_defaults(schema["properties"]["spec"], body["spec"])
+    if kind == "Service" and isinstance(body.get("spec"), dict):
+        ip = ((old or {}).get("spec") or {}).get("clusterIP")
+        body["spec"] = service_defaults(
+            body["spec"], ip or f"10.96.{count // 250}.{count % 250 + 2}"
+        )
+    return body
+
+
+@dataclass(frozen=True)
+class _Ctx:
+    """Where a request goes."""
+
+    api_version: str
+    kind: str
+    plural: str
+    namespace: str
+    name: str | None
+    key: tuple[str, str, str]
+    query: dict[str, str]
+    dry_run: bool
+
+    @property
+    def qualified(self) -> str:
+        """``httproutes.gateway.networking.k8s.io``, ``services``: as the real messages say."""
+        group = _group(self.plural)
+        return f"{self.plural}.{group}" if group else self.plural
+
+
+_GROUPS = {"httproutes": "gateway.networking.k8s.io", "services": ""}
+
+
+def _group(plural: str) -> str:
+    return _GROUPS.get(plural, "networking.istio.io")
+
+
+def _schema_errors(body: dict[str, Any]) -> list[str]:
+    """The validator of the body's kind: Service, Gateway API, or Istio."""
+    if body.get("kind") == "Service":
+        return service_errors(body)
+    if str(body.get("apiVersion", "")).startswith("gateway.networking.k8s.io/"):
+        return gateway_schema_errors(body)
+    return istio_schema_errors(body)
