@@ -96,3 +96,11 @@ def test_spread_statuses_keeps_every_count(counts: dict[int, int]) -> None:
     statuses = spread_statuses(counts, n)
     for code, count in counts.items():
         assert int((statuses == code).sum()) == count
+
+
+def test_window_errors_follow_the_one_rule() -> None:
+    """A 404 is an error in the totals too (a 404 candidate was once promoted as error-free)."""
+    from meshlab.metrics.histogram import ArmWindow
+
+    window = ArmWindow("candidate", {200: 5, 302: 1, 404: 3, 503: 2, 0: 1}, None)
+    assert (window.requests, window.errors) == (12, 6)
