@@ -21,7 +21,8 @@ median latency grow with its share of the traffic (x ``1 + load_slope * share``)
 (x ``1 + cold_start * exp(-age / cold_tau)``, age in the arm's own requests); ``World.floor``
 makes every copy of a model disagree with production on that share of requests
 (nondeterministic inference, ties). ``Setup.control`` adds the equal-load control arm: a canary
-step routes production ``1 - 2w``, control ``w``, candidate ``w``, and every metric compares the
+step routes candidate ``w``, control ``min(w, 1 - w)`` and production the rest (as
+:func:`meshlab.manifests.routing.routing_plan` does), and every metric compares the
 candidate with the control; in shadow both get the mirrored copy and divergence is the
 candidate's disagreement minus the control's, exactly as ``Comparison(control=True)`` judges.
 A symmetric floor leaves the canary's TV distance unchanged (both arms' prediction
@@ -147,7 +148,7 @@ def one_look_size(
     if mode == "shadow":
         wb, wc = 1.0, 1.0
     else:
-        wb, wc = (weight if control else 1 - weight), weight
+        wb, wc = (min(weight, 1 - weight) if control else 1 - weight), weight
     tol = metric.tolerance
     if metric.type == "latency":
         zq = float(sps.norm.ppf(metric.quantile))
@@ -226,8 +227,9 @@ def simulate(s: Setup, reps: int, rng: np.random.Generator) -> Outcome:
         else:
             u_arm = rng.random((r, k))
             cand = u_arm < weight
-            ref = (u_arm >= weight) & (u_arm < 2 * weight) if s.control else ~cand
-            shares = (weight if s.control else 1 - weight, weight)
+            control = min(weight, 1 - weight)  # the routing plan's split (production 1 - w - c)
+            ref = (u_arm >= weight) & (u_arm < weight + control) if s.control else ~cand
+            shares = (control if s.control else 1 - weight, weight)
             base = mu + rng.normal(0.0, w.latency_sigma, (r, k))
             logs = [base, base]
             masks = [ref, cand]
