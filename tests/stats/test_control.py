@@ -125,3 +125,26 @@ def test_control_rows_are_ignored_without_a_control_and_files_round_trip() -> No
     bad = samples_to_csv(rows).replace("control", "shadow")
     with pytest.raises(SamplesError, match="'baseline', 'candidate' or 'control'"):
         list(iter_samples(io.StringIO(bad)))
+
+
+def test_canary_divergence_compares_the_candidate_with_the_control() -> None:
+    """Production's labels drifted (say, a warm cache of stale answers); control and candidate
+    agree, so with a control the TV distance is near 0 and without one it is ~0.2."""
+    rng = np.random.default_rng(8)
+    n = 30_000
+    u = rng.random(n)
+    arm = np.where(u < 0.25, 1, np.where(u < 0.5, CONTROL, 0))
+    fresh = np.where(rng.random(n) < 0.7, "a", "b")
+    stale = np.where(rng.random(n) < 0.9, "a", "b")
+    labels = np.where(arm == 0, stale, fresh).tolist()
+    s = make_samples(arm, [10.0] * n, prediction=labels)
+    fair = Comparison(analysis(STRICT_DIVERGENCE), control=True)
+    fair.update(s)
+    m = fair.assess().metrics[0]
+    assert m.upper < 0.05 and (m.n_baseline, m.n_candidate) == (
+        int((arm == CONTROL).sum()),
+        int((arm == 1).sum()),
+    )
+    bare = Comparison(analysis(STRICT_DIVERGENCE))
+    bare.update(s)
+    assert bare.assess().metrics[0].lower > 0.1
