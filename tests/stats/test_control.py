@@ -148,3 +148,22 @@ def test_canary_divergence_compares_the_candidate_with_the_control() -> None:
     bare = Comparison(analysis(STRICT_DIVERGENCE))
     bare.update(s)
     assert bare.assess().metrics[0].lower > 0.1
+
+
+@pytest.mark.parametrize("control", [False, True])
+def test_replay_of_a_file_with_control_rows_matches_looking_after_every_batch(
+    control: bool,
+) -> None:
+    from meshlab.stats.replay import _stepwise, replay
+
+    rng = np.random.default_rng(9)
+    s = loaded_canary(rng, 12_000, 0.25, control=True)
+    make = lambda: Comparison(analysis(LATENCY, ERRORS), control=control)  # noqa: E731
+    fast, slow = replay(make, s, 200), _stepwise(make(), s, 200)
+    assert fast.decision == slow.decision and fast.verdict == slow.verdict
+    shadow = floor_shadow(rng, 3000, 0.01, 0.0, control=True)
+    make_shadow = lambda: Comparison(  # noqa: E731
+        analysis(LATENCY, STRICT_DIVERGENCE), mode="shadow", control=control
+    )
+    fast, slow = replay(make_shadow, shadow, 500), _stepwise(make_shadow(), shadow, 500)
+    assert fast.decision == slow.decision and fast.metrics == slow.metrics
