@@ -4,7 +4,8 @@ Columns, in this order (documented in the README):
 
 ============  =====================================================================================
 timestamp     float, seconds since the epoch at which the request started
-arm           ``baseline`` | ``candidate``: the arm that served it (from ``x-meshlab-arm``)
+arm           ``baseline`` | ``candidate`` | ``control``: the arm that served it (from
+              ``x-meshlab-arm``); ``control`` only in runs with a control arm (``spec.control``)
 request_id    unique per client request; sent as ``x-request-id``
 latency_ms    float, time to the full response
 status        int HTTP status; 0 = transport failure or timeout
@@ -12,7 +13,10 @@ prediction    a JSON value extracted from the response body, empty if none
 mirrored      0 | 1; 1 for a shadow copy recorded on the candidate side, paired by request_id
 ============  =====================================================================================
 
-Rows are in order of start time. An *error* is a response whose status is neither 2xx nor 3xx nor
+Rows are in order of start time. Files written before the control arm existed (only ``baseline``
+and ``candidate``) read unchanged; :data:`ARMS` stays the two compared arms of a run without a
+control, :data:`ALL_ARMS` adds ``control`` (index :data:`CONTROL`). In shadow runs with a control
+both the candidate and the control record a mirrored copy of the same ``request_id``. An *error* is a response whose status is neither 2xx nor 3xx nor
 listed as expected (``spec.analysis.expectedStatuses``, e.g. ``[400]`` for payloads meant to be
 rejected); status 0 (a transport failure or timeout) is always an error: :func:`is_error_status`.
 :class:`Samples` holds a whole file column-wise (numpy), :class:`SampleWriter` appends rows as they
@@ -37,7 +41,8 @@ from meshlab.errors import SamplesError
 
 COLUMNS = ("timestamp", "arm", "request_id", "latency_ms", "status", "prediction", "mirrored")
 ARMS = ("baseline", "candidate")
-BASELINE, CANDIDATE = 0, 1
+ALL_ARMS = ("baseline", "candidate", "control")
+BASELINE, CANDIDATE, CONTROL = 0, 1, 2
 
 
 def is_error_status(status: int, expected: Collection[int] = ()) -> bool:
@@ -89,7 +94,7 @@ class Sample:
 
 @dataclass(frozen=True)
 class Samples:
-    """A samples file column-wise. ``arm`` is 0 (baseline) or 1 (candidate)."""
+    """A samples file column-wise. ``arm`` is 0 (baseline), 1 (candidate) or 2 (control)."""
 
     timestamp: npt.NDArray[np.float64]
     arm: npt.NDArray[np.int8]
@@ -128,7 +133,7 @@ class Samples:
         """Column-wise view of recorded rows (predictions parsed from their JSON text)."""
         return cls(
             np.array([r.timestamp for r in rows], dtype=np.float64),
-            np.array([ARMS.index(r.arm) for r in rows], dtype=np.int8),
+            np.array([ALL_ARMS.index(r.arm) for r in rows], dtype=np.int8),
             np.array([r.request_id for r in rows], dtype=np.str_),
             np.array([r.latency_ms for r in rows], dtype=np.float64),
             np.array([r.status for r in rows], dtype=np.int32),
@@ -154,8 +159,8 @@ def _parse_row(row: list[str], line: int, where: str) -> Sample:
         raise bad("timestamp", f"{ts!r} is not a number of seconds since the epoch") from None
     if not math.isfinite(timestamp) or timestamp < 0:
         raise bad("timestamp", f"{ts!r} is not a time since the epoch")
-    if arm not in ARMS:
-        raise bad("arm", f"{arm!r} is not 'baseline' or 'candidate'")
+    if arm not in ALL_ARMS:
+        raise bad("arm", f"{arm!r} is not 'baseline', 'candidate' or 'control'")
     if not rid:
         raise bad("request_id", "empty; every request needs a unique id")
     try:
@@ -192,11 +197,12 @@ def iter_samples(stream: IO[str], where: str = "<samples>") -> Iterator[Sample]:
         raise SamplesError(
             f"{where}:1: header must be {','.join(COLUMNS)} (got {','.join(header)})"
         )
-    seen: set[tuple[str, bool]] = set()
+    seen: set[tuple[str, bool, bool]] = set()
     last = -math.inf
     for line, row in enumerate(reader, start=2):
         sample = _parse_row(row, line, where)
-        key = (sample.request_id, sample.mirrored)
+        # a shadow with a control mirrors one request to the candidate and to the control
+        key = (sample.request_id, sample.mirrored, sample.arm == "control")
         if key in seen:
             raise SamplesError(
                 f"{where}:{line}: column request_id: {sample.request_id!r} appears twice"

@@ -35,23 +35,38 @@ def mean_rps(experiment: Experiment) -> float:
     return float(load.rps)
 
 
-def traffic(experiment: Experiment, step: Step) -> Any:
-    """The statistics' view of a routing step (a :class:`StepTraffic`)."""
+def traffic(experiment: Experiment, step: Step, control: bool | None = None) -> Any:
+    """The statistics' view of a routing step (a :class:`StepTraffic`).
+
+    ``control``: plan with a control arm (True), without (False), or as the spec says (None).
+    With one, a canary step at ``w`` gives the control ``min(w, 1 - w)`` (the routing plan's
+    split) and a shadow step mirrors to it at the candidate's percentage.
+    """
     from meshlab.experiment.controller import has_concurrent_baseline
     from meshlab.stats.planning import StepTraffic
 
     spec = experiment.spec
+    with_control = spec.control is not None if control is None else control
     analysed = has_concurrent_baseline(step)
     if step.kind == "shadow":
         share = step.mirror_percent / 100
-        return StepTraffic(step.label, share, "shadow", True, pairs_share=share)
+        return StepTraffic(
+            step.label,
+            share,
+            "shadow",
+            True,
+            pairs_share=share,
+            control_share=share if with_control else 0.0,
+        )
     if step.matches:  # preview / A/B test: the candidate serves the requests that match
         variants = spec.load.variants
         share = sum(v.share for v in variants) if variants else 0.5
         note = f"candidate share = requests carrying the match headers ({share:.0%})"
         return StepTraffic(step.label, share, "canary", True, note=note)
     note = "" if analysed else "no baseline beside it: a soak of limits.minSamples requests"
-    return StepTraffic(step.label, step.candidate_weight / 100, "canary", analysed, note=note)
+    w = step.candidate_weight / 100
+    control_share = min(w, 1 - w) if with_control and analysed else 0.0
+    return StepTraffic(step.label, w, "canary", analysed, note=note, control_share=control_share)
 
 
 def _n(x: float) -> str:
@@ -89,7 +104,8 @@ def to_text(name: str, result: Any, limits: Any) -> str:
         if not step.analysed:
             lines.append(f"{head} (not analysed: {step.note})")
             continue
-        lines.append(f"{head}, candidate {step.candidate_rps:g} rps" + (
+        versus = f", control {step.control_rps:g} rps" if step.control_rps else ""
+        lines.append(f"{head}, candidate {step.candidate_rps:g} rps{versus}" + (
             f" ({step.note})" if step.note else ""))  # fmt: skip
         lines.append(f"  {'metric':<16} {'promote (no effect)':<34} {'abort at 1x tolerance':<34} "
                      "abort at 2x tolerance")  # fmt: skip
@@ -131,6 +147,14 @@ def plan_command(
         float, typer.Option("--latency-sigma", help="Assumed spread of log latency.")
     ] = 0.5,
     seed: Annotated[int, typer.Option("--seed", help="Random seed of the simulation.")] = 14,
+    control: Annotated[
+        str,
+        typer.Option(
+            "--control",
+            help="Plan with a control arm: spec (as the spec says), with, without, or both "
+            "(prints both plans and what the control costs in requests).",
+        ),
+    ] = "spec",
 ) -> None:
     """Predict how long the experiment takes to promote a good candidate or abort a bad one."""
     if rps is not None and not rps > 0:
@@ -141,6 +165,8 @@ def plan_command(
         raise ConfigError(f"--error-rate: {error_rate:g} must be a rate in [0, 0.5)")
     if not latency_sigma > 0:
         raise ConfigError(f"--latency-sigma: {latency_sigma:g} must be above 0")
+    if control not in CONTROL_CHOICES:
+        raise ConfigError(f"--control: {control!r} is not one of {', '.join(CONTROL_CHOICES)}")
     experiment = load_experiment(file)
     spec = experiment.spec
     if spec.analysis.method != "sequential":
@@ -157,21 +183,57 @@ def plan_command(
     analysis = spec.analysis.model_copy(
         update={"alpha": spec.analysis.alpha / phases, "beta": spec.analysis.beta / phases}
     )
-    steps = [traffic(experiment, s) for s in plan_steps(experiment)]
-    result = plan(
-        analysis,
-        spec.limits,
-        steps,
-        rps if rps is not None else mean_rps(experiment),
-        np.random.default_rng(seed),
-        reps,
-        World(latency_sigma=latency_sigma, error_rate=error_rate),
-    )
+    if control == "both" and spec.strategy not in ("canary", "shadow"):
+        raise ConfigError(
+            f"--control: both needs strategy canary or shadow (a control arm), not {spec.strategy}"
+        )
+    choices: dict[str, list[bool | None]] = {
+        "spec": [None],
+        "with": [True],
+        "without": [False],
+        "both": [False, True],
+    }
+    variants = choices[control]
+    results = []
+    for variant in variants:
+        steps = [traffic(experiment, s, variant) for s in plan_steps(experiment)]
+        results.append(
+            plan(
+                analysis,
+                spec.limits,
+                steps,
+                rps if rps is not None else mean_rps(experiment),
+                np.random.default_rng(seed),
+                reps,
+                World(latency_sigma=latency_sigma, error_rate=error_rate),
+            )
+        )
+    name = f"{spec.strategy} {experiment.metadata.namespace}/{experiment.metadata.name}"
     if as_json:
-        typer.echo(json.dumps(_jsonable(asdict(result)), indent=2))
+        body = [_jsonable(asdict(r)) for r in results]
+        typer.echo(json.dumps(body[0] if len(body) == 1 else {
+            "without_control": body[0], "with_control": body[1]}, indent=2))  # fmt: skip
+    elif len(results) == 1:
+        typer.echo(to_text(name, results[0], spec.limits))
     else:
-        name = f"{spec.strategy} {experiment.metadata.namespace}/{experiment.metadata.name}"
-        typer.echo(to_text(name, result, spec.limits))
+        typer.echo(to_text(f"{name}, without a control", results[0], spec.limits))
+        typer.echo(to_text(f"{name}, with a control", results[1], spec.limits))
+        typer.echo(control_cost(results[0], results[1]))
+
+
+CONTROL_CHOICES = ("spec", "with", "without", "both")
+
+
+def control_cost(without: Any, with_: Any) -> str:
+    """One line per analysed step: median requests to promote without and with a control."""
+    lines = ["what the control costs (median requests to promote a good candidate):"]
+    for a, b in zip(without.steps, with_.steps, strict=True):
+        if not a.analysed or a.promote is None or b.promote is None:
+            continue
+        x, y = a.promote.median_requests, b.promote.median_requests
+        ratio = "" if math.isinf(x) or math.isinf(y) else f" (x{y / x:.2f})"
+        lines.append(f"  step {a.label}: {_n(x)} without, {_n(y)} with{ratio}")
+    return "\n".join(lines)
 
 
 def register(app: typer.Typer) -> None:

@@ -14,9 +14,12 @@ from meshlab.spec import Experiment
 
 
 def render_step(experiment: Experiment, step: Step, routing: str | None = None) -> list[Manifest]:
-    """The objects of ``step`` in ``routing`` (default: ``spec.target.routing``), in apply order."""
+    """The objects of ``step`` in ``routing`` (default: ``spec.target.routing``), in apply order.
+
+    With ``spec.control`` the plan has the control arm (its subset, its weight, its mirror).
+    """
     renderer = routing_renderer(routing or experiment.spec.target.routing)
-    return renderer(routing_plan(experiment, step))
+    return renderer(routing_plan(experiment, step, experiment.spec.control_version))
 
 
 def to_yaml(documents: Iterable[Manifest]) -> str:

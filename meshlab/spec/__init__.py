@@ -5,6 +5,7 @@ touching the others; :func:`load_experiment` is the only way in from a file.
 """
 
 from meshlab.spec.analysis import Analysis, Limits, Metric
+from meshlab.spec.control import Control
 from meshlab.spec.experiment import Experiment, ExperimentSpec, Metadata
 from meshlab.spec.load import Load
 from meshlab.spec.loading import load_experiment, parse_experiment
@@ -17,6 +18,7 @@ __all__ = [
     "Analysis",
     "BlueGreen",
     "Canary",
+    "Control",
     "Experiment",
     "ExperimentSpec",
     "Limits",

@@ -1,8 +1,10 @@
 """The ``analysis`` and ``limits`` sections: which metrics decide, with what error guarantees, how long.
 
-``alpha`` bounds the probability of aborting a candidate that is no worse than the baseline on every
-metric; ``beta`` bounds the probability of promoting a candidate that is worse by at least a metric's
-tolerance. Both hold over every look of a live run (see :mod:`meshlab.stats`).
+``alpha`` bounds the probability of aborting a candidate that is no worse than the reference arm on
+every metric; ``beta`` bounds the probability of promoting a candidate that is worse by at least a
+metric's tolerance. The reference arm is the baseline, or the control when ``spec.control`` is set
+(same share of traffic, same age as the candidate; issue 13). Prediction divergence aborts only
+beyond its tolerance unless ``abortOn: worse`` is set (see :class:`Metric`). Both hold over every look of a live run (see :mod:`meshlab.stats`).
 
 ``expectedStatuses`` lists HTTP statuses that are answers, not errors, for this traffic (e.g.
 ``[400]`` when some payloads are meant to be rejected). Every other status outside 2xx/3xx is an
@@ -26,9 +28,18 @@ Method = Literal["sequential", "fixed-horizon"]
 class Metric(StrictModel):
     """One compared metric and the tolerance within which the candidate counts as no worse.
 
-    ``abort_on: worse`` (the default) aborts once the metric is shown worse than baseline (its
+    ``abort_on: worse`` aborts once the metric is shown worse than the reference arm (its
     interval excludes 0); ``beyond-tolerance`` aborts only once it is shown worse than the
-    tolerance, which suits prediction divergence, where any genuinely new model differs a little.
+    tolerance. Defaults (issue 13): ``worse`` for latency and error rate; ``beyond-tolerance`` for
+    prediction divergence. Divergence is a distance with an unknown floor (nondeterministic
+    inference and ties make a model disagree with itself on some requests, and any genuinely new
+    model differs a little), so "no worse than baseline" cannot mean "zero divergence": a
+    candidate identical to the baseline whose predictions flip on 0.1% of requests would be
+    aborted. Without a control arm the divergence judged is the raw one, floor included, and
+    the tolerance must leave room for the floor; with a control (``spec.control``) it is the
+    candidate's divergence minus the control's, i.e. above the measured floor
+    (:mod:`meshlab.stats.comparison`). Set ``abortOn: worse`` explicitly to abort on any shown
+    excess (sensible with a control).
     ``epsilon``: numeric predictions closer than this count as equal (divergence only).
     """
 
@@ -41,6 +52,8 @@ class Metric(StrictModel):
 
     @model_validator(mode="after")
     def _per_type(self) -> Metric:
+        if self.type == "prediction-divergence" and "abort_on" not in self.model_fields_set:
+            object.__setattr__(self, "abort_on", "beyond-tolerance")
         if self.type == "latency":
             if self.quantile is None:
                 object.__setattr__(self, "quantile", 0.5)

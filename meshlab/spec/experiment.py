@@ -9,6 +9,7 @@ from pydantic_core import PydanticCustomError
 
 from meshlab.spec.analysis import Analysis, Limits
 from meshlab.spec.base import DnsLabel, StrictModel
+from meshlab.spec.control import Control, control_errors
 from meshlab.spec.load import Load
 from meshlab.spec.local import Local
 from meshlab.spec.routing import ABTest, BlueGreen, Canary, Service, Shadow, Strategy, Version
@@ -31,6 +32,7 @@ class ExperimentSpec(StrictModel):
     service: Service
     baseline: Version
     candidate: Version
+    control: Control | None = None
     canary: Canary | None = None
     shadow: Shadow | None = None
     bluegreen: BlueGreen | None = None
@@ -70,6 +72,8 @@ class ExperimentSpec(StrictModel):
                 "the same labels as the baseline would select the same pods; make them differ",
                 {"subpath": ".candidate.labels"},
             )
+        if self.control is not None:
+            self._coherent_control(self.control)
         if self.then == "canary":
             if self.strategy != "shadow":
                 raise PydanticCustomError(
@@ -84,6 +88,29 @@ class ExperimentSpec(StrictModel):
                     {"subpath": ".canary"},
                 )
         return self
+
+    def _coherent_control(self, control: Control) -> None:
+        if self.strategy not in ("canary", "shadow"):
+            raise PydanticCustomError(
+                "control",
+                "a control arm applies to strategy canary or shadow, not {s}; remove 'control'",
+                {"s": self.strategy, "subpath": ".control"},
+            )
+        where, message = control_errors(control, self.baseline, self.candidate)
+        if message:
+            raise PydanticCustomError("control", message, {"subpath": f".control{where}"})
+        if self.local is not None and control.url is None and self.local.baseline.command is None:
+            raise PydanticCustomError(
+                "control",
+                "the baseline runs at a url, so meshlab cannot start a second instance of it; "
+                "give control.url (a second baseline server) or local.baseline.command",
+                {"subpath": ".control.url"},
+            )
+
+    @property
+    def control_version(self) -> Version | None:
+        """The control arm as a routed version (subset, labels), or None without a control."""
+        return None if self.control is None else self.control.version(self.baseline)
 
     @property
     def shadow_block(self) -> Shadow:

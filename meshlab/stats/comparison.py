@@ -13,6 +13,27 @@ the first one). Which rows count:
   mirrored copies); divergence = share of ``request_id`` pairs whose predictions differ (numbers
   differ when ``|a - b| > epsilon``). Pairs may straddle batches; unmatched halves are kept.
 
+With a control arm (``Comparison(..., control=True)``; rows with ``arm`` = 2, issue 13) every
+metric compares the candidate against the control, which receives the same share of traffic and
+is as fresh as the candidate (Kayenta's "fresh baseline of the same size"), instead of against
+production, which carries the rest of the load and is warm:
+
+* canary: reference = ``arm 2, mirrored 0`` rows; production rows (arm 0) are not compared.
+  Divergence = TV distance between the candidate's and the control's prediction distributions.
+* shadow: latency and errors compare the mirrored copies, ``arm 1, mirrored 1`` against
+  ``arm 2, mirrored 1`` (two copies under the same mirrored load); divergence = the candidate's
+  paired disagreement rate with production minus the control's (both paired by ``request_id``
+  with the ``arm 0, mirrored 0`` row): the control measures the floor (nondeterministic
+  inference, ties). The two rates are estimated on the same requests, so the bound is a union
+  bound over the two rates' confidence sequences (each at half the level), valid under any
+  dependence between them (:func:`meshlab.stats.rates.rate_difference` with ``paired=True``).
+
+Without a control the reference is the baseline and control rows are ignored. Each
+:class:`MetricResult` records its ``comparison`` ("candidate vs control" or "candidate vs
+baseline", for the report). Contract for divergence: it aborts only once shown beyond its
+tolerance unless ``abortOn: worse`` is set (:class:`meshlab.spec.analysis.Metric`): with no
+control the floor is part of what is judged.
+
 Error budget: each metric's abort side gets ``alpha / k`` (Bonferroni over k metrics), its promote
 side the full ``beta`` (see :mod:`meshlab.stats.results`). Each metric's mixture boundary is tuned
 to its tolerance (:func:`meshlab.stats.design.design_size`) unless ``design_n`` fixes one size for
@@ -138,10 +159,13 @@ class Comparison:
         design_n: float | None = None,
         grid: latency.LogGrid | None = None,
         intersect: bool = False,
+        control: bool = False,
     ) -> None:
         if mode not in MODES:
             raise ConfigError(f"--mode: {mode!r} is not one of {', '.join(MODES)}")
         self.analysis, self.mode, self.design_n = analysis, mode, design_n
+        self.control = control
+        self.comparison = "candidate vs control" if control else "candidate vs baseline"
         self.intersect = intersect
         # Each metric's running intersection of its confidence sequence over the looks so far.
         self._running: dict[str, tuple[float, float]] = {}
@@ -158,6 +182,8 @@ class Comparison:
         self._errors = np.zeros(2, dtype=np.int64)
         self._categories = {m.name: _Categories(m.epsilon) for m in self._divergence}
         self._pairs = {m.name: _Pairs(m.epsilon) for m in self._divergence}
+        # shadow with a control: the control's paired disagreement with production (the floor)
+        self._floor = {m.name: _Pairs(m.epsilon) for m in self._divergence}
 
     @property
     def _divergence(self) -> list[Metric]:
@@ -172,12 +198,11 @@ class Comparison:
         self.first_time = first if self.first_time is None else min(self.first_time, first)
         self.last_time = max(self.last_time, float(batch.timestamp.max()))
         self.n_seen += len(batch)
-        primary = ~batch.mirrored
-        if self.mode == "canary":
-            use = primary
-        else:
-            use = (primary & (batch.arm == 0)) | (batch.mirrored & (batch.arm == 1))
-        arm = batch.arm[use].astype(np.int64)
+        slot = self._slots(
+            batch
+        )  # 0 = reference (baseline or control), 1 = candidate, -1 = not compared
+        use = slot >= 0
+        arm = slot[use]
         size = self.grid.size
         bins = self.grid.index(batch.latency_ms[use])
         self._hist += np.bincount(arm * size + bins, minlength=2 * size).reshape(2, size)
@@ -188,13 +213,32 @@ class Comparison:
         self._errors += np.bincount(
             arm[batch.errors(self.analysis.expected_statuses)[use]], minlength=2
         )
-        for m in self._divergence:
-            if self.mode == "canary":
-                self._categories[m.name].add(batch.arm[use], batch.prediction[use])
-            else:
-                self._pairs[m.name].add(
-                    batch.arm[use], batch.request_id[use], batch.prediction[use]
-                )
+        if not self._divergence:
+            return
+        if self.mode == "canary":
+            side = arm.astype(np.int8)
+            for m in self._divergence:
+                self._categories[m.name].add(side, batch.prediction[use])
+            return
+        production = ~batch.mirrored & (batch.arm == 0)
+        for pairs, other in ((self._pairs, 1), (self._floor, 2)):
+            if other == 2 and not self.control:
+                break
+            rows = production | (batch.mirrored & (batch.arm == other))
+            side = np.where(batch.arm[rows] == 0, 0, 1).astype(np.int8)
+            for m in self._divergence:
+                pairs[m.name].add(side, batch.request_id[rows], batch.prediction[rows])
+
+    def _slots(self, batch: Samples) -> npt.NDArray[np.int64]:
+        """Per row: 0 = the reference arm's compared rows, 1 = the candidate's, -1 = neither."""
+        want = 1 if self.mode == "shadow" else 0  # shadow compares the mirrored copies
+        reference_arm = 2 if self.control else 0
+        reference_mirrored = 1 if self.control and self.mode == "shadow" else 0
+        arm, mirrored = batch.arm, batch.mirrored.astype(np.int64)
+        slot = np.full(len(batch), -1, dtype=np.int64)
+        slot[(arm == reference_arm) & (mirrored == reference_mirrored)] = 0
+        slot[(arm == 1) & (mirrored == want)] = 1
+        return slot
 
     def design(self, m: Metric) -> float:
         """The mixture design size of a metric: fixed when given, else tuned to its tolerance."""
@@ -235,6 +279,17 @@ class Comparison:
                 else "union bound over the two arms (paired requests)"
                 if shadow
                 else "product of the two arms' mixtures"
+            )
+        elif self.mode == "shadow" and self.control:
+            pairs, floor = self._pairs[m.name], self._floor[m.name]
+            n_b, n_c = floor.pairs, pairs.pairs
+            lo_, est_, hi_ = rates.rate_difference(
+                floor.differ, floor.pairs, pairs.differ, pairs.pairs, a, b, seq, design, True
+            )
+            lo, est, hi = float(lo_), float(est_), float(hi_)
+            method = "paired disagreement rate above the control's"
+            how = f"pairs with production differ when |a-b| > {m.epsilon:g}; " + (
+                "union bound over the two rates" if seq else "Agresti-Caffo interval"
             )
         elif self.mode == "shadow":
             pairs = self._pairs[m.name]
@@ -278,6 +333,7 @@ class Comparison:
             n_candidate=n_c,
             method=method,
             guarantee=text.format(a=a, b=b, how=how),
+            comparison=self.comparison,
         )
 
     def assess(self) -> Assessment:

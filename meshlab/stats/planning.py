@@ -12,10 +12,12 @@ decided, a promoted step hands over after ``limits.minSamples`` requests, and th
 ``limits.experimentMaxDuration``. Warnings say when those limits are too short for a likely
 decision (the p90 run).
 
-Control arm (issue 13): :class:`StepTraffic` carries ``control_share``; while the spec has no
-control arm it is 0. A control arm takes its share of the primary traffic away from the
-comparison; where the controller's comparison of baseline against control lands, the simulation
-gets a third arm (see ``TODO(issue 13)`` below, the one place to extend).
+Control arm (issue 13): :class:`StepTraffic` carries ``control_share`` (0 without a control).
+With a control the simulation compares the candidate with the control, as
+``Comparison(control=True)`` does: in a canary step the reference arm has ``min(w, 1 - w)`` of the
+traffic instead of production's ``1 - w``, so every metric needs more requests (about twice as many
+at a 10% step: ``1/w + 1/w`` against ``1/w + 1/(1 - w)``); in shadow both copies see every
+mirrored request and divergence becomes a difference of two disagreement rates.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ class StepTraffic:
     mode: str  # "canary" or "shadow"
     analysed: bool  # False for a soak with no concurrent baseline (canary 100%, switch)
     pairs_share: float = 1.0  # shadow: share of requests mirrored (pairs per request)
-    control_share: float = 0.0  # issue 13: a control arm's share of primary traffic
+    control_share: float = 0.0  # issue 13: a control arm's share (primary, or mirrored in shadow)
     note: str = ""
 
 
@@ -87,6 +89,7 @@ class StepPlan:
     promote: Estimate | None  # all metrics jointly, no effect
     binds: str  # the metric whose promote takes longest
     note: str = ""
+    control_rps: float = 0.0  # requests per second the control arm serves (0: no control)
 
 
 @dataclass(frozen=True)
@@ -139,10 +142,11 @@ def _setup(
     world: World,
 ) -> Setup:
     """A simulation of one step's traffic (see :data:`LOOKS` and :data:`HORIZON_FACTOR`)."""
-    # TODO(issue 13): with a control arm, the candidate and baseline shares shrink by
-    # control_share and the controller's baseline-vs-control comparison becomes a third arm.
     weight = step.candidate_share
-    one_look = max(one_look_size(m, alpha_share, beta, weight, step.mode, world) for m in metrics)
+    control = step.control_share > 0  # candidate vs control (see the module docstring)
+    one_look = max(
+        one_look_size(m, alpha_share, beta, weight, step.mode, world, control) for m in metrics
+    )
     # Looks every 1/LOOKS of the one-look size (the calibration looks every ~1/40 of it);
     # runs still undecided at HORIZON_FACTOR x that size count as never deciding.
     every = max(10, round(one_look / LOOKS))
@@ -156,6 +160,7 @@ def _setup(
         every,
         horizon,
         world,
+        control=control,
     )
 
 
@@ -198,7 +203,8 @@ def plan(
         promote = _estimate(joint, reps, rng, rate, "promote")
         binds = max(per_metric, key=lambda p: (p.promote.median_requests, p.promote.p90_requests))
         out.append(StepPlan(step.label, step.mode, True, rate, rps * step.candidate_share,
-                            tuple(per_metric), promote, binds.name, step.note))  # fmt: skip
+                            tuple(per_metric), promote, binds.name, step.note,
+                            rps * step.control_share))  # fmt: skip
     return _timeline(out, limits, rps, analysis, reps, world)
 
 

@@ -45,7 +45,9 @@ _CELLS = 4_000_000  # block size: looks^2 x rows-per-look stays under this many 
 def replay(make: Callable[[], Comparison], data: Samples, every: int) -> Assessment:
     """The assessment at the first deciding look (every ``every`` rows), or at the last look."""
     probe = make()
-    if not probe.sequential or probe.intersect or len(data) == 0:
+    # a shadow with a control pairs three arms for divergence: the stepwise loop handles it
+    three_arm = probe.control and probe.mode == "shadow" and bool(probe._divergence)
+    if not probe.sequential or probe.intersect or len(data) == 0 or three_arm:
         return _stepwise(probe, data, every)
     looks = _Looks(probe, data, every)
     block = max(1, min(512, int(math.sqrt(_CELLS / every))))
@@ -81,12 +83,10 @@ class _Looks:
         n = len(data)
         self.ends = np.minimum(np.arange(every, n + every, every), n)
         self.count = int(self.ends.size)
-        if c.mode == "canary":
-            use = ~data.mirrored
-        else:
-            use = (~data.mirrored & (data.arm == 0)) | (data.mirrored & (data.arm == 1))
+        slot = c._slots(data)  # the rows Comparison compares (reference 0, candidate 1)
+        use = slot >= 0
         self.rows = np.flatnonzero(use)  # used rows, by position in the file
-        self.arm = data.arm[use].astype(np.int64)
+        self.arm = slot[use]
         self.look_of = np.searchsorted(self.ends, self.rows, side="right")  # look of each row
         self.bins = c.grid.index(data.latency_ms[use])
         self.n = self._prefix(np.eye(2, dtype=np.int64)[self.arm])  # (looks, 2)
@@ -134,7 +134,7 @@ class _Looks:
         waiting: tuple[dict[str, Any], dict[str, Any]] = ({}, {})
         done = np.zeros(self.arm.size, dtype=np.int64)
         differ = np.zeros(self.arm.size, dtype=np.int64)
-        sides, ids = data.arm[use].tolist(), data.request_id[use].tolist()
+        sides, ids = self.arm.tolist(), data.request_id[use].tolist()
         for i, (s, rid, pred) in enumerate(
             zip(sides, ids, data.prediction[use].tolist(), strict=True)
         ):

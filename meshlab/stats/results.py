@@ -42,6 +42,7 @@ class MetricResult:
     n_candidate: int
     method: str
     guarantee: str
+    comparison: str = "candidate vs baseline"  # or "candidate vs control" (issue 13)
 
     @property
     def verdict(self) -> MetricVerdict:
@@ -72,7 +73,7 @@ def decide(results: Sequence[MetricResult]) -> Verdict:
             "abort",
             tuple(
                 f"{r.name}: {r.type} is worse than "
-                f"{'baseline' if r.abort_threshold == 0 else 'the tolerance'} "
+                f"{r.comparison.rsplit(' ', 1)[-1] if r.abort_threshold == 0 else 'the tolerance'} "
                 f"(lower bound {_pct(r.lower)} > {_pct(r.abort_threshold)})"
                 for r in failed
             ),

@@ -43,6 +43,7 @@ def assessment_to_json(assessment: Assessment) -> dict[str, Any]:
                 "n_baseline": m.n_baseline,
                 "n_candidate": m.n_candidate,
                 "method": m.method,
+                "comparison": m.comparison,
                 "guarantee": m.guarantee,
             }
             for m in assessment.metrics

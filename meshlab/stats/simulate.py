@@ -14,6 +14,19 @@ The world is a stated model (:class:`World`): lognormal latencies, Bernoulli err
 predictions (canary) or paired disagreements (shadow), optionally with shared bursts. Effects
 (:class:`Effect`) scale the candidate's latency, add to its error rate and move its prediction
 distribution. Randomness comes only from the ``numpy.random.Generator`` passed in.
+
+Biases of real servers (issue 13), all off by default: ``World.load_slope`` makes an arm's
+median latency grow with its share of the traffic (x ``1 + load_slope * share``);
+``World.cold_start`` makes a freshly started arm (the candidate, and the control) slower at first
+(x ``1 + cold_start * exp(-age / cold_tau)``, age in the arm's own requests); ``World.floor``
+makes every copy of a model disagree with production on that share of requests
+(nondeterministic inference, ties). ``Setup.control`` adds the equal-load control arm: a canary
+step routes candidate ``w``, control ``min(w, 1 - w)`` and production the rest (as
+:func:`meshlab.manifests.routing.routing_plan` does), and every metric compares the
+candidate with the control; in shadow both get the mirrored copy and divergence is the
+candidate's disagreement minus the control's, exactly as ``Comparison(control=True)`` judges.
+A symmetric floor leaves the canary's TV distance unchanged (both arms' prediction
+distributions move alike), so the floor only matters in shadow mode.
 """
 
 from __future__ import annotations
@@ -23,13 +36,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats as sps
 
 from meshlab.stats import latency, rates
 from meshlab.stats.boundaries import DEFAULT_DESIGN_N
 from meshlab.stats.design import design_size
 from meshlab.stats.latency import LogGrid
 from meshlab.stats.replay import Difference, Exact, Test, judge
+from meshlab.stats.sizes import one_look_size as one_look_size  # re-exported
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -60,6 +73,10 @@ class World:
     error_rate: float = 0.01
     categories: tuple[float, ...] = (0.7, 0.2, 0.1)
     bursty: bool = False  # shared bursts: latency x2, error rate x5 for both arms
+    load_slope: float = 0.0  # median latency x (1 + load_slope * the arm's traffic share)
+    cold_start: float = 0.0  # a fresh arm's latency x (1 + cold_start * exp(-age / cold_tau))
+    cold_tau: float = 2000.0  # requests of its own an arm needs to warm up by a factor e
+    floor: float = 0.0  # share of requests on which any copy of a model disagrees with production
 
 
 @dataclass(frozen=True)
@@ -93,6 +110,7 @@ class Setup:
     world: World = World()
     effect: Effect = Effect()
     levers: Levers = Levers()
+    control: bool = False  # an equal-load control arm: candidate vs control (issue 13)
 
     def weight_at(self, seen: int) -> float:
         for until, w in self.weights:
@@ -109,32 +127,6 @@ class Outcome:
     promote: BoolArray
     at: FloatArray
     extra: dict[str, float] = field(default_factory=dict)
-
-
-def one_look_size(
-    metric: SimMetric, alpha_share: float, beta: float, weight: float, mode: str, world: World
-) -> float:
-    """Total requests a one-look (fixed-horizon) test of this metric needs (normal approximation).
-
-    Power ``1 - beta`` against an effect at the tolerance, level ``alpha_share``.
-    """
-    z2 = (float(sps.norm.ppf(1 - alpha_share)) + float(sps.norm.ppf(1 - beta))) ** 2
-    wb, wc = (1.0, 1.0) if mode == "shadow" else (1 - weight, weight)
-    tol = metric.tolerance
-    if metric.type == "latency":
-        zq = float(sps.norm.ppf(metric.quantile))
-        # var of the log sample quantile per draw: q(1-q) / (f(Q) Q)^2, lognormal
-        density = float(sps.norm.pdf(zq))
-        fq = metric.quantile * (1 - metric.quantile) * (world.latency_sigma / density) ** 2
-        return z2 * fq * (1 / wb + 1 / wc) / math.log1p(tol) ** 2
-    if metric.type == "error-rate":
-        pb, pc = world.error_rate, world.error_rate + tol
-        return z2 * (pb * (1 - pb) / wb + pc * (1 - pc) / wc) / tol**2
-    if mode == "shadow":  # one-sample test of a disagreement rate: 0 against the tolerance
-        return z2 * tol * (1 - tol) / tol**2
-    p0 = world.categories[0]
-    p1 = p0 - tol
-    return z2 * (p0 * (1 - p0) / wb + p1 * (1 - p1) / wc) / tol**2
 
 
 def _designs(s: Setup) -> list[float]:
@@ -159,7 +151,7 @@ def simulate(s: Setup, reps: int, rng: np.random.Generator) -> Outcome:
     err = np.zeros((2, reps), dtype=np.int64)
     cats = np.zeros((2, reps, cats_p.size), dtype=np.int64)
     pairs = np.zeros(reps, dtype=np.int64)
-    differ = np.zeros(reps, dtype=np.int64)
+    differ = np.zeros((2, reps), dtype=np.int64)  # shadow: [control, candidate] vs production
     abort = np.zeros(reps, dtype=bool)
     promote = np.zeros(reps, dtype=bool)
     at = np.full(reps, np.nan)
@@ -179,18 +171,27 @@ def simulate(s: Setup, reps: int, rng: np.random.Generator) -> Outcome:
         burst = _bursts(rng, burst_carry, act, k) if w.bursty else np.zeros((r, k), dtype=bool)
         scale = np.where(burst, 2.0, 1.0)
         p_err = np.where(burst, 5 * w.error_rate, w.error_rate)
+        weight = s.weight_at(seen)
         if shadow:  # every request is served by baseline and mirrored to the candidate
             z = rng.normal(0.0, 0.8 * w.latency_sigma, (r, k))  # request complexity, shared
             noise = 0.6 * w.latency_sigma
             logs = [mu + z + rng.normal(0.0, noise, (r, k)) for _ in range(2)]
             masks = [np.ones((r, k), dtype=bool)] * 2
+            shares = (1.0, 1.0)  # production and the mirrored copies each see every request
             pairs[act] += k
-            differ[act] += (rng.random((r, k)) < s.effect.divergence).sum(axis=1)
+            rate = w.floor + s.effect.divergence
+            differ[1, act] += (rng.random((r, k)) < rate).sum(axis=1)
+            if s.control:
+                differ[0, act] += (rng.random((r, k)) < w.floor).sum(axis=1)
         else:
-            cand = rng.random((r, k)) < s.weight_at(seen)
+            u_arm = rng.random((r, k))
+            cand = u_arm < weight
+            control = min(weight, 1 - weight)  # the routing plan's split (production 1 - w - c)
+            ref = (u_arm >= weight) & (u_arm < weight + control) if s.control else ~cand
+            shares = (control if s.control else 1 - weight, weight)
             base = mu + rng.normal(0.0, w.latency_sigma, (r, k))
             logs = [base, base]
-            masks = [~cand, cand]
+            masks = [ref, cand]
             if use_div:
                 u = rng.random((r, k))
                 for a, probs in ((0, cats_p), (1, cand_p)):
@@ -208,6 +209,10 @@ def simulate(s: Setup, reps: int, rng: np.random.Generator) -> Outcome:
             err[a, act] += ((u_err < pe) & m).sum(axis=1)
             if use_lat:
                 shift = math.log(s.effect.latency_ratio) if a == 1 else 0.0
+                shift += math.log1p(w.load_slope * shares[a])
+                if w.cold_start and (a == 1 or s.control):  # fresh arms warm up as they serve
+                    age = n[a, act][:, None] - m.sum(axis=1)[:, None] + np.cumsum(m, axis=1)
+                    shift = shift + np.log1p(w.cold_start * np.exp(-age / w.cold_tau))
                 idx = GRID.index(np.exp(logs[a] + shift) * scale)
                 flat = (act[:, None] * nb + idx)[m]
                 hist[a] += np.bincount(flat, minlength=reps * nb).reshape(reps, nb)
@@ -278,8 +283,22 @@ def _bounds(
                 dn,
                 s.mode == "shadow",
             )
+        elif s.mode == "shadow" and s.control:
+            lo, _, hi = rates.rate_difference(
+                differ[0, act],
+                pairs[act],
+                differ[1, act],
+                pairs[act],
+                alpha_share,
+                s.beta,
+                True,
+                dn,
+                True,
+            )
         elif s.mode == "shadow":
-            lo, _, hi = rates.rate_interval(differ[act], pairs[act], alpha_share, s.beta, True, dn)
+            lo, _, hi = rates.rate_interval(
+                differ[1, act], pairs[act], alpha_share, s.beta, True, dn
+            )
         else:
             lo, _, hi = rates.tv_interval(cats[0, act], cats[1, act], alpha_share, s.beta, True, dn)
         lows.append(np.where(empty, -np.inf, lo))
@@ -320,7 +339,22 @@ def _tests(
             tests.append(Exact((lo > thr) & data, (hi < tol) & data))
         elif s.mode == "shadow":
             has = pairs[act] > 0
-            lo, _, hi = rates.rate_interval(differ[act], pairs[act], alpha_share, b, True, dn)
+            if s.control:  # the candidate's disagreement above the control's (the floor)
+                lo, _, hi = rates.rate_difference(
+                    differ[0, act],
+                    pairs[act],
+                    differ[1, act],
+                    pairs[act],
+                    alpha_share,
+                    b,
+                    True,
+                    dn,
+                    True,
+                )
+            else:
+                lo, _, hi = rates.rate_interval(
+                    differ[1, act], pairs[act], alpha_share, b, True, dn
+                )
             tests.append(Exact((lo > thr) & has, (hi < tol) & has))
         else:
             q, p = cats[0, act].astype(np.float64), cats[1, act].astype(np.float64)

@@ -140,3 +140,25 @@ def test_plan_rejects_a_missing_file_and_fixed_horizon(
     (tmp_path / "fixed.yaml").write_text(yaml.safe_dump(data))
     assert main(["plan", "-f", str(tmp_path / "fixed.yaml")]) == 2
     assert "spec.analysis.method" in capsys.readouterr().err
+
+
+def test_plan_with_and_without_a_control_shows_what_it_costs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """At a 10% step the reference arm shrinks from 90% to 10% of the traffic: the comparison
+    needs markedly more requests (normal approximation: (1/.1 + 1/.1) / (1/.1 + 1/.9) = 1.8x)."""
+    path = spec_file(tmp_path, maxDuration="1h", experimentMaxDuration="2h")
+    data = yaml.safe_load(path.read_text())
+    data["spec"]["canary"]["steps"] = [10, 100]
+    path.write_text(yaml.safe_dump(data))
+    assert main(["plan", "-f", str(path), "--rps", "50", "--control", "both", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    without, with_ = out["without_control"]["steps"][0], out["with_control"]["steps"][0]
+    assert without["control_rps"] == 0 and with_["control_rps"] == 5
+    ratio = with_["promote"]["median_requests"] / without["promote"]["median_requests"]
+    assert 1.3 < ratio < 2.6, ratio
+    assert main(["plan", "-f", str(path), "--rps", "50", "--control", "both"]) == 0
+    text = capsys.readouterr().out
+    assert "control 5 rps" in text and "what the control costs" in text
+    assert main(["plan", "-f", str(path), "--control", "maybe"]) == 2
+    assert "--control: 'maybe' is not one of" in capsys.readouterr().err
