@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from meshlab.errors import ConfigError, MeshlabError, MetricsError
+from meshlab.errors import ConfigError, MeshlabError
 from meshlab.experiment import signals
 from meshlab.experiment.controller import Controller, Outcome
 from meshlab.experiment.evidence import evidence_for
@@ -119,11 +119,7 @@ def _live_source(
     prom = experiment.spec.metrics.prometheus
     backend = from_experiment(experiment, prom.queries)
     closers.append(backend.close)
-    if not backend.online():
-        raise MetricsError(
-            f"spec.metrics.prometheus.url: Prometheus at {prom.url} does not answer; "
-            "start it or fix the URL"
-        )
+    backend.check()  # the classified error: unreachable, bad query, or check the token
     live = PrometheusLiveSamples(
         backend,
         load,
