@@ -129,6 +129,8 @@ def test_prometheus_killed_mid_step_never_lets_the_weight_rise(
         assert state["step"] == "rollback" and state["phase"] == "failed", state
         # the source gives up one grace period (60 s) after its first failed query, not before
         assert 55.0 <= ended - killed <= 120.0, ended - killed
+        took = result["rollback"]["applied_at"] - killed
+        print(f"FAULT-TIMING Prometheus SIGKILL: fault -> rollback applied {took:.2f} s")
     finally:
         meshlab.kill_all()
         deadline = time.monotonic() + 15
