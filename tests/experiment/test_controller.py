@@ -48,10 +48,7 @@ def _run(
     mesh = mesh or FakeMesh()
     mesh.clock = mesh.clock or clock
     source = FakeSource(
-        clock,
-        mesh,
-        weights=weights or {"1": 10, "2": 50, "3": 100},
-        interrupt_at=interrupt_at
+        clock, mesh, weights=weights or {"1": 10, "2": 50, "3": 100}, interrupt_at=interrupt_at
     )
     made: list[tuple[str, float, float]] = []
 
