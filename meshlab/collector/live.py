@@ -62,3 +62,6 @@ class CollectorLiveSamples:
 
     def stop(self) -> None:
         self.load.stop()
+
+    def after_rollback(self) -> None:
+        """Nothing to do: the collector's rows never fail a rollback (``LiveSamples`` contract)."""

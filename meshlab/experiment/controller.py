@@ -2,10 +2,17 @@
 
 For each step of the plan the controller applies the routes, then looks at the analysis after every
 batch of samples: **abort** rolls back at once (and measures how long the candidate kept serving);
-**promote** (once the step has ``minSamples`` requests) moves to the next step and, after the last,
-to the ``promoted`` state; a step that reaches ``maxDuration`` undecided moves on, and an experiment
-still undecided after its last step or at ``experimentMaxDuration`` ends by ``onInconclusive``
-(default: roll back, exit 3). A step without a concurrent baseline (canary 100%, the blue/green
+**promote** moves to the next step and, after the last, to the ``promoted`` state, but only on fresh
+evidence: the step itself must have had ``minSamples`` requests, with samples of both compared
+arms. **No data, no progress**: the weight never increases on a verdict reached before the step
+(issue 18). A step that reaches ``maxDuration`` without that evidence holds while the metrics
+source reports an outage (its grace period, and ``experimentMaxDuration``, bound the hold) and
+otherwise ends by ``onInconclusive`` saying what was missing ("no candidate samples in step 2",
+"Prometheus at ... unreachable since T"); a step that reaches ``maxDuration`` with its evidence
+but undecided ends by ``onInconclusive`` too (it used to move on, which raised the weight without
+a promote verdict). ``onInconclusive`` defaults to roll back, exit 3. A metrics source or load
+generator that fails for good ends the run as an infrastructure failure (exit 4) that keeps every
+step and the last analysis. A step without a concurrent baseline (canary 100%, the blue/green
 switch) is entered only on a promote verdict and runs as a soak of ``minSamples`` requests whose
 samples are recorded but not analysed: with no baseline beside it, they would compare the candidate
 under all the load with a baseline measured under part of it.
@@ -30,7 +37,7 @@ from typing import Any
 from meshlab.errors import ConfigError, MeshlabError
 from meshlab.experiment import signals
 from meshlab.experiment.endings import EXIT, EXIT_INFRA, EXIT_INTERRUPTED, Endings, Outcome
-from meshlab.experiment.faults import judge_faults, mesh_faults
+from meshlab.experiment.faults import judge_faults, mesh_faults, missing_evidence, outage_of
 from meshlab.experiment.journal import Journal
 from meshlab.experiment.notify import Notifier
 from meshlab.experiment.ports import Analyzer, Clock, LiveSamples, Progress, Snapshot
@@ -103,6 +110,7 @@ class Controller(Endings):
         self._start = clock()
         self._decided: dict[str, Any] | None = None
         self._ended: Outcome | None = None
+        self._last: Snapshot | None = None
 
     @property
     def state(self) -> ExperimentState:
@@ -190,10 +198,18 @@ class Controller(Endings):
             self._apply(step)
             step_start, step_rows = self.clock(), 0
             counts = {"baseline": 0, "candidate": 0}
-            outcome = "limit"
+            held = False
             while True:
                 signals.raise_if_interrupted()
-                batch = self.source.poll(self.poll_interval)
+                try:
+                    batch = self.source.poll(self.poll_interval)
+                except ConfigError:
+                    raise
+                except MeshlabError as exc:  # the metrics source or the load failed for good
+                    self._record_step(step, step_start, counts, "infrastructure failure")
+                    return self._abandon(
+                        "failed", f"infrastructure failure: {exc}", EXIT_INFRA, snapshot
+                    )
                 if batch:
                     self.rows.extend(batch)
                     step_rows += sum(1 for s in batch if not s.mirrored)
@@ -206,7 +222,7 @@ class Controller(Endings):
                     self._mark_decision()
                     self._record_step(step, step_start, counts, f"{fault.role} fault")
                     return self._fault(fault, snapshot)
-                snapshot = analyzer.snapshot()
+                snapshot = self._last = analyzer.snapshot()
                 now = self.clock()
                 self.journal.look(step, snapshot, now - self._start)
                 self.progress.look(
@@ -221,36 +237,54 @@ class Controller(Endings):
                     self._mark_decision()
                     self._record_step(step, step_start, counts, "abort")
                     return self._abort(snapshot)
-                if snapshot.verdict == "promote" and step_rows >= limits.min_samples:
+                missing = missing_evidence(
+                    step.name,
+                    counts,
+                    step_rows,
+                    limits.min_samples,
+                    concurrent,
+                    outage_of(self.source),
+                )
+                if snapshot.verdict == "promote" and missing is None:
                     if concurrent:
                         self._mark_decision()
-                    outcome = "promote"
-                    break
-                if now - step_start >= limits.max_duration:
                     break
                 if now - self._start >= limits.experiment_max_duration:
                     self._record_step(step, step_start, counts, "experiment limit")
-                    return self._inconclusive(
-                        snapshot, "the experiment reached experimentMaxDuration undecided"
-                    )
+                    why = "the experiment reached experimentMaxDuration undecided"
+                    return self._inconclusive(snapshot, f"{why}: {missing}" if missing else why)
+                if now - step_start >= limits.max_duration:
+                    outage = outage_of(self.source)
+                    if missing is not None and outage is not None:
+                        # No data, no progress: hold; the source's grace period ends an outage.
+                        if not held:
+                            held = True
+                            self.journal.event("step-held", step=step.name, reason=missing)
+                    else:
+                        self._record_step(step, step_start, counts, "limit")
+                        self.journal.event("step-ended", outcome="limit", requests=counts)
+                        return self._inconclusive(
+                            snapshot,
+                            missing
+                            or f"step {step.name} ({step.label}) reached maxDuration undecided "
+                            f"after {step_rows} requests",
+                        )
                 if self.source.finished and not batch:
                     self._record_step(step, step_start, counts, "load ended")
-                    return self._inconclusive(snapshot, "the load ended before a decision")
+                    why = "the load ended before a decision"
+                    return self._inconclusive(snapshot, f"{why}: {missing}" if missing else why)
+            outcome = "promote"
             self._record_step(step, step_start, counts, outcome)
             self.journal.event("step-ended", outcome=outcome, requests=counts)
-            if mode == "shadow" and outcome != "promote":
-                # The shadow verdict gates what follows: no live traffic without it.
-                return self._inconclusive(snapshot, "the shadow test ended without a decision")
-        assert snapshot is not None
-        if snapshot.verdict == "promote":
-            self._apply(promoted())
-            with signals.deferred():
-                self.journal.set_state(phase="promoted", detail="all traffic on the candidate")
-                self.journal.event("promoted")
-                return self._ending(
-                    "promote", "every metric was shown to be within its tolerance", snapshot
-                )
-        return self._inconclusive(snapshot, "the last step ended without a decision")
+        # Every step ended on a promote verdict on its own fresh data (any other way returned).
+        assert snapshot is not None and snapshot.verdict == "promote"
+        self._apply(promoted())
+        with signals.deferred():
+            self.journal.set_state(phase="promoted", detail="all traffic on the candidate")
+            self.journal.event("promoted")
+            return self._ending(
+                "promote", "every metric was shown to be within its tolerance", snapshot
+            )
 
     # -- bookkeeping -----------------------------------------------------------------------------
 

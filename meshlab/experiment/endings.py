@@ -3,7 +3,10 @@
 Each ending (a decision, a fault, an error, an interrupt) runs with signals held
 (:func:`meshlab.experiment.signals.deferred`), writes the rollback's manifest, the final event and
 the state file's final phase, and is remembered: a signal that comes after it changes nothing.
-"Rolled back" is said only when the mesh confirmed the rollback, never beside ROLLBACK FAILED.
+"Rolled back" is said only when the mesh confirmed the rollback, never beside ROLLBACK FAILED:
+right after the mesh's rollback the live source is told (``after_rollback``), so a metrics source
+that died cannot turn the drain that follows into a failure. Every ending keeps the steps and the
+last analysis the run reached.
 
 :class:`Endings` is the part of :class:`meshlab.experiment.controller.Controller` that ends runs;
 it is kept apart so the loop reads on its own.
@@ -56,6 +59,7 @@ class Endings:
     steps: list[dict[str, Any]]
     _decided: dict[str, Any] | None
     _ended: Outcome | None
+    _last: Snapshot | None  # the last look's analysis, kept by every ending
 
     def _apply(self, step: Step) -> float:
         raise NotImplementedError
@@ -92,6 +96,8 @@ class Endings:
         decided = self.clock()
         if self.mesh is not None:
             self.mesh.rollback()
+        if self.source is not None:  # nothing that needs a failed source may fail it now
+            self.source.after_rollback()
         applied = self.clock()
         self.journal.manifests(rollback())
         self.journal.set_state(step="rollback")
@@ -165,7 +171,7 @@ class Endings:
         """A component failed mid-run: the candidate's fault is an abort, any other exit 4."""
         if fault.role == "candidate":
             return self._abort(snapshot or _empty(), fault.reason)
-        return self._abandon("failed", fault.reason, EXIT_INFRA)
+        return self._abandon("failed", fault.reason, EXIT_INFRA, snapshot)
 
     def _end_by(self, exc: BaseException) -> Outcome:
         if self._ended is not None:  # the signal came after the ending: it stays as it is
@@ -178,17 +184,20 @@ class Endings:
         if isinstance(exc, ConfigError):
             return self._abandon("failed", f"bad input: {exc}", 2)
         if isinstance(exc, MeshlabError):
-            return self._abandon("failed", str(exc), EXIT_INFRA)
+            return self._abandon("failed", f"infrastructure failure: {exc}", EXIT_INFRA)
         if isinstance(exc, Exception):
             return self._abandon(
                 "failed", f"internal error {type(exc).__name__}: {exc}", EXIT_INFRA
             )
         raise exc  # SystemExit and friends are not the experiment's to handle
 
-    def _abandon(self, event: str, reason: str, code: int) -> Outcome:
+    def _abandon(
+        self, event: str, reason: str, code: int, snapshot: Snapshot | None = None
+    ) -> Outcome:
         """Roll back after an error, a fault or an interrupt; never raises from the rollback.
 
-        "rolled back" is said only when the mesh confirmed it, never beside ROLLBACK FAILED.
+        "rolled back" is said only when the mesh confirmed it, never beside ROLLBACK FAILED. The
+        outcome keeps the last analysis (``snapshot``, else the last look's).
         """
         with signals.deferred():
             info: dict[str, Any] | None = None
@@ -201,7 +210,7 @@ class Endings:
             phase = "rolled-back" if event == "interrupted" and info is not None else "failed"
             self.journal.set_state(phase=phase, detail=reason)
             self.journal.event(event, reason=reason, rolled_back=info is not None)
-            return self._ending("inconclusive", reason, None, info, code=code)
+            return self._ending("inconclusive", reason, snapshot or self._last, info, code=code)
 
 
 def _empty() -> Snapshot:

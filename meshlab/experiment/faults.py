@@ -16,6 +16,10 @@ A candidate that dies is the regression the run exists to catch, so it is an abo
 every failed component is the candidate's: if anything else failed too, the environment is not
 trustworthy enough to blame the candidate, and the run ends as an infrastructure failure naming
 every fault. Faults are judged at every look, before the statistics.
+
+Missing data is never progress (issue 18): :func:`missing_evidence` says what a step still lacks
+before a promote verdict may raise the weight, naming the metrics source's outage when there is
+one (:func:`outage_of`).
 """
 
 from __future__ import annotations
@@ -45,6 +49,43 @@ class FaultVerdict:
 
     role: str  # "candidate" (abort, exit 1) or the role of the first other fault (exit 4)
     reason: str
+
+
+class OutageLike(Protocol):
+    """What the controller reads of ``meshlab.metrics.base.OutageStatus``."""
+
+    def describe(self) -> str: ...
+
+
+def outage_of(source: object) -> OutageLike | None:
+    """The live source's ongoing outage (``outage_status``), or None: none, or it cannot tell."""
+    status = getattr(source, "outage_status", None)
+    return status if status is not None and callable(getattr(status, "describe", None)) else None
+
+
+def missing_evidence(
+    step: str,
+    counts: dict[str, int],
+    requests: int,
+    min_samples: int,
+    concurrent: bool,
+    outage: OutageLike | None,
+) -> str | None:
+    """What step ``step`` lacks before a promote verdict may move on; None when it has it all.
+
+    The evidence is fresh data from this step: ``min_samples`` requests, with samples of both
+    compared arms (only the candidate's in a step without a concurrent baseline, a soak).
+    """
+    arms = ["candidate", "baseline"] if concurrent else ["candidate"]
+    empty = [arm for arm in arms if counts.get(arm, 0) == 0]
+    if not empty and requests >= min_samples:
+        return None
+    if outage is not None:
+        lack = f"no data in step {step}" if requests == 0 else f"too little data in step {step}"
+        return f"{lack}: {outage.describe()}"
+    if empty:
+        return f"no {' or '.join(empty)} samples in step {step}"
+    return f"only {requests} requests in step {step} (minSamples: {min_samples})"
 
 
 def mesh_faults(mesh: object) -> list[FaultLike]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from meshlab.errors import MetricsError
 from meshlab.experiment.ports import LiveSamples
 from meshlab.experiment.sources import LoadSamples, LocalMeshSamples
 from meshlab.samples import Sample
@@ -43,17 +42,14 @@ def prometheus_source(
     mirrored: Callable[[], list[Sample]],
     closers: list[Callable[[], None]],
 ) -> LiveSource:
-    """Prometheus, as ``spec.metrics.prometheus`` configures it; MetricsError if it is down."""
+    """Prometheus, as ``spec.metrics.prometheus`` configures it; the classified MetricsError if it
+    cannot be used (unreachable, a bad query, or "check the token")."""
     from meshlab.metrics import DEFAULT_BUCKETS_MS, Outage, PrometheusLiveSamples, from_experiment
 
     prom = experiment.spec.metrics.prometheus
     backend = from_experiment(experiment, prom.queries)
     closers.append(backend.close)
-    if not backend.online():
-        raise MetricsError(
-            f"spec.metrics.prometheus.url: Prometheus at {prom.url} does not answer; "
-            "start it or fix the URL"
-        )
+    backend.check()
     live = PrometheusLiveSamples(
         backend,
         load,

@@ -45,6 +45,11 @@ class LiveSamples(Protocol):
         """Stop producing (stop the load); safe to call twice."""
         ...
 
+    def after_rollback(self) -> None:
+        """The routes are back on the baseline: from now on ``poll`` must not raise for a source
+        that failed (the drain only times the last candidate request). A no-op for most sources."""
+        ...
+
 
 class Analyzer(Protocol):
     """The sequential comparison for one phase of the experiment, fed incrementally."""

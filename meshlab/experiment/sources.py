@@ -67,6 +67,9 @@ class LoadSamples:
     def stop(self) -> None:
         self.run.stop()
 
+    def after_rollback(self) -> None:
+        """Nothing to do: the load's rows never depend on the routes."""
+
     def join(self, timeout: float) -> None:
         """Wait for the pump thread after :meth:`stop` (the run drains its last rows)."""
         self._thread.join(timeout)
@@ -89,6 +92,9 @@ class LocalMeshSamples:
 
     def stop(self) -> None:
         self.load.stop()
+
+    def after_rollback(self) -> None:
+        self.load.after_rollback()
 
 
 class StatsAnalyzer:

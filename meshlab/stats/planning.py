@@ -219,37 +219,35 @@ def _timeline(
     """The experiment's promote time along its steps, and warnings about its limits.
 
     A step runs until the joint promote (if at least ``minSamples`` requests) or its
-    ``maxDuration``; the evidence carries over, so a later step needs only the time still
-    missing at its own rate (requests scale with the step's efficiency). Later steps then hand
-    over after ``minSamples`` requests each.
+    ``maxDuration``, where the run ends undecided (the controller never moves on without a
+    promote verdict on the step's own data). After the promote, later steps hand over after
+    ``minSamples`` requests each.
     """
     warnings: list[str] = []
     slow: list[str] = []  # per step and metric; reported only when the experiment runs late
     elapsed = {"median": 0.0, "p90": 0.0}
-    progress = {"median": 0.0, "p90": 0.0}  # share of the evidence a promote needs, so far
     done: dict[str, float | None] = {"median": None, "p90": None}
     landed = "none"
     phase = steps[0].mode if steps else ""
     for step in steps:
         soak = limits.min_samples / max(step.rps, 1e-9)
         if step.mode != phase:  # the controller starts a fresh comparison for the new phase
-            phase = step.mode
-            progress = {"median": 0.0, "p90": 0.0}
-            done = {"median": None, "p90": None}
+            phase = step.mode  # (a phase that ended undecided ended the run: it stays so)
+            done = {k: v if v is not None and math.isinf(v) else None for k, v in done.items()}
         for key in ("median", "p90"):
             if done[key] is not None or not step.analysed or step.promote is None:
                 # after a promote: minSamples per step; an unanalysed step is entered only then
                 elapsed[key] += soak
                 continue
             full = step.promote.median_seconds if key == "median" else step.promote.p90_seconds
-            need = max((1.0 - progress[key]) * full, soak)
+            need = max(full, soak)
             if need <= limits.max_duration:
                 elapsed[key] += need
                 done[key] = elapsed[key]
                 landed = step.label if key == "median" else landed
-            else:
+            else:  # an undecided step ends the run by onInconclusive: it never moves on
                 elapsed[key] += limits.max_duration
-                progress[key] += limits.max_duration / full if math.isfinite(full) else 0.0
+                done[key] = math.inf
         for mp in step.metrics:
             if mp.promote.p90_seconds > limits.max_duration and step.analysed:
                 slow.append(

@@ -83,6 +83,7 @@ class FakeSource:
     weights: dict[str, int] = field(default_factory=dict)
     stopped: bool = False
     interrupt_at: float | None = None
+    rolled_back: bool = False
     _ids: itertools.count[int] = field(default_factory=itertools.count)
 
     def poll(self, timeout: float) -> list[Sample]:
@@ -107,6 +108,9 @@ class FakeSource:
 
     def stop(self) -> None:
         self.stopped = True
+
+    def after_rollback(self) -> None:
+        self.rolled_back = True
 
 
 @dataclass

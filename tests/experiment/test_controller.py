@@ -42,12 +42,13 @@ def _run(
     script: Any,
     mesh: FakeMesh | None = None,
     interrupt_at: float | None = None,
+    weights: dict[str, int] | None = None,
 ) -> tuple[Outcome, FakeMesh, list[tuple[str, float, float]], Path]:
     clock = FakeClock()
     mesh = mesh or FakeMesh()
     mesh.clock = mesh.clock or clock
     source = FakeSource(
-        clock, mesh, weights={"1": 10, "2": 50, "3": 100}, interrupt_at=interrupt_at
+        clock, mesh, weights=weights or {"1": 10, "2": 50, "3": 100}, interrupt_at=interrupt_at
     )
     made: list[tuple[str, float, float]] = []
 
@@ -118,13 +119,14 @@ def test_abort_rolls_back_at_once_and_times_it(tmp_path: Path) -> None:
     assert events[0] == "started" and events[-1] == "aborted"
 
 
-def test_undecided_steps_advance_at_their_limit_then_policy_rolls_back(tmp_path: Path) -> None:
+def test_undecided_step_ends_by_policy_at_its_limit_never_moves_on(tmp_path: Path) -> None:
+    # A step at maxDuration with data but no verdict used to move on to the next weight: that
+    # raised the candidate's share without a promote verdict (issue 18). It ends by onInconclusive.
     outcome, mesh, _, _ = _run(tmp_path, _experiment(), always("inconclusive"))
     assert outcome.verdict == "inconclusive" and outcome.exit_code == 3
-    # steps 1 and 2 ran to their limit; step 3 (100%) needs a promote verdict, so it never started
-    assert mesh.applied == ["1", "2", "rollback"]
-    assert [s["duration_s"] >= 30 for s in outcome.steps] == [True] * 2
-    assert "needs a promote verdict" in outcome.reason
+    assert mesh.applied == ["1", "rollback"]
+    assert outcome.steps[0]["duration_s"] >= 30 and outcome.steps[0]["outcome"] == "limit"
+    assert "step 1 (canary 10%) reached maxDuration undecided" in outcome.reason
 
 
 def test_full_traffic_step_is_a_soak_that_feeds_no_comparison(tmp_path: Path) -> None:
@@ -144,16 +146,16 @@ def test_full_traffic_step_is_a_soak_that_feeds_no_comparison(tmp_path: Path) ->
 
 def test_experiment_limit_ends_by_policy_hold(tmp_path: Path) -> None:
     exp = _experiment(
-        limits={"maxDuration": "30s", "experimentMaxDuration": "40s", "onInconclusive": "hold"}
+        limits={"maxDuration": "60s", "experimentMaxDuration": "40s", "onInconclusive": "hold"}
     )
     outcome, mesh, _, _ = _run(tmp_path, exp, always("inconclusive"))
     assert outcome.exit_code == 3 and "experimentMaxDuration" in outcome.reason
-    assert mesh.applied == ["1", "2"]  # held: no rollback, no promotion
+    assert mesh.applied == ["1"]  # held: no rollback, no promotion
 
 
 def test_interrupt_rolls_back_before_exiting(tmp_path: Path) -> None:
     outcome, mesh, _, state_file = _run(
-        tmp_path, _experiment(), always("inconclusive"), interrupt_at=1_040.0
+        tmp_path, _experiment(), always("inconclusive"), interrupt_at=1_020.0
     )
     assert outcome.exit_code == 130
     assert mesh.applied[-1] == "rollback"
@@ -185,7 +187,9 @@ def test_shadow_then_canary_splits_alpha_and_beta_across_phases(tmp_path: Path) 
         shadow={"mirrorPercent": 100},
         analysis={"alpha": 0.05, "beta": 0.1},
     )
-    outcome, mesh, made, _ = _run(tmp_path, exp, always("promote"))
+    # the fake shows the shadow step's candidate arm as a share of the rows (mirrored copies)
+    weights = {"1": 50, "2": 10, "3": 50, "4": 100}
+    outcome, mesh, made, _ = _run(tmp_path, exp, always("promote"), weights=weights)
     assert outcome.verdict == "promote"
     assert mesh.applied == ["1", "2", "3", "4", "promoted"]
     assert made == [
