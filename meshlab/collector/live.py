@@ -47,12 +47,27 @@ class CollectorLiveSamples:
         self.settle = settle
         self._clock = clock
         self._ended_at: float | None = None
+        self._primary: set[str] = set()  # request ids of primaries still without a shadow row
+        self._shadow: set[str] = set()  # shadow rows still without a primary
 
     def poll(self, timeout: float) -> list[Sample]:
         rows = self.load.poll(timeout) + self.collector.joiner.take()
+        for row in rows:
+            mine, other = (
+                (self._shadow, self._primary) if row.mirrored else (self._primary, self._shadow)
+            )
+            if row.request_id in other:
+                other.discard(row.request_id)
+            else:
+                mine.add(row.request_id)
         if self._ended_at is None and self.load.finished:
             self._ended_at = self._clock()
         return sorted(rows, key=lambda s: s.timestamp)
+
+    @property
+    def unpaired(self) -> tuple[int, int]:
+        """(primary requests without a shadow prediction, shadow predictions without a primary)."""
+        return len(self._primary), len(self._shadow)
 
     @property
     def finished(self) -> bool:

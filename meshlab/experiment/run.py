@@ -29,7 +29,14 @@ from meshlab.experiment.ports import Analyzer, LiveSamples, Progress
 from meshlab.experiment.preflight import check_before_routing
 from meshlab.experiment.progress import JsonProgress, QuietProgress, RichProgress
 from meshlab.experiment.recovery import recover_before_start
-from meshlab.experiment.sources import LoadSamples, LocalMeshSamples, StatsAnalyzer
+from meshlab.experiment.sources import (
+    LoadSamples,
+    LocalMeshSamples,
+    StatsAnalyzer,
+    check_collector,
+    collector_source,
+    uses_collector,
+)
 from meshlab.experiment.state import (
     ExperimentState,
     cluster_record,
@@ -40,6 +47,7 @@ from meshlab.experiment.state import (
 from meshlab.load import LoadRun, plan_from_spec
 from meshlab.mesh import MeshBackend
 from meshlab.report import build_report, load_run
+from meshlab.report.collector import read_collector
 from meshlab.report.record import RESULT, SAMPLES, SPEC, dump_json, write_atomic
 from meshlab.report.result import DecidedAfter, metric_from_json, step_from_json
 from meshlab.report.result import RunResult as ResultRecord
@@ -110,8 +118,11 @@ def _live_source(
     load: LoadSamples,
     mirrored: Callable[[], list[Sample]],
     closers: list[Callable[[], None]],
+    run_dir: Path,
 ) -> tuple[LiveSamples, Callable[[], Sequence[float]] | None]:
-    """Where the statistics read from: raw samples (default) or Prometheus."""
+    """Where the statistics read from: raw samples (default), the collector, or Prometheus."""
+    if uses_collector(experiment):
+        return collector_source(experiment, load, run_dir, closers), None
     if experiment.spec.metrics.source == "samples":
         return LocalMeshSamples(load, mirrored), None
     from meshlab.metrics import DEFAULT_BUCKETS_MS, Outage, PrometheusLiveSamples, from_experiment
@@ -228,6 +239,7 @@ def start_experiment(
             "(the service's gateway or an in-cluster address)"
         )
     load_for(exp)  # a traffic mix that cannot be derived is bad input: fail before anything starts
+    check_collector(exp)
     exp = recover_before_start(
         exp, kubeconfig=kubeconfig, context=context, resume=resume, dry_run=dry_run
     )
@@ -259,7 +271,7 @@ def start_experiment(
         closers.append(run.close)
         run.start()
         loads.append(LoadSamples(run))
-        source, bounds = _live_source(exp, loads[0], mirrored, closers)
+        source, bounds = _live_source(exp, loads[0], mirrored, closers, controller.journal.run_dir)
         controller.source = source
         controller.make_analyzer = analyzer_factory(exp, bounds)
         if preflight:  # before step 1 routes anything to the candidate
@@ -393,6 +405,7 @@ def _result(
         duration_s=round(time.time() - started, 3),
         requests=len(controller.rows),
         evidence=evidence_for(exp, controller, outcome, decided),
+        collector=read_collector(controller.journal.run_dir),
     )
     return result.to_json()
 

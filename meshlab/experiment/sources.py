@@ -3,6 +3,8 @@
 :class:`LoadSamples` drains :meth:`meshlab.load.LoadRun.batches` on a background thread into a
 queue, so the controller can poll with a timeout while Locust runs in its own processes.
 :class:`LocalMeshSamples` adds the mirrored copies the local mesh's tap captured (shadow mode).
+In a cluster shadow test :func:`collector_source` adds the shadow's predictions from the collector
+(:mod:`meshlab.collector.run`), whose listener lives exactly as long as the run.
 """
 
 from __future__ import annotations
@@ -10,12 +12,14 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from meshlab.errors import ConfigError, LoadError
 from meshlab.experiment.ports import LiveSamples, Snapshot
 from meshlab.load import LoadRun
 from meshlab.samples import Sample, Samples
+from meshlab.spec import Experiment
 from meshlab.stats import Comparison
 
 
@@ -89,6 +93,52 @@ class LocalMeshSamples:
 
     def stop(self) -> None:
         self.load.stop()
+
+
+def uses_collector(experiment: Experiment) -> bool:
+    """Whether the shadow's predictions come from the collector (a shadow test in a cluster)."""
+    spec = experiment.spec
+    return spec.target.kind == "kubernetes" and spec.strategy == "shadow"
+
+
+def check_collector(experiment: Experiment) -> None:
+    """Refuse, before anything starts, a cluster shadow test that could never see the shadow.
+
+    Istio drops the responses of mirrored requests, so without the collector the candidate would
+    have no rows at all and the test could never pass.
+    """
+    spec = experiment.spec
+    if not uses_collector(experiment):
+        return
+    if spec.metrics.collector is None:
+        raise ConfigError(
+            "spec.metrics.collector: a shadow test on Kubernetes reads the shadow's predictions "
+            "from the collector (Istio drops mirrored responses); add metrics.collector: "
+            "{url: http://meshlab-collector.<namespace>.svc:8080} and apply what "
+            "'meshlab render --collector' writes"
+        )
+    if spec.metrics.source != "samples":
+        raise ConfigError(
+            f"spec.metrics.source: {spec.metrics.source} cannot yet be combined with the "
+            "collector in a shadow test; use source: samples (the primary's latency and errors "
+            "from the load generator, the shadow's from the collector's timings)"
+        )
+
+
+def collector_source(
+    experiment: Experiment,
+    load: LiveSamples,
+    run_dir: Path,
+    closers: list[Callable[[], None]],
+) -> LiveSamples:
+    """Start the collector for this run; its close (listener down, counts written) is a closer."""
+    from meshlab.collector.run import RunCollector
+
+    spec = experiment.spec.metrics.collector
+    assert spec is not None  # check_collector ran before anything started
+    run = RunCollector(spec, run_dir)
+    closers.append(run.close)  # before start: a failed bind still writes its counts
+    return run.start(load, settle=max(5.0, min(spec.ttl, 30.0)))
 
 
 class StatsAnalyzer:
