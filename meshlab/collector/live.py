@@ -11,13 +11,11 @@ After the load ends it keeps polling for ``settle`` seconds, for late logger del
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Protocol
 
+from meshlab.clock import Clock
 from meshlab.collector.server import Collector
 from meshlab.samples import Sample
-
-Clock = Callable[[], float]
 
 
 class TrafficSource(Protocol):

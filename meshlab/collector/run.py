@@ -23,6 +23,7 @@ from pathlib import Path
 
 from meshlab.collector.live import CollectorLiveSamples, TrafficSource
 from meshlab.collector.server import Collector, collector_from_spec
+from meshlab.errors import ConfigError
 from meshlab.spec.metrics import CollectorSpec
 
 COLLECTOR_FILE = "collector.json"
@@ -43,6 +44,7 @@ class RunCollector:
         timings: str = TIMINGS_SAMPLES,
         environ: Mapping[str, str] | None = None,
     ) -> None:
+        self.spec = spec
         self.collector: Collector = collector_from_spec(spec, "candidate", environ)
         self.run_dir = run_dir
         self.timings = timings
@@ -52,7 +54,13 @@ class RunCollector:
 
     def start(self, load: TrafficSource, *, settle: float = 5.0) -> CollectorLiveSamples:
         """Listen, and return the live source: ``load``'s rows plus the shadow's from here."""
-        self.collector.start()
+        try:
+            self.collector.start()
+        except OSError as exc:
+            raise ConfigError(
+                f"spec.metrics.collector.port: cannot listen on {self.spec.listen}:"
+                f"{self.spec.port} ({exc.strerror or exc}); free the port or choose another"
+            ) from exc
         self.live = CollectorLiveSamples(self.collector, load, settle=settle)
         return self.live
 
