@@ -122,7 +122,7 @@ def _live_source(
 ) -> tuple[LiveSamples, Callable[[], Sequence[float]] | None]:
     """Where the statistics read from: raw samples (default), the collector, or Prometheus."""
     if uses_collector(experiment):
-        return collector_source(experiment, load, run_dir, closers), None
+        return collector_source(experiment, load, mirrored, run_dir, closers), None
     if experiment.spec.metrics.source == "samples":
         return LocalMeshSamples(load, mirrored), None
     from meshlab.metrics import DEFAULT_BUCKETS_MS, Outage, PrometheusLiveSamples, from_experiment

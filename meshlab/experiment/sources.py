@@ -96,8 +96,15 @@ class LocalMeshSamples:
 
 
 def uses_collector(experiment: Experiment) -> bool:
-    """Whether the shadow's predictions come from the collector (a shadow test in a cluster)."""
+    """Whether the shadow's predictions come from the collector.
+
+    Always in a cluster shadow test (Istio drops mirrored answers); on the local mesh when
+    ``metrics.source: collector`` asks for the cluster's path (the tap's captures are posted to the
+    collector per its contract).
+    """
     spec = experiment.spec
+    if spec.metrics.source == "collector":
+        return True
     return spec.target.kind == "kubernetes" and spec.strategy == "shadow"
 
 
@@ -110,14 +117,14 @@ def check_collector(experiment: Experiment) -> None:
     spec = experiment.spec
     if not uses_collector(experiment):
         return
-    if spec.metrics.collector is None:
+    if spec.metrics.collector is None and spec.target.kind == "kubernetes":
         raise ConfigError(
             "spec.metrics.collector: a shadow test on Kubernetes reads the shadow's predictions "
             "from the collector (Istio drops mirrored responses); add metrics.collector: "
             "{url: http://meshlab-collector.<namespace>.svc:8080} and apply what "
             "'meshlab render --collector' writes"
         )
-    if spec.metrics.source != "samples":
+    if spec.metrics.source == "prometheus":
         raise ConfigError(
             f"spec.metrics.source: {spec.metrics.source} cannot yet be combined with the "
             "collector in a shadow test; use source: samples (the primary's latency and errors "
@@ -128,17 +135,35 @@ def check_collector(experiment: Experiment) -> None:
 def collector_source(
     experiment: Experiment,
     load: LiveSamples,
+    mirrored: Callable[[], list[Sample]],
     run_dir: Path,
     closers: list[Callable[[], None]],
 ) -> LiveSamples:
-    """Start the collector for this run; its close (listener down, counts written) is a closer."""
+    """Start the collector for this run; its close (listener down, counts written) is a closer.
+
+    On the local mesh the tap's captures of the shadow's answers are posted to it by a
+    :class:`~meshlab.collector.forward.TapForwarder` (closed first, after one last drain).
+    """
     from meshlab.collector.run import RunCollector
+    from meshlab.spec.metrics import CollectorSpec
 
     spec = experiment.spec.metrics.collector
-    assert spec is not None  # check_collector ran before anything started
+    if spec is None:  # the local mesh: loopback, any free port
+        assert experiment.spec.target.kind == "local"  # check_collector refused the rest
+        spec = CollectorSpec(port=0)
     run = RunCollector(spec, run_dir)
     closers.append(run.close)  # before start: a failed bind still writes its counts
-    return run.start(load, settle=max(5.0, min(spec.ttl, 30.0)))
+    live = run.start(load, settle=max(5.0, min(spec.ttl, 30.0)))
+    if experiment.spec.target.kind == "local":
+        from meshlab.collector.forward import TapForwarder
+
+        token = run.collector.token
+        forwarder = TapForwarder(
+            mirrored, run.collector.url, authorization=token.authorization() if token else None
+        )
+        closers.append(forwarder.close)
+        forwarder.start()
+    return live
 
 
 class StatsAnalyzer:
