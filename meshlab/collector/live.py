@@ -47,9 +47,14 @@ class CollectorLiveSamples:
         self._ended_at: float | None = None
         self._primary: set[str] = set()  # request ids of primaries still without a shadow row
         self._shadow: set[str] = set()  # shadow rows still without a primary
+        # When the last shadow row arrived (this source's clock); None: none yet. A controller
+        # can name a silent logger with it ("no candidate samples for 30 s").
+        self.last_shadow_at: float | None = None
 
     def poll(self, timeout: float) -> list[Sample]:
         rows = self.load.poll(timeout) + self.collector.joiner.take()
+        if any(row.mirrored for row in rows):
+            self.last_shadow_at = self._clock()
         for row in rows:
             mine, other = (
                 (self._shadow, self._primary) if row.mirrored else (self._primary, self._shadow)

@@ -39,6 +39,7 @@ def test_counts_reach_collector_json_and_the_report_summary(tmp_path: Path) -> N
     run = RunCollector(CollectorSpec(port=0), tmp_path)
     primaries = [Sample(1.0, "baseline", f"r-{i}", 5.0, 200, "0.5") for i in range(3)]
     live = run.start(Load(primaries))
+    assert live.last_shadow_at is None
     url = run.collector.url
     port = int(url.rsplit(":", 1)[1])
     with httpx.Client(base_url=url, timeout=5) as client:
@@ -48,6 +49,7 @@ def test_counts_reach_collector_json_and_the_report_summary(tmp_path: Path) -> N
         assert client.post("/events/candidate", content=b"[" * 5000).status_code == 400
     rows = live.poll(0.1)
     assert sum(r.mirrored for r in rows) == 3
+    assert live.last_shadow_at is not None
     run.close()
     run.close()  # idempotent: every exit path may call it
     assert not _listening(port)
