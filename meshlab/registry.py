@@ -3,7 +3,7 @@
     registry            spec field              name -> implementation ("module:attribute")
     ROUTING             spec.target.routing     istio, gateway-api -> RoutingPlan renderers
     MESH                spec.target.kind        local, kubernetes  -> MeshBackend classes
-    METRICS             spec.metrics.source     samples, prometheus -> live sample source factories
+    METRICS             spec.metrics.source     samples, prometheus, collector -> source factories
     SAMPLES             (mirrored predictions)  tap, kserve-logger  -> mirrored-sample sources
 
 Adding a backend is one module plus one line here. The spec validates its names against these
@@ -82,6 +82,7 @@ METRICS = Registry(
     {
         "samples": "meshlab.experiment.live_sources:samples_source",
         "prometheus": "meshlab.experiment.live_sources:prometheus_source",
+        "collector": "meshlab.experiment.live_sources:collector_source",
     },
 )
 SAMPLES = Registry(

@@ -42,6 +42,10 @@ class Token:
             return False
         return hmac.compare_digest(presented.strip(), self._expected)
 
+    def authorization(self) -> str:
+        """The ``Authorization`` header value a client sends (never log it)."""
+        return f"Bearer {self._expected.decode()}"
+
     def __repr__(self) -> str:
         return "Token('***')"
 

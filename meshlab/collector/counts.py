@@ -74,3 +74,22 @@ class CollectorCounts:
     pending: int  # halves and unpaired records held now
     held_bytes: int  # their estimated size, plus rows not yet taken
     memory_budget: int
+
+    def to_json(self) -> dict[str, object]:
+        """The counts as ``collector.json`` and ``result.json`` hold them."""
+        joins = self.joins
+        return {
+            "rejections": self.rejections.nonzero(),
+            "rejected": self.rejections.total,
+            "events": joins.events,
+            "records": joins.records,
+            "pairs": joins.pairs,
+            "by_arm": dict(joins.by_arm),
+            "unpaired": joins.evicted_unpaired,
+            "incomplete": joins.evicted_halves,
+            "evicted_for_memory": joins.evicted_memory,
+            "duplicates": joins.duplicates,
+            "pending_at_end": self.pending,
+            "held_bytes": self.held_bytes,
+            "memory_budget": self.memory_budget,
+        }

@@ -35,14 +35,13 @@ import heapq
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from meshlab.clock import Clock
 from meshlab.collector.events import EventError, InferenceEvent
 from meshlab.samples import ARMS, Sample
 
-Clock = Callable[[], float]
 Release = Literal["pairs", "mirrored"]
 
 # What one pending entry costs beyond its strings: objects, dict slots, floats (measured ~450 B).

@@ -11,13 +11,11 @@ After the load ends it keeps polling for ``settle`` seconds, for late logger del
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Protocol
 
+from meshlab.clock import Clock
 from meshlab.collector.server import Collector
 from meshlab.samples import Sample
-
-Clock = Callable[[], float]
 
 
 class TrafficSource(Protocol):
@@ -47,12 +45,32 @@ class CollectorLiveSamples:
         self.settle = settle
         self._clock = clock
         self._ended_at: float | None = None
+        self._primary: set[str] = set()  # request ids of primaries still without a shadow row
+        self._shadow: set[str] = set()  # shadow rows still without a primary
+        # When the last shadow row arrived (this source's clock); None: none yet. A controller
+        # can name a silent logger with it ("no candidate samples for 30 s").
+        self.last_shadow_at: float | None = None
 
     def poll(self, timeout: float) -> list[Sample]:
         rows = self.load.poll(timeout) + self.collector.joiner.take()
+        if any(row.mirrored for row in rows):
+            self.last_shadow_at = self._clock()
+        for row in rows:
+            mine, other = (
+                (self._shadow, self._primary) if row.mirrored else (self._primary, self._shadow)
+            )
+            if row.request_id in other:
+                other.discard(row.request_id)
+            else:
+                mine.add(row.request_id)
         if self._ended_at is None and self.load.finished:
             self._ended_at = self._clock()
         return sorted(rows, key=lambda s: s.timestamp)
+
+    @property
+    def unpaired(self) -> tuple[int, int]:
+        """(primary requests without a shadow prediction, shadow predictions without a primary)."""
+        return len(self._primary), len(self._shadow)
 
     @property
     def finished(self) -> bool:

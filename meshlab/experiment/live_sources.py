@@ -1,7 +1,8 @@
 """The live sample sources ``spec.metrics.source`` names in :mod:`meshlab.registry`, one factory each.
 
 Every factory has the same signature, so ``meshlab start`` builds whichever the spec names without
-knowing it: ``(experiment, load, mirrored, closers) -> (live source, bucket bounds or None)``.
+knowing it: ``(experiment, load, mirrored, closers, run_dir) -> (live source, bucket bounds or
+None)``.
 ``load`` is the load generator's rows, ``mirrored`` drains the mesh's mirrored copies, ``closers``
 collects what must be closed at the end; the bounds are the latency histogram's bucket bounds for
 a source that reports buckets only (None: raw samples).
@@ -11,11 +12,15 @@ a source that reports buckets only (None: raw samples).
 ``prometheus``
     Istio's (or the local Envoy's) metrics from Prometheus, polled every ``interval``; fails at
     once if Prometheus does not answer.
+``collector``
+    The load generator's primaries, and the shadow's predictions as the collector receives them
+    (KServe's payload logger in a cluster; the tap's captures posted to it on the local mesh).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from meshlab.experiment.ports import LiveSamples
 from meshlab.experiment.sources import LoadSamples, LocalMeshSamples
@@ -31,6 +36,7 @@ def samples_source(
     load: LoadSamples,
     mirrored: Callable[[], list[Sample]],
     closers: list[Callable[[], None]],
+    run_dir: Path,
 ) -> LiveSource:
     """Raw samples: the load generator's rows and the mesh's mirrored copies."""
     return LocalMeshSamples(load, mirrored), None
@@ -41,6 +47,7 @@ def prometheus_source(
     load: LoadSamples,
     mirrored: Callable[[], list[Sample]],
     closers: list[Callable[[], None]],
+    run_dir: Path,
 ) -> LiveSource:
     """Prometheus, as ``spec.metrics.prometheus`` configures it; the classified MetricsError if it
     cannot be used (unreachable, a bad query, or "check the token")."""
@@ -58,3 +65,16 @@ def prometheus_source(
         settle=prom.interval,
     )
     return live, lambda: backend.bounds or DEFAULT_BUCKETS_MS
+
+
+def collector_source(
+    experiment: Experiment,
+    load: LoadSamples,
+    mirrored: Callable[[], list[Sample]],
+    closers: list[Callable[[], None]],
+    run_dir: Path,
+) -> LiveSource:
+    """The collector, started from ``spec.metrics.collector`` and closed with the run."""
+    from meshlab.experiment.sources import collector_source as start_collector
+
+    return start_collector(experiment, load, mirrored, run_dir, closers), None

@@ -7,14 +7,14 @@ sequential statistics.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from meshlab.clock import Clock as Clock  # defined once there; re-exported for the controller
 from meshlab.samples import Sample
 
 VerdictName = Literal["promote", "abort", "inconclusive"]
-Clock = Callable[[], float]
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from meshlab.experiment.ports import Analyzer, LiveSamples, Progress
 from meshlab.experiment.preflight import check_before_routing
 from meshlab.experiment.progress import JsonProgress, QuietProgress, RichProgress
 from meshlab.experiment.recovery import recover_before_start
-from meshlab.experiment.sources import LoadSamples, StatsAnalyzer
+from meshlab.experiment.sources import LoadSamples, StatsAnalyzer, check_collector, uses_collector
 from meshlab.experiment.state import (
     ExperimentState,
     cluster_record,
@@ -40,6 +40,7 @@ from meshlab.experiment.state import (
 from meshlab.load import LoadRun, plan_from_spec
 from meshlab.mesh import MeshBackend
 from meshlab.report import build_report, load_run
+from meshlab.report.collector import read_collector
 from meshlab.report.record import RESULT, SAMPLES, SPEC, dump_json, write_atomic
 from meshlab.report.result import DecidedAfter, metric_from_json, step_from_json
 from meshlab.report.result import RunResult as ResultRecord
@@ -110,12 +111,14 @@ def _live_source(
     load: LoadSamples,
     mirrored: Callable[[], list[Sample]],
     closers: list[Callable[[], None]],
+    run_dir: Path,
 ) -> tuple[LiveSamples, Callable[[], Sequence[float]] | None]:
-    """Where the statistics read from: the source ``spec.metrics.source`` names in the registry."""
+    """Where the statistics read from: the source ``spec.metrics.source`` names in the registry
+    (the collector whenever the shadow's predictions can only reach meshlab through it)."""
     from meshlab.registry import metrics_source
 
-    factory = metrics_source(experiment.spec.metrics.source)
-    live, bounds = factory(experiment, load, mirrored, closers)
+    name = "collector" if uses_collector(experiment) else experiment.spec.metrics.source
+    live, bounds = metrics_source(name)(experiment, load, mirrored, closers, run_dir)
     return live, bounds
 
 
@@ -207,6 +210,7 @@ def start_experiment(
             "(the service's gateway or an in-cluster address)"
         )
     load_for(exp)  # a traffic mix that cannot be derived is bad input: fail before anything starts
+    check_collector(exp)
     exp = recover_before_start(
         exp, kubeconfig=kubeconfig, context=context, resume=resume, dry_run=dry_run
     )
@@ -238,7 +242,7 @@ def start_experiment(
         closers.append(run.close)
         run.start()
         loads.append(LoadSamples(run))
-        source, bounds = _live_source(exp, loads[0], mirrored, closers)
+        source, bounds = _live_source(exp, loads[0], mirrored, closers, controller.journal.run_dir)
         controller.source = source
         controller.make_analyzer = analyzer_factory(exp, bounds)
         if preflight:  # before step 1 routes anything to the candidate
@@ -372,6 +376,7 @@ def _result(
         duration_s=round(time.time() - started, 3),
         requests=len(controller.rows),
         evidence=evidence_for(exp, controller, outcome, decided),
+        collector=read_collector(controller.journal.run_dir),
     )
     return result.to_json()
 

@@ -3,6 +3,8 @@
 :class:`LoadSamples` drains :meth:`meshlab.load.LoadRun.batches` on a background thread into a
 queue, so the controller can poll with a timeout while Locust runs in its own processes.
 :class:`LocalMeshSamples` adds the mirrored copies the local mesh's tap captured (shadow mode).
+In a cluster shadow test :func:`collector_source` adds the shadow's predictions from the collector
+(:mod:`meshlab.collector.run`), whose listener lives exactly as long as the run.
 """
 
 from __future__ import annotations
@@ -10,12 +12,14 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from meshlab.errors import ConfigError, LoadError
 from meshlab.experiment.ports import LiveSamples, Snapshot
 from meshlab.load import LoadRun
 from meshlab.samples import Sample, Samples
+from meshlab.spec import Experiment
 from meshlab.stats import Comparison
 
 
@@ -95,6 +99,77 @@ class LocalMeshSamples:
 
     def after_rollback(self) -> None:
         self.load.after_rollback()
+
+
+def uses_collector(experiment: Experiment) -> bool:
+    """Whether the shadow's predictions come from the collector.
+
+    Always in a cluster shadow test (Istio drops mirrored answers); on the local mesh when
+    ``metrics.source: collector`` asks for the cluster's path (the tap's captures are posted to the
+    collector per its contract).
+    """
+    spec = experiment.spec
+    if spec.metrics.source == "collector":
+        return True
+    return spec.target.kind == "kubernetes" and spec.strategy == "shadow"
+
+
+def check_collector(experiment: Experiment) -> None:
+    """Refuse, before anything starts, a cluster shadow test that could never see the shadow.
+
+    Istio drops the responses of mirrored requests, so without the collector the candidate would
+    have no rows at all and the test could never pass.
+    """
+    spec = experiment.spec
+    if not uses_collector(experiment):
+        return
+    if spec.metrics.collector is None and spec.target.kind == "kubernetes":
+        raise ConfigError(
+            "spec.metrics.collector: a shadow test on Kubernetes reads the shadow's predictions "
+            "from the collector (Istio drops mirrored responses); add metrics.collector: "
+            "{url: http://meshlab-collector.<namespace>.svc:8080} and apply what "
+            "'meshlab render --collector' writes"
+        )
+    if spec.metrics.source == "prometheus":
+        raise ConfigError(
+            f"spec.metrics.source: {spec.metrics.source} cannot yet be combined with the "
+            "collector in a shadow test; use source: samples (the primary's latency and errors "
+            "from the load generator, the shadow's from the collector's timings)"
+        )
+
+
+def collector_source(
+    experiment: Experiment,
+    load: LiveSamples,
+    mirrored: Callable[[], list[Sample]],
+    run_dir: Path,
+    closers: list[Callable[[], None]],
+) -> LiveSamples:
+    """Start the collector for this run; its close (listener down, counts written) is a closer.
+
+    On the local mesh the tap's captures of the shadow's answers are posted to it by a
+    :class:`~meshlab.collector.forward.TapForwarder` (closed first, after one last drain).
+    """
+    from meshlab.collector.run import RunCollector
+    from meshlab.spec.metrics import CollectorSpec
+
+    spec = experiment.spec.metrics.collector
+    if spec is None:  # the local mesh: loopback, any free port
+        assert experiment.spec.target.kind == "local"  # check_collector refused the rest
+        spec = CollectorSpec(port=0)
+    run = RunCollector(spec, run_dir)
+    closers.append(run.close)  # before start: a failed bind still writes its counts
+    live = run.start(load, settle=max(5.0, min(spec.ttl, 30.0)))
+    if experiment.spec.target.kind == "local":
+        from meshlab.collector.forward import TapForwarder
+
+        token = run.collector.token
+        forwarder = TapForwarder(
+            mirrored, run.collector.url, authorization=token.authorization() if token else None
+        )
+        closers.append(forwarder.close)
+        forwarder.start()
+    return live
 
 
 class StatsAnalyzer:

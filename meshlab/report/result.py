@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from meshlab.report.collector import CollectorSummary
 from meshlab.samples import Samples
 
 PREFLIGHT = "preflight.json"
@@ -191,6 +192,7 @@ class RunResult:
     requests: int = 0
     evidence: Evidence | None = None
     approximation: str = ""
+    collector: CollectorSummary | None = None  # a cluster shadow test's collector counts
 
     def to_json(self) -> dict[str, Any]:
         """The ``result.json`` object (and ``start --json``); unbounded numbers as "inf"/"-inf"."""
@@ -234,6 +236,7 @@ class RunResult:
             "requests": self.requests,
             "evidence": None if self.evidence is None else _evidence_json(self.evidence),
             **({"approximation": self.approximation} if self.approximation else {}),
+            **({"collector": self.collector.to_json()} if self.collector else {}),
         }
 
     @classmethod
@@ -274,6 +277,7 @@ class RunResult:
             requests=int(data.get("requests", 0)),
             evidence=_evidence_from_json(data.get("evidence")),
             approximation=str(data.get("approximation", "")),
+            collector=CollectorSummary.from_json(data.get("collector")),
         )
 
 

@@ -173,6 +173,8 @@ def markdown(run: RunRecord, plot_links: dict[str, str] | None = None) -> str:
         out += ["", f"_Approximation: {r.approximation}_"]
     if r.evidence is not None:
         out += _evidence(r.evidence)
+    if r.collector is not None:
+        out += r.collector.lines()
     table = _steps_table(r)
     if table:
         out += ["", "## Steps", "", *table]

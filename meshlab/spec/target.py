@@ -75,7 +75,7 @@ class Prometheus(StrictModel):
 class MetricsSource(StrictModel):
     """Where the statistics get their data."""
 
-    source: Literal["samples", "prometheus"] = "samples"
+    source: Literal["samples", "prometheus", "collector"] = "samples"
     prometheus: Prometheus = Prometheus()
     collector: CollectorSpec | None = None
 
