@@ -211,6 +211,11 @@ def start_experiment(
         )
     load_for(exp)  # a traffic mix that cannot be derived is bad input: fail before anything starts
     check_collector(exp)
+    if exp.spec.control is not None:  # never route to an arm that nothing serves or compares
+        raise ConfigError(
+            "spec.control: live runs do not drive a control arm yet (render, validate and "
+            "'meshlab plan --control' do); remove 'control' to run this experiment"
+        )
     exp = recover_before_start(
         exp, kubeconfig=kubeconfig, context=context, resume=resume, dry_run=dry_run
     )
