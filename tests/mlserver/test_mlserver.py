@@ -195,13 +195,22 @@ def test_no_fault_candidate_is_ever_promoted(
             )
             verdict = run.result["verdict"] if run.result else "stopped before step 1"
             assert verdict != "promote" and run.code != 0, (fault, preflight, run.stderr[-1500:])
-            if preflight:
-                assert run.code in (2, 4) and run.result is None, (fault, run.stderr[-1500:])
+            if preflight and run.code == 2:  # the spec can fix it: one line, nothing recorded
+                assert run.result is None, (fault, run.stderr[-1500:])
                 line = run.stderr.strip().splitlines()[-1]
                 assert line.startswith("meshlab: error: pre-flight: "), line
                 probes = json.loads((run.run_dir / "preflight.json").read_text())
                 to_decision = f"{len(probes)} pre-flight requests, 0 live"
                 verdict = f"stopped: {line.removeprefix('meshlab: error: pre-flight: ')[:150]}"
+            elif preflight:  # it cannot (unreachable, 5xx): a recorded infrastructure failure
+                assert run.code == 4 and run.result is not None, (fault, run.stderr[-1500:])
+                reason = run.result["reason"]
+                prefix = "infrastructure failure: pre-flight: "
+                assert reason.startswith(prefix) and reason.endswith("rolled back"), reason
+                assert run.result["steps"] == [] and run.result["decided_after"] is None
+                probes = json.loads((run.run_dir / "preflight.json").read_text())
+                to_decision = f"{len(probes)} pre-flight requests, 0 live"
+                verdict = f"stopped: {reason.removeprefix(prefix)[:150]}"
             else:
                 assert run.result is not None, run.stderr[-1500:]
                 decided = run.result["decided_after"]
