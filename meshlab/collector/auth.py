@@ -10,12 +10,11 @@ requires every client to present a certificate that CA signed (mTLS), before any
 from __future__ import annotations
 
 import hmac
-import os
 import ssl
 from collections.abc import Mapping
-from pathlib import Path
 
 from meshlab.errors import ConfigError
+from meshlab.secrets import read_token
 from meshlab.spec.metrics import CollectorSpec, CollectorTls, is_loopback
 
 FIELD = "spec.metrics.collector"
@@ -59,27 +58,8 @@ def load_token(
 
     A variable or file that is named but missing/empty is a ConfigError naming the field.
     """
-    env = os.environ if environ is None else environ
-    if token_env:
-        value = env.get(token_env, "").strip()
-        if not value:
-            raise ConfigError(
-                f"{FIELD}.tokenEnv: environment variable {token_env} is not set or empty; "
-                "export the collector's bearer token in it"
-            )
-        return Token(value)
-    if token_file:
-        try:
-            value = Path(token_file).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(
-                f"{FIELD}.tokenFile: cannot read {token_file} ({exc.strerror}); point it at a "
-                "readable file holding the bearer token"
-            ) from None
-        if not value:
-            raise ConfigError(f"{FIELD}.tokenFile: {token_file} is empty; put the token in it")
-        return Token(value)
-    return None
+    value = read_token(FIELD, token_env, token_file, environ, what="the collector's bearer token")
+    return None if value is None else Token(value)
 
 
 def require_token_beyond_loopback(host: str, token: Token | None) -> None:

@@ -20,10 +20,8 @@ in the URL are stripped from every message. TLS certificates are verified unless
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -39,6 +37,7 @@ from meshlab.metrics.histogram import ArmWindow, Buckets, counter_delta, describ
 from meshlab.metrics.outages import classify
 from meshlab.metrics.templates import TemplateSet
 from meshlab.samples import ARMS, Samples
+from meshlab.secrets import read_token
 
 SeriesKey = tuple[tuple[str, str], ...]
 
@@ -69,27 +68,8 @@ def load_token(
 
     A variable or file that is named but missing/empty is a ConfigError naming the field.
     """
-    env = os.environ if environ is None else environ
-    if token_env:
-        value = env.get(token_env, "").strip()
-        if not value:
-            raise ConfigError(
-                f"spec.metrics.prometheus.tokenEnv: environment variable {token_env} is not set "
-                "or empty; export the bearer token in it"
-            )
-        return Secret(value)
-    if token_file:
-        try:
-            value = Path(token_file).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(
-                f"spec.metrics.prometheus.tokenFile: cannot read {token_file} ({exc.strerror}); "
-                "point it at a readable file holding the bearer token"
-            ) from None
-        if not value:
-            raise ConfigError(f"spec.metrics.prometheus.tokenFile: {token_file} is empty")
-        return Secret(value)
-    return None
+    value = read_token("spec.metrics.prometheus", token_env, token_file, environ)
+    return None if value is None else Secret(value)
 
 
 def redact_url(url: str) -> str:
