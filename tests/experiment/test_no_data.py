@@ -22,7 +22,7 @@ from meshlab.experiment.controller import Controller, Outcome
 from meshlab.experiment.ports import Snapshot, VerdictName
 from meshlab.experiment.progress import QuietProgress
 from meshlab.experiment.state import ExperimentState
-from meshlab.manifests import Manifest, Step
+from meshlab.manifests.routing import RoutingPlan
 from meshlab.samples import Sample
 from tests.experiment.fakes import FakeClock, FakeMesh
 from tests.experiment.test_controller import _experiment
@@ -128,14 +128,14 @@ class WatchingMesh(FakeMesh):
     min_samples: int = 0
     raises: list[tuple[str, str, dict[str, int]]] = field(default_factory=list)
 
-    def apply(self, step: Step, manifests: list[Manifest]) -> None:  # type: ignore[override]
+    def apply(self, plan: RoutingPlan) -> None:
         before = WEIGHTS.get(self.applied[-1], 0) if self.applied else 0
-        if self.applied and WEIGHTS.get(step.name, 0) > before:
+        if self.applied and WEIGHTS.get(plan.step, 0) > before:
             assert self.source is not None and self.analyzer is not None
-            self.raises.append((step.name, self.analyzer.last, dict(self.source.fresh)))
+            self.raises.append((plan.step, self.analyzer.last, dict(self.source.fresh)))
         if self.source is not None:
             self.source.fresh = {"baseline": 0, "candidate": 0}
-        super().apply(step, manifests)
+        super().apply(plan)
 
 
 def run(
