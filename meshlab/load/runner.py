@@ -358,6 +358,13 @@ class LoadRun:
                 self.close()
                 if batch.samples or batch.late:
                     yield batch
+                code = master.returncode
+                if code is not None and code < 0 and self._stop_at is None:
+                    # killed mid-run, not stopped by us: a failure, never a quiet "load ended"
+                    raise LoadError(
+                        f"Locust was killed by signal {-code} mid-run after {self._released} "
+                        f"requests (see {self.run_dir / 'locust.log'})"
+                    )
                 break
             now = self._clock()
             if (

@@ -193,7 +193,9 @@ def test_a_logger_that_stops_sending_is_never_a_pass(
     # primary is unpaired and counted as such
     assert 0 < counts["by_arm"]["candidate"] < counts["by_arm"]["baseline"]
     assert counts["unpaired_primary"] > 0
-    assert result["n_candidate"] < 100  # fewer than minSamples: the verdict cannot rest on them
+    # the analysis saw the shadow fall silent: far fewer candidate rows than primaries (how many
+    # arrive in the 2 s before the logger stops depends on the machine's speed)
+    assert 0 < result["n_candidate"] < result["n_baseline"] / 2, result
     vs = fake_api.get_object("virtualservices", "models", f"meshlab-{NAME}")
     assert vs is not None and vs["metadata"]["annotations"]["meshlab.io/step"] == "rollback"
 

@@ -77,7 +77,7 @@ def test_per_arm_counts_errors_and_latency_buckets_match_what_was_sent(stack: St
         assert window.totals["baseline"].errors == 5
         assert window.totals["baseline"].latency_observations == 50
         assert window.totals["candidate"].requests == 60
-        assert window.totals["candidate"].errors == 3  # 404 is not an error, 503 is
+        assert window.totals["candidate"].errors == 6  # 404 and 503 are errors (the one rule)
         assert window.totals["candidate"].latency_observations == 60
 
         samples = window.samples
