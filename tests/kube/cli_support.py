@@ -20,11 +20,15 @@ import yaml
 from tests.conftest import REPO
 
 
-def spec(tmp_path: Path, kubeconfig: Path, **target: Any) -> Path:
-    """A two-step canary (50%, 100%) on Kubernetes that promotes in a few seconds at 80 rps."""
-    data: dict[str, Any] = yaml.safe_load(
-        (REPO / "istio_manifests/examples/canary.experiment.yaml").read_text()
-    )
+def spec(
+    tmp_path: Path,
+    kubeconfig: Path,
+    example: Path = REPO / "istio_manifests/examples/canary.experiment.yaml",
+    **target: Any,
+) -> Path:
+    """A two-step canary (50%, 100%) on Kubernetes that promotes in a few seconds at 80 rps,
+    from ``example`` (a golden example spec), with ``target`` added to its target section."""
+    data: dict[str, Any] = yaml.safe_load(example.read_text())
     body = data["spec"]
     body["canary"] = {"steps": [50, 100]}
     body["analysis"] = {

@@ -22,8 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import REPO
-from tests.kube.cli_support import meshlab, started, wait_for
+from tests.kube.cli_support import meshlab, spec, started, wait_for
 from tests.kube.conftest import GATEWAY_EXAMPLES, parent_service
 from tests.kube.fake_apiserver import FakeKubeAPI
 from tests.support.gateway_schema import validate_gateway
@@ -58,31 +57,9 @@ server.serve_forever()
 
 def _spec(tmp_path: Path, kubeconfig: Path) -> Path:
     """The Gateway API canary example, two steps (50%, 100%), promoting in a few seconds."""
-    data: dict[str, Any] = yaml.safe_load((GATEWAY_EXAMPLES / "canary.experiment.yaml").read_text())
-    body = data["spec"]
-    body["canary"] = {"steps": [50, 100]}
-    body["analysis"] = {
-        "metrics": [
-            {"name": "latency-p50", "type": "latency", "quantile": 0.5, "tolerance": "50%"},
-            {"name": "errors", "type": "error-rate", "tolerance": "5%"},
-        ]
-    }
-    body["limits"] = {"minSamples": 100, "maxDuration": "20s", "experimentMaxDuration": "45s"}
-    body["load"] = {
-        "protocol": "v2",
-        "model": "breast-cancer",
-        "rps": 80,
-        "payloads": str(REPO / "loadtests/data/breast_cancer.v2.jsonl"),
-    }
-    body["target"] = {
-        "kind": "kubernetes",
-        "routing": "gateway-api",
-        "kubeconfig": str(kubeconfig),
-        "requestTimeout": "5s",
-    }
-    path = tmp_path / "experiment.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+    return spec(
+        tmp_path, kubeconfig, GATEWAY_EXAMPLES / "canary.experiment.yaml", routing="gateway-api"
+    )
 
 
 @pytest.fixture
