@@ -8,9 +8,10 @@ cheap bounds (latency, paired rates), lazy for the two-arm difference bounds
 (:func:`meshlab.stats.boundaries.difference_upper`, ~700 mixture evaluations each), which are
 ruled out per look and per event by two certificates, the cheapest first:
 
-1. :func:`quick_at_least`: no incomplete beta function at all. A mixture likelihood ratio never
-   exceeds the maximum likelihood ratio, ``M_n(q) <= exp(n KL(p_hat || q))``, so a pair of grid
-   cells whose KL bounds pass the test is feasible in ``difference_upper`` too;
+1. :func:`quick_at_least`: no posterior beta function. A mixture likelihood ratio never exceeds
+   the maximum likelihood ratio, nor the prior's peak density times the likelihood's integral
+   (:func:`log_mixture_bound`), so a pair of grid cells whose bounds pass the test is feasible
+   in ``difference_upper`` too;
 2. :func:`meshlab.stats.boundaries.difference_at_least`: the mixtures themselves at the cells.
 
 Either certificate only ever says "the bound reaches the threshold" when it does, so the looks'
@@ -34,6 +35,7 @@ from meshlab.stats.boundaries import (
     GRID_POINTS,
     difference_at_least,
     difference_upper,
+    prior_size,
 )
 
 IntArray = npt.NDArray[np.int64]
@@ -169,7 +171,7 @@ class Difference(Test):
             cand = (self.sc[todo, event], self.nc[todo, event])
             high, low = (base, cand) if fail_side else (cand, base)
             level, threshold = (self.a, -self.thr) if fail_side else (self.b, self.tol)
-            shown = quick_at_least(*high, *low, level, threshold)
+            shown = quick_at_least(*high, *low, level, threshold, self.design)
             rest = np.flatnonzero(~shown)
             if rest.size:
                 shown[rest] = difference_at_least(
@@ -263,15 +265,17 @@ def quick_at_least(
     n_low: FloatArray,
     level: float,
     threshold: float,
+    design_n: float,
 ) -> BoolArray:
-    """True only where ``difference_upper(s_high, n_high, s_low, n_low, level) >= threshold``.
+    """True only where ``difference_upper(s_high, n_high, s_low, n_low, level, design_n) >=
+    threshold``.
 
     The pair of cells tried is the one :func:`meshlab.stats.boundaries.difference_at_least`
     tries, the cells of ``difference_upper``'s grids that contain the points ``(xh, yl)``
     (:func:`grid_cell`). Each cell's floor in ``difference_upper`` is at most
     ``logaddexp(log(1-w) + main, log(w) + other)`` with ``M^+`` at the cell's right end and
     ``M^-`` at its left end (its monotone envelopes only lower the floor), and each of those at
-    most ``n KL(p_hat || end)``. The margin covers the rounding of both computations
+    most :func:`log_mixture_bound` there. The margin covers the rounding of both computations
     (log-mixtures of a million draws are good to ~1e-8).
     """
     th, tl = np.maximum(n_high, 1.0), np.maximum(n_low, 1.0)
@@ -283,8 +287,9 @@ def quick_at_least(
     yl = np.clip(pl - gap * vl / (vh + vl), 0.0, 1.0)
     x_left, x_right = grid_cell(s_high, n_high, xh)
     y_left, y_right = grid_cell(s_low, n_low, yl)
-    f = _kl_floor(s_high, n_high, x_left, x_right, main_upper=False)
-    g = _kl_floor(s_low, n_low, y_left, y_right, main_upper=True)
+    m = prior_size(level, design_n)
+    f = _floor_bound(s_high, n_high, x_left, x_right, m, main_upper=False)
+    g = _floor_bound(s_low, n_low, y_left, y_right, m, main_upper=True)
     margin = 1e-6 * (1.0 + (n_high + n_low) / 1e6)
     ok = (f + g < np.log(1.0 / level) - margin) & (
         np.clip(x_right - y_left, -1.0, 1.0) >= threshold
@@ -317,22 +322,53 @@ def grid_cell(s: FloatArray, n: FloatArray, point: FloatArray) -> tuple[FloatArr
     return np.asarray(left, dtype=np.float64), np.asarray(right, dtype=np.float64)
 
 
-def _n_kl(s: FloatArray, n: FloatArray, p: FloatArray) -> FloatArray:
-    """``n KL(s/n || p)``: the log of the largest likelihood ratio against rate ``p``."""
-    q = np.clip(p, _EPS, 1.0 - _EPS)  # as log_mixture clips
+def log_mixture_bound(
+    s: FloatArray, n: FloatArray, p: FloatArray, m: float, upper: bool
+) -> FloatArray:
+    """An upper bound on ``log_mixture(s, n, p, m, upper)`` that needs no posterior beta function.
+
+    With ``L(r) = r^s (1-r)^(n-s)``, prior ``Beta(a, b)`` (``a = m q``, ``b = m (1-q)``) and its
+    mass ``P`` on the alternatives (``r < q``, or ``r > q`` if ``upper``), the mixture is
+    ``M = int_alt L(r) prior(r) dr / (P L(q))``, at most the smaller of
+
+    * ``L(p_hat) / L(q) = exp(n KL(p_hat || q))`` (``L`` peaks at ``p_hat = s/n``), and
+    * ``max prior(r) B(s+1, n-s+1) / (P L(q))`` (``int_0^1 L = B(s+1, n-s+1)``; the prior's
+      density peaks at its mode when ``a, b >= 1``, else it is unbounded and this bound unused),
+
+    the second within ~log 2 of ``M`` when ``q`` is near ``p_hat``: it keeps the mixture's
+    ``sqrt(m / n)`` that the first lacks. ``q`` is ``p`` clipped as ``log_mixture`` clips it.
+    """
+    q = np.clip(p, _EPS, 1.0 - _EPS)
+    a, b = m * q, m * (1.0 - q)
     t = np.maximum(n, 1.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = special.xlogy(s, s / (t * q)) + special.xlogy(n - s, (n - s) / (t * (1.0 - q)))
-    return np.asarray(out, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        peak = special.xlogy(s, s / (t * q)) + special.xlogy(n - s, (n - s) / (t * (1.0 - q)))
+        mass = special.betainc(b, a, 1.0 - q) if upper else special.betainc(a, b, q)
+        mode = np.where(a + b > 2.0, (a - 1.0) / (a + b - 2.0), 0.5)
+        density = (
+            special.xlogy(a - 1.0, mode) + special.xlogy(b - 1.0, 1.0 - mode) - special.betaln(a, b)
+        )
+        laplace = (
+            density
+            + special.betaln(s + 1.0, n - s + 1.0)
+            - np.log(mass)
+            - s * np.log(q)
+            - (n - s) * np.log1p(-q)
+        )
+    laplace = np.where((a >= 1.0) & (b >= 1.0) & (mass > 0) & np.isfinite(laplace), laplace, np.inf)
+    return np.asarray(np.minimum(np.where(np.isnan(peak), np.inf, peak), laplace), dtype=np.float64)
 
 
-def _kl_floor(
-    s: FloatArray, n: FloatArray, left: FloatArray, right: FloatArray, main_upper: bool
+def _floor_bound(
+    s: FloatArray, n: FloatArray, left: FloatArray, right: FloatArray, m: float, main_upper: bool
 ) -> FloatArray:
     """An upper bound on a cell's floor in ``difference_upper`` (see :func:`quick_at_least`)."""
-    up = np.where((right <= 0.0) & (s > 0), np.inf, _n_kl(s, n, right))  # log_mixture: data
-    down = np.where((left >= 1.0) & (n - s > 0), np.inf, _n_kl(s, n, left))  # impossible
-    up = np.where(right >= 1.0, -np.inf, up)
+    up = log_mixture_bound(s, n, right, m, upper=True)
+    down = log_mixture_bound(s, n, left, m, upper=False)
+    # log_mixture: the data are impossible under a rate of 0 with a success, or 1 with a failure
+    up = np.where((right <= 0.0) & (s > 0), np.inf, up)
+    down = np.where((left >= 1.0) & (n - s > 0), np.inf, down)
+    up = np.where(right >= 1.0, -np.inf, up)  # as difference_upper's _interval_floor sets them
     down = np.where(left <= 0.0, -np.inf, down)
     main, other = (up, down) if main_upper else (down, up)
     return np.asarray(

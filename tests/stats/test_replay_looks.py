@@ -132,9 +132,9 @@ def test_quick_certificate_never_claims_more_than_the_bound() -> None:
     sh[100:150], sl[150:200] = nh[100:150], 0.0  # rates of 1 and 0
     shown = 0
     for level in (0.05, 0.0083):
-        bound = difference_upper(sh, nh, sl, nl, level)
+        bound = difference_upper(sh, nh, sl, nl, level, 2000.0)
         for t in (-0.05, -0.01, 0.0, 0.005, 0.02, 0.1):
-            cert = quick_at_least(sh, nh, sl, nl, level, t)
+            cert = quick_at_least(sh, nh, sl, nl, level, t, 2000.0)
             assert not np.any(cert & (bound < t))
             shown += int(cert.sum())
     assert shown > 7_000, shown  # it rules most out (of 18,000) without a single beta function
