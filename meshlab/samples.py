@@ -287,11 +287,11 @@ def _read_columns(text: str) -> Samples | None:
     if cells.shape[1] != len(COLUMNS):
         return None
     ts, arm, rid, lat, status, pred, mirrored = (cells[:, i] for i in range(len(COLUMNS)))
-    try:  # the converters of the row validator, so the values are the same
-        timestamp = np.array(list(map(float, ts.tolist())), dtype=np.float64)
-        latency = np.array(list(map(float, lat.tolist())), dtype=np.float64)
-        code = np.array(list(map(int, status.tolist())), dtype=np.int64)
-    except (ValueError, OverflowError):
+    try:  # numpy casts str objects with float() and int(): the row validator's converters
+        timestamp = ts.astype(np.float64)
+        latency = lat.astype(np.float64)
+        code = status.astype(np.int64)
+    except (ValueError, OverflowError, TypeError):
         return None
     arms = np.full(len(arm), -1, dtype=np.int8)
     for index, name in enumerate(ALL_ARMS):
