@@ -20,15 +20,21 @@ both the candidate and the control record a mirrored copy of the same ``request_
 listed as expected (``spec.analysis.expectedStatuses``, e.g. ``[400]`` for payloads meant to be
 rejected); status 0 (a transport failure or timeout) is always an error: :func:`is_error_status`.
 :class:`Samples` holds a whole file column-wise (numpy), :class:`SampleWriter` appends rows as they
-arrive, and :func:`read_samples` validates a file and names the first bad line.
+arrive, and :func:`read_samples` validates a file and names the first bad line. It reads column by
+column (numpy's C tokenizer, then one vectorised check per rule: ~1 s per million rows, where the
+row-by-row validator :func:`iter_samples` takes ~30 us a row); a file that breaks any rule is read
+again by :func:`iter_samples`, so the error and its line are exactly the row validator's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import math
+import re
+import warnings
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,7 +205,16 @@ def iter_samples(stream: IO[str], where: str = "<samples>") -> Iterator[Sample]:
         )
     seen: set[tuple[str, bool, bool]] = set()
     last = -math.inf
-    for line, row in enumerate(reader, start=2):
+    line = 1
+    rows = iter(reader)
+    while True:
+        line += 1
+        try:
+            row = next(rows)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # a NUL byte, or a field beyond the csv module's size limit
+            raise SamplesError(f"{where}:{line}: not a CSV row ({exc})") from None
         sample = _parse_row(row, line, where)
         # a shadow with a control mirrors one request to the candidate and to the control
         key = (sample.request_id, sample.mirrored, sample.arm == "control")
@@ -218,13 +233,130 @@ def iter_samples(stream: IO[str], where: str = "<samples>") -> Iterator[Sample]:
 
 
 def read_samples(path: str | Path) -> Samples:
-    """Read and validate a whole samples file."""
+    """Read and validate a whole samples file (see the module docstring for how, and how fast)."""
     file = Path(path)
     try:
         with file.open(newline="", encoding="utf-8") as fh:
-            return Samples.from_rows(list(iter_samples(fh, str(file))))
+            text = fh.read()
     except OSError as exc:
         raise SamplesError(f"{file}: cannot read the samples file ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        raise SamplesError(
+            f"{file}: byte {exc.start} is not UTF-8 ({exc.reason}); write the file as UTF-8"
+        ) from None
+    fast = _read_columns(text)
+    if fast is not None:
+        return fast
+    return Samples.from_rows(list(iter_samples(io.StringIO(text, newline=""), str(file))))
+
+
+_NUMBERS = re.compile(r"[0-9eE+\-.]+")  # texts made of these hold no separator of a JSON array
+_IMMUTABLE = (str, int, float, bool, type(None))
+
+
+def _read_columns(text: str) -> Samples | None:
+    """The file column-wise if every row keeps every rule of :func:`iter_samples`, else None.
+
+    Each value is converted by the function the row validator uses (``float``, ``int``,
+    ``json.loads``), so the columns are identical to ``Samples.from_rows(list(iter_samples(...)))``
+    (numpy's tokenizer splits fields as the csv module does: quotes, doubled quotes, delimiters
+    and newlines inside quotes).
+    Inputs whose tokenisation could differ from the csv module's go to the row validator: a
+    ``\r`` (line endings inside quotes), a NUL, a blank line (numpy skips it, csv yields an
+    empty row), a header that is not the plain column list.
+    """
+    head, _, body = text.partition("\n")
+    if head != ",".join(COLUMNS) or not body or "\r" in text or "\x00" in text or "\n\n" in text:
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter(
+                "error"
+            )  # any doubt (a short row, an odd number) goes to the rows
+            cells = np.loadtxt(
+                io.StringIO(body),
+                delimiter=",",
+                quotechar='"',
+                dtype=object,
+                comments=None,
+                ndmin=2,
+                encoding=None,
+            )
+    except (ValueError, Warning):
+        return None
+    if cells.shape[1] != len(COLUMNS):
+        return None
+    ts, arm, rid, lat, status, pred, mirrored = (cells[:, i] for i in range(len(COLUMNS)))
+    try:  # numpy casts str objects with float() and int(): the row validator's converters
+        timestamp = ts.astype(np.float64)
+        latency = lat.astype(np.float64)
+        code = status.astype(np.int64)
+    except (ValueError, OverflowError, TypeError):
+        return None
+    arms = np.full(len(arm), -1, dtype=np.int8)
+    for index, name in enumerate(ALL_ARMS):
+        arms[arm == name] = index
+    one, zero = mirrored == "1", mirrored == "0"
+    if (
+        not (np.isfinite(timestamp).all() and (timestamp >= 0).all())
+        or (arms < 0).any()
+        or (rid == "").any()
+        or not (np.isfinite(latency).all() and (latency >= 0).all())
+        or not ((code == 0) | ((code >= 100) & (code <= 599))).all()
+        or not (one | zero).all()
+        or (np.diff(timestamp) < 0).any()
+    ):
+        return None
+    control = arms == CONTROL
+    for mirror in (one, zero):  # a request id once per (mirrored, control) as iter_samples keys it
+        for group in (mirror & control, mirror & ~control):
+            ids = rid[group].tolist()
+            if len(set(ids)) != len(ids):
+                return None
+    predictions = _predictions(pred.tolist())
+    if predictions is None:
+        return None
+    return Samples(
+        timestamp,
+        arms,
+        np.array(rid.tolist(), dtype=np.str_),
+        latency,
+        code.astype(np.int32),
+        predictions,
+        one,
+    )
+
+
+def _predictions(texts: list[str]) -> npt.NDArray[np.object_] | None:
+    """Parsed JSON of each prediction (None where empty), or None if one is not JSON.
+
+    Each distinct text is parsed once (labels repeat), by ``json.loads``; when every distinct
+    text is made of number characters only, all of them in one ``json.loads`` of the texts joined
+    into an array (one text cannot spill into the next without a separator, so the array has
+    one value per text, each the value ``json.loads`` gives the text alone). Lists and objects
+    are parsed again per row, so no two rows share a mutable value.
+    """
+    table: dict[str, Any] = dict.fromkeys(texts)
+    table.pop("", None)
+    keys = list(table)
+    try:
+        parsed = None
+        if keys and _NUMBERS.fullmatch("".join(keys)):
+            with contextlib.suppress(ValueError):
+                parsed = json.loads("[" + ",".join(keys) + "]")
+        if parsed is None or len(parsed) != len(keys):
+            parsed = [json.loads(key) for key in keys]
+    except (ValueError, RecursionError):
+        return None
+    table.update(zip(keys, parsed, strict=True))
+    table[""] = None
+    shared = [key for key, value in zip(keys, parsed, strict=True) if type(value) not in _IMMUTABLE]
+    if shared:
+        fresh = set(shared)
+        values = [json.loads(t) if t in fresh else table[t] for t in texts]
+    else:
+        values = list(map(table.__getitem__, texts))
+    return np.array([*values, 0], dtype=object)[:-1]
 
 
 class SampleWriter:

@@ -115,8 +115,10 @@ class _Categories:
             uniq, inverse = np.unique(np.floor(x / eps) if eps > 0 else x, return_inverse=True)
             known = [table.setdefault(("num", float(u)), len(table)) for u in uniq.tolist()]
             return np.asarray(np.asarray(known, dtype=np.int64)[inverse], dtype=np.int64)
-        if kinds == {str}:  # fast path: labels are their own keys
-            return np.fromiter((table.setdefault(v, len(table)) for v in values), dtype=np.int64)
+        if kinds == {str}:  # fast path: labels are their own keys, coded in first-seen order
+            for v in dict.fromkeys(values):  # the distinct labels, in C
+                table.setdefault(v, len(table))
+            return np.fromiter(map(table.__getitem__, values), dtype=np.int64, count=len(values))
         return np.fromiter(
             (table.setdefault(_prediction_key(v, eps), len(table)) for v in values), dtype=np.int64
         )

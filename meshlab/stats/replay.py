@@ -2,18 +2,18 @@
 
 ``meshlab analyze --replay`` must give exactly what feeding :class:`Comparison` ``every`` rows at a
 time and assessing after each batch gives: the first look with a decision, and the assessment
-there. Done naively a look costs O(histogram bins) plus ~20 two-arm difference bounds (~1 ms
-each), so 20,000 looks take minutes. Here looks are judged in blocks, vectorised over the looks:
+there. Done naively a look costs O(histogram bins) (~23,000) plus ~20 two-arm difference bounds
+(~1 ms each), so 20,000 looks take minutes. Here looks are judged in blocks, vectorised over the
+looks, and no look costs O(bins):
 
 * sufficient statistics per look are prefix sums over the rows (counts, errors, categories,
-  completed pairs), computed once;
-* a quantile's order statistic at each look comes from the histogram at the block's start plus
-  the block's own rows, sorted by bin, with a per-look running count over them (no cumulative
-  histogram per look);
+  completed pairs), computed once with one ``bincount`` each;
+* a quantile's order statistics at each look come from a wavelet matrix over the arm's bins
+  (:class:`meshlab.stats.ranks.PrefixRanks`): O(log bins) a look, exact;
 * a look can decide only if some metric's lower bound passes its abort threshold or every
-  metric's upper bound is below its tolerance. For the two-arm difference bounds (error rate, TV
-  events) :func:`meshlab.stats.boundaries.difference_at_least` first proves cheaply, for most
-  looks, that a bound is on the undecided side; the exact bound is computed only where it is not.
+  metric's upper bound is below its tolerance; the two-arm difference bounds (error rate, TV
+  events) are first ruled out by certificates, and computed exactly only where they are not
+  (:mod:`meshlab.stats.replay_verdicts`).
 
 The verdict at a look depends only on the data up to it (the confidence sequences are not
 intersected across looks here; :class:`Comparison` is built with ``intersect=False`` for a replay
@@ -23,7 +23,6 @@ assessment is then computed by an ordinary :class:`Comparison` fed the rows up t
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -33,13 +32,17 @@ import numpy.typing as npt
 from meshlab.samples import Samples
 from meshlab.spec.analysis import Metric
 from meshlab.stats import latency, rates
-from meshlab.stats.boundaries import difference_at_least, difference_upper
 from meshlab.stats.comparison import Comparison, _Categories, predictions_differ
+from meshlab.stats.ranks import PrefixRanks
+from meshlab.stats.replay_verdicts import Difference, Exact, Parts, Test, judge, m_threshold
 from meshlab.stats.results import Assessment
+
+# The verdict tests are re-exported: the simulation (meshlab.stats.simulate) judges with them too.
+__all__ = ["Difference", "Exact", "Looks", "Test", "judge", "replay"]
 
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
-_CELLS = 4_000_000  # block size: looks^2 x rows-per-look stays under this many counters
+BLOCK = 256  # looks judged together: large enough to vectorise, small enough to stop early
 
 
 def replay(make: Callable[[], Comparison], data: Samples, every: int) -> Assessment:
@@ -49,10 +52,10 @@ def replay(make: Callable[[], Comparison], data: Samples, every: int) -> Assessm
     three_arm = probe.control and probe.mode == "shadow" and bool(probe._divergence)
     if not probe.sequential or probe.intersect or len(data) == 0 or three_arm:
         return _stepwise(probe, data, every)
-    looks = _Looks(probe, data, every)
-    block = max(1, min(512, int(math.sqrt(_CELLS / every))))
-    for j0 in range(0, looks.count, block):
-        decided = looks.decided(j0, min(j0 + block, looks.count))
+    looks = Looks(probe, data, every)
+    for j0 in range(0, looks.count, BLOCK):
+        abort, promote = looks.verdicts(j0, min(j0 + BLOCK, looks.count))
+        decided = abort | promote
         if decided.any():
             end = int(looks.ends[j0 + int(np.argmax(decided))])
             break
@@ -75,8 +78,8 @@ def _stepwise(comparison: Comparison, data: Samples, every: int) -> Assessment:
     return assessment
 
 
-class _Looks:
-    """Per-look sufficient statistics of a whole file and the verdict test per block of looks."""
+class Looks:
+    """Per-look sufficient statistics of a whole file and the verdicts of any block of looks."""
 
     def __init__(self, c: Comparison, data: Samples, every: int) -> None:
         self.c = c
@@ -85,13 +88,12 @@ class _Looks:
         self.count = int(self.ends.size)
         slot = c._slots(data)  # the rows Comparison compares (reference 0, candidate 1)
         use = slot >= 0
-        self.rows = np.flatnonzero(use)  # used rows, by position in the file
         self.arm = slot[use]
-        self.look_of = np.searchsorted(self.ends, self.rows, side="right")  # look of each row
-        self.bins = c.grid.index(data.latency_ms[use])
-        self.n = self._prefix(np.eye(2, dtype=np.int64)[self.arm])  # (looks, 2)
+        self.look_of = np.searchsorted(self.ends, np.flatnonzero(use), side="right")
         err = data.errors(c.analysis.expected_statuses)[use]
-        self.err = self._prefix(np.eye(2, dtype=np.int64)[self.arm] * err[:, None])
+        counts = self._prefix(self.look_of, self.arm + 2 * err, 4)  # (looks, arm x error)
+        self.n = counts[:, :2] + counts[:, 2:]
+        self.err = counts[:, 2:]
         self.divergence: dict[str, Any] = {}
         for m in c.analysis.metrics:
             if m.type != "prediction-divergence":
@@ -100,19 +102,20 @@ class _Looks:
                 self.divergence[m.name] = self._categories(m, data, use)
             else:
                 self.divergence[m.name] = self._pairs(m, data, use)
-        self.hist = np.zeros((2, c.grid.size), dtype=np.int64)  # rows before the current block
-        self._finders: dict[int, Callable[[IntArray], IntArray]] = {}
+        self._bins: IntArray | None = None
+        if any(m.type == "latency" for m in c.analysis.metrics):
+            self._bins = c.grid.index(data.latency_ms[use])
+        self._ranks: dict[int, PrefixRanks] = {}
 
-    def _prefix(self, per_row: npt.NDArray[np.int64]) -> IntArray:
-        """Cumulative sums of per-row values at each look's end: (looks, ...)."""
-        per_look = np.zeros((self.count, *per_row.shape[1:]), dtype=np.int64)
-        np.add.at(per_look, self.look_of, per_row)
-        return np.asarray(np.cumsum(per_look, axis=0), dtype=np.int64)
+    def _prefix(self, look: IntArray, cell: IntArray, cells: int) -> IntArray:
+        """Cumulative counts of rows per cell at each look's end: (looks, cells)."""
+        flat = np.bincount(look * cells + cell, minlength=self.count * cells)
+        return np.asarray(np.cumsum(flat.reshape(self.count, cells), axis=0), dtype=np.int64)
 
     def _categories(self, m: Metric, data: Samples, use: BoolArray) -> tuple[IntArray, IntArray]:
         """Per-look category counts (looks, 2, K) in first-seen order, and K seen per look."""
         preds = data.prediction[use]
-        keep = np.array([p is not None for p in preds], dtype=bool)
+        keep = np.fromiter((p is not None for p in preds), dtype=bool, count=preds.size)
         codes = _Categories(m.epsilon)._codes(preds[keep].tolist())
         k = int(codes.max()) + 1 if codes.size else 0
         first = np.full(k, np.iinfo(np.int64).max)
@@ -120,14 +123,10 @@ class _Looks:
         rank = np.empty(k, dtype=np.int64)
         rank[np.argsort(first, kind="stable")] = np.arange(k)
         codes = rank[codes]
-        onehot = np.zeros((codes.size, 2, k), dtype=np.int64)
-        onehot[np.arange(codes.size), self.arm[keep], codes] = 1
-        full = np.zeros((self.arm.size, 2, k), dtype=np.int64)
-        full[keep] = onehot
-        counts = self._prefix(full)
-        seen = np.zeros(self.arm.size, dtype=np.int64)
-        seen[np.flatnonzero(keep)[np.sort(first)]] = 1
-        return counts, self._prefix(seen)
+        look = self.look_of[keep]
+        counts = self._prefix(look, self.arm[keep] * k + codes, 2 * k).reshape(self.count, 2, k)
+        seen = self._prefix(look[np.sort(first)], np.zeros(k, dtype=np.int64), 1)[:, 0]
+        return counts, seen
 
     def _pairs(self, m: Metric, data: Samples, use: BoolArray) -> tuple[IntArray, IntArray]:
         """Per-look (pairs, differ) of the shadow pairing, exactly as ``_Pairs`` pairs rows."""
@@ -146,26 +145,25 @@ class _Looks:
                     differ[i] = predictions_differ(pred, mate, m.epsilon)
             else:
                 waiting[s][rid] = pred
-        return self._prefix(done), self._prefix(differ)
+        stats = self._prefix(self.look_of, done + 2 * differ, 4)  # differ implies done
+        return stats[:, 1] + stats[:, 3], stats[:, 3]
 
     def decided(self, j0: int, j1: int) -> BoolArray:
-        """Whether each look in [j0, j1) reaches a decision; advances the block histogram.
+        """Whether each look in [j0, j1) reaches a decision."""
+        abort, promote = self.verdicts(j0, j1)
+        return np.asarray(abort | promote, dtype=np.bool_)
 
-        First every metric gives, per look, "cannot fail" and "cannot pass" (exact for the cheap
-        metrics, certificates for the difference bounds). A look where no metric can fail and
-        some metric cannot pass is undecided; only the other looks get exact bounds.
-        """
+    def verdicts(self, j0: int, j1: int) -> tuple[BoolArray, BoolArray]:
+        """(abort, promote) at each look in [j0, j1), as assessing there would rule."""
         c = self.c
         a, b = c.alpha_share, c.analysis.beta
         n = self.n[j0:j1]
         empty = (n[:, 0] == 0) | (n[:, 1] == 0)
-        block_rows = (self.look_of >= j0) & (self.look_of < j1)
-        self._finders = {}
         tests: list[Test] = []
         for m in c.analysis.metrics:
             thr, tol, design = m_threshold(m), float(m.tolerance), c.design(m)
             if m.type == "latency":
-                lo, hi = self._latency(m, j0, j1, block_rows, a, b, design)
+                lo, hi = self._latency(m, j0, j1, a, b, design)
                 tests.append(Exact((lo > thr) & ~empty, (hi < tol) & ~empty))
             elif m.type == "error-rate" and c.mode == "canary":
                 e = self.err[j0:j1]
@@ -184,25 +182,31 @@ class _Looks:
                 tests.append(Exact((lo_ > thr) & (pairs > 0), (hi_ < tol) & (pairs > 0)))
             else:
                 tests.append(self._tv(m, j0, j1, a, b, thr, tol, design))
-        np.add.at(self.hist, (self.arm[block_rows], self.bins[block_rows]), 1)
-        abort, promote = judge(tests, j1 - j0)
-        return np.asarray(abort | promote, dtype=np.bool_)
+        return judge(tests, j1 - j0)
+
+    def _rank(self, arm: int, rows: int) -> PrefixRanks:
+        """The wavelet matrix of the arm's bins over at least its first ``rows`` rows.
+
+        Built over a prefix that grows 4x when a look needs more, so a replay that stops early
+        does not index the whole file, and all builds cost at most 4/3 of one over the file.
+        """
+        have = self._ranks.get(arm)
+        if have is None or have.n < rows:
+            assert self._bins is not None
+            mine = self._bins[self.arm == arm]
+            size = min(mine.size, max(rows, 4 * (have.n if have else 0), 4096))
+            have = self._ranks[arm] = PrefixRanks(mine[:size], self.c.grid.size)
+        return have
 
     def _latency(
-        self, m: Metric, j0: int, j1: int, block_rows: BoolArray, a: float, b: float, design: float
+        self, m: Metric, j0: int, j1: int, a: float, b: float, design: float
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
         q = float(m.quantile if m.quantile is not None else 0.5)
-        grid = self.c.grid
         bounds = []
         for arm, levels in ((0, (b / 2, a / 2)), (1, (a / 2, b / 2))):
-            if arm not in self._finders:
-                mine = block_rows & (self.arm == arm)
-                self._finders[arm] = _rank_finder(
-                    np.cumsum(self.hist[arm]), self.bins[mine], self.look_of[mine] - j0, j1 - j0
-                )
-            kth = self._finders[arm]
             n = self.n[j0:j1, arm]
-            bounds.append(latency.quantile_bounds_by_rank(n, kth, q, *levels, grid, design))
+            kth = _kth_at(self._rank(arm, int(n[-1])), n)
+            bounds.append(latency.quantile_bounds_by_rank(n, kth, q, *levels, self.c.grid, design))
         lo, _, hi = latency.ratio_from_bounds(bounds[0], bounds[1])
         return lo, hi
 
@@ -219,188 +223,23 @@ class _Looks:
             data = (nq > 0) & (np_ > 0)
             if 2 <= k <= rates.MAX_SET_CATEGORIES:
                 sets = rates._subsets(int(k))
-                pa, qa = p @ sets.T, q @ sets.T
                 events = sets.shape[0]
                 up = b if rates.UPPER_PER_EVENT else b / events
                 test: Test = Difference(
-                    qa,
-                    nq[:, None],
-                    pa,
-                    np_[:, None],
-                    a / events,
-                    up,
-                    thr,
-                    tol,
-                    design,
-                    data[:, None],
-                )
+                    q @ sets.T, nq[:, None], p @ sets.T, np_[:, None],
+                    a / events, up, thr, tol, design, data[:, None],
+                )  # fmt: skip
             else:
                 lo_, _, hi_ = rates.tv_interval(q, p, a, b, True, design)
                 test = Exact((lo_ > thr) & data, (hi_ < tol) & data)
             parts.append((at, test))
-        return _Parts(j1 - j0, parts)
+        return Parts(j1 - j0, parts)
 
 
-class Test:
-    """One metric's verdict test over a block of looks: cheap rule-outs, exact on demand."""
-
-    no_fail: BoolArray  # certainly no abort from this metric at the look
-    no_pass: BoolArray  # certainly not within tolerance at the look
-
-    def exact(self, at: IntArray) -> tuple[BoolArray, BoolArray]:
-        """(fail, pass) at the looks ``at``."""
-        raise NotImplementedError
-
-
-class Exact(Test):
-    def __init__(self, fail: BoolArray, ok: BoolArray) -> None:
-        self.fail, self.ok = fail, ok
-        self.no_fail, self.no_pass = ~fail, ~ok
-
-    def exact(self, at: IntArray) -> tuple[BoolArray, BoolArray]:
-        return self.fail[at], self.ok[at]
-
-
-class _Parts(Test):
-    """A test assembled from tests over disjoint subsets of the looks (TV by label count)."""
-
-    def __init__(self, size: int, parts: list[tuple[IntArray, Test]]) -> None:
-        self.parts = parts
-        self.no_fail = np.ones(size, dtype=bool)
-        self.no_pass = np.ones(size, dtype=bool)
-        self.where = np.zeros(size, dtype=np.int64)
-        self.offset = np.zeros(size, dtype=np.int64)
-        for i, (at, t) in enumerate(parts):
-            self.no_fail[at], self.no_pass[at] = t.no_fail, t.no_pass
-            self.where[at], self.offset[at] = i, np.arange(at.size)
-
-    def exact(self, at: IntArray) -> tuple[BoolArray, BoolArray]:
-        fail = np.zeros(at.size, dtype=bool)
-        ok = np.zeros(at.size, dtype=bool)
-        for i, (_, t) in enumerate(self.parts):
-            sel = self.where[at] == i
-            if sel.any():
-                fail[sel], ok[sel] = t.exact(self.offset[at][sel])
-        return fail, ok
-
-
-class Difference(Test):
-    """``lower = -du(base over cand) > thr`` and ``upper = du(cand over base) < tol`` per look.
-
-    Two-dimensional inputs hold TV events on the last axis: fail if any event fails, pass if all
-    pass, after clipping to [0, 1] as :func:`meshlab.stats.rates.tv_interval` does.
-    """
-
-    def __init__(
-        self,
-        s_base: npt.NDArray[Any],
-        n_base: npt.NDArray[Any],
-        s_cand: npt.NDArray[Any],
-        n_cand: npt.NDArray[Any],
-        a: float,
-        b: float,
-        thr: float,
-        tol: float,
-        design: float,
-        has_data: BoolArray,
-    ) -> None:
-        shape = np.broadcast_shapes(s_base.shape, n_base.shape, s_cand.shape, n_cand.shape)
-        self.sb, self.nb, self.sc, self.nc = (
-            np.broadcast_to(x, shape).astype(np.float64) for x in (s_base, n_base, s_cand, n_cand)
-        )
-        self.events = len(shape) == 2
-        self.a, self.b, self.thr, self.tol, self.design = a, b, thr, tol, design
-        self.has_data: BoolArray = np.asarray(
-            np.broadcast_to(has_data, shape).reshape(shape[0], -1).all(axis=-1), dtype=np.bool_
-        )
-        # fail <=> du(base, cand) < -thr for some event; "at least -thr" rules an event out
-        self.fail_out = difference_at_least(self.sb, self.nb, self.sc, self.nc, a, -thr, design)
-        self.pass_out = difference_at_least(self.sc, self.nc, self.sb, self.nb, b, tol, design)
-        if self.events:
-            self.no_fail = self.fail_out.all(axis=-1) | ~self.has_data
-            self.no_pass = self.pass_out.any(axis=-1) | ~self.has_data
-        else:
-            self.no_fail, self.no_pass = (
-                self.fail_out | ~self.has_data,
-                self.pass_out | ~self.has_data,
-            )
-
-    def exact(self, at: IntArray) -> tuple[BoolArray, BoolArray]:
-        sb, nb, sc, nc = self.sb[at], self.nb[at], self.sc[at], self.nc[at]
-        low = np.full(sb.shape, -np.inf)
-        need = ~self.fail_out[at]
-        if need.any():
-            low[need] = -difference_upper(
-                sb[need], nb[need], sc[need], nc[need], self.a, self.design
-            )
-        high = np.full(sb.shape, np.inf)
-        need = ~self.pass_out[at]
-        if self.events:  # an event shown >= tol already rules the look's pass out
-            need &= ~self.pass_out[at].any(axis=-1, keepdims=True)
-        if need.any():
-            high[need] = difference_upper(
-                sc[need], nc[need], sb[need], nb[need], self.b, self.design
-            )
-        if self.events:
-            lower = np.clip(low, 0.0, 1.0).max(axis=-1)
-            upper = np.clip(high, 0.0, 1.0).max(axis=-1)
-        else:
-            lower, upper = low, high
-        data = self.has_data[at]
-        return (lower > self.thr) & data, (upper < self.tol) & data
-
-
-def m_threshold(m: Metric) -> float:
-    """The metric's abort threshold (as in :class:`meshlab.stats.results.MetricResult`)."""
-    return float(m.tolerance) if m.abort_on == "beyond-tolerance" else 0.0
-
-
-def judge(tests: list[Test], size: int) -> tuple[BoolArray, BoolArray]:
-    """(abort, promote) per look from the metrics' tests, as :func:`meshlab.stats.decide` rules.
-
-    A look where no metric can fail and some metric cannot pass is inconclusive without exact
-    bounds; only the other looks ask the tests for them.
-    """
-    settled = np.all([t.no_fail for t in tests], axis=0)
-    settled &= np.any([t.no_pass for t in tests], axis=0)
-    abort = np.zeros(size, dtype=bool)
-    promote = np.zeros(size, dtype=bool)
-    at = np.flatnonzero(~settled)
-    if at.size:
-        exact = [t.exact(at) for t in tests]
-        abort[at] = np.any([f for f, _ in exact], axis=0)
-        promote[at] = ~abort[at] & np.all([o for _, o in exact], axis=0)
-    return abort, promote
-
-
-def _rank_finder(
-    cum0: IntArray, new_bins: IntArray, new_look: IntArray, looks: int
-) -> Callable[[IntArray], IntArray]:
-    """``kth_bin`` per look of a block: the histogram before it plus its own rows up to the look.
-
-    Row counts below bin ``x`` at look ``l``: ``cum0[x] + cnt[l, #new rows with bin <= x]``, with
-    ``cnt[l, r]`` the number of the first ``r`` bin-sorted new rows that arrived by look ``l``.
-    """
-    order = np.argsort(new_bins, kind="stable")
-    sorted_bins, sorted_look = new_bins[order], new_look[order]
-    cnt = np.zeros((looks, sorted_bins.size + 1), dtype=np.int64)
-    if sorted_bins.size:
-        arrived = sorted_look[None, :] <= np.arange(looks)[:, None]
-        cnt[:, 1:] = np.cumsum(arrived, axis=1)
-    size = cum0.size
-    steps = math.ceil(math.log2(size + 1)) + 1
+def _kth_at(ranks: PrefixRanks, n: IntArray) -> Callable[[IntArray], IntArray]:
+    """``kth_bin`` for :func:`meshlab.stats.latency.quantile_bounds_by_rank` at looks of sizes n."""
 
     def kth_bin(k: IntArray) -> IntArray:
-        k = np.asarray(k, dtype=np.int64)
-        row = np.arange(looks)
-        lo, hi = np.zeros(looks, dtype=np.int64), np.full(looks, size, dtype=np.int64)
-        for _ in range(steps):  # first bin x with count(x) >= k; ``size`` if none
-            mid = (lo + hi) // 2
-            safe = np.minimum(mid, size - 1)
-            count = cum0[safe] + cnt[row, np.searchsorted(sorted_bins, safe, side="right")]
-            reached = (count >= k) | (mid >= size)
-            hi = np.where(reached, mid, hi)
-            lo = np.where(reached, lo, mid + 1)
-        return hi
+        return ranks.kth(n, k)
 
     return kth_bin
