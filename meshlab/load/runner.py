@@ -282,10 +282,14 @@ class LoadRun:
     def batches(self, poll: float = 0.25) -> Iterator[SampleBatch]:
         """Ordered batches of samples while Locust runs; ends once it has exited and all is read.
 
+        A batch comes whenever there are rows or the watermark moved (a merge downstream can then
+        release other sources' rows up to it even while the load is quiet).
+
         Safe to call again after an interruption (e.g. ``KeyboardInterrupt``): it resumes.
         """
         if not self._procs:
             raise LoadError("the load run was not started; call start() or use it in a with block")
+        mark = -math.inf
         while not self._finished:
             master = self._procs[0]
             if master.poll() is not None:
@@ -322,7 +326,8 @@ class LoadRun:
             if self._stop_at is not None and now > self._stop_at + self.grace:
                 self.close()  # Locust did not stop by itself in time
             batch = self._batch(now)
-            if batch.samples or batch.late:
+            if batch.samples or batch.late or batch.watermark > mark:  # a new promise is news
+                mark = batch.watermark
                 yield batch
             time.sleep(poll)
 
