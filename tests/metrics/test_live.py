@@ -137,7 +137,9 @@ def arm_window(start: float, end: float, baseline: int, candidate: int) -> Windo
             range(baseline)]  # fmt: skip
     rows += [Sample(start + 0.1 * i, "candidate", f"prom-c{start}-{i}", 5.0, 200, "", True) for i
              in range(candidate)]  # fmt: skip
-    samples = Samples.from_rows(sorted(rows, key=lambda r: r.timestamp)) if rows else empty_samples()
+    samples = (
+        Samples.from_rows(sorted(rows, key=lambda r: r.timestamp)) if rows else empty_samples()
+    )
     return Window(start, end, samples)
 
 
