@@ -161,6 +161,13 @@ class MergedSamples:
         return None
 
     @property
-    def load(self) -> LiveSamples | None:
-        """The source named ``load`` (what the report walks to count unattributed rows)."""
-        return self.sources.get("load")
+    def load(self) -> object | None:
+        """The load generator's source: the one named ``load``, or a source's own ``load`` (the
+        Prometheus source drains it); what the report walks to count unattributed rows."""
+        if "load" in self.sources:
+            return self.sources["load"]
+        for source in self.sources.values():
+            load: object | None = getattr(source, "load", None)
+            if load is not None:
+                return load
+        return None

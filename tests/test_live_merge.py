@@ -155,3 +155,16 @@ def test_silence_comes_from_the_first_source_that_has_one() -> None:
     b.reason = "no shadow predictions since 15:02:11Z (collector: 3 primaries unpaired)"
     assert silence_of(merge) == b.reason
     assert silence_of(object()) is None  # a source without silence() has nothing to say
+
+
+def test_the_load_is_found_by_name_or_through_the_source_that_drains_it() -> None:
+    load = Scripted("load", [([], 1.0)])
+    assert MergedSamples({"load": load, "tap": Scripted("tap", [])}).load is load
+
+    class Draining(Scripted):
+        def __init__(self) -> None:
+            super().__init__("prometheus", [])
+            self.load = load
+
+    assert MergedSamples({"prometheus": Draining()}).load is load
+    assert MergedSamples({"tap": Scripted("tap", [])}).load is None
