@@ -239,16 +239,25 @@ def analysis_core(
     analysis: Any,
     mode: str,
     bounds: Callable[[], Sequence[float]] | None,
+    *,
+    control: bool = False,
 ) -> Any:
     """The comparison one phase runs, for the rows the run's live source gives it.
 
-    Raw rows: :class:`~meshlab.stats.Comparison`. Prometheus's pseudo-samples (``bounds``):
-    :class:`~meshlab.metrics.BracketedComparison`. Both in one stream (``source: prometheus``
-    with the collector): :class:`~meshlab.metrics.sourced.SourcedComparison`, latency and errors
-    from Prometheus, divergence from the collector's pairs.
+    Raw rows: :class:`~meshlab.stats.Comparison` (``control``: candidate against the control
+    arm). Prometheus's pseudo-samples (``bounds``): :class:`~meshlab.metrics.BracketedComparison`.
+    Both in one stream (``source: prometheus`` with the collector):
+    :class:`~meshlab.metrics.sourced.SourcedComparison`, latency and errors from Prometheus,
+    divergence from the collector's pairs. Prometheus's series name no control arm, so a control
+    is compared on raw samples only.
     """
     if bounds is None:
-        return Comparison(analysis, mode)  # type: ignore[arg-type]
+        return Comparison(analysis, mode, control=control)  # type: ignore[arg-type]
+    if control:
+        raise ConfigError(
+            "spec.control: a control arm is compared on raw samples; use metrics.source: samples "
+            "(or collector) with a control"
+        )
     if uses_collector(experiment):
         from meshlab.metrics.sourced import SourcedComparison
 

@@ -143,6 +143,10 @@ def test_prometheus_with_a_collector_is_accepted_and_analysed_by_source() -> Non
     core = analysis_core(alone, alone.spec.analysis, "shadow", bounds)
     assert isinstance(core, BracketedComparison)
     assert isinstance(analysis_core(alone, alone.spec.analysis, "shadow", None), Comparison)
+    raw = analysis_core(alone, alone.spec.analysis, "shadow", None, control=True)
+    assert isinstance(raw, Comparison) and raw.control
+    with pytest.raises(ConfigError, match=r"^spec.control: "):
+        analysis_core(alone, alone.spec.analysis, "shadow", bounds, control=True)
 
 
 def test_a_bracketed_comparison_refuses_raw_rows_beside_prometheus_rows() -> None:
