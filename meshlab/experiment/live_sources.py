@@ -46,7 +46,13 @@ def samples_source(
     closers: list[Callable[[], None]],
     run_dir: Path,
 ) -> LiveSource:
-    """Raw samples: the load generator's rows and the mesh's mirrored copies."""
+    """Raw samples: the load generator's rows and, in a shadow test, the mesh's mirrored copies.
+
+    Only a shadow step mirrors: elsewhere the tap would add nothing but its lag to every row (an
+    abort reached a second later is a second more of users on a bad candidate).
+    """
+    if experiment.spec.strategy != "shadow":
+        return MergedSamples({"load": load}), None
     return LocalMeshSamples(load, mirrored), None
 
 

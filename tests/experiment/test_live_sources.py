@@ -162,3 +162,17 @@ def test_a_cluster_shadow_without_a_collector_is_still_refused() -> None:
     exp = experiment(target={"kind": "kubernetes"})
     with pytest.raises(ConfigError, match=r"^spec.metrics.collector: "):
         check_collector(exp)
+
+
+def test_only_a_shadow_test_reads_the_tap(tmp_path: Any) -> None:
+    from meshlab.experiment.live_sources import samples_source
+
+    def sources(exp: Experiment) -> set[str]:
+        load = LoadSamples(ScriptedRun([]), poll=0.01)  # type: ignore[arg-type]
+        live, bounds = samples_source(exp, load, list, [], tmp_path)
+        assert bounds is None
+        return set(live.sources)  # type: ignore[attr-defined]
+
+    assert sources(experiment()) == {"load", "tap"}
+    canary = experiment(strategy="canary", canary={"steps": [10, 100]})
+    assert sources(canary) == {"load"}  # no mirror, so no tap lag on every row
