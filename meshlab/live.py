@@ -72,6 +72,12 @@ def silence_of(source: object) -> str | None:
     return reason if isinstance(reason, str) and reason else None
 
 
+def flush_rows(source: object) -> list[Sample]:
+    """At the end of a run: every row the source still holds (its ``flush()``), or [] if none."""
+    flush = getattr(source, "flush", None)
+    return list(flush()) if callable(flush) else []
+
+
 Observer = Callable[[str, list[Sample]], None]
 
 
@@ -110,6 +116,26 @@ class MergedSamples:
                 self._merge.add(name, rows, source.watermark)
         batch = self._merge.release()
         return [*batch.samples, *batch.late]
+
+    def flush(self) -> list[Sample]:
+        """The run is over: what every source still has, and every row held back, in order.
+
+        Each source is polled once more without waiting (after the load was stopped and joined, its
+        last rows), then every watermark is taken as passed. Rows behind the stream are late as
+        always. The samples file then holds every request, whatever the lags held at the end.
+        """
+        rows: list[Sample] = []
+        for name, source in self.sources.items():
+            if name not in self._done:
+                new = source.poll(0.0)
+                if new and self._observe is not None:
+                    self._observe(name, new)
+                self._merge.add(name, new)
+                self._merge.finish(name)
+                self._done.add(name)
+        batch = self._merge.release()
+        rows += [*batch.samples, *batch.late]
+        return rows
 
     @property
     def watermark(self) -> float:

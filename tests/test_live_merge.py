@@ -15,7 +15,7 @@ from collections import Counter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meshlab.live import MergedSamples, silence_of
+from meshlab.live import MergedSamples, flush_rows, silence_of
 from meshlab.samples import Sample
 
 Step = tuple[list[float], float]  # rows delivered at one poll, the watermark promised after it
@@ -168,3 +168,14 @@ def test_the_load_is_found_by_name_or_through_the_source_that_drains_it() -> Non
 
     assert MergedSamples({"prometheus": Draining()}).load is load
     assert MergedSamples({"tap": Scripted("tap", [])}).load is None
+
+
+def test_flush_hands_on_every_row_still_held_at_the_end_of_a_run() -> None:
+    load = Scripted("load", [([1.0, 2.0], 5.0), ([6.0], 7.0), ([], 8.0)])
+    tap = Scripted("tap", [([1.5], 1.0), ([], 1.0)])  # its lag holds everything after 1.0
+    merge = MergedSamples({"load": load, "tap": tap})
+    assert merge.poll(0.0) == []
+    rows = flush_rows(merge)  # the load's next step and everything held, whatever the marks
+    assert [r.timestamp for r in rows] == [1.0, 1.5, 2.0, 6.0]
+    assert merge.pending == 0 and merge.late == 0
+    assert flush_rows(object()) == []  # a source that holds nothing back

@@ -14,6 +14,7 @@ from typing import Any, Literal, Protocol
 
 from meshlab.clock import Clock as Clock  # defined once there; re-exported for the controller
 from meshlab.live import LiveSamples as LiveSamples  # defined once there (below the backends)
+from meshlab.live import flush_rows as flush_rows
 from meshlab.live import silence_of as silence_of
 from meshlab.samples import Sample
 
