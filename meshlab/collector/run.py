@@ -21,9 +21,10 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 
-from meshlab.collector.live import CollectorLiveSamples, TrafficSource
+from meshlab.collector.live import CollectorLiveSamples
 from meshlab.collector.server import Collector, collector_from_spec
 from meshlab.errors import ConfigError
+from meshlab.live import LiveSamples
 from meshlab.spec.metrics import CollectorSpec
 
 COLLECTOR_FILE = "collector.json"
@@ -52,8 +53,15 @@ class RunCollector:
         self._lock = threading.Lock()
         self._closed = False
 
-    def start(self, load: TrafficSource, *, settle: float = 5.0) -> CollectorLiveSamples:
-        """Listen, and return the live source: ``load``'s rows plus the shadow's from here."""
+    def start(
+        self,
+        load: LiveSamples,
+        *,
+        settle: float = 5.0,
+        also: Mapping[str, LiveSamples] | None = None,
+    ) -> CollectorLiveSamples:
+        """Listen, and return the live source: ``load``'s rows plus the shadow's from here (and
+        ``also``'s, e.g. Prometheus's deltas, in the same ordered merge)."""
         try:
             self.collector.start()
         except OSError as exc:
@@ -61,7 +69,7 @@ class RunCollector:
                 f"spec.metrics.collector.port: cannot listen on {self.spec.listen}:"
                 f"{self.spec.port} ({exc.strerror or exc}); free the port or choose another"
             ) from exc
-        self.live = CollectorLiveSamples(self.collector, load, settle=settle)
+        self.live = CollectorLiveSamples(self.collector, load, settle=settle, also=also)
         return self.live
 
     def record(self) -> dict[str, object]:

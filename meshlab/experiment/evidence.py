@@ -37,6 +37,12 @@ def _unattributed(controller: Controller) -> int:
     return 0
 
 
+def _late(controller: Controller) -> tuple[tuple[str, int], ...]:
+    """Rows per source that the run's one merge fed on arrival, behind the ordered stream."""
+    by_source = getattr(controller.source, "late_by_source", None)
+    return tuple(sorted(by_source.items())) if isinstance(by_source, dict) else ()
+
+
 def evidence_for(
     exp: Experiment, controller: Controller, outcome: Outcome, decided: DecidedAfter | None
 ) -> Evidence:
@@ -85,4 +91,5 @@ def evidence_for(
         not_analysed=tuple((r, n) for r, n in reasons if n > 0),
         warnings=traffic_warnings(arms, exp.spec.load.extractor_path, wants, unattributed),
         preflight=preflight,
+        late=_late(controller),
     )

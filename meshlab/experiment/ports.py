@@ -2,7 +2,8 @@
 
 The controller is written against these so its loop can be tested with a fake clock and scripted
 sources, while the real run plugs in Locust, the local Envoy mesh or Kubernetes, and the
-sequential statistics.
+sequential statistics. :class:`LiveSamples` (every live source, and their one ordered merge) is
+defined in :mod:`meshlab.live`, below the backends that implement it, and re-exported here.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from meshlab.clock import Clock as Clock  # defined once there; re-exported for the controller
+from meshlab.live import LiveSamples as LiveSamples  # defined once there (below the backends)
+from meshlab.live import flush_rows as flush_rows
+from meshlab.live import silence_of as silence_of
 from meshlab.samples import Sample
 
 VerdictName = Literal["promote", "abort", "inconclusive"]
@@ -27,28 +31,6 @@ class Snapshot:
     n_candidate: int
     reasons: list[str] = field(default_factory=list)
     guarantee: str = ""
-
-
-class LiveSamples(Protocol):
-    """Requests as they complete: load-generator rows and, in shadow mode, the mirrored copies."""
-
-    def poll(self, timeout: float) -> list[Sample]:
-        """Samples that arrived since the last call, waiting at most ``timeout`` seconds for some."""
-        ...
-
-    @property
-    def finished(self) -> bool:
-        """True once the source will produce nothing more (load ended or failed)."""
-        ...
-
-    def stop(self) -> None:
-        """Stop producing (stop the load); safe to call twice."""
-        ...
-
-    def after_rollback(self) -> None:
-        """The routes are back on the baseline: from now on ``poll`` must not raise for a source
-        that failed (the drain only times the last candidate request). A no-op for most sources."""
-        ...
 
 
 class Analyzer(Protocol):

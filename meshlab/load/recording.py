@@ -17,7 +17,8 @@ from meshlab.load.config import LocustConfig
 from meshlab.load.inputs import encoded_bodies
 from meshlab.load.ordering import SampleBatch
 from meshlab.load.plan import LoadPlan, LoadResult
-from meshlab.load.runner import LoadRun, parse_spool_line
+from meshlab.load.runner import LoadRun
+from meshlab.load.spool import parse_spool_line
 from meshlab.samples import COLUMNS, Sample, SampleWriter
 from meshlab.spec.load import Load
 

@@ -2,21 +2,20 @@
 
 Locust (and gevent's monkey-patching) stays in its own processes: a local runner, or a master and
 ``workers`` worker processes, all in one process group so they are always cleaned up together. The
-Locust side appends raw rows to a spool file in completion order; :class:`LoadRun` tails it, keeps
-the rows apart whose response carried no arm, and releases the rest in order of start time through
-:class:`~meshlab.load.ordering.OrderedMerge`. Each Locust process writes, after its rows, a
-watermark: the start of its oldest request still in flight. Rows older than every process's
-watermark are released (typically within a poll interval); ``now - (2 * timeout + 2 s)`` is the
-fallback before every process has reported. Writing the samples file is
-the caller's business (:func:`meshlab.load.record_load` does it), which lets the caller merge rows
-from another source, such as the mirrored copies the mesh records in shadow mode.
+Locust side appends raw rows to a spool file in completion order; :class:`LoadRun` tails it
+(:class:`~meshlab.load.spool.SpoolTail`), keeps the rows apart whose response carried no arm, and
+releases the rest in order of start time through :class:`~meshlab.load.ordering.OrderedMerge`.
+Each Locust process writes, after its rows, a watermark: the start of its oldest request still in
+flight. Rows older than every process's watermark are released (typically within a poll
+interval); ``now - (2 * timeout + 2 s)`` is the fallback before every process has reported. Each
+batch carries that watermark, so a live run can merge the load with its other sources
+(:class:`meshlab.experiment.merge.MergedSamples`). Writing the samples file is the caller's
+business (:func:`meshlab.load.record_load` does it).
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
-import json
 import math
 import os
 import signal
@@ -36,6 +35,7 @@ from meshlab.load.config import CONFIG_ENV, CONFIG_ERROR_PREFIX, LocustConfig
 from meshlab.load.inputs import encoded_bodies
 from meshlab.load.ordering import OrderedMerge, SampleBatch
 from meshlab.load.plan import LoadPlan, LoadResult
+from meshlab.load.spool import SpoolTail, locust_request_count, parse_spool_line
 from meshlab.samples import Sample
 
 __all__ = [
@@ -71,21 +71,6 @@ def free_port() -> int:
         return port
 
 
-def parse_spool_line(line: str) -> Sample | tuple[str, float]:
-    """One spool line: a sample row, or a ``(node, watermark)`` marker (``#,node,watermark``).
-
-    The spool is what the Locust side writes (see :mod:`meshlab.load.locust_user`): the samples
-    columns in completion order, an empty ``arm`` when the response named none.
-    """
-    if line[0] == "#":  # a node's watermark, written after the rows it covers
-        _, node, mark = line.split(",")
-        return node, float(mark)
-    # Only a prediction holding commas is quoted; plain splitting is 3x cheaper than csv.
-    row = next(csv.reader([line])) if '"' in line else line.split(",")
-    ts, arm, rid, latency, status, prediction, mirrored = row
-    return Sample(float(ts), arm, rid, float(latency), int(status), prediction, mirrored == "1")
-
-
 class LoadRun:
     """A Locust run in child processes. Use as a context manager; iterate :meth:`batches`.
 
@@ -118,16 +103,11 @@ class LoadRun:
         self._logs: list[Path] = []
         self._merge = OrderedMerge([SOURCE])
         self._spool: Path = self.run_dir / "spool.csv"
-        self._offset = 0
-        self._partial = b""
-        self._node_marks: dict[str, float] = {}
-        self._rows_seen = 0
-        self._unattributed: list[Sample] = []
+        self._tail = SpoolTail(self._spool, plan.workers)
         self._late: list[Sample] = []
         self._released = 0
         self._stop_at: float | None = None
         self._on_time = False  # stopped by meshlab at the end of the duration, not early
-        self._first_start: float | None = None
         self._shaped = False
         self._lock = threading.Lock()
         self._deadline = math.inf
@@ -242,7 +222,7 @@ class LoadRun:
     @property
     def unattributed(self) -> tuple[Sample, ...]:
         """Rows so far whose response named no arm (no answer from the mesh); kept out of batches."""
-        return tuple(self._unattributed)
+        return tuple(self._tail.unattributed)
 
     @property
     def pids(self) -> list[int]:
@@ -259,7 +239,7 @@ class LoadRun:
             if self._stop_at is not None or not self._procs:
                 return
             self._stop_at = self._clock()
-            if self._rows_seen == 0:
+            if self._tail.rows_seen == 0:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(self._procs[0].pid, signal.SIGKILL)
                 return
@@ -291,47 +271,9 @@ class LoadRun:
         self.close()
 
     # -- streaming --------------------------------------------------------------------------------
-    def _read_spool(self) -> list[Sample]:
-        try:
-            with self._spool.open("rb") as fh:
-                fh.seek(self._offset)
-                chunk = fh.read()
-        except OSError as exc:
-            raise LoadError(
-                f"{self._spool}: cannot read Locust's samples ({exc.strerror})"
-            ) from exc
-        self._offset += len(chunk)
-        data = self._partial + chunk
-        complete, _, self._partial = data.rpartition(b"\n")
-        if not complete:
-            return []
-        out: list[Sample] = []
-        first = self._first_start
-        for line in complete.decode("utf-8").split("\n"):
-            sample = parse_spool_line(line)
-            if isinstance(sample, tuple):
-                self._node_marks[sample[0]] = sample[1]
-                continue
-            self._rows_seen += 1
-            if first is None or sample.timestamp < first:
-                first = sample.timestamp
-            if sample.arm:
-                out.append(sample)
-            else:
-                self._unattributed.append(sample)
-        self._first_start = first
-        return out
-
-    def _watermark(self, now: float) -> float:
-        """From the Locust nodes' own watermarks once all have reported; else ``now - lag``."""
-        fallback = now - self.lag
-        if len(self._node_marks) < max(1, self.plan.workers):
-            return fallback
-        return max(fallback, min(self._node_marks.values()))
-
     def _batch(self, now: float | None) -> SampleBatch:
-        rows = self._read_spool()
-        self._merge.add(SOURCE, rows, None if now is None else self._watermark(now))
+        rows = self._tail.read()
+        self._merge.add(SOURCE, rows, None if now is None else self._tail.watermark(now, self.lag))
         batch = self._merge.release()
         self._released += len(batch.samples)
         self._late.extend(batch.late)
@@ -340,17 +282,21 @@ class LoadRun:
     def batches(self, poll: float = 0.25) -> Iterator[SampleBatch]:
         """Ordered batches of samples while Locust runs; ends once it has exited and all is read.
 
+        A batch comes whenever there are rows or the watermark moved (a merge downstream can then
+        release other sources' rows up to it even while the load is quiet).
+
         Safe to call again after an interruption (e.g. ``KeyboardInterrupt``): it resumes.
         """
         if not self._procs:
             raise LoadError("the load run was not started; call start() or use it in a with block")
+        mark = -math.inf
         while not self._finished:
             master = self._procs[0]
             if master.poll() is not None:
                 for proc in self._procs[1:]:  # workers quit right after the master
                     with contextlib.suppress(subprocess.TimeoutExpired):
                         proc.wait(timeout=self.grace)
-                self._merge.add(SOURCE, self._read_spool())
+                self._merge.add(SOURCE, self._tail.read())
                 self._raise_if_failed_at_start(master.returncode)
                 self._merge.finish(SOURCE)
                 batch = self._batch(None)
@@ -369,8 +315,8 @@ class LoadRun:
             now = self._clock()
             if (
                 not self._shaped
-                and self._first_start is not None
-                and now >= self._first_start + self.plan.duration
+                and self._tail.first_start is not None
+                and now >= self._tail.first_start + self.plan.duration
                 and self._stop_at is None
             ):
                 self._on_time = True
@@ -380,7 +326,8 @@ class LoadRun:
             if self._stop_at is not None and now > self._stop_at + self.grace:
                 self.close()  # Locust did not stop by itself in time
             batch = self._batch(now)
-            if batch.samples or batch.late:
+            if batch.samples or batch.late or batch.watermark > mark:  # a new promise is news
+                mark = batch.watermark
                 yield batch
             time.sleep(poll)
 
@@ -389,13 +336,13 @@ class LoadRun:
         if not self._finished:
             raise LoadError("the load run is still going; iterate batches() to its end first")
         code = self._procs[0].returncode if self._procs else None
-        requests = _locust_request_count(self.run_dir / "locust_stats.json")
-        nothing = self._released == 0 and not self._unattributed
+        requests = locust_request_count(self.run_dir / "locust_stats.json")
+        nothing = self._released == 0 and not self._tail.unattributed
         if requests is None and nothing and self._stop_at is None:
             raise LoadError(f"Locust failed (exit {code}): {self._last_log_line()}")
         return LoadResult(
             self._released,
-            tuple(self._unattributed),
+            tuple(self._tail.unattributed),
             tuple(self._late),
             requests,
             code,
@@ -409,7 +356,7 @@ class LoadRun:
         bad input (:class:`ConfigError`, exit 2); any other early death is a :class:`LoadError`.
         Otherwise the run would just end, and the experiment would call it inconclusive.
         """
-        if self._rows_seen or self._stop_at is not None:
+        if self._tail.rows_seen or self._stop_at is not None:
             return
         for log in self._logs:
             with contextlib.suppress(OSError):
@@ -436,12 +383,3 @@ class LoadRun:
                     if "Error" in line or "error" in line or "meshlab:" in line:
                         return f"{line.strip()} (see {log})"
         return f"no samples recorded (see {self._logs[0] if self._logs else self.run_dir})"
-
-
-def _locust_request_count(stats_json: Path) -> int | None:
-    """Locust's own count of requests (its ``--json-file`` report), or None if it wrote none."""
-    try:
-        entries = json.loads(stats_json.read_text(encoding="utf-8"))
-        return sum(int(e["num_requests"]) for e in entries)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None

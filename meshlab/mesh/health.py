@@ -23,14 +23,12 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from meshlab.clock import Clock
 from meshlab.mesh.base import Fault, FaultRole
 from meshlab.mesh.processes import Child
-
-Clock = Callable[[], float]
 
 
 @dataclass(frozen=True)

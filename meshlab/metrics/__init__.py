@@ -28,7 +28,7 @@ from meshlab.metrics.bracket import (
     lower_bounds,
 )
 from meshlab.metrics.histogram import APPROXIMATION, ArmWindow, Buckets
-from meshlab.metrics.live import PrometheusLiveSamples, TrafficSource, samples_to_rows
+from meshlab.metrics.live import PrometheusLiveSamples, samples_to_rows
 from meshlab.metrics.outages import classify
 from meshlab.metrics.prometheus import PrometheusMetrics, Secret, load_token
 from meshlab.metrics.templates import (
@@ -64,7 +64,6 @@ __all__ = [
     "Secret",
     "TemplateError",
     "TemplateSet",
-    "TrafficSource",
     "Window",
     "arm_variables",
     "classify",

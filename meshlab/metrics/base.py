@@ -19,17 +19,16 @@ together; :class:`OutageStatus` is what a caller shows ("Prometheus unreachable 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from meshlab.clock import Clock as Clock  # defined once there; re-exported for the backends
 from meshlab.errors import MetricsError, RetryableMetricsError
 from meshlab.samples import Samples
-
-Clock = Callable[[], float]
 
 
 def empty_samples() -> Samples:

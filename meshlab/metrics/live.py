@@ -14,16 +14,25 @@ polling for ``settle`` seconds, long enough for the last scrape.
 Once the routes are back on the baseline the controller calls :meth:`after_rollback`: from then on
 ``poll`` never raises (the drain that times the last candidate request must not turn a confirmed
 rollback into a failure) and, while Prometheus is down, does not even query it.
+
+It is one :class:`~meshlab.live.LiveSamples` of the run's ordered merge: each window's
+pseudo-samples lie in ``(start, end]``, so the watermark is the end of the last window fetched.
+With ``drain_load=False`` the load's rows are left to the merge (Prometheus feeding latency and
+errors, the collector's pairs the divergence), and ``load`` only says when the traffic ended.
+:meth:`PrometheusLiveSamples.silence` names an arm whose series has stayed empty for
+``quiet_after`` seconds of windows while the other arm's kept counting requests.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
-from typing import Protocol
 
+from meshlab.clock import time_of_day
 from meshlab.errors import MeshlabError
+from meshlab.live import LiveSamples
 from meshlab.metrics.base import (
     Clock,
     MetricsProvider,
@@ -36,17 +45,6 @@ from meshlab.samples import ARMS, Sample, Samples
 
 # Run the deciding query just past the end of the grace period (Outage.expired is strict).
 _PAST_DEADLINE_S = 0.01
-
-
-class TrafficSource(Protocol):
-    """The load generator, as the controller sees it (``LiveSamples``)."""
-
-    def poll(self, timeout: float) -> list[Sample]: ...
-
-    @property
-    def finished(self) -> bool: ...
-
-    def stop(self) -> None: ...
 
 
 def samples_to_rows(samples: Samples) -> list[Sample]:
@@ -71,11 +69,13 @@ class PrometheusLiveSamples:
     def __init__(
         self,
         provider: MetricsProvider,
-        load: TrafficSource,
+        load: LiveSamples,
         *,
         interval: float,
         outage: Outage,
         settle: float = 3.0,
+        drain_load: bool = True,
+        quiet_after: float = 10.0,
         clock: Clock = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -97,6 +97,13 @@ class PrometheusLiveSamples:
         self.holds = 0
         self._quiet = False
         self.errors_after_rollback: list[str] = []  # failures poll() swallowed after rollback
+        self.drain_load = drain_load
+        self.quiet_after = quiet_after
+        self._watermark = -math.inf
+        self._first_end: float | None = None
+        self._last_end = -math.inf
+        self._arm_last: dict[str, float] = {}  # end of the last window with rows of the arm
+        self._arm_missed: dict[str, int] = {}  # other arms' rows since then
 
     @property
     def outage_status(self) -> OutageStatus | None:
@@ -116,7 +123,7 @@ class PrometheusLiveSamples:
         try:
             if self.outage.since is not None:  # down: nothing to learn, nothing to wait for
                 self._done = True
-                self.load_rows += len(self.load.poll(0.0))
+                self._drain()
                 return []
             return self._poll(timeout)
         except MeshlabError as exc:
@@ -124,8 +131,12 @@ class PrometheusLiveSamples:
             self._done = True
             return []
 
+    def _drain(self) -> None:
+        if self.drain_load:
+            self.load_rows += len(self.load.poll(0.0))
+
     def _poll(self, timeout: float) -> list[Sample]:
-        self.load_rows += len(self.load.poll(0.0))
+        self._drain()
         now = self._clock()
         if self._load_ended_at is None and self.load.finished:
             self._load_ended_at = now
@@ -147,7 +158,43 @@ class PrometheusLiveSamples:
             self.approximation = window.approximation
         if self._load_ended_at is not None and now >= self._load_ended_at + self.settle:
             self._done = True
-        return samples_to_rows(window.samples)
+        rows = samples_to_rows(window.samples)
+        self._watermark = max(self._watermark, window.end)
+        self._note_arms(window.end, rows)
+        return rows
+
+    def _note_arms(self, end: float, rows: list[Sample]) -> None:
+        if self._first_end is None:
+            self._first_end = end
+        self._last_end = max(self._last_end, end)
+        counts = {arm: 0 for arm in ARMS}
+        for row in rows:
+            counts[row.arm] = counts.get(row.arm, 0) + 1
+        for arm, n in counts.items():
+            if n:
+                self._arm_last[arm], self._arm_missed[arm] = end, 0
+            else:
+                self._arm_missed[arm] = self._arm_missed.get(arm, 0) + len(rows)
+
+    def silence(self) -> str | None:
+        """ "no candidate series in Prometheus at URL since T (N baseline requests since)" when an
+        arm's series stayed empty for ``quiet_after`` seconds of windows while others counted."""
+        if self._first_end is None:
+            return None
+        for arm in sorted(self._arm_missed):
+            since = self._arm_last.get(arm, self._first_end)
+            missed = self._arm_missed[arm]
+            if missed and self._last_end - since >= self.quiet_after:
+                return (
+                    f"no {arm} series in {source_label(self.provider)} since "
+                    f"{time_of_day(since)} ({missed} requests of the other arms since)"
+                )
+        return None
+
+    @property
+    def watermark(self) -> float:
+        """The end of the last window fetched: the next one's pseudo-samples start after it."""
+        return math.inf if self._done else self._watermark
 
     @property
     def finished(self) -> bool:

@@ -124,6 +124,8 @@ class Evidence:
     not_analysed: tuple[tuple[str, int], ...]  # (reason, requests)
     warnings: tuple[str, ...]
     preflight: tuple[ProbeAnswer, ...] = ()
+    # (source, rows) that arrived behind rows already handed on: fed on arrival, not re-sorted
+    late: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -366,6 +368,11 @@ def _evidence_json(e: Evidence) -> dict[str, Any]:
         "not_analysed": [{"reason": r, "requests": n} for r, n in e.not_analysed],
         "warnings": list(e.warnings),
         "preflight": preflight_to_json(e.preflight),
+        "late_rows": {
+            "total": sum(n for _, n in e.late),
+            "by_source": dict(e.late),
+            "handling": "fed to the statistics on arrival",
+        },
     }
 
 
@@ -394,6 +401,10 @@ def _evidence_from_json(data: Any) -> Evidence | None:
         ),
         warnings=tuple(str(w) for w in data.get("warnings") or []),
         preflight=preflight_from_json(data.get("preflight")),
+        late=tuple(
+            (str(k), int(v))
+            for k, v in ((data.get("late_rows") or {}).get("by_source") or {}).items()
+        ),
     )
 
 

@@ -131,6 +131,12 @@ def _evidence(e: Evidence) -> list[str]:
         f"not recorded in samples.csv): {e.unattributed}",
     ]
     out += [f"- not analysed: {n} {reason}" for reason, n in e.not_analysed]
+    if e.late:
+        where = ", ".join(f"{source} {n}" for source, n in e.late)
+        out.append(
+            f"- late rows: {sum(n for _, n in e.late)} ({where}), fed to the statistics on arrival "
+            "(they started before rows already handed on; counted, not re-sorted)"
+        )
     if e.preflight:
         checked = sorted({f"{p.arm} ({p.via})" for p in e.preflight})
         codes = sorted({p.status for p in e.preflight})

@@ -17,6 +17,10 @@ from meshlab.spec.metrics import CollectorSpec
 
 
 class Load:
+    """The load generator's side of LiveSamples: rows given up front, all of them already out."""
+
+    watermark = float("inf")
+
     def __init__(self, rows: list[Sample]) -> None:
         self.rows = rows
         self.finished = False
@@ -27,6 +31,9 @@ class Load:
 
     def stop(self) -> None:
         self.finished = True
+
+    def after_rollback(self) -> None:
+        pass
 
 
 def _listening(port: int) -> bool:

@@ -37,6 +37,7 @@ def test_a_sample_behind_the_released_stream_is_late_not_misordered() -> None:
     batch = merge.release()
     assert [x.request_id for x in batch.samples] == ["ok"]
     assert [x.request_id for x in batch.late] == ["slow"]
+    assert merge.late == 1 and merge.late_by_source == {"load": 1}
 
 
 def test_watermarks_never_go_back() -> None:

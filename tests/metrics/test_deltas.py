@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from meshlab.metrics import ENVOY, PrometheusMetrics
+from meshlab.metrics.sourced import PSEUDO_PREFIX
 
 BOUNDS = ("1", "5", "25", "50", "+Inf")
 ARMS = {"baseline": {"arm": "b"}, "candidate": {"arm": "c"}}
@@ -112,6 +113,8 @@ def test_latencies_that_lag_the_counter_are_carried_over_once(backend: Prometheu
     window = backend.fetch()
     assert window.totals["candidate"].requests == 6
     assert window.samples.latency_ms.tolist() == [25.0] * 6
+    # SourcedComparison tells Prometheus's pseudo-samples from raw rows by this prefix
+    assert all(rid.startswith(PSEUDO_PREFIX) for rid in window.samples.request_id.tolist())
 
 
 def test_requests_that_never_get_latencies_are_placed_at_the_slowest_bound(

@@ -130,3 +130,85 @@ def test_samples_to_rows_round_trips() -> None:
     ]
     assert back[2].prediction == '{"p": [1, 2]}' and back[0].prediction == ""
     assert np.isclose(back[1].latency_ms, 50.0)
+
+
+def arm_window(start: float, end: float, baseline: int, candidate: int) -> Window:
+    rows = [Sample(start + 0.1 * i, "baseline", f"prom-b{start}-{i}", 5.0, 200) for i in
+            range(baseline)]  # fmt: skip
+    rows += [Sample(start + 0.1 * i, "candidate", f"prom-c{start}-{i}", 5.0, 200, "", True) for i
+             in range(candidate)]  # fmt: skip
+    samples = (
+        Samples.from_rows(sorted(rows, key=lambda r: r.timestamp)) if rows else empty_samples()
+    )
+    return Window(start, end, samples)
+
+
+def test_the_watermark_is_the_end_of_the_last_window_fetched() -> None:
+    t, load = FakeTime(), FakeLoad()
+    provider = Provider([arm_window(0, 100, 0, 0), arm_window(100, 105, 2, 2)])
+    live = PrometheusLiveSamples(
+        provider, load, interval=5, outage=Outage(30, t.clock), clock=t.clock, sleep=t.sleep
+    )
+    assert live.watermark == -np.inf  # nothing promised before the first fetch
+    live.poll(0)
+    assert live.watermark == 100
+    t.now = 5.0
+    rows = live.poll(0)
+    assert len(rows) == 4 and all(100 <= r.timestamp < 105 for r in rows)
+    assert live.watermark == 105  # the next window's rows start after it
+
+
+def test_drain_load_false_leaves_the_load_rows_to_the_merge() -> None:
+    t, load = FakeTime(), FakeLoad()
+    provider = Provider([arm_window(0, 100, 0, 0)])
+    live = PrometheusLiveSamples(
+        provider, load, interval=5, outage=Outage(30, t.clock), clock=t.clock, sleep=t.sleep,
+        drain_load=False,
+    )  # fmt: skip
+    live.poll(0)
+    assert live.load_rows == 0
+
+
+def test_silence_names_an_arm_whose_series_stayed_empty() -> None:
+    t, load = FakeTime(), FakeLoad()
+    provider = Provider(
+        [
+            arm_window(0, 1000, 0, 0),
+            arm_window(1000, 1005, 3, 3),
+            arm_window(1005, 1010, 4, 0),
+            arm_window(1010, 1015, 5, 0),
+            arm_window(1015, 1020, 2, 2),
+        ]
+    )
+    live = PrometheusLiveSamples(
+        provider, load, interval=5, outage=Outage(30, t.clock), clock=t.clock, sleep=t.sleep,
+        quiet_after=10,
+    )  # fmt: skip
+    for now in (0.0, 5.0, 10.0):
+        t.now = now
+        live.poll(0)
+        assert live.silence() is None  # the candidate is quiet for one window only
+    t.now = 15.0
+    live.poll(0)
+    assert live.silence() == (
+        "no candidate series in scripted since 00:16:45Z (9 requests of the other arms since)"
+    )
+    t.now = 20.0
+    live.poll(0)
+    assert live.silence() is None  # it came back
+
+
+def test_a_quiet_start_counts_from_the_first_window() -> None:
+    t, load = FakeTime(), FakeLoad()
+    provider = Provider([arm_window(0, 1000, 0, 0)] + [arm_window(1000 + 5 * i, 1005 + 5 * i, 2, 0)
+                                                        for i in range(3)])  # fmt: skip
+    live = PrometheusLiveSamples(
+        provider, load, interval=5, outage=Outage(30, t.clock), clock=t.clock, sleep=t.sleep,
+        quiet_after=10,
+    )  # fmt: skip
+    for i in range(4):
+        t.now = 5.0 * i
+        live.poll(0)
+    assert live.silence() == (
+        "no candidate series in scripted since 00:16:40Z (6 requests of the other arms since)"
+    )

@@ -99,6 +99,7 @@ def _result() -> RunResult:
                     1,
                 ),
             ),
+            late=(("collector", 3), ("load", 0)),
         ),
     )
 
@@ -112,6 +113,11 @@ def test_json_roundtrip_is_lossless() -> None:
     assert data["evidence"]["arms"]["candidate"]["statuses"] == {"404": 200}
     assert data["decided_after"] == {"requests": 240, "seconds_after_first_request": 2.4}
     assert data["metrics"][2]["interval"] == ["-inf", "inf"]
+    assert data["evidence"]["late_rows"] == {
+        "total": 3,
+        "by_source": {"collector": 3, "load": 0},
+        "handling": "fed to the statistics on arrival",
+    }
 
 
 def test_older_result_files_still_read() -> None:
@@ -140,4 +146,5 @@ def test_report_shows_evidence_quantile_and_one_decided_after(tmp_path: Path) ->
     assert "requests recorded: 400; analysed: 240; unattributed" in md
     assert "not analysed: 160 after the decision" in md
     assert "pre-flight: 1 payloads to baseline (direct)" in md
+    assert "late rows: 3 (collector 3, load 0), fed to the statistics on arrival" in md
     assert "404: 200" in html_path.read_text()
