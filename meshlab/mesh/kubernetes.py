@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from meshlab.errors import MeshError
+from meshlab.errors import ConflictError, MeshError
 from meshlab.manifests import Manifest, RoutingPlan, resource_name, routing_plan
 from meshlab.manifests import rollback as rollback_step
 from meshlab.manifests.istio import STEP_ANNOTATION
@@ -52,7 +52,6 @@ from meshlab.mesh.kube_client import (
     load_api_client,
 )
 from meshlab.mesh.kube_lease import (
-    DEFAULT_LEASE_SECONDS,
     Heartbeat,
     Lease,
     check_claim,
@@ -75,8 +74,10 @@ from meshlab.mesh.kube_objects import (
     routing_state,
     step_label,
 )
+from meshlab.mesh.kube_runlease import RunLease
 from meshlab.registry import routing_renderer
 from meshlab.spec import Experiment
+from meshlab.spec.target import LEASE_SECONDS, ROLLBACK_DEADLINE_SECONDS, STEP_RETRY_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +96,10 @@ class KubernetesMesh:
         adopt_http_route: str | None = None,
         conflict_retries: int = 5,
         clock: Callable[[], float] = time.time,
-        lease_seconds: float = DEFAULT_LEASE_SECONDS,
-        step_retry_seconds: float = 10.0,
-        rollback_deadline: float = 45.0,
+        lease_seconds: float = LEASE_SECONDS,
+        renew_every: float | None = None,
+        step_retry_seconds: float = STEP_RETRY_SECONDS,
+        rollback_deadline: float = ROLLBACK_DEADLINE_SECONDS,
     ) -> None:
         self.experiment = experiment
         self.objects = objects
@@ -120,10 +122,12 @@ class KubernetesMesh:
         self.prefix = resource_name(experiment)  # meshlab's routes are named this (+ -match-<i>)
         self.last_applied: list[dict[str, Any]] = []  # the server's answers to the last apply
         self.lease_seconds = lease_seconds
+        self.renew_every = renew_every  # None: a third of the lease
         self.step_retry_seconds = step_retry_seconds
         self.rollback_deadline = rollback_deadline
         self.holder: str | None = None  # set by hold(): this run claims the routes
         self.heartbeat: Heartbeat | None = None
+        self.run_lease: RunLease | None = None  # the experiment's Lease, taken by hold()
         self.in_force: str | None = None  # what the last step this backend applied routes
         self._parent: dict[str, Any] | None = None
 
@@ -162,12 +166,20 @@ class KubernetesMesh:
                 adopt_virtual_service=target.adopt_virtual_service,
                 adopt_http_route=target.adopt_http_route,
                 conflict_retries=target.conflict_retries,
+                lease_seconds=target.lease.duration,
+                renew_every=target.lease.renew_every,
+                step_retry_seconds=target.step_retry,
+                rollback_deadline=target.rollback_deadline,
             )
         except BaseException:
             api_client.close()
             raise
         if hold and not dry_run:
-            mesh.hold()
+            try:
+                mesh.hold()
+            except BaseException:
+                mesh.close()
+                raise
         return mesh
 
     @classmethod
@@ -187,8 +199,42 @@ class KubernetesMesh:
         return MeshRun(mesh, list, None)
 
     def hold(self) -> None:
-        """Claim the routes for this process: every step carries the lease, renewed until close."""
+        """Claim the experiment for this process, before anything is applied; renewed until close.
+
+        Takes the experiment's ``coordination.k8s.io`` Lease (:mod:`meshlab.mesh.kube_runlease`;
+        :class:`~meshlab.mesh.kube_runlease.LeaseHeldError`, exit 2, when another run holds it)
+        and starts the heartbeat; every step then carries the route object's lease as well. A dry
+        run takes nothing: it writes nothing either.
+        """
         self.holder = new_holder()
+        if self.dry_run:
+            return
+        renewer = KubeObjects(
+            self.objects.api_client,
+            self.namespace,
+            field_manager=self.objects.field_manager,
+            timeout=self.objects.timeout,
+        )
+        self.run_lease = RunLease(
+            renewer,
+            self.resource,
+            self.holder,
+            self.lease_seconds,
+            experiment=self.experiment.metadata.name,
+            clock=self.clock,
+        )
+        self.run_lease.acquire()
+        self.heartbeat = Heartbeat(
+            renewer,
+            self.route_name,
+            self.holder,
+            self.lease_seconds,
+            kind=self.route_kind,
+            every=self.renew_every,
+            run_lease=self.run_lease,
+            routes=False,
+        )
+        self.heartbeat.start()
 
     @property
     def dry_run(self) -> bool:
@@ -219,19 +265,16 @@ class KubernetesMesh:
 
     def apply_objects(self, step: str, documents: Sequence[Manifest]) -> None:
         """Apply objects already rendered for step ``step`` (what :meth:`apply` does after rendering)."""
+        lost = self.run_lease.lost if self.run_lease is not None else None
+        if lost is not None and step != "rollback":
+            raise ConflictError(
+                f"{self.run_lease.where if self.run_lease else ''} is held by another meshlab now "
+                f"({lost}); this run applies no further step and leaves the routes to it"
+            )
         with self.objects.retrying((KubeUnavailableError,), self.step_retry_seconds):
             self._apply(step, documents)
-        if self.holder is not None and self.heartbeat is None and not self.dry_run:
-            renewer = KubeObjects(
-                self.objects.api_client,
-                self.namespace,
-                field_manager=self.objects.field_manager,
-                timeout=self.objects.timeout,
-            )
-            self.heartbeat = Heartbeat(
-                renewer, self.route_name, self.holder, self.lease_seconds, kind=self.route_kind
-            )
-            self.heartbeat.start()
+        if self.heartbeat is not None:
+            self.heartbeat.routes = True  # the route object carries our lease from now on
 
     def _apply(self, step: str, documents: Sequence[Manifest]) -> None:
         route, needed = check_step(
@@ -389,7 +432,7 @@ class KubernetesMesh:
         return release(self.objects, self.route_name, holder, self.route_kind)
 
     def close(self) -> None:
-        """Give up the lease (if held) and release the connections; routing stays as it is."""
+        """Give up the leases (if held) and release the connections; routing stays as it is."""
         try:
             if self.heartbeat is not None:
                 self.heartbeat.stop()
@@ -397,6 +440,9 @@ class KubernetesMesh:
                 self.release(self.holder)
         except MeshError as exc:
             log.warning("lease on %s not released (it expires by itself): %s", self.where, exc)
+        try:
+            if self.run_lease is not None:
+                _release_run_lease(self.run_lease)
         finally:
             self.objects.api_client.close()
 
@@ -415,3 +461,10 @@ class KubernetesMesh:
 def _stepped(doc: Manifest) -> bool:
     """Whether the renderer marks ``doc`` with the step (a DestinationRule; not a Service)."""
     return STEP_ANNOTATION in ((doc.get("metadata") or {}).get("annotations") or {})
+
+
+def _release_run_lease(lease: RunLease) -> None:
+    try:
+        lease.release()
+    except MeshError as exc:
+        log.warning("%s not released (it expires by itself): %s", lease.where, exc)

@@ -43,6 +43,7 @@ _OWN_MESSAGES = {
     "load",
     "queries",
     "arm_names",
+    "lease",
 }
 
 

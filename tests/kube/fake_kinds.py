@@ -3,7 +3,8 @@
 Istio's CRDs (``tests.support.istio_schema``), the Gateway API's HTTPRoute CRD with its CEL rules
 (``tests.support.gateway_schema``; stored with the schema's defaults applied, as a real server
 does) and core ``v1`` Services (``tests.support.core_schema``; stored with the fields the server
-assigns: ``clusterIP``, ``sessionAffinity``, ...).
+assigns: ``clusterIP``, ``sessionAffinity``, ...) and ``coordination.k8s.io/v1`` Leases
+(``tests.support.lease_schema``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from tests.support.core_schema import service_defaults, service_errors
 from tests.support.gateway_schema import apply_defaults, gateway_crds, gateway_schema_errors
 from tests.support.istio_schema import crds, istio_schema_errors
+from tests.support.lease_schema import lease_errors
 
 
 def served_kinds() -> dict[tuple[str, str], str]:
@@ -23,7 +25,11 @@ def served_kinds() -> dict[tuple[str, str], str]:
         for (api_version, kind), entry in {**crds(), **gateway_crds()}.items()
     }
     kinds[("v1", "services")] = "Service"
+    kinds[("coordination.k8s.io/v1", "leases")] = "Lease"
     return kinds
+
+
+BUILT_IN = ("v1", "coordination.k8s.io/v1")  # served by every API server, CRDs or not
 
 
 def defaulted(
@@ -62,7 +68,11 @@ class _Ctx:
         return f"{self.plural}.{group}" if group else self.plural
 
 
-_GROUPS = {"httproutes": "gateway.networking.k8s.io", "services": ""}
+_GROUPS = {
+    "httproutes": "gateway.networking.k8s.io",
+    "services": "",
+    "leases": "coordination.k8s.io",
+}
 
 
 def _group(plural: str) -> str:
@@ -73,6 +83,8 @@ def _schema_errors(body: dict[str, Any]) -> list[str]:
     """The validator of the body's kind: Service, Gateway API, or Istio."""
     if body.get("kind") == "Service":
         return service_errors(body)
+    if body.get("kind") == "Lease":
+        return lease_errors(body)
     if str(body.get("apiVersion", "")).startswith("gateway.networking.k8s.io/"):
         return gateway_schema_errors(body)
     return istio_schema_errors(body)
