@@ -81,12 +81,12 @@ def meshlab(
 
 
 @contextmanager
-def started(tmp_path: Path, *args: str) -> Iterator[subprocess.Popen[str]]:
+def started(tmp_path: Path, *args: str, home: str = "home") -> Iterator[subprocess.Popen[str]]:
     """``meshlab *args`` in its own process group; SIGKILLed with its children if still running."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "meshlab", *args],
         cwd=REPO,
-        env=env(tmp_path),
+        env=env(tmp_path, home),
         text=True,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
