@@ -15,15 +15,17 @@ user's route object by read-modify-write with the resourceVersion (retrying a bo
 409s), changing only its own named routes, and restores it exactly on rollback/cleanup.
 
 State lives in the cluster, so ``status`` and ``rollback`` work from any machine: the route object
-carries ``meshlab.io/experiment``, ``meshlab.io/step`` and ``meshlab.io/applied-at`` annotations,
-and, while a run holds it (``hold``), the lease of :mod:`meshlab.mesh.kube_lease`.
+carries ``meshlab.io/experiment``, ``meshlab.io/step`` and ``meshlab.io/applied-at`` annotations.
+The run that drives the experiment (``hold``, :mod:`meshlab.mesh.kube_holding`) first takes the
+experiment's ``coordination.k8s.io`` Lease, so no other run can start it, and then stamps the lease
+of :mod:`meshlab.mesh.kube_lease` on every step.
 
-A step is applied all-or-nothing: the objects the routes need first (subsets or backend Services
-must exist before routes name them), then the route object; if that write fails, the previous
-objects are put back (deleted if meshlab had just created them). A write that timed out is checked, not retried:
-if the server did apply it, the step is in force; 5xx and refused connections are retried briefly.
-A rollback retries every transient failure within its deadline. With ``dry_run`` every write is a server-side dry
-run (``dryRun=All``): validated and admitted by the real server, persisted nowhere.
+A step is applied all-or-nothing (:func:`~meshlab.mesh.kube_objects.write_all_or_nothing`): the
+objects the routes need first, then the route object; if a write fails, what was written is put
+back. A write that timed out is checked, not retried: if the server did apply it, the step is in
+force; 5xx and refused connections are retried for ``target.stepRetry``. A rollback retries every
+transient failure until ``target.rollbackDeadline``. With ``dry_run`` every write is a server-side
+dry run (``dryRun=All``): validated and admitted by the real server, persisted nowhere.
 """
 
 from __future__ import annotations
@@ -33,46 +35,35 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from meshlab.errors import ConflictError, MeshError
+from meshlab.errors import MeshError
 from meshlab.manifests import Manifest, RoutingPlan, resource_name, routing_plan
 from meshlab.manifests import rollback as rollback_step
-from meshlab.manifests.istio import STEP_ANNOTATION
 from meshlab.mesh.base import Fault, MeshRun, RoutingState, RunContext
 from meshlab.mesh.kube_adopt import (
-    APPLIED_AT_ANNOTATION,
-    EXPERIMENT_ANNOTATION,
     route_field,
 )
 from meshlab.mesh.kube_adoption import adopt_routes, adopted_name, restore_adopted
 from meshlab.mesh.kube_client import (
     TRANSIENT,
     KubeObjects,
-    KubeTimeoutError,
     KubeUnavailableError,
     load_api_client,
 )
-from meshlab.mesh.kube_lease import (
-    Heartbeat,
-    Lease,
-    check_claim,
-    new_holder,
-    parse_time,
-    release,
-    step_stamp,
-)
+from meshlab.mesh.kube_holding import check_not_lost, let_go, route_lease, take_hold
+from meshlab.mesh.kube_lease import Heartbeat, Lease, check_claim, new_holder, release, step_stamp
 from meshlab.mesh.kube_objects import (
-    Previous,
     annotated,
     backend_services,
     check_step,
-    landed_with,
     not_as_rendered,
     owned_routes,
     parent_name,
+    read_previous,
     refuse_foreign,
-    restore,
     routing_state,
     step_label,
+    stepped,
+    write_all_or_nothing,
 )
 from meshlab.mesh.kube_runlease import RunLease
 from meshlab.registry import routing_renderer
@@ -207,34 +198,17 @@ class KubernetesMesh:
         run takes nothing: it writes nothing either.
         """
         self.holder = new_holder()
-        if self.dry_run:
-            return
-        renewer = KubeObjects(
-            self.objects.api_client,
-            self.namespace,
-            field_manager=self.objects.field_manager,
-            timeout=self.objects.timeout,
-        )
-        self.run_lease = RunLease(
-            renewer,
-            self.resource,
-            self.holder,
-            self.lease_seconds,
-            experiment=self.experiment.metadata.name,
-            clock=self.clock,
-        )
-        self.run_lease.acquire()
-        self.heartbeat = Heartbeat(
-            renewer,
-            self.route_name,
-            self.holder,
-            self.lease_seconds,
-            kind=self.route_kind,
-            every=self.renew_every,
-            run_lease=self.run_lease,
-            routes=False,
-        )
-        self.heartbeat.start()
+        if not self.dry_run:
+            self.run_lease, self.heartbeat = take_hold(
+                self.objects,
+                experiment=self.experiment.metadata.name,
+                lease_name=self.resource,
+                route=(self.route_kind, self.route_name),
+                holder=self.holder,
+                seconds=self.lease_seconds,
+                every=self.renew_every,
+                clock=self.clock,
+            )
 
     @property
     def dry_run(self) -> bool:
@@ -245,8 +219,6 @@ class KubernetesMesh:
     def route_name(self) -> str:
         """The route object carrying meshlab's routes: the adopted one or ``meshlab-<name>``."""
         return self.adopt_route or self.resource
-
-    virtual_service_name = route_name  # the name callers used before the Gateway API
 
     @property
     def where(self) -> str:
@@ -265,12 +237,7 @@ class KubernetesMesh:
 
     def apply_objects(self, step: str, documents: Sequence[Manifest]) -> None:
         """Apply objects already rendered for step ``step`` (what :meth:`apply` does after rendering)."""
-        lost = self.run_lease.lost if self.run_lease is not None else None
-        if lost is not None and step != "rollback":
-            raise ConflictError(
-                f"{self.run_lease.where if self.run_lease else ''} is held by another meshlab now "
-                f"({lost}); this run applies no further step and leaves the routes to it"
-            )
+        check_not_lost(self.run_lease, step)
         with self.objects.retrying((KubeUnavailableError,), self.step_retry_seconds):
             self._apply(step, documents)
         if self.heartbeat is not None:
@@ -284,50 +251,26 @@ class KubernetesMesh:
             self.experiment.metadata.name, step, self.clock(), self.holder, self.lease_seconds
         )
         route = annotated(route, stamp)
-        needed = [annotated(d, stamp) if _stepped(d) else d for d in needed]
-        needed = backend_services(needed, self._parent_service(route), self._port)
-        previous: Previous = []
-        for doc in needed:
-            kind, name = doc["kind"], doc["metadata"]["name"]
-            current_doc = self.objects.get(kind, name)
-            refuse_foreign(current_doc, kind, self.namespace, name)
-            previous.append((doc, current_doc))
+        needed = [annotated(d, stamp) if stepped(d) else d for d in needed]
+        needed = backend_services(
+            needed, self._parent_service(route), self.experiment.spec.service.port
+        )
+        previous = read_previous(self.objects, needed)
         current = self.objects.get(self.route_kind, self.route_name)
         if self.adopt_route is None:
             refuse_foreign(current, self.route_kind, self.namespace, self.resource)
         check_claim(self.holder, self.in_force is not None, current, step, self.where)
-        applied: list[dict[str, Any]] = []
-        try:
-            for doc, _ in previous:
-                applied.append(self.objects.apply(doc))
-            if self.adopt_route is None:
-                applied_route = self.objects.apply(route)
-            else:
-                routes = route["spec"].get(route_field(route), [])
-                applied_route = adopt_routes(
-                    self.objects,
-                    self.route_name,
-                    self.experiment,
-                    routes,
-                    stamp,
-                    retries=self.conflict_retries,
-                    kind=self.route_kind,
-                )
-        except Exception as exc:  # any failure, even an unexpected one, must not leave half a step
-            if self.dry_run:
-                raise
-            landed = None
-            if isinstance(exc, KubeTimeoutError):
-                landed = landed_with(self.objects, self.route_kind, self.route_name, stamp)
-            if landed is not None:
-                log.warning("%s; the server applied it anyway, step %s is in force", exc, step)
-                self.last_applied = [*applied, landed]
-                self.in_force = step_label(self.experiment, step)
-                return
-            restore(self.objects, previous[: len(applied)], exc)
-            raise
-        self.last_applied = [*applied, applied_route]
+        self.last_applied, timed_out = write_all_or_nothing(
+            self.objects,
+            previous,
+            lambda: self._write_route(route, stamp),
+            (self.route_kind, self.route_name),
+            stamp,
+        )
         self.in_force = step_label(self.experiment, step)
+        if timed_out is not None:
+            log.warning("%s; the server applied it anyway, step %s is in force", timed_out, step)
+            return
         log.info(
             "%s step %s on %s%s",
             "validated (dry run)" if self.dry_run else "applied",
@@ -336,9 +279,19 @@ class KubernetesMesh:
             "" if self.adopt_route is None else " (adopted)",
         )
 
-    @property
-    def _port(self) -> int:
-        return self.experiment.spec.service.port
+    def _write_route(self, route: Manifest, stamp: dict[str, str]) -> dict[str, Any]:
+        """Write the route object: meshlab's own by apply, an adopted one by read-modify-write."""
+        if self.adopt_route is None:
+            return self.objects.apply(route)
+        return adopt_routes(
+            self.objects,
+            self.route_name,
+            self.experiment,
+            route["spec"].get(route_field(route), []),
+            stamp,
+            retries=self.conflict_retries,
+            kind=self.route_kind,
+        )
 
     def _parent_service(self, route: Manifest) -> dict[str, Any] | None:
         """The Service a GAMMA route attaches to, read once from the cluster (None: none)."""
@@ -358,11 +311,7 @@ class KubernetesMesh:
     def lease(self) -> Lease | None:
         """The lease of the meshlab run holding this experiment's routes, if one does."""
         current = self.objects.get(self.route_kind, self.route_name)
-        annotations = ((current or {}).get("metadata") or {}).get("annotations") or {}
-        if annotations.get(EXPERIMENT_ANNOTATION) != self.experiment.metadata.name:
-            return None
-        applied = parse_time(annotations.get(APPLIED_AT_ANNOTATION)) or 0.0
-        return Lease.from_annotations(annotations, applied)
+        return route_lease(current, self.experiment.metadata.name)
 
     def rollback(self) -> None:
         """All traffic to the baseline: rollback routes, or the adopted route object restored.
@@ -434,15 +383,14 @@ class KubernetesMesh:
     def close(self) -> None:
         """Give up the leases (if held) and release the connections; routing stays as it is."""
         try:
-            if self.heartbeat is not None:
-                self.heartbeat.stop()
-            if self.holder is not None and not self.dry_run:
-                self.release(self.holder)
-        except MeshError as exc:
-            log.warning("lease on %s not released (it expires by itself): %s", self.where, exc)
-        try:
-            if self.run_lease is not None:
-                _release_run_lease(self.run_lease)
+            let_go(
+                self.objects,
+                holder=self.holder,
+                heartbeat=self.heartbeat,
+                run_lease=self.run_lease,
+                route=(self.route_kind, self.route_name),
+                where=self.where,
+            )
         finally:
             self.objects.api_client.close()
 
@@ -456,15 +404,3 @@ class KubernetesMesh:
             retries=self.conflict_retries,
             kind=self.route_kind,
         )
-
-
-def _stepped(doc: Manifest) -> bool:
-    """Whether the renderer marks ``doc`` with the step (a DestinationRule; not a Service)."""
-    return STEP_ANNOTATION in ((doc.get("metadata") or {}).get("annotations") or {})
-
-
-def _release_run_lease(lease: RunLease) -> None:
-    try:
-        lease.release()
-    except MeshError as exc:
-        log.warning("%s not released (it expires by itself): %s", lease.where, exc)
