@@ -44,6 +44,7 @@ _OWN_MESSAGES = {
     "queries",
     "arm_names",
     "lease",
+    "url",
 }
 
 

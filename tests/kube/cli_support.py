@@ -116,3 +116,20 @@ def wait_for(
             raise AssertionError(f"meshlab exited {proc.returncode} first: {err[-2000:]}")
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout:g}s")
+
+
+@contextmanager
+def announced_url(command: list[str]) -> Iterator[str]:
+    """Run ``command`` (a loopback server printing ``PORT <n>`` first); its URL while it runs.
+
+    Stopped by its PID (SIGTERM, then waited for) when the block ends, even when the test fails.
+    """
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("PORT "), line
+        yield f"http://127.0.0.1:{line.split()[1]}"
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -41,20 +42,8 @@ class Verbs:
     resource_version: int
     audit: list[Audit]
 
-    def _store(
-        self,
-        key: tuple[str, str, str],
-        old: dict[str, Any] | None,
-        new: dict[str, Any],
-        *,
-        manager: str,
-        ctx: _Ctx | None = None,
-        owners: Owners | None = None,
-    ) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def _authorize(self, verb: str, plural: str, namespace: str, name: str | None) -> None:
-        raise NotImplementedError
+    _store: Callable[..., dict[str, Any]]  # (key, old, new, *, manager, ctx=None, owners=None)
+    _authorize: Callable[[str, str, str, str | None], None]  # (verb, plural, namespace, name)
 
     def _get(self, ctx: _Ctx) -> Any:
         if ctx.name is None:

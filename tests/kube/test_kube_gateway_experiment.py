@@ -12,7 +12,6 @@ ending with rollback routes in the cluster. Every process is stopped by its proc
 from __future__ import annotations
 
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.kube.cli_support import meshlab, spec, started, wait_for
+from tests.kube.cli_support import announced_url, meshlab, spec, started, wait_for
 from tests.kube.conftest import GATEWAY_EXAMPLES, parent_service
 from tests.kube.fake_apiserver import FakeKubeAPI
 from tests.support.gateway_schema import validate_gateway
@@ -65,20 +64,8 @@ def _spec(tmp_path: Path, kubeconfig: Path) -> Path:
 @pytest.fixture
 def bad_candidate_url() -> Iterator[str]:
     """A loopback model server whose candidate-labelled answers are all 503."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", BAD_CANDIDATE],
-        stdout=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith("PORT "), line
-        yield f"http://127.0.0.1:{line.split()[1]}"
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=10)
+    with announced_url([sys.executable, "-c", BAD_CANDIDATE]) as url:
+        yield url
 
 
 def _route(api: FakeKubeAPI) -> dict[str, Any]:
