@@ -42,13 +42,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from tests.kube.fake_http import ApiError, Failure, Request, parse_body, serve
-from tests.kube.fake_kinds import BUILT_IN, _Ctx, _group, served_kinds
+from tests.kube.fake_kinds import BUILT_IN, Crds, _Ctx, served_kinds
 from tests.kube.fake_ssa import Owners, managed_fields, update
 from tests.kube.fake_verbs import Audit, Verbs
+from tests.support.istio_schema import load_crds
 
 
 @dataclass
@@ -67,6 +69,7 @@ class FakeKubeAPI(Verbs):
 
     token: str
     crds_installed: bool = True
+    extra_crds: tuple[Path, ...] = ()  # CRD files served beyond Istio's and HTTPRoute's
     deny: set[tuple[str, str]] = field(default_factory=set)  # (verb, plural)
     # (method, plural) -> (seconds, "hang" | "late"): hang = drop unprocessed, late = answer late
     delays: dict[tuple[str, str], tuple[float, str]] = field(default_factory=dict)
@@ -86,7 +89,10 @@ class FakeKubeAPI(Verbs):
         self.stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
-        self._kinds = served_kinds()
+        self.extra: Crds = {}
+        for path in self.extra_crds:
+            self.extra.update(load_crds(str(path)))
+        self._kinds = served_kinds(self.extra)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -185,7 +191,7 @@ class FakeKubeAPI(Verbs):
             "PATCH": "patch",
             "DELETE": "delete",
         }[method]
-        self._authorize(verb, plural, namespace, name)
+        self._authorize(verb, plural, namespace, name, api_version.rpartition("/")[0])
         dry_run = query.get("dryRun")
         if dry_run is not None and dry_run != "All":
             raise ApiError(400, "BadRequest", f'unsupported dry run option "{dry_run}": use All')
@@ -207,9 +213,10 @@ class FakeKubeAPI(Verbs):
                 return self._patch(ctx, payload, headers.get("content-type", ""))
             return 200, self._delete(ctx, payload)
 
-    def _authorize(self, verb: str, plural: str, namespace: str, name: str | None) -> None:
+    def _authorize(
+        self, verb: str, plural: str, namespace: str, name: str | None, group: str
+    ) -> None:
         if (verb, plural) in self.deny:
-            group = _group(plural)
             qualified = f"{plural}.{group}" if group else plural
             what = f'{qualified} "{name}"' if name else qualified
             raise ApiError(

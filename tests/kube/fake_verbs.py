@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from tests.kube.fake_http import ApiError, parse_bool
-from tests.kube.fake_kinds import _Ctx, _group, _schema_errors, defaulted
+from tests.kube.fake_kinds import Crds, _Ctx, _schema_errors, defaulted
 from tests.kube.fake_ssa import ApplyConflict, Owners, apply, merge_patch
 
 
@@ -43,7 +43,8 @@ class Verbs:
     audit: list[Audit]
 
     _store: Callable[..., dict[str, Any]]  # (key, old, new, *, manager, ctx=None, owners=None)
-    _authorize: Callable[[str, str, str, str | None], None]  # (verb, plural, namespace, name)
+    _authorize: Callable[..., None]  # (verb, plural, namespace, name, group)
+    extra: Crds  # CRDs served beyond Istio's and the Gateway API's
 
     def _get(self, ctx: _Ctx) -> Any:
         if ctx.name is None:
@@ -67,7 +68,7 @@ class Verbs:
                 404,
                 "NotFound",
                 f'{ctx.qualified} "{ctx.name}" not found',
-                {"name": ctx.name, "group": _group(ctx.plural), "kind": ctx.plural},
+                {"name": ctx.name, "group": ctx.group, "kind": ctx.plural},
             )
         return obj
 
@@ -90,7 +91,8 @@ class Verbs:
     def _replace(self, ctx: _Ctx, body: dict[str, Any]) -> dict[str, Any]:
         old = self._existing(ctx)
         self._check_version(ctx, body, required=True)
-        return self._store(ctx.key, old, self._checked(ctx, body), manager=_manager(ctx), ctx=ctx)
+        checked = self._checked(ctx, body, old)
+        return self._store(ctx.key, old, checked, manager=_manager(ctx), ctx=ctx)
 
     def _patch(self, ctx: _Ctx, body: Any, content_type: str) -> tuple[int, dict[str, Any]]:
         mime = content_type.split(";")[0].strip()
@@ -105,7 +107,7 @@ class Verbs:
             merged = merge_patch(json.loads(json.dumps(old)), body)
             self._check_version(ctx, body, required=False)
             return 200, self._store(
-                ctx.key, old, self._checked(ctx, merged), manager=_manager(ctx), ctx=ctx
+                ctx.key, old, self._checked(ctx, merged, old), manager=_manager(ctx), ctx=ctx
             )
         raise ApiError(
             415,
@@ -128,7 +130,7 @@ class Verbs:
             raise ApiError(400, "BadRequest", "apply patch body must be an object")
         old = self.objects.get(ctx.key)
         if old is None:
-            self._authorize("create", ctx.plural, ctx.namespace, ctx.name)
+            self._authorize("create", ctx.plural, ctx.namespace, ctx.name, ctx.group)
         self._check_version(ctx, config, required=False)
         # The configuration itself must be a valid, complete object (defaults are not its fields).
         self._checked(ctx, json.loads(json.dumps(config)))
@@ -153,7 +155,7 @@ class Verbs:
                 },
             ) from None
         stored = self._store(
-            ctx.key, old, self._checked(ctx, merged), manager=manager, ctx=ctx, owners=owners
+            ctx.key, old, self._checked(ctx, merged, old), manager=manager, ctx=ctx, owners=owners
         )
         return (201 if old is None else 200), stored
 
@@ -195,8 +197,13 @@ class Verbs:
                 {"name": ctx.name},
             )
 
-    def _checked(self, ctx: _Ctx, body: dict[str, Any]) -> dict[str, Any]:
-        """Validate an object for this path; strict about unknown fields, like fieldValidation=Strict."""
+    def _checked(
+        self, ctx: _Ctx, body: dict[str, Any], old: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Validate an object for this path; strict about unknown fields, like fieldValidation=Strict.
+
+        ``old``: the stored object of an update, for the CRD's transition rules (``oldSelf``).
+        """
         if not isinstance(body, dict):
             raise ApiError(400, "BadRequest", "the body must be an object")
         if body.get("apiVersion") != ctx.api_version or body.get("kind") != ctx.kind:
@@ -219,7 +226,7 @@ class Verbs:
             )
         bare = {k: v for k, v in body.items() if k != "status"}
         bare["metadata"] = {k: v for k, v in metadata.items() if k != "managedFields"}
-        errors = _schema_errors(bare)  # UnsupportedRule propagates: a loud 500
+        errors = _schema_errors(bare, old, self.extra)  # UnsupportedRule propagates: a 500
         undecodable = [e.removeprefix("decode: ") for e in errors if e.startswith("decode: ")]
         if undecodable:
             raise ApiError(
@@ -240,7 +247,7 @@ class Verbs:
             raise ApiError(
                 422,
                 "Invalid",
-                f'{ctx.kind}.{_group(ctx.plural) or "core"} "{ctx.name}" is invalid: ['
+                f'{ctx.kind}.{ctx.group or "core"} "{ctx.name}" is invalid: ['
                 + ", ".join(errors)
                 + "]",
             )

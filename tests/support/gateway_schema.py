@@ -30,8 +30,8 @@ from typing import Any
 from tests.support.istio_schema import (
     REPO,
     UnsupportedRule,
-    _load,
     go_duration_seconds,
+    load_crds,
     metadata_errors,
     schema_errors,
 )
@@ -42,7 +42,7 @@ Rule = Callable[[Any], bool]
 
 def gateway_crds(path: Path = CRD_FILE) -> dict[tuple[str, str], dict[str, Any]]:
     """Every served (apiVersion, kind) of the Gateway API CRD file, with schema and plural."""
-    return _load(str(path))
+    return load_crds(str(path))
 
 
 # ------------------------------------------------------------------------------ the CEL rules

@@ -13,6 +13,11 @@ The CRD file is the vendored ``<repo>/istio_manifests/crds/istio/customresourced
     validate_istio(manifest)          raise AssertionError listing every violation with its path
     istio_schema_errors(manifest)     the violations as a list of "path: message" strings
     schema_errors(schema, value, path) the same for any structural schema (used by the fake server)
+    crd_errors(manifest, load_crds(f))  the same against the CRDs of another file
+
+On an update (``old``: the stored object) the transition rules, CEL rules naming ``oldSelf``
+(e.g. ``self == oldSelf``: an immutable field), are evaluated against the stored value; on create
+they are skipped, as the API server does.
 """
 
 from __future__ import annotations
@@ -85,7 +90,7 @@ def crd_file() -> Path:
 
 
 @functools.cache
-def _load(path: str) -> dict[tuple[str, str], dict[str, Any]]:
+def load_crds(path: str) -> dict[tuple[str, str], dict[str, Any]]:
     """(group/version, kind) -> {"schema", "plural", "namespaced"} for every served version."""
     out: dict[tuple[str, str], dict[str, Any]] = {}
     with open(path, encoding="utf-8") as fh:
@@ -107,7 +112,7 @@ def _load(path: str) -> dict[tuple[str, str], dict[str, Any]]:
 
 def crds() -> dict[tuple[str, str], dict[str, Any]]:
     """Every served (apiVersion, kind) of the CRD file with its schema and plural."""
-    return _load(str(crd_file()))
+    return load_crds(str(crd_file()))
 
 
 def schema_for(api_version: str, kind: str) -> dict[str, Any]:
@@ -115,14 +120,27 @@ def schema_for(api_version: str, kind: str) -> dict[str, Any]:
     return dict(crds()[(api_version, kind)]["schema"])
 
 
-def istio_schema_errors(manifest: dict[str, Any]) -> list[str]:
-    """Every violation of ``manifest`` against its CRD, as ``"path: message"`` strings."""
+def istio_schema_errors(manifest: dict[str, Any], old: dict[str, Any] | None = None) -> list[str]:
+    """Every violation of ``manifest`` against its CRD, as ``"path: message"`` strings.
+
+    ``old``: the stored object when this is an update (its transition rules are then evaluated).
+    """
+    return crd_errors(manifest, crds(), str(crd_file()), old)
+
+
+def crd_errors(
+    manifest: dict[str, Any],
+    table: dict[tuple[str, str], dict[str, Any]],
+    source: str,
+    old: dict[str, Any] | None = None,
+) -> list[str]:
+    """Violations of ``manifest`` against the CRDs of ``table`` (:func:`load_crds` of ``source``)."""
     if not isinstance(manifest, dict):
         return [f"<root>: expected an object, got {type(manifest).__name__}"]
     api_version, kind = manifest.get("apiVersion"), manifest.get("kind")
-    entry = crds().get((str(api_version), str(kind)))
+    entry = table.get((str(api_version), str(kind)))
     if entry is None:
-        return [f"apiVersion/kind: {api_version}/{kind} is not served by the CRD file {crd_file()}"]
+        return [f"apiVersion/kind: {api_version}/{kind} is not served by the CRD file {source}"]
     errors: list[str] = []
     for key in manifest:
         if key not in ("apiVersion", "kind", "metadata", "spec", "status"):
@@ -131,7 +149,8 @@ def istio_schema_errors(manifest: dict[str, Any]) -> list[str]:
     schema = entry["schema"]
     for key in ("spec", "status"):
         if key in manifest:
-            errors += schema_errors(schema["properties"][key], manifest[key], key)
+            before = (old or {}).get(key, NO_OLD) if old is not None else NO_OLD
+            errors += schema_errors(schema["properties"][key], manifest[key], key, before)
     return errors
 
 
@@ -174,8 +193,17 @@ def metadata_errors(metadata: Any) -> list[str]:
     return errors
 
 
-def schema_errors(schema: dict[str, Any], value: Any, path: str) -> list[str]:
-    """Violations of ``value`` against a structural schema, each prefixed with its path."""
+NO_OLD: Any = object()  # no old value at this path: a create, or a field the update adds
+
+
+def schema_errors(schema: dict[str, Any], value: Any, path: str, old: Any = NO_OLD) -> list[str]:
+    """Violations of ``value`` against a structural schema, each prefixed with its path.
+
+    ``old`` is the stored value at the same path on an update: transition rules (CEL rules that
+    name ``oldSelf``) are evaluated only where it exists, as the API server does (on create, and
+    for fields the update adds, they are skipped). Object properties and map values correlate by
+    key; list items never do here (the vendored CRDs' transition rules sit on objects).
+    """
     if value is None:
         return [] if schema.get("nullable") else [f"{path}: must not be null"]
     errors = _type_errors(schema, value, path)
@@ -183,13 +211,17 @@ def schema_errors(schema: dict[str, Any], value: Any, path: str) -> list[str]:
         return errors  # no point checking the fields of a value of the wrong type
     errors += _bounds_errors(schema, value, path)
     if isinstance(value, dict):
-        errors += _object_errors(schema, value, path)
+        errors += _object_errors(schema, value, path, old if isinstance(old, dict) else {})
     elif isinstance(value, list) and "items" in schema:
         for i, item in enumerate(value):
             errors += schema_errors(schema["items"], item, f"{path}[{i}]")
     errors += _combinator_errors(schema, value, path)
     for rule in schema.get("x-kubernetes-validations", ()):
-        if not _rule(rule["rule"])(value):
+        if "oldSelf" in rule["rule"]:
+            failed = old is not NO_OLD and not _transition_rule(rule["rule"])(value, old)
+        else:
+            failed = not _rule(rule["rule"])(value)
+        if failed:
             errors.append(f"{path}: {rule.get('message', 'failed rule ' + rule['rule'])}")
     return errors
 
@@ -267,7 +299,9 @@ def _format_errors(fmt: str | None, value: str, path: str) -> list[str]:
     return []
 
 
-def _object_errors(schema: dict[str, Any], value: dict[str, Any], path: str) -> list[str]:
+def _object_errors(
+    schema: dict[str, Any], value: dict[str, Any], path: str, old: dict[str, Any]
+) -> list[str]:
     errors = [
         f"{path}.{key}: required field missing"
         for key in schema.get("required", ())
@@ -277,10 +311,11 @@ def _object_errors(schema: dict[str, Any], value: dict[str, Any], path: str) -> 
     additional = schema.get("additionalProperties")
     preserve = schema.get("x-kubernetes-preserve-unknown-fields", False)
     for key, item in value.items():
+        before = old.get(key, NO_OLD)
         if properties is not None and key in properties:
-            errors += schema_errors(properties[key], item, f"{path}.{key}")
+            errors += schema_errors(properties[key], item, f"{path}.{key}", before)
         elif isinstance(additional, dict):
-            errors += schema_errors(additional, item, f"{path}[{key}]")
+            errors += schema_errors(additional, item, f"{path}[{key}]", before)
         elif not preserve and "type" in schema:
             errors.append(f"{path}.{key}: unknown field")
     return errors
@@ -356,6 +391,20 @@ _RULES: dict[str, Callable[[Any], bool]] = {
         0 < int(k) <= 65535 for k in v
     ),
 }
+
+
+# Transition rules (``oldSelf``): evaluated on update with the stored value, never on create.
+_TRANSITION_RULES: dict[str, Callable[[Any, Any], bool]] = {
+    "self == oldSelf": lambda v, old: v == old,  # an immutable field (Argo Rollouts' selector)
+}
+
+
+def _transition_rule(rule: str) -> Callable[[Any, Any], bool]:
+    text = " ".join(rule.split())
+    try:
+        return _TRANSITION_RULES[text]
+    except KeyError:
+        raise UnsupportedRule(f"CEL transition rule not understood: {text!r}") from None
 
 
 def _rule(rule: str) -> Callable[[Any], bool]:
