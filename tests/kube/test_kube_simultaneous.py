@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import REPO
-from tests.kube.cli_support import env, meshlab, spec, started, wait_for
+from tests.kube.cli_support import meshlab, spec, started, wait_for
 from tests.kube.fake_apiserver import FakeKubeAPI
 
 pytestmark = pytest.mark.slow
@@ -48,26 +45,12 @@ def test_two_starts_at_the_same_moment_exactly_one_runs(
     # answered 3 s late (served at once, answered later), as a slow API server would: reads within
     # 3 s of each other both see no Lease, and both starts try to create it.
     fake_api.delays[("GET", "leases")] = (3.0, "late")
-    procs: list[subprocess.Popen[str]] = []
-    try:
-        for pod in ("pod-a", "pod-b"):
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "meshlab", *_start(path, model_url, tmp_path / pod)],
-                    cwd=REPO,
-                    env=env(tmp_path, pod),
-                    text=True,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    start_new_session=True,
-                )
-            )
+    with (
+        started(tmp_path, *_start(path, model_url, tmp_path / "pod-a"), home="pod-a") as first,
+        started(tmp_path, *_start(path, model_url, tmp_path / "pod-b"), home="pod-b") as second,
+    ):
+        procs = [first, second]
         results = [p.communicate(timeout=180) for p in procs]
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.communicate(timeout=10)
     codes = [p.returncode for p in procs]
     assert sorted(codes) == [0, 2], [r[1][-2000:] for r in results]
     winner, loser = (0, 1) if codes[0] == 0 else (1, 0)
