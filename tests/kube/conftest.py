@@ -195,3 +195,14 @@ def user_http_route() -> dict[str, Any]:
             ],
         },
     }
+
+
+def backends(route: dict[str, Any]) -> set[str]:
+    """Services that receive primary traffic (weight > 0) or mirrored copies from a route."""
+    out = set()
+    for rule in route["spec"]["rules"]:
+        out |= {b["name"] for b in rule["backendRefs"] if b.get("weight", 1) > 0}
+        for f in rule.get("filters", []):
+            if f["type"] == "RequestMirror":
+                out.add(f["requestMirror"]["backendRef"]["name"])
+    return out

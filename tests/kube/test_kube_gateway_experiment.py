@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from tests.kube.cli_support import announced_url, meshlab, spec, started, wait_for
-from tests.kube.conftest import GATEWAY_EXAMPLES, parent_service
+from tests.kube.conftest import GATEWAY_EXAMPLES, backends, parent_service
 from tests.kube.fake_apiserver import FakeKubeAPI
 from tests.support.gateway_schema import validate_gateway
 
@@ -75,16 +75,6 @@ def _route(api: FakeKubeAPI) -> dict[str, Any]:
     return route
 
 
-def _backends(route: dict[str, Any]) -> set[str]:
-    out = set()
-    for rule in route["spec"]["rules"]:
-        out |= {b["name"] for b in rule["backendRefs"] if b.get("weight", 1) > 0}
-        for f in rule.get("filters", []):
-            if f["type"] == "RequestMirror":
-                out.add(f["requestMirror"]["backendRef"]["name"])
-    return out
-
-
 def _start(spec: Path, url: str, tmp_path: Path) -> tuple[str, ...]:
     runs = str(tmp_path / "runs")
     return ("canary", "start", "-f", str(spec), "--url", url, "--quiet", "--runs", runs)
@@ -101,7 +91,7 @@ def test_gateway_api_canary_promotes_and_status_reads_the_http_route(
     route = _route(fake_api)
     assert route["metadata"]["annotations"]["meshlab.io/step"] == "promoted"
     assert "meshlab.io/holder" not in route["metadata"]["annotations"]  # lease released
-    assert _backends(route) == {V2}
+    assert backends(route) == {V2}
     for name, version in ((V1, "v1"), (V2, "v2")):
         svc = fake_api.get_object("services", "models", name)
         assert svc is not None
@@ -125,7 +115,7 @@ def test_gateway_api_canary_promotes_and_status_reads_the_http_route(
     rollback = meshlab(tmp_path, "rollback", "-f", str(spec))
     assert rollback.returncode == 0, rollback.stderr[-2000:]
     assert f"read back from HTTPRoute models/{ROUTE}: step rollback" in rollback.stdout
-    assert _backends(_route(fake_api)) == {V1}
+    assert backends(_route(fake_api)) == {V1}
 
 
 def test_gateway_api_canary_aborts_and_rolls_back(
@@ -137,7 +127,7 @@ def test_gateway_api_canary_aborts_and_rolls_back(
     assert run.returncode == 1, run.stdout[-2000:] + run.stderr[-2000:]
     route = _route(fake_api)
     assert route["metadata"]["annotations"]["meshlab.io/step"] == "rollback"
-    assert _backends(route) == {V1}
+    assert backends(route) == {V1}
     run_dir = next((tmp_path / "runs").glob("*/"))
     assert any(p.name.endswith("-rollback.yaml") for p in (run_dir / "manifests").glob("*"))
     status = meshlab(tmp_path, "status", "-f", str(spec))
@@ -162,6 +152,6 @@ def test_sigterm_leaves_gateway_api_rollback_routes_in_the_cluster(
         assert proc.returncode == 130, err[-2000:]
     route = _route(fake_api)
     assert route["metadata"]["annotations"]["meshlab.io/step"] == "rollback"
-    assert _backends(route) == {V1}
+    assert backends(route) == {V1}
     status = meshlab(tmp_path, "status", "-f", str(spec))
     assert "routing read back from the cluster: step rollback" in status.stdout
