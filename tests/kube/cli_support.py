@@ -55,6 +55,22 @@ def spec(
     return path
 
 
+def start_args(path: Path, url: str, runs: Path, *extra: str) -> tuple[str, ...]:
+    """``meshlab canary start`` of the spec at ``path``, load to ``url``, run directories in ``runs``."""
+    return (
+        "canary",
+        "start",
+        "-f",
+        str(path),
+        "--url",
+        url,
+        "--quiet",
+        "--runs",
+        str(runs),
+        *extra,
+    )
+
+
 def env(tmp_path: Path, home: str = "home") -> dict[str, str]:
     """The environment of a meshlab process: no proxies, no in-cluster config, its own home."""
     kept = {

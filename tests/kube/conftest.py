@@ -206,3 +206,10 @@ def backends(route: dict[str, Any]) -> set[str]:
             if f["type"] == "RequestMirror":
                 out.add(f["requestMirror"]["backendRef"]["name"])
     return out
+
+
+def stored(fake: FakeKubeAPI, plural: str, name: str) -> dict[str, Any]:
+    """The object as the fake stores it in namespace ``models``; fails the test if missing."""
+    obj = fake.get_object(plural, "models", name)
+    assert obj is not None, f"{plural}/{name} missing"
+    return obj

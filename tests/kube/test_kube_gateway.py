@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import time
-from typing import Any
 
 import pytest
 
@@ -28,18 +27,13 @@ from tests.kube.conftest import (
     backends,
     gateway_experiment,
     parent_service,
+    stored,
     user_http_route,
 )
 from tests.kube.fake_apiserver import FakeKubeAPI
 from tests.support.gateway_schema import validate_gateway
 
 NS = "models"
-
-
-def stored(fake: FakeKubeAPI, plural: str, name: str) -> dict[str, Any]:
-    obj = fake.get_object(plural, NS, name)
-    assert obj is not None, f"{plural}/{name} missing"
-    return obj
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)

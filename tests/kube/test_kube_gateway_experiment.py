@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.kube.cli_support import announced_url, meshlab, spec, started, wait_for
+from tests.kube.cli_support import announced_url, meshlab, spec, start_args, started, wait_for
 from tests.kube.conftest import GATEWAY_EXAMPLES, backends, parent_service
 from tests.kube.fake_apiserver import FakeKubeAPI
 from tests.support.gateway_schema import validate_gateway
@@ -75,17 +75,12 @@ def _route(api: FakeKubeAPI) -> dict[str, Any]:
     return route
 
 
-def _start(spec: Path, url: str, tmp_path: Path) -> tuple[str, ...]:
-    runs = str(tmp_path / "runs")
-    return ("canary", "start", "-f", str(spec), "--url", url, "--quiet", "--runs", runs)
-
-
 def test_gateway_api_canary_promotes_and_status_reads_the_http_route(
     tmp_path: Path, fake_api: FakeKubeAPI, kubeconfig: Path, model_url: str, token: str
 ) -> None:
     fake_api.put_object(parent_service())
     spec = _spec(tmp_path, kubeconfig)
-    run = meshlab(tmp_path, *_start(spec, model_url, tmp_path), timeout=120)
+    run = meshlab(tmp_path, *start_args(spec, model_url, tmp_path / "runs"), timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
     assert token not in run.stdout + run.stderr
     route = _route(fake_api)
@@ -123,7 +118,7 @@ def test_gateway_api_canary_aborts_and_rolls_back(
 ) -> None:
     fake_api.put_object(parent_service())
     spec = _spec(tmp_path, kubeconfig)
-    run = meshlab(tmp_path, *_start(spec, bad_candidate_url, tmp_path), timeout=120)
+    run = meshlab(tmp_path, *start_args(spec, bad_candidate_url, tmp_path / "runs"), timeout=120)
     assert run.returncode == 1, run.stdout[-2000:] + run.stderr[-2000:]
     route = _route(fake_api)
     assert route["metadata"]["annotations"]["meshlab.io/step"] == "rollback"
@@ -139,7 +134,7 @@ def test_sigterm_leaves_gateway_api_rollback_routes_in_the_cluster(
 ) -> None:
     fake_api.put_object(parent_service())
     spec = _spec(tmp_path, kubeconfig)
-    with started(tmp_path, *_start(spec, model_url, tmp_path)) as proc:
+    with started(tmp_path, *start_args(spec, model_url, tmp_path / "runs")) as proc:
 
         def at_step_one() -> bool:
             route = fake_api.get_object("httproutes", "models", ROUTE)

@@ -17,16 +17,12 @@ from typing import Any
 
 import pytest
 
-from tests.kube.cli_support import meshlab, spec, started, wait_for
+from tests.kube.cli_support import meshlab, spec, start_args, started, wait_for
 from tests.kube.fake_apiserver import FakeKubeAPI
 
 pytestmark = pytest.mark.slow
 NS, NAME = "models", "meshlab-fraud-canary"
 FAST_LEASE = {"lease": {"duration": "3s", "renewEvery": "500ms"}}
-
-
-def _start(path: Path, url: str, runs: Path) -> list[str]:
-    return ["canary", "start", "-f", str(path), "--url", url, "--quiet", "--runs", str(runs)]
 
 
 def _route_holders(api: FakeKubeAPI) -> set[str]:
@@ -46,8 +42,8 @@ def test_two_starts_at_the_same_moment_exactly_one_runs(
     # 3 s of each other both see no Lease, and both starts try to create it.
     fake_api.delays[("GET", "leases")] = (3.0, "late")
     with (
-        started(tmp_path, *_start(path, model_url, tmp_path / "pod-a"), home="pod-a") as first,
-        started(tmp_path, *_start(path, model_url, tmp_path / "pod-b"), home="pod-b") as second,
+        started(tmp_path, *start_args(path, model_url, tmp_path / "pod-a"), home="pod-a") as first,
+        started(tmp_path, *start_args(path, model_url, tmp_path / "pod-b"), home="pod-b") as second,
     ):
         procs = [first, second]
         results = [p.communicate(timeout=180) for p in procs]
@@ -73,7 +69,7 @@ def test_a_sigkilled_holders_lease_runs_out_and_the_next_start_takes_it(
     tmp_path: Path, fake_api: FakeKubeAPI, kubeconfig: Path, model_url: str
 ) -> None:
     path = spec(tmp_path, kubeconfig, **FAST_LEASE)
-    with started(tmp_path, *_start(path, model_url, tmp_path / "runs"), home="pod-a") as proc:
+    with started(tmp_path, *start_args(path, model_url, tmp_path / "runs"), home="pod-a") as proc:
         wait_for(lambda: _step_one(fake_api), proc)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
@@ -81,7 +77,7 @@ def test_a_sigkilled_holders_lease_runs_out_and_the_next_start_takes_it(
     # As if it had run on another node: only the Lease running out can tell it is dead.
     dead = _move_to_another_node(fake_api)
     restarted = meshlab(
-        tmp_path, *_start(path, model_url, tmp_path / "runs-b"), timeout=180, home="pod-b"
+        tmp_path, *start_args(path, model_url, tmp_path / "runs-b"), timeout=180, home="pod-b"
     )
     assert restarted.returncode == 0, restarted.stderr[-3000:]
     takeover = next(
