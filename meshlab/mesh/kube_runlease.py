@@ -131,10 +131,6 @@ class RunLease:
     def where(self) -> str:
         return f"Lease {self.objects.namespace}/{self.name}"
 
-    @property
-    def held(self) -> bool:
-        return self._stored is not None and self.lost is None
-
     def acquire(self) -> None:
         """Take the Lease, or raise :class:`LeaseHeldError` naming the run that holds it."""
         seen: LeaseRecord | None = None
