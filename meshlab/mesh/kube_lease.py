@@ -2,9 +2,9 @@
 
 A meshlab that runs an experiment in a cluster stamps every step it applies to its VirtualService
 with ``meshlab.io/holder`` (``<host>/<pid>/<run id>``) and ``meshlab.io/lease-seconds``, and keeps
-``meshlab.io/heartbeat`` (a UTC time) fresh: a daemon thread renews it every third of the lease by
-a merge patch that carries the resourceVersion just read, so it never overwrites another holder. A
-clean end removes all three. Anyone who reads the VirtualService can then tell (:class:`Lease`):
+``meshlab.io/heartbeat`` (a UTC time) fresh: a daemon thread renews it every
+``target.lease.renewEvery`` (default a third of the lease) by a merge patch that carries the
+resourceVersion just read, so it never overwrites another holder. A clean end removes all three. Anyone who reads the VirtualService can then tell (:class:`Lease`):
 
 * no holder: no meshlab is in charge of the routes (finished, rolled back by hand, or left at a
   step by ``onInconclusive: hold``);
@@ -17,8 +17,9 @@ Before all that, the run takes the experiment's ``coordination.k8s.io`` Lease
 (:mod:`meshlab.mesh.kube_runlease`), which the same heartbeat renews: that Lease keeps two runs
 apart; the annotations here tell ``status`` and a restarted run where the routes stand.
 
-Renewal failures are logged and retried at the next beat: a lease is a claim, never a reason to
-stop an experiment. The heartbeat uses its own client object, so it never waits behind a rollback.
+Renewal failures are logged and retried at the next beat: a failed renewal never stops an
+experiment (a Lease another run has taken over does: the run applies no further step). The
+heartbeat uses its own client object, so it never waits behind a rollback.
 """
 
 from __future__ import annotations
