@@ -1,6 +1,6 @@
 """The Kubernetes edge: load credentials, call the API for meshlab's kinds, translate its failures.
 
-Every request meshlab makes to a Kubernetes API server goes through :class:`KubeObjects`: GET,
+Every request meshlab makes to a Kubernetes API server goes through :class:`KubeObjects`: GET, POST,
 server-side apply (``PATCH`` with ``application/apply-patch+yaml`` and a field manager), ``PUT`` with
 a resourceVersion (optimistic concurrency) and DELETE of the kinds in :data:`RESOURCES` in one
 namespace: Istio's ``networking.istio.io/v1`` objects and the Gateway API's HTTPRoute through the
@@ -228,6 +228,20 @@ class KubeObjects:
                 lambda: self._send("patch", kind, name, manifest, **kwargs),
             )
         )
+
+    def create(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """POST ``manifest``; fails with :class:`ConflictError` (409) if the name exists already."""
+        kind, name = manifest["kind"], manifest["metadata"]["name"]
+        res, kwargs = self.resource(kind), self._write_kwargs()
+        if not res.group:
+            raise MeshError(f"meshlab does not create core {kind} objects by POST")
+
+        def call() -> Any:
+            return self._api.create_namespaced_custom_object(
+                res.group, res.version, self.namespace, res.plural, manifest, **kwargs
+            )
+
+        return _as_dict(self._request("create", kind, name, call))
 
     def merge_patch(self, kind: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         """JSON merge patch (RFC 7386) of the object, e.g. annotations only; null removes a key.

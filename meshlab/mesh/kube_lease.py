@@ -2,9 +2,9 @@
 
 A meshlab that runs an experiment in a cluster stamps every step it applies to its VirtualService
 with ``meshlab.io/holder`` (``<host>/<pid>/<run id>``) and ``meshlab.io/lease-seconds``, and keeps
-``meshlab.io/heartbeat`` (a UTC time) fresh: a daemon thread renews it every third of the lease by
-a merge patch that carries the resourceVersion just read, so it never overwrites another holder. A
-clean end removes all three. Anyone who reads the VirtualService can then tell (:class:`Lease`):
+``meshlab.io/heartbeat`` (a UTC time) fresh: a daemon thread renews it every
+``target.lease.renewEvery`` (default a third of the lease) by a merge patch that carries the
+resourceVersion just read, so it never overwrites another holder. A clean end removes all three. Anyone who reads the VirtualService can then tell (:class:`Lease`):
 
 * no holder: no meshlab is in charge of the routes (finished, rolled back by hand, or left at a
   step by ``onInconclusive: hold``);
@@ -13,8 +13,13 @@ clean end removes all three. Anyone who reads the VirtualService can then tell (
   longer exists, or is ours): **dead since its last heartbeat**, i.e. interrupted (SIGKILL, OOM,
   node loss) with its routes still in force. ``meshlab start`` rolls such a run back first.
 
-Renewal failures are logged and retried at the next beat: a lease is a claim, never a reason to
-stop an experiment. The heartbeat uses its own client object, so it never waits behind a rollback.
+Before all that, the run takes the experiment's ``coordination.k8s.io`` Lease
+(:mod:`meshlab.mesh.kube_runlease`), which the same heartbeat renews: that Lease keeps two runs
+apart; the annotations here tell ``status`` and a restarted run where the routes stand.
+
+Renewal failures are logged and retried at the next beat: a failed renewal never stops an
+experiment (a Lease another run has taken over does: the run applies no further step). The
+heartbeat uses its own client object, so it never waits behind a rollback.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from meshlab.errors import ConflictError, MeshError
 from meshlab.manifests.meta import STEP_ANNOTATION
@@ -41,6 +46,9 @@ from meshlab.mesh.kube_adopt import (
     LEASE_ANNOTATIONS,
 )
 from meshlab.mesh.kube_client import KubeObjects
+
+if TYPE_CHECKING:
+    from meshlab.mesh.kube_runlease import RunLease
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +84,29 @@ def new_holder() -> str:
     holder = f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(4)}"
     _OURS.add(holder)
     return holder
+
+
+def holder_gone(holder: str) -> bool:
+    """Whether ``holder`` (``<host>/<pid>/<run id>``) ran on this host and its process is gone.
+
+    A holder on another host, or one of this process's own, is never provably gone; this process
+    having the holder's pid is (a restarted container: same host name, same pid, another run).
+    """
+    parts = holder.split("/")
+    if holder in _OURS or len(parts) < 2 or parts[0] != socket.gethostname():
+        return False
+    if not parts[1].isdigit():
+        return False
+    pid = int(parts[1])
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 @dataclass(frozen=True)
@@ -115,17 +146,7 @@ class Lease:
 
     def provably_dead(self) -> bool:
         """The holder ran on this host and its process is gone (or this process has its pid)."""
-        if self.holder in _OURS or self.host != socket.gethostname() or self.pid is None:
-            return False
-        if self.pid == os.getpid():
-            return True  # a restarted container: same host name, same pid, another run
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        return False
+        return holder_gone(self.holder)
 
     def expires_at(self) -> float:
         return self.last_seen + self.seconds
@@ -147,9 +168,11 @@ class Lease:
 
 
 class Heartbeat:
-    """Renews ``holder``'s heartbeat on a route object every ``seconds / 3`` until stopped.
+    """Renews a run's claims every ``every`` seconds (default ``seconds / 3``) until stopped.
 
-    The object is the one carrying meshlab's routes: a VirtualService or an HTTPRoute (``kind``).
+    The run's :class:`~meshlab.mesh.kube_runlease.RunLease` (``run_lease``) from the start; the
+    route object's lease annotations once ``routes`` is set (after the first step is applied). The
+    route object is the one carrying meshlab's routes: a VirtualService or an HTTPRoute (``kind``).
     """
 
     def __init__(
@@ -161,14 +184,20 @@ class Heartbeat:
         *,
         clock: Callable[[], float] = time.time,
         kind: str = "VirtualService",
+        every: float | None = None,
+        run_lease: RunLease | None = None,
+        routes: bool = True,
     ) -> None:
         self.kind = kind
         self.objects = objects
         self.name = name
         self.holder = holder
         self.seconds = seconds
+        self.every = every if every is not None else seconds / 3
         self.clock = clock
-        self.renewals = 0
+        self.run_lease = run_lease
+        self.routes = routes
+        self.renewals = 0  # of the route object's heartbeat
         self.lost = False  # someone else holds the routes now (or a person rolled them back)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -184,13 +213,31 @@ class Heartbeat:
             self._thread.join(timeout=self.objects.timeout + 1.0)
 
     def _run(self) -> None:
-        while not self._stop.wait(self.seconds / 3):
+        while not self._stop.wait(self.every):
+            if not self.beat():
+                return
+
+    def beat(self) -> bool:
+        """One round of renewals (failures logged, retried next beat); False: stop beating.
+
+        The run's Lease is renewed for as long as the run lives, even after it lost its routes
+        (it is still rolling back or closing); once the Lease itself is lost, nothing is renewed.
+        """
+        run_lost = False
+        if self.run_lease is not None:
+            try:
+                self.run_lease.renew()
+            except MeshError as exc:
+                log.warning("%s not renewed: %s", self.run_lease.where, exc)
+            run_lost = self.run_lease.lost is not None
+        if self.routes and not self.lost:
             try:
                 self.renew()
             except MeshError as exc:
                 log.warning("lease on %s %s not renewed: %s", self.kind, self.name, exc)
-            if self.lost:
-                return
+        if run_lost:
+            return False  # another run holds the experiment: nothing of ours is worth renewing
+        return self.run_lease is not None or not self.lost
 
     def renew(self) -> bool:
         """Write a fresh heartbeat if we still hold the routes; False when we do not."""

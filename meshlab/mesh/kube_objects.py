@@ -1,15 +1,18 @@
-"""Pure checks and edits of the objects meshlab writes to a cluster; no I/O.
+"""Checks and edits of the objects meshlab writes to a cluster, and a step's all-or-nothing write.
 
 What a step may contain (in either routing API), the annotations stamped on it, backend Services
 completed from their parent Service, the refusal to take over an object meshlab did not create,
 what to re-apply to get a stored object back, and whether the stored routes are what meshlab
-rendered (the check a rollback must pass before meshlab says it rolled back).
+rendered (the check a rollback must pass before meshlab says it rolled back): pure functions.
+The I/O is only through the :class:`~meshlab.mesh.kube_client.KubeObjects` passed in:
+:func:`read_previous`, :func:`write_all_or_nothing` (the objects a step needs, then its route
+object; what was written put back if a write fails), :func:`restore` and :func:`landed_with`.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from meshlab.errors import ConfigError, ConflictError, MeshError
@@ -23,7 +26,7 @@ from meshlab.mesh.kube_adopt import (
     is_owned_route,
     route_field,
 )
-from meshlab.mesh.kube_client import KubeObjects
+from meshlab.mesh.kube_client import KubeObjects, KubeTimeoutError
 from meshlab.mesh.kube_lease import parse_time
 from meshlab.mesh.kube_resources import RESOURCES, Resource
 from meshlab.spec import Experiment
@@ -253,3 +256,50 @@ def landed_with(
     annotations = ((current or {}).get("metadata") or {}).get("annotations") or {}
     landed = all(annotations.get(k) == v for k, v in stamp.items())
     return current if landed and current is not None else None
+
+
+def read_previous(objects: KubeObjects, needed: Sequence[Manifest]) -> Previous:
+    """Each object a step needs with what is stored under its name now (refusing foreign ones)."""
+    previous: Previous = []
+    for doc in needed:
+        kind, name = doc["kind"], doc["metadata"]["name"]
+        current = objects.get(kind, name)
+        refuse_foreign(current, kind, objects.namespace, name)
+        previous.append((doc, current))
+    return previous
+
+
+def write_all_or_nothing(
+    objects: KubeObjects,
+    previous: Previous,
+    write_route: Callable[[], dict[str, Any]],
+    route: tuple[str, str],
+    stamp: dict[str, str],
+) -> tuple[list[dict[str, Any]], Exception | None]:
+    """Write a step: the objects it needs first, then its route object (``write_route``).
+
+    Returns the server's answers, and the timeout that was met if the route object's write timed
+    out yet landed (it carries ``stamp``: the step is in force). On any other failure, even an
+    unexpected one, what was written is put back (:func:`restore`) and the failure re-raised:
+    never half a step. A dry run persists nothing, so there is nothing to put back.
+    """
+    applied: list[dict[str, Any]] = []
+    try:
+        for doc, _ in previous:
+            applied.append(objects.apply(doc))
+        applied.append(write_route())
+    except Exception as exc:
+        if objects.dry_run:
+            raise
+        if isinstance(exc, KubeTimeoutError):
+            landed = landed_with(objects, *route, stamp)
+            if landed is not None:
+                return [*applied, landed], exc
+        restore(objects, previous[: len(applied)], exc)
+        raise
+    return applied, None
+
+
+def stepped(doc: Manifest) -> bool:
+    """Whether the renderer marks ``doc`` with the step (a DestinationRule; not a Service)."""
+    return STEP_ANNOTATION in ((doc.get("metadata") or {}).get("annotations") or {})

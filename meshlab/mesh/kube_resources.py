@@ -1,7 +1,8 @@
 """Where the Kubernetes API serves each kind meshlab writes, and the RBAC verbs it uses on them.
 
 :data:`RESOURCES` lists the kinds of both routing APIs (Istio's DestinationRule and
-VirtualService, the Gateway API's HTTPRoute, core Services); a kind a new renderer emits is
+VirtualService, the Gateway API's HTTPRoute, core Services) and the run's ``coordination.k8s.io``
+Lease (:mod:`meshlab.mesh.kube_runlease`); a kind a new renderer emits is
 addressed where its ``apiVersion`` says (:func:`resource_of`), so adding a routing API needs no
 change here. :data:`VERBS` is what ``istio_manifests/rbac/role.yaml`` grants, exactly (tested).
 """
@@ -42,17 +43,23 @@ RESOURCES = {
     "DestinationRule": Resource(GROUP, VERSION, "destinationrules", _ISTIO + "with Istio >= 1.22"),
     "HTTPRoute": Resource("gateway.networking.k8s.io", "v1", "httproutes", _GATEWAY),
     "Service": Resource("", "v1", "services", "check target.context"),
+    "Lease": Resource(
+        "coordination.k8s.io", "v1", "leases", "use Kubernetes >= 1.14 or fix target.context"
+    ),
 }
 PLURALS = {kind: r.plural for kind, r in RESOURCES.items()}
 # The verbs meshlab uses, per resource; istio_manifests/rbac/role.yaml grants exactly these.
 # Server-side apply of a new object needs "create" as well as "patch"; "update" is the PUT of an
 # adopted route object; "delete" is cleanup (and undoing what a failed step created). Services:
 # the parent Service is read ("get") for its selector and port; backend Services are meshlab's own.
+# Leases: the run's claim is read, created, renewed and taken over by PUT with its resourceVersion
+# ("update"), and deleted (with that precondition) when the run lets go.
 VERBS = {
     "destinationrules": ("get", "create", "patch", "delete"),
     "virtualservices": ("get", "create", "patch", "update", "delete"),
     "httproutes": ("get", "create", "patch", "update", "delete"),
     "services": ("get", "create", "patch", "delete"),
+    "leases": ("get", "create", "update", "delete"),
 }
 GROUPS = {r.plural: r.group for r in RESOURCES.values()}
 

@@ -15,15 +15,17 @@ user's route object by read-modify-write with the resourceVersion (retrying a bo
 409s), changing only its own named routes, and restores it exactly on rollback/cleanup.
 
 State lives in the cluster, so ``status`` and ``rollback`` work from any machine: the route object
-carries ``meshlab.io/experiment``, ``meshlab.io/step`` and ``meshlab.io/applied-at`` annotations,
-and, while a run holds it (``hold``), the lease of :mod:`meshlab.mesh.kube_lease`.
+carries ``meshlab.io/experiment``, ``meshlab.io/step`` and ``meshlab.io/applied-at`` annotations.
+The run that drives the experiment (``hold``, :mod:`meshlab.mesh.kube_holding`) first takes the
+experiment's ``coordination.k8s.io`` Lease, so no other run can start it, and then stamps the lease
+of :mod:`meshlab.mesh.kube_lease` on every step.
 
-A step is applied all-or-nothing: the objects the routes need first (subsets or backend Services
-must exist before routes name them), then the route object; if that write fails, the previous
-objects are put back (deleted if meshlab had just created them). A write that timed out is checked, not retried:
-if the server did apply it, the step is in force; 5xx and refused connections are retried briefly.
-A rollback retries every transient failure within its deadline. With ``dry_run`` every write is a server-side dry
-run (``dryRun=All``): validated and admitted by the real server, persisted nowhere.
+A step is applied all-or-nothing (:func:`~meshlab.mesh.kube_objects.write_all_or_nothing`): the
+objects the routes need first, then the route object; if a write fails, what was written is put
+back. A write that timed out is checked, not retried: if the server did apply it, the step is in
+force; 5xx and refused connections are retried for ``target.stepRetry``. A rollback retries every
+transient failure until ``target.rollbackDeadline``. With ``dry_run`` every write is a server-side
+dry run (``dryRun=All``): validated and admitted by the real server, persisted nowhere.
 """
 
 from __future__ import annotations
@@ -36,47 +38,37 @@ from typing import Any
 from meshlab.errors import MeshError
 from meshlab.manifests import Manifest, RoutingPlan, resource_name, routing_plan
 from meshlab.manifests import rollback as rollback_step
-from meshlab.manifests.istio import STEP_ANNOTATION
 from meshlab.mesh.base import Fault, MeshRun, RoutingState, RunContext
 from meshlab.mesh.kube_adopt import (
-    APPLIED_AT_ANNOTATION,
-    EXPERIMENT_ANNOTATION,
     route_field,
 )
 from meshlab.mesh.kube_adoption import adopt_routes, adopted_name, restore_adopted
 from meshlab.mesh.kube_client import (
     TRANSIENT,
     KubeObjects,
-    KubeTimeoutError,
     KubeUnavailableError,
     load_api_client,
 )
-from meshlab.mesh.kube_lease import (
-    DEFAULT_LEASE_SECONDS,
-    Heartbeat,
-    Lease,
-    check_claim,
-    new_holder,
-    parse_time,
-    release,
-    step_stamp,
-)
+from meshlab.mesh.kube_holding import check_not_lost, let_go, route_lease, take_hold
+from meshlab.mesh.kube_lease import Heartbeat, Lease, check_claim, new_holder, release, step_stamp
 from meshlab.mesh.kube_objects import (
-    Previous,
     annotated,
     backend_services,
     check_step,
-    landed_with,
     not_as_rendered,
     owned_routes,
     parent_name,
+    read_previous,
     refuse_foreign,
-    restore,
     routing_state,
     step_label,
+    stepped,
+    write_all_or_nothing,
 )
+from meshlab.mesh.kube_runlease import RunLease
 from meshlab.registry import routing_renderer
 from meshlab.spec import Experiment
+from meshlab.spec.target import LEASE_SECONDS, ROLLBACK_DEADLINE_SECONDS, STEP_RETRY_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +87,10 @@ class KubernetesMesh:
         adopt_http_route: str | None = None,
         conflict_retries: int = 5,
         clock: Callable[[], float] = time.time,
-        lease_seconds: float = DEFAULT_LEASE_SECONDS,
-        step_retry_seconds: float = 10.0,
-        rollback_deadline: float = 45.0,
+        lease_seconds: float = LEASE_SECONDS,
+        renew_every: float | None = None,
+        step_retry_seconds: float = STEP_RETRY_SECONDS,
+        rollback_deadline: float = ROLLBACK_DEADLINE_SECONDS,
     ) -> None:
         self.experiment = experiment
         self.objects = objects
@@ -120,10 +113,12 @@ class KubernetesMesh:
         self.prefix = resource_name(experiment)  # meshlab's routes are named this (+ -match-<i>)
         self.last_applied: list[dict[str, Any]] = []  # the server's answers to the last apply
         self.lease_seconds = lease_seconds
+        self.renew_every = renew_every  # None: a third of the lease
         self.step_retry_seconds = step_retry_seconds
         self.rollback_deadline = rollback_deadline
         self.holder: str | None = None  # set by hold(): this run claims the routes
         self.heartbeat: Heartbeat | None = None
+        self.run_lease: RunLease | None = None  # the experiment's Lease, taken by hold()
         self.in_force: str | None = None  # what the last step this backend applied routes
         self._parent: dict[str, Any] | None = None
 
@@ -162,12 +157,20 @@ class KubernetesMesh:
                 adopt_virtual_service=target.adopt_virtual_service,
                 adopt_http_route=target.adopt_http_route,
                 conflict_retries=target.conflict_retries,
+                lease_seconds=target.lease.duration,
+                renew_every=target.lease.renew_every,
+                step_retry_seconds=target.step_retry,
+                rollback_deadline=target.rollback_deadline,
             )
         except BaseException:
             api_client.close()
             raise
         if hold and not dry_run:
-            mesh.hold()
+            try:
+                mesh.hold()
+            except BaseException:
+                mesh.close()
+                raise
         return mesh
 
     @classmethod
@@ -187,8 +190,25 @@ class KubernetesMesh:
         return MeshRun(mesh, list, None)
 
     def hold(self) -> None:
-        """Claim the routes for this process: every step carries the lease, renewed until close."""
+        """Claim the experiment for this process, before anything is applied; renewed until close.
+
+        Takes the experiment's ``coordination.k8s.io`` Lease (:mod:`meshlab.mesh.kube_runlease`;
+        :class:`~meshlab.mesh.kube_runlease.LeaseHeldError`, exit 2, when another run holds it)
+        and starts the heartbeat; every step then carries the route object's lease as well. A dry
+        run takes nothing: it writes nothing either.
+        """
         self.holder = new_holder()
+        if not self.dry_run:
+            self.run_lease, self.heartbeat = take_hold(
+                self.objects,
+                experiment=self.experiment.metadata.name,
+                lease_name=self.resource,
+                route=(self.route_kind, self.route_name),
+                holder=self.holder,
+                seconds=self.lease_seconds,
+                every=self.renew_every,
+                clock=self.clock,
+            )
 
     @property
     def dry_run(self) -> bool:
@@ -199,8 +219,6 @@ class KubernetesMesh:
     def route_name(self) -> str:
         """The route object carrying meshlab's routes: the adopted one or ``meshlab-<name>``."""
         return self.adopt_route or self.resource
-
-    virtual_service_name = route_name  # the name callers used before the Gateway API
 
     @property
     def where(self) -> str:
@@ -219,19 +237,11 @@ class KubernetesMesh:
 
     def apply_objects(self, step: str, documents: Sequence[Manifest]) -> None:
         """Apply objects already rendered for step ``step`` (what :meth:`apply` does after rendering)."""
+        check_not_lost(self.run_lease, step)
         with self.objects.retrying((KubeUnavailableError,), self.step_retry_seconds):
             self._apply(step, documents)
-        if self.holder is not None and self.heartbeat is None and not self.dry_run:
-            renewer = KubeObjects(
-                self.objects.api_client,
-                self.namespace,
-                field_manager=self.objects.field_manager,
-                timeout=self.objects.timeout,
-            )
-            self.heartbeat = Heartbeat(
-                renewer, self.route_name, self.holder, self.lease_seconds, kind=self.route_kind
-            )
-            self.heartbeat.start()
+        if self.heartbeat is not None:
+            self.heartbeat.routes = True  # the route object carries our lease from now on
 
     def _apply(self, step: str, documents: Sequence[Manifest]) -> None:
         route, needed = check_step(
@@ -241,50 +251,26 @@ class KubernetesMesh:
             self.experiment.metadata.name, step, self.clock(), self.holder, self.lease_seconds
         )
         route = annotated(route, stamp)
-        needed = [annotated(d, stamp) if _stepped(d) else d for d in needed]
-        needed = backend_services(needed, self._parent_service(route), self._port)
-        previous: Previous = []
-        for doc in needed:
-            kind, name = doc["kind"], doc["metadata"]["name"]
-            current_doc = self.objects.get(kind, name)
-            refuse_foreign(current_doc, kind, self.namespace, name)
-            previous.append((doc, current_doc))
+        needed = [annotated(d, stamp) if stepped(d) else d for d in needed]
+        needed = backend_services(
+            needed, self._parent_service(route), self.experiment.spec.service.port
+        )
+        previous = read_previous(self.objects, needed)
         current = self.objects.get(self.route_kind, self.route_name)
         if self.adopt_route is None:
             refuse_foreign(current, self.route_kind, self.namespace, self.resource)
         check_claim(self.holder, self.in_force is not None, current, step, self.where)
-        applied: list[dict[str, Any]] = []
-        try:
-            for doc, _ in previous:
-                applied.append(self.objects.apply(doc))
-            if self.adopt_route is None:
-                applied_route = self.objects.apply(route)
-            else:
-                routes = route["spec"].get(route_field(route), [])
-                applied_route = adopt_routes(
-                    self.objects,
-                    self.route_name,
-                    self.experiment,
-                    routes,
-                    stamp,
-                    retries=self.conflict_retries,
-                    kind=self.route_kind,
-                )
-        except Exception as exc:  # any failure, even an unexpected one, must not leave half a step
-            if self.dry_run:
-                raise
-            landed = None
-            if isinstance(exc, KubeTimeoutError):
-                landed = landed_with(self.objects, self.route_kind, self.route_name, stamp)
-            if landed is not None:
-                log.warning("%s; the server applied it anyway, step %s is in force", exc, step)
-                self.last_applied = [*applied, landed]
-                self.in_force = step_label(self.experiment, step)
-                return
-            restore(self.objects, previous[: len(applied)], exc)
-            raise
-        self.last_applied = [*applied, applied_route]
+        self.last_applied, timed_out = write_all_or_nothing(
+            self.objects,
+            previous,
+            lambda: self._write_route(route, stamp),
+            (self.route_kind, self.route_name),
+            stamp,
+        )
         self.in_force = step_label(self.experiment, step)
+        if timed_out is not None:
+            log.warning("%s; the server applied it anyway, step %s is in force", timed_out, step)
+            return
         log.info(
             "%s step %s on %s%s",
             "validated (dry run)" if self.dry_run else "applied",
@@ -293,9 +279,19 @@ class KubernetesMesh:
             "" if self.adopt_route is None else " (adopted)",
         )
 
-    @property
-    def _port(self) -> int:
-        return self.experiment.spec.service.port
+    def _write_route(self, route: Manifest, stamp: dict[str, str]) -> dict[str, Any]:
+        """Write the route object: meshlab's own by apply, an adopted one by read-modify-write."""
+        if self.adopt_route is None:
+            return self.objects.apply(route)
+        return adopt_routes(
+            self.objects,
+            self.route_name,
+            self.experiment,
+            route["spec"].get(route_field(route), []),
+            stamp,
+            retries=self.conflict_retries,
+            kind=self.route_kind,
+        )
 
     def _parent_service(self, route: Manifest) -> dict[str, Any] | None:
         """The Service a GAMMA route attaches to, read once from the cluster (None: none)."""
@@ -315,11 +311,7 @@ class KubernetesMesh:
     def lease(self) -> Lease | None:
         """The lease of the meshlab run holding this experiment's routes, if one does."""
         current = self.objects.get(self.route_kind, self.route_name)
-        annotations = ((current or {}).get("metadata") or {}).get("annotations") or {}
-        if annotations.get(EXPERIMENT_ANNOTATION) != self.experiment.metadata.name:
-            return None
-        applied = parse_time(annotations.get(APPLIED_AT_ANNOTATION)) or 0.0
-        return Lease.from_annotations(annotations, applied)
+        return route_lease(current, self.experiment.metadata.name)
 
     def rollback(self) -> None:
         """All traffic to the baseline: rollback routes, or the adopted route object restored.
@@ -389,14 +381,16 @@ class KubernetesMesh:
         return release(self.objects, self.route_name, holder, self.route_kind)
 
     def close(self) -> None:
-        """Give up the lease (if held) and release the connections; routing stays as it is."""
+        """Give up the leases (if held) and release the connections; routing stays as it is."""
         try:
-            if self.heartbeat is not None:
-                self.heartbeat.stop()
-            if self.holder is not None and not self.dry_run:
-                self.release(self.holder)
-        except MeshError as exc:
-            log.warning("lease on %s not released (it expires by itself): %s", self.where, exc)
+            let_go(
+                self.objects,
+                holder=self.holder,
+                heartbeat=self.heartbeat,
+                run_lease=self.run_lease,
+                route=(self.route_kind, self.route_name),
+                where=self.where,
+            )
         finally:
             self.objects.api_client.close()
 
@@ -410,8 +404,3 @@ class KubernetesMesh:
             retries=self.conflict_retries,
             kind=self.route_kind,
         )
-
-
-def _stepped(doc: Manifest) -> bool:
-    """Whether the renderer marks ``doc`` with the step (a DestinationRule; not a Service)."""
-    return STEP_ANNOTATION in ((doc.get("metadata") or {}).get("annotations") or {})

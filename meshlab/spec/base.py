@@ -2,7 +2,8 @@
 
 Every section model derives from :class:`StrictModel`: camelCase keys as users write them in YAML,
 unknown keys rejected with a "did you mean" hint, values frozen once parsed. The scalar types parse
-what people actually type: ``"10%"``, ``0.1``, ``"90s"``, ``"2m"``.
+what people actually type: ``"10%"``, ``0.1``, ``"90s"``, ``"2m"``; ``LocalUrl`` is an ``http://``
+URL with an explicit port (a model server meshlab reaches directly).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import difflib
 import math
 import re
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, model_validator
 from pydantic.alias_generators import to_camel
@@ -80,6 +82,17 @@ def _dns1123_subdomain(value: str) -> str:
     return value
 
 
+def _http_url_with_port(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme != "http" or not parts.hostname or parts.port is None:
+        raise PydanticCustomError(
+            "url",
+            "'{v}' must be an http URL with a port, e.g. http://127.0.0.1:9000",
+            {"v": value},
+        )
+    return value
+
+
 def parse_fraction(value: Any) -> float:
     """``"10%"`` -> 0.1, ``"0.5%"`` -> 0.005, ``0.1`` -> 0.1 (a bare number is a fraction)."""
     if isinstance(value, bool):
@@ -131,5 +144,6 @@ def format_duration(seconds: float) -> str:
 
 DnsLabel = Annotated[str, AfterValidator(_dns1123_label)]
 Host = Annotated[str, AfterValidator(_dns1123_subdomain)]
+LocalUrl = Annotated[str, AfterValidator(_http_url_with_port)]  # a server meshlab reaches directly
 Fraction = Annotated[float, BeforeValidator(parse_fraction)]
 Duration = Annotated[float, BeforeValidator(parse_duration)]

@@ -20,12 +20,9 @@ baseline's. On the local mesh the control is a second instance of the baseline s
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from pydantic import Field
 
-from pydantic import Field, field_validator
-from pydantic_core import PydanticCustomError
-
-from meshlab.spec.base import DnsLabel, StrictModel
+from meshlab.spec.base import DnsLabel, LocalUrl, StrictModel
 from meshlab.spec.routing import Version
 
 SUFFIX = "-control"
@@ -37,20 +34,7 @@ class Control(StrictModel):
 
     subset: DnsLabel = "control"
     labels: dict[str, str] | None = Field(default=None, min_length=1)
-    url: str | None = None
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        if value is not None:
-            parts = urlsplit(value)
-            if parts.scheme != "http" or not parts.hostname or parts.port is None:
-                raise PydanticCustomError(
-                    "control",
-                    "'{v}' must be an http URL with a port, e.g. http://127.0.0.1:9002",
-                    {"v": value},
-                )
-        return value
+    url: LocalUrl | None = None
 
     def version(self, baseline: Version) -> Version:
         """The control as a routed version: its subset and its (given or derived) pod labels."""

@@ -43,6 +43,8 @@ _OWN_MESSAGES = {
     "load",
     "queries",
     "arm_names",
+    "lease",
+    "url",
 }
 
 

@@ -24,12 +24,11 @@ from __future__ import annotations
 
 import re
 from typing import Literal
-from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from meshlab.spec.base import Duration, StrictModel
+from meshlab.spec.base import Duration, LocalUrl, StrictModel
 
 PLACEHOLDERS = ("{port}", "{port:NAME}", "{python}", "{here}")
 _PLACEHOLDER = re.compile(r"\{(?P<word>[a-z]+)(?::(?P<name>[^{}]*))?\}")
@@ -88,21 +87,8 @@ class LocalVersion(StrictModel):
 
     command: list[str] | None = Field(default=None, min_length=1)
     ready_url: str | None = None
-    url: str | None = None
+    url: LocalUrl | None = None
     env: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        if value is not None:
-            parts = urlsplit(value)
-            if parts.scheme != "http" or not parts.hostname or parts.port is None:
-                raise PydanticCustomError(
-                    "local",
-                    "'{v}' must be an http URL with a port, e.g. http://127.0.0.1:9000",
-                    {"v": value},
-                )
-        return value
 
     @property
     def templated(self) -> list[str]:

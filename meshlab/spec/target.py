@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from meshlab.registry import ROUTING, Registry
 from meshlab.spec.base import Duration, Host, StrictModel
@@ -27,6 +28,56 @@ def _registered(registry: Registry) -> AfterValidator:
 
 
 RoutingApi = Annotated[str, _registered(ROUTING)]
+
+LEASE_SECONDS = 30.0  # a holding run's Lease, unless target.lease.duration says otherwise
+STEP_RETRY_SECONDS = 10.0  # how long a step retries an API server that fails transiently
+ROLLBACK_DEADLINE_SECONDS = 45.0  # how long a rollback does (below the Job's grace period)
+
+
+class LeaseTiming(StrictModel):
+    """``target.lease``: how long a run's claim on the experiment lasts without a renewal.
+
+    ``duration`` is the Lease's ``leaseDurationSeconds`` (whole seconds): a run that stops renewing
+    (SIGKILL, OOM, a lost node) is presumed dead that long after its last renewal, and the next
+    ``start`` takes over. ``renewEvery`` (default a third of it) is the heartbeat; at most half the
+    duration, so one failed renewal never loses the claim.
+    """
+
+    duration: Duration = LEASE_SECONDS
+    renew_every: Duration | None = None
+
+    @model_validator(mode="after")
+    def _coherent(self) -> LeaseTiming:
+        if self.duration != int(self.duration):
+            raise PydanticCustomError(
+                "lease",
+                "{d}s is not whole seconds (a Lease's leaseDurationSeconds is an integer); "
+                "write e.g. '{r}s'",
+                {
+                    "d": f"{self.duration:g}",
+                    "r": max(1, round(self.duration)),
+                    "subpath": ".duration",
+                },
+            )
+        if self.renew_every is not None and self.renew_every > self.duration / 2:
+            raise PydanticCustomError(
+                "lease",
+                "{e}s is more than half of lease.duration ({d}s): one failed renewal would "
+                "lose the lease; renew at most every {h}s (default a third: {t}s)",
+                {
+                    "e": f"{self.renew_every:g}",
+                    "d": f"{self.duration:g}",
+                    "h": f"{self.duration / 2:g}",
+                    "t": f"{self.duration / 3:.3g}",
+                    "subpath": ".renewEvery",
+                },
+            )
+        return self
+
+    @property
+    def every(self) -> float:
+        """Seconds between renewals."""
+        return self.renew_every if self.renew_every is not None else self.duration / 3
 
 
 class Target(StrictModel):
@@ -55,6 +106,9 @@ class Target(StrictModel):
     adopt_http_route: Host | None = Field(default=None, alias="adoptHTTPRoute")
     request_timeout: Duration = 10.0
     conflict_retries: Annotated[int, Field(ge=0, le=20)] = 5
+    lease: LeaseTiming = LeaseTiming()
+    step_retry: Duration = STEP_RETRY_SECONDS
+    rollback_deadline: Duration = ROLLBACK_DEADLINE_SECONDS
 
 
 class Prometheus(StrictModel):

@@ -19,13 +19,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 
 from tests.conftest import REPO
-from tests.experiment.test_end_to_end import Meshlab, _processes_mentioning
-from tests.experiment.test_prometheus_end_to_end import PROMETHEUS, _free_port, _prometheus_spec
+from tests.experiment.prometheus_support import (
+    local_prometheus,
+    prometheus_spec,
+    stop_everything,
+)
+from tests.experiment.test_end_to_end import Meshlab
 
 pytestmark = [pytest.mark.envoy, pytest.mark.slow]
 
@@ -33,63 +36,15 @@ pytestmark = [pytest.mark.envoy, pytest.mark.slow]
 @pytest.fixture
 def prometheus(tmp_path: Path) -> Iterator[tuple[str, int, subprocess.Popen[bytes]]]:
     """Prometheus on loopback scraping the (future) outbound Envoy admin port every second."""
-    if not Path(PROMETHEUS).exists():
-        pytest.fail("prometheus missing: apt-get install -y prometheus (scripts/test.sh does)")
-    port, envoy_admin = _free_port(), _free_port()
-    config = tmp_path / "prometheus.yml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                "scrape_configs": [
-                    {
-                        "job_name": "meshlab-outbound",
-                        "metrics_path": "/stats/prometheus",
-                        "static_configs": [{"targets": [f"127.0.0.1:{envoy_admin}"]}],
-                    }
-                ],
-            }
-        )
-    )
-    with (tmp_path / "prometheus.log").open("wb") as log:
-        proc = subprocess.Popen(
-            [
-                PROMETHEUS,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, (tmp_path / "prometheus.log").read_text()[-2000:]
-            time.sleep(0.2)
-        yield url, envoy_admin, proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+    with local_prometheus(tmp_path) as running:
+        yield running
 
 
 def test_prometheus_killed_mid_step_never_lets_the_weight_rise(
     tmp_path: Path, prometheus: tuple[str, int, subprocess.Popen[bytes]]
 ) -> None:
     url, admin, prom = prometheus
-    spec_file = _prometheus_spec(
+    spec_file = prometheus_spec(
         REPO / "examples/demo/canary-good.yaml", tmp_path / "spec.yaml", url, admin
     )
     spec: dict[str, Any] = yaml.safe_load(spec_file.read_text())
@@ -132,8 +87,4 @@ def test_prometheus_killed_mid_step_never_lets_the_weight_rise(
         took = result["rollback"]["applied_at"] - killed
         print(f"FAULT-TIMING Prometheus SIGKILL: fault -> rollback applied {took:.2f} s")
     finally:
-        meshlab.kill_all()
-        deadline = time.monotonic() + 15
-        while _processes_mentioning(str(tmp_path / "runs")) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not _processes_mentioning(str(tmp_path / "runs"))
+        stop_everything(meshlab, tmp_path / "runs")

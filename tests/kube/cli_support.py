@@ -55,6 +55,22 @@ def spec(
     return path
 
 
+def start_args(path: Path, url: str, runs: Path, *extra: str) -> tuple[str, ...]:
+    """``meshlab canary start`` of the spec at ``path``, load to ``url``, run directories in ``runs``."""
+    return (
+        "canary",
+        "start",
+        "-f",
+        str(path),
+        "--url",
+        url,
+        "--quiet",
+        "--runs",
+        str(runs),
+        *extra,
+    )
+
+
 def env(tmp_path: Path, home: str = "home") -> dict[str, str]:
     """The environment of a meshlab process: no proxies, no in-cluster config, its own home."""
     kept = {
@@ -81,12 +97,12 @@ def meshlab(
 
 
 @contextmanager
-def started(tmp_path: Path, *args: str) -> Iterator[subprocess.Popen[str]]:
+def started(tmp_path: Path, *args: str, home: str = "home") -> Iterator[subprocess.Popen[str]]:
     """``meshlab *args`` in its own process group; SIGKILLed with its children if still running."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "meshlab", *args],
         cwd=REPO,
-        env=env(tmp_path),
+        env=env(tmp_path, home),
         text=True,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -116,3 +132,20 @@ def wait_for(
             raise AssertionError(f"meshlab exited {proc.returncode} first: {err[-2000:]}")
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout:g}s")
+
+
+@contextmanager
+def announced_url(command: list[str]) -> Iterator[str]:
+    """Run ``command`` (a loopback server printing ``PORT <n>`` first); its URL while it runs.
+
+    Stopped by its PID (SIGTERM, then waited for) when the block ends, even when the test fails.
+    """
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("PORT "), line
+        yield f"http://127.0.0.1:{line.split()[1]}"
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)

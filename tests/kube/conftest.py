@@ -8,7 +8,6 @@ up in logs or error messages.
 from __future__ import annotations
 
 import secrets
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ import yaml
 from meshlab.mesh.kubernetes import KubernetesMesh
 from meshlab.spec import Experiment
 from meshlab.spec.loading import parse_experiment
+from tests.kube.cli_support import announced_url
 from tests.kube.fake_apiserver import FakeKubeAPI
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,27 +30,9 @@ STRATEGIES = ("canary", "shadow", "bluegreen", "abtest")
 @pytest.fixture
 def model_url() -> Iterator[str]:
     """A loopback model server that labels each response with a random arm (no data plane here)."""
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            str(REPO / "loadtests/support/arm_server.py"),
-            "--port",
-            "0",
-            "--arm",
-            "random:0.5",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith("PORT "), line
-        yield f"http://127.0.0.1:{line.split()[1]}"
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=10)
+    server = REPO / "loadtests/support/arm_server.py"
+    with announced_url([sys.executable, str(server), "--port", "0", "--arm", "random:0.5"]) as url:
+        yield url
 
 
 @pytest.fixture
@@ -213,3 +195,21 @@ def user_http_route() -> dict[str, Any]:
             ],
         },
     }
+
+
+def backends(route: dict[str, Any]) -> set[str]:
+    """Services that receive primary traffic (weight > 0) or mirrored copies from a route."""
+    out = set()
+    for rule in route["spec"]["rules"]:
+        out |= {b["name"] for b in rule["backendRefs"] if b.get("weight", 1) > 0}
+        for f in rule.get("filters", []):
+            if f["type"] == "RequestMirror":
+                out.add(f["requestMirror"]["backendRef"]["name"])
+    return out
+
+
+def stored(fake: FakeKubeAPI, plural: str, name: str) -> dict[str, Any]:
+    """The object as the fake stores it in namespace ``models``; fails the test if missing."""
+    obj = fake.get_object(plural, "models", name)
+    assert obj is not None, f"{plural}/{name} missing"
+    return obj

@@ -2,8 +2,9 @@
 
 It serves the real REST paths of the custom-objects API for every kind in Istio's CRD file and the
 Gateway API's HTTPRoute CRD (``/apis/{group}/{version}/namespaces/{ns}/{plural}[/{name}]``), and of
-the core API for Services (``/api/v1/namespaces/{ns}/services[/{name}]``), all with the semantics
-meshlab relies on:
+the core API for Services (``/api/v1/namespaces/{ns}/services[/{name}]``) and of the
+``coordination.k8s.io/v1`` Leases (``/apis/coordination.k8s.io/v1/namespaces/{ns}/leases[/{name}]``,
+built in like Services: served with or without CRDs), all with the semantics meshlab relies on:
 
 * bearer-token authentication (401), RBAC denials of configured (verb, plural) pairs (403 with the
   real message shape); server-side apply of a new object needs ``create`` as well as ``patch``;
@@ -38,26 +39,18 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tests.kube.fake_http import ApiError, Failure, Request, parse_body, parse_bool, serve
-from tests.kube.fake_kinds import _Ctx, _group, _schema_errors, defaulted, served_kinds
-from tests.kube.fake_ssa import ApplyConflict, Owners, apply, managed_fields, merge_patch, update
-
-
-@dataclass(frozen=True)
-class Audit:
-    """One stored change: when, which object, its new resourceVersion and annotations."""
-
-    at: float
-    plural: str
-    name: str
-    resource_version: str
-    annotations: dict[str, str] | None  # None: deleted
+from tests.kube.fake_http import ApiError, Failure, Request, parse_body, serve
+from tests.kube.fake_kinds import BUILT_IN, Crds, _Ctx, served_kinds
+from tests.kube.fake_ssa import Owners, managed_fields, update
+from tests.kube.fake_verbs import Audit, Verbs
+from tests.support.istio_schema import load_crds
 
 
 @dataclass
@@ -71,11 +64,12 @@ class Hook:
 
 
 @dataclass
-class FakeKubeAPI:
+class FakeKubeAPI(Verbs):
     """The fake's state and configuration; ``start()`` serves it on 127.0.0.1."""
 
     token: str
     crds_installed: bool = True
+    extra_crds: tuple[Path, ...] = ()  # CRD files served beyond Istio's and HTTPRoute's
     deny: set[tuple[str, str]] = field(default_factory=set)  # (verb, plural)
     # (method, plural) -> (seconds, "hang" | "late"): hang = drop unprocessed, late = answer late
     delays: dict[tuple[str, str], tuple[float, str]] = field(default_factory=dict)
@@ -95,7 +89,10 @@ class FakeKubeAPI:
         self.stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
-        self._kinds = served_kinds()
+        self.extra: Crds = {}
+        for path in self.extra_crds:
+            self.extra.update(load_crds(str(path)))
+        self._kinds = served_kinds(self.extra)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -181,7 +178,7 @@ class FakeKubeAPI:
         name = parts[6] if len(parts) == 7 else None
         if headers.get("authorization") != f"Bearer {self.token}":
             raise ApiError(401, "Unauthorized", "Unauthorized")
-        installed = self.crds_installed or api_version == "v1"
+        installed = self.crds_installed or api_version in BUILT_IN
         if not installed or not any(v == api_version for v, _ in self._kinds):
             return 404, "404 page not found\n"
         kind = self._kinds.get((api_version, plural))
@@ -194,7 +191,7 @@ class FakeKubeAPI:
             "PATCH": "patch",
             "DELETE": "delete",
         }[method]
-        self._authorize(verb, plural, namespace, name)
+        self._authorize(verb, plural, namespace, name, api_version.rpartition("/")[0])
         dry_run = query.get("dryRun")
         if dry_run is not None and dry_run != "All":
             raise ApiError(400, "BadRequest", f'unsupported dry run option "{dry_run}": use All')
@@ -216,9 +213,10 @@ class FakeKubeAPI:
                 return self._patch(ctx, payload, headers.get("content-type", ""))
             return 200, self._delete(ctx, payload)
 
-    def _authorize(self, verb: str, plural: str, namespace: str, name: str | None) -> None:
+    def _authorize(
+        self, verb: str, plural: str, namespace: str, name: str | None, group: str
+    ) -> None:
         if (verb, plural) in self.deny:
-            group = _group(plural)
             qualified = f"{plural}.{group}" if group else plural
             what = f'{qualified} "{name}"' if name else qualified
             raise ApiError(
@@ -229,199 +227,6 @@ class FakeKubeAPI:
                 {"name": name or "", "group": group, "kind": plural},
             )
         self.authorized.add((verb, plural))
-
-    def _get(self, ctx: _Ctx) -> Any:
-        if ctx.name is None:
-            items = [
-                o
-                for (p, ns, _), o in sorted(self.objects.items())
-                if p == ctx.plural and ns == ctx.namespace
-            ]
-            return {
-                "apiVersion": ctx.api_version,
-                "kind": f"{ctx.kind}List",
-                "metadata": {"resourceVersion": str(self.resource_version)},
-                "items": items,
-            }
-        return self._existing(ctx)
-
-    def _existing(self, ctx: _Ctx) -> dict[str, Any]:
-        obj = self.objects.get(ctx.key)
-        if obj is None:
-            raise ApiError(
-                404,
-                "NotFound",
-                f'{ctx.qualified} "{ctx.name}" not found',
-                {"name": ctx.name, "group": _group(ctx.plural), "kind": ctx.plural},
-            )
-        return obj
-
-    def _create(self, ctx: _Ctx, body: dict[str, Any]) -> dict[str, Any]:
-        name = (body.get("metadata") or {}).get("name")
-        ctx = replace(ctx, name=name, key=(ctx.plural, ctx.namespace, name or ""))
-        if ctx.key in self.objects:
-            raise ApiError(
-                409,
-                "AlreadyExists",
-                f'{ctx.qualified} "{name}" already exists',
-                {"name": name},
-            )
-        return self._store(ctx.key, None, self._checked(ctx, body), manager=_manager(ctx), ctx=ctx)
-
-    def _replace(self, ctx: _Ctx, body: dict[str, Any]) -> dict[str, Any]:
-        old = self._existing(ctx)
-        self._check_version(ctx, body, required=True)
-        return self._store(ctx.key, old, self._checked(ctx, body), manager=_manager(ctx), ctx=ctx)
-
-    def _patch(self, ctx: _Ctx, body: Any, content_type: str) -> tuple[int, dict[str, Any]]:
-        mime = content_type.split(";")[0].strip()
-        if mime == "application/apply-patch+yaml":
-            return self._apply(ctx, body)
-        if "force" in ctx.query:
-            raise ApiError(
-                400, "BadRequest", "force flag must be unset for non-apply patch requests"
-            )
-        if mime == "application/merge-patch+json":
-            old = self._existing(ctx)
-            merged = merge_patch(json.loads(json.dumps(old)), body)
-            self._check_version(ctx, body, required=False)
-            return 200, self._store(
-                ctx.key, old, self._checked(ctx, merged), manager=_manager(ctx), ctx=ctx
-            )
-        raise ApiError(
-            415,
-            "UnsupportedMediaType",
-            f"the body of the request was in an unknown format ({mime}) - accepted media types "
-            "include: application/json-patch+json, application/merge-patch+json, "
-            "application/apply-patch+yaml",
-        )
-
-    def _apply(self, ctx: _Ctx, config: Any) -> tuple[int, dict[str, Any]]:
-        manager = ctx.query.get("fieldManager")
-        if not manager:
-            raise ApiError(
-                422,
-                "Invalid",
-                'PatchOptions.meta.k8s.io "" is invalid: fieldManager: '
-                "Required value: is required for apply patch",
-            )
-        if not isinstance(config, dict):
-            raise ApiError(400, "BadRequest", "apply patch body must be an object")
-        old = self.objects.get(ctx.key)
-        if old is None:
-            self._authorize("create", ctx.plural, ctx.namespace, ctx.name)
-        self._check_version(ctx, config, required=False)
-        # The configuration itself must be a valid, complete object (defaults are not its fields).
-        self._checked(ctx, json.loads(json.dumps(config)))
-        force = parse_bool(ctx.query.get("force", "false"))
-        try:
-            merged, owners = apply(old, config, self.owners.get(ctx.key, {}), manager, force=force)
-        except ApplyConflict as exc:
-            raise ApiError(
-                409,
-                "Conflict",
-                str(exc),
-                {
-                    "name": ctx.name,
-                    "causes": [
-                        {
-                            "reason": "FieldManagerConflict",
-                            "field": "." + ".".join(p),
-                            "message": f'conflict with "{w}"',
-                        }
-                        for w, p in exc.conflicts
-                    ],
-                },
-            ) from None
-        stored = self._store(
-            ctx.key, old, self._checked(ctx, merged), manager=manager, ctx=ctx, owners=owners
-        )
-        return (201 if old is None else 200), stored
-
-    def _delete(self, ctx: _Ctx, options: Any) -> dict[str, Any]:
-        obj = self._existing(ctx)
-        wanted = ((options or {}).get("preconditions") or {}).get("resourceVersion")
-        if wanted is not None and wanted != obj["metadata"]["resourceVersion"]:
-            raise ApiError(
-                409,
-                "Conflict",
-                f"Precondition failed: ResourceVersion in precondition: "
-                f"{wanted}, ResourceVersion in object meta: {obj['metadata']['resourceVersion']}",
-            )
-        if not ctx.dry_run:
-            del self.objects[ctx.key]
-            self.owners.pop(ctx.key, None)
-            self.audit.append(Audit(time.time(), ctx.plural, ctx.name or "", "", None))
-        return obj
-
-    def _check_version(self, ctx: _Ctx, body: dict[str, Any], *, required: bool) -> None:
-        wanted = (body.get("metadata") or {}).get("resourceVersion")
-        if wanted is None:
-            if required:
-                raise ApiError(
-                    422,
-                    "Invalid",
-                    f'{ctx.kind} "{ctx.name}" is invalid: '
-                    "metadata.resourceVersion: Invalid value: 0x0: must be specified for an update",
-                )
-            return
-        current = (self.objects.get(ctx.key) or {}).get("metadata", {}).get("resourceVersion")
-        if wanted != current:
-            raise ApiError(
-                409,
-                "Conflict",
-                f'Operation cannot be fulfilled on {ctx.qualified} "{ctx.name}": '
-                "the object has been modified; please apply your changes to the latest version "
-                "and try again",
-                {"name": ctx.name},
-            )
-
-    def _checked(self, ctx: _Ctx, body: dict[str, Any]) -> dict[str, Any]:
-        """Validate an object for this path; strict about unknown fields, like fieldValidation=Strict."""
-        if not isinstance(body, dict):
-            raise ApiError(400, "BadRequest", "the body must be an object")
-        if body.get("apiVersion") != ctx.api_version or body.get("kind") != ctx.kind:
-            raise ApiError(
-                400,
-                "BadRequest",
-                f"the API version/kind in the body ({body.get('apiVersion')}, "
-                f"{body.get('kind')}) does not match the path ({ctx.api_version}, {ctx.kind})",
-            )
-        metadata = body.setdefault("metadata", {})
-        if metadata.get("name") != ctx.name:
-            raise ApiError(
-                400, "BadRequest", "the name of the object does not match the name on the URL"
-            )
-        if metadata.setdefault("namespace", ctx.namespace) != ctx.namespace:
-            raise ApiError(
-                400,
-                "BadRequest",
-                "the namespace of the object does not match the namespace on the URL",
-            )
-        bare = {k: v for k, v in body.items() if k != "status"}
-        bare["metadata"] = {k: v for k, v in metadata.items() if k != "managedFields"}
-        errors = _schema_errors(bare)  # UnsupportedRule propagates: a loud 500
-        unknown = [e for e in errors if e.endswith("unknown field")]
-        if unknown:
-            raise ApiError(
-                400,
-                "BadRequest",
-                "strict decoding error: "
-                + ", ".join(f'unknown field "{e.split(":")[0]}"' for e in unknown),
-            )
-        if errors:
-            raise ApiError(
-                422,
-                "Invalid",
-                f'{ctx.kind}.{_group(ctx.plural) or "core"} "{ctx.name}" is invalid: ['
-                + ", ".join(errors)
-                + "]",
-            )
-        return self._defaulted(ctx, body)
-
-    def _defaulted(self, ctx: _Ctx, body: dict[str, Any]) -> dict[str, Any]:
-        """``body`` as the server stores it: the schema's defaults, server-assigned fields."""
-        return defaulted(ctx.api_version, body, self.objects.get(ctx.key), len(self.objects))
 
     def _store(
         self,
@@ -459,10 +264,6 @@ class FakeKubeAPI:
             annotations = dict(metadata.get("annotations") or {})
             self.audit.append(Audit(time.time(), key[0], key[2], str(version), annotations))
         return json.loads(json.dumps(new))
-
-
-def _manager(ctx: _Ctx) -> str:
-    return str(ctx.query.get("fieldManager") or "unknown")
 
 
 __all__ = ["ApiError", "Audit", "Failure", "FakeKubeAPI", "Hook", "Request"]

@@ -3,7 +3,8 @@
 Istio's CRDs (``tests.support.istio_schema``), the Gateway API's HTTPRoute CRD with its CEL rules
 (``tests.support.gateway_schema``; stored with the schema's defaults applied, as a real server
 does) and core ``v1`` Services (``tests.support.core_schema``; stored with the fields the server
-assigns: ``clusterIP``, ``sessionAffinity``, ...).
+assigns: ``clusterIP``, ``sessionAffinity``, ...) and ``coordination.k8s.io/v1`` Leases
+(``tests.support.lease_schema``).
 """
 
 from __future__ import annotations
@@ -13,17 +14,24 @@ from typing import Any
 
 from tests.support.core_schema import service_defaults, service_errors
 from tests.support.gateway_schema import apply_defaults, gateway_crds, gateway_schema_errors
-from tests.support.istio_schema import crds, istio_schema_errors
+from tests.support.istio_schema import crd_errors, crds, istio_schema_errors
+from tests.support.lease_schema import lease_errors
+
+Crds = dict[tuple[str, str], dict[str, Any]]  # (apiVersion, kind) -> schema, plural, scope
 
 
-def served_kinds() -> dict[tuple[str, str], str]:
-    """(apiVersion, plural) -> kind for everything the fake serves."""
+def served_kinds(extra: Crds | None = None) -> dict[tuple[str, str], str]:
+    """(apiVersion, plural) -> kind for everything the fake serves (``extra``: more CRDs)."""
     kinds = {
         (api_version, entry["plural"]): kind
-        for (api_version, kind), entry in {**crds(), **gateway_crds()}.items()
+        for (api_version, kind), entry in {**crds(), **gateway_crds(), **(extra or {})}.items()
     }
     kinds[("v1", "services")] = "Service"
+    kinds[("coordination.k8s.io/v1", "leases")] = "Lease"
     return kinds
+
+
+BUILT_IN = ("v1", "coordination.k8s.io/v1")  # served by every API server, CRDs or not
 
 
 def defaulted(
@@ -56,23 +64,29 @@ class _Ctx:
     dry_run: bool
 
     @property
+    def group(self) -> str:
+        """The API group of the path ("" for the core API)."""
+        return self.api_version.rpartition("/")[0]
+
+    @property
     def qualified(self) -> str:
         """``httproutes.gateway.networking.k8s.io``, ``services``: as the real messages say."""
-        group = _group(self.plural)
-        return f"{self.plural}.{group}" if group else self.plural
+        return f"{self.plural}.{self.group}" if self.group else self.plural
 
 
-_GROUPS = {"httproutes": "gateway.networking.k8s.io", "services": ""}
+def _schema_errors(
+    body: dict[str, Any], old: dict[str, Any] | None = None, extra: Crds | None = None
+) -> list[str]:
+    """The validator of the body's kind: Service, Lease, Gateway API, extra CRDs, or Istio.
 
-
-def _group(plural: str) -> str:
-    return _GROUPS.get(plural, "networking.istio.io")
-
-
-def _schema_errors(body: dict[str, Any]) -> list[str]:
-    """The validator of the body's kind: Service, Gateway API, or Istio."""
+    ``old`` (the stored object of an update) lets CRD transition rules (``oldSelf``) be evaluated.
+    """
     if body.get("kind") == "Service":
         return service_errors(body)
+    if body.get("kind") == "Lease":
+        return lease_errors(body)
     if str(body.get("apiVersion", "")).startswith("gateway.networking.k8s.io/"):
         return gateway_schema_errors(body)
-    return istio_schema_errors(body)
+    if extra and (str(body.get("apiVersion")), str(body.get("kind"))) in extra:
+        return crd_errors(body, extra, "the fake's extra CRDs", old)
+    return istio_schema_errors(body, old)

@@ -12,7 +12,9 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
+from tests.conftest import REPO
 from tests.kube.fake_apiserver import FakeKubeAPI
 
 BASE = "/apis/networking.istio.io/v1/namespaces/models/virtualservices"
@@ -246,3 +248,54 @@ def test_core_services_are_served_at_the_core_path_with_server_assigned_fields(
     assert (
         'cannot delete resource "services" in API group "" in the namespace' in r.json()["message"]
     )
+
+
+ROLLOUTS = "/apis/argoproj.io/v1alpha1/namespaces/models/rollouts"
+
+
+@pytest.fixture
+def argo(token: str) -> Iterator[httpx.Client]:
+    """The fake serving Argo Rollouts' vendored CRD too: the one with a transition rule."""
+    crd = REPO / "istio_manifests/crds/argo-rollouts/rollout-crd.yaml"
+    api = FakeKubeAPI(token=token, extra_crds=(crd,)).start()
+    headers = {"Authorization": f"Bearer {token}"}
+    try:
+        with httpx.Client(base_url=api.url, headers=headers, timeout=5, trust_env=False) as client:
+            yield client
+    finally:
+        api.stop()
+    assert not api.internal_errors, api.internal_errors
+
+
+def test_an_immutable_field_is_refused_on_update_like_the_api_server(argo: httpx.Client) -> None:
+    """``self == oldSelf`` (Rollout ``.spec.selector``) holds on update, never on create."""
+    rollout = yaml.safe_load((REPO / "istio_manifests/serve/argo-rollout.yaml").read_text())
+    created = argo.post(ROLLOUTS, json=rollout)
+    assert created.status_code == 201, created.text
+    stored = created.json()
+    moved = json.loads(json.dumps(stored))
+    moved["spec"]["selector"]["matchLabels"] = {"app": "fraud-model-v2"}
+    for answer in (
+        argo.put(f"{ROLLOUTS}/fraud-model", json=moved),
+        argo.patch(
+            f"{ROLLOUTS}/fraud-model",
+            headers=MERGE,
+            content=json.dumps({"spec": {"selector": {"matchLabels": {"app": "other"}}}}),
+        ),
+        argo.patch(
+            f"{ROLLOUTS}/fraud-model",
+            params={"fieldManager": "kubectl", "force": "true"},
+            headers=APPLY,
+            content=json.dumps({**rollout, "spec": moved["spec"]}),
+        ),
+    ):
+        assert answer.status_code == 422, answer.text
+        status = answer.json()
+        assert status["reason"] == "Invalid"
+        assert "spec.selector: .spec.selector is immutable" in status["message"]
+    scaled = json.loads(json.dumps(stored))
+    scaled["spec"]["replicas"] = 6  # the selector as stored: the rule holds
+    assert argo.put(f"{ROLLOUTS}/fraud-model", json=scaled).status_code == 200
+    other = {**rollout, "metadata": {"name": "fresh", "namespace": "models"}}
+    other["spec"] = {**rollout["spec"], "selector": {"matchLabels": {"app": "anything"}}}
+    assert argo.post(ROLLOUTS, json=other).status_code == 201  # no oldSelf on create

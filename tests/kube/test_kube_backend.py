@@ -14,17 +14,17 @@ from meshlab.errors import ConflictError, MeshError
 from meshlab.manifests import all_steps, manifests, plan, rollback, routing_plan
 from meshlab.mesh.base import MeshBackend, RoutingState
 from meshlab.mesh.kubernetes import KubernetesMesh
-from tests.kube.conftest import STRATEGIES, MeshFactory, experiment, user_virtual_service
+from tests.kube.conftest import (
+    STRATEGIES,
+    MeshFactory,
+    experiment,
+    stored,
+    user_virtual_service,
+)
 from tests.kube.fake_apiserver import FakeKubeAPI, Hook
 from tests.support.istio_schema import validate_istio
 
 NS = "models"
-
-
-def stored(fake: FakeKubeAPI, plural: str, name: str) -> dict[str, Any]:
-    obj = fake.get_object(plural, NS, name)
-    assert obj is not None, f"{plural}/{name} missing"
-    return obj
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)

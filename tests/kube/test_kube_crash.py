@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.kube.cli_support import meshlab, spec, started, wait_for
+from tests.kube.cli_support import meshlab, spec, start_args, started, wait_for
 from tests.kube.fake_apiserver import Audit, FakeKubeAPI
 
 pytestmark = pytest.mark.slow
@@ -54,21 +54,6 @@ def _vs_writes(api: FakeKubeAPI, since: int) -> list[Audit]:
     return [a for a in api.audit[since:] if a.plural == "virtualservices"]
 
 
-def _start_args(path: Path, url: str, runs: Path, *extra: str) -> tuple[str, ...]:
-    return (
-        "canary",
-        "start",
-        "-f",
-        str(path),
-        "--url",
-        url,
-        "--quiet",
-        "--runs",
-        str(runs),
-        *extra,
-    )
-
-
 def _kill_in_step_one(tmp_path: Path, api: FakeKubeAPI, args: tuple[str, ...]) -> str:
     """Start meshlab, SIGKILL it (and its Locust) mid step 1; the dead holder's id."""
     with started(tmp_path, *args) as proc:
@@ -86,7 +71,7 @@ def test_a_sigkilled_run_is_rolled_back_by_its_restarted_job_then_runs_again(
     tmp_path: Path, fake_api: FakeKubeAPI, kubeconfig: Path, model_url: str, token: str
 ) -> None:
     path = spec(tmp_path, kubeconfig)
-    args = _start_args(path, model_url, tmp_path / "runs")
+    args = start_args(path, model_url, tmp_path / "runs")
     dead = _kill_in_step_one(tmp_path, fake_api, args)
 
     status = meshlab(tmp_path, "status", "-f", str(path))
@@ -127,7 +112,7 @@ def test_resume_carries_on_without_a_dip_to_the_baseline(
     tmp_path: Path, fake_api: FakeKubeAPI, kubeconfig: Path, model_url: str
 ) -> None:
     path = spec(tmp_path, kubeconfig)
-    args = _start_args(path, model_url, tmp_path / "runs")
+    args = start_args(path, model_url, tmp_path / "runs")
     _kill_in_step_one(tmp_path, fake_api, args)
     mark = len(fake_api.audit)
     resumed = meshlab(tmp_path, *args, "--resume", timeout=150)
@@ -145,7 +130,7 @@ def test_rollback_acts_on_the_cluster_the_run_used_even_if_the_spec_says_local(
     data = yaml.safe_load(path.read_text())
     data["spec"]["target"] = {"kind": "local", "requestTimeout": "5s"}
     path.write_text(yaml.safe_dump(data))
-    args = _start_args(
+    args = start_args(
         path,
         model_url,
         tmp_path / "runs",
@@ -174,7 +159,7 @@ def test_server_errors_and_a_timeout_during_the_rollback_are_ridden_out(
     tmp_path: Path, fake_api: FakeKubeAPI, kubeconfig: Path, model_url: str
 ) -> None:
     path = spec(tmp_path, kubeconfig, requestTimeout="2s")
-    args = _start_args(path, model_url, tmp_path / "runs")
+    args = start_args(path, model_url, tmp_path / "runs")
     with started(tmp_path, *args) as proc:
         wait_for(lambda: _in_step_one_with_heartbeat(fake_api), proc)
         time.sleep(0.5)
@@ -199,7 +184,7 @@ def test_a_step_the_server_keeps_failing_ends_the_run_rolled_back(
     tmp_path: Path, fake_api: FakeKubeAPI, kubeconfig: Path, model_url: str
 ) -> None:
     path = spec(tmp_path, kubeconfig)
-    args = _start_args(path, model_url, tmp_path / "runs")
+    args = start_args(path, model_url, tmp_path / "runs")
     with started(tmp_path, *args) as proc:
         wait_for(lambda: _in_step_one_with_heartbeat(fake_api), proc)
         # Enough 500s to outlast a step's 10 s of retries, not a rollback's 45 s.

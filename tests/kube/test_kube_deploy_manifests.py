@@ -139,11 +139,14 @@ def test_whole_experiments_need_every_granted_verb_and_no_other(
     gateway_adopting = gateway_experiment("abtest", adoptHTTPRoute="fraud-routes")
     for exp in (owned, adopting, gateway_owned, gateway_adopting):
         mesh = make_mesh(exp)
+        mesh.hold()  # as `meshlab start` does: the run's Lease first
         for step in all_steps(exp)[:2]:
             mesh.apply(routing_plan(exp, step))
             assert mesh.status() is not None
+            assert mesh.heartbeat is not None and mesh.heartbeat.beat()  # renewals too
         mesh.rollback()
         mesh.cleanup()
+        mesh.close()  # lets the Lease go
     assert fake_api.authorized == grants
     assert set(fake_api.objects) == {
         ("virtualservices", "models", "fraud-routes"),

@@ -9,10 +9,7 @@ read back from the cluster by ``status``, and a SIGTERM ending with rollback rou
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -20,14 +17,18 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import REPO
-from tests.kube.cli_support import env as _env
 from tests.kube.cli_support import meshlab as _meshlab
 from tests.kube.cli_support import spec as _spec
+from tests.kube.cli_support import start_args, started, wait_for
 from tests.kube.fake_apiserver import FakeKubeAPI
 
 pytestmark = pytest.mark.slow
 NAME = "fraud-canary"
+
+
+def _step(api: FakeKubeAPI) -> str | None:
+    vs = api.get_object("virtualservices", "models", f"meshlab-{NAME}")
+    return None if vs is None else vs["metadata"]["annotations"].get("meshlab.io/step")
 
 
 def _virtual_service(api: FakeKubeAPI) -> dict[str, Any]:
@@ -40,19 +41,7 @@ def test_canary_on_kubernetes_promotes_and_status_reads_the_cluster(
     tmp_path: Path, fake_api: FakeKubeAPI, kubeconfig: Path, model_url: str, token: str
 ) -> None:
     spec = _spec(tmp_path, kubeconfig)
-    run = _meshlab(
-        tmp_path,
-        "canary",
-        "start",
-        "-f",
-        str(spec),
-        "--url",
-        model_url,
-        "--quiet",
-        "--runs",
-        str(tmp_path / "runs"),
-        timeout=120,
-    )
+    run = _meshlab(tmp_path, *start_args(spec, model_url, tmp_path / "runs"), timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
     assert token not in run.stdout + run.stderr
     vs = _virtual_service(fake_api)
@@ -73,44 +62,12 @@ def test_sigterm_leaves_rollback_routes_in_the_cluster(
     tmp_path: Path, fake_api: FakeKubeAPI, kubeconfig: Path, model_url: str
 ) -> None:
     spec = _spec(tmp_path, kubeconfig)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "meshlab",
-            "canary",
-            "start",
-            "-f",
-            str(spec),
-            "--url",
-            model_url,
-            "--quiet",
-            "--runs",
-            str(tmp_path / "runs"),
-        ],
-        cwd=REPO,
-        env=_env(tmp_path),
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            vs = fake_api.get_object("virtualservices", "models", f"meshlab-{NAME}")
-            if vs is not None and vs["metadata"]["annotations"].get("meshlab.io/step") == "1":
-                break
-            assert proc.poll() is None, proc.communicate()[1][-2000:]
-            time.sleep(0.1)
+    with started(tmp_path, *start_args(spec, model_url, tmp_path / "runs")) as proc:
+        wait_for(lambda: _step(fake_api) == "1", proc)
         time.sleep(1.0)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == 130, err[-2000:]
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate(timeout=10)
     vs = _virtual_service(fake_api)
     assert vs["metadata"]["annotations"]["meshlab.io/step"] == "rollback"
     assert all(d["destination"]["subset"] == "v1" for r in vs["spec"]["http"] for d in r["route"])
@@ -126,20 +83,8 @@ def test_dry_run_stores_nothing(
     data = yaml.safe_load(spec.read_text())
     data["spec"]["limits"] = {"minSamples": 50, "maxDuration": "5s", "experimentMaxDuration": "8s"}
     spec.write_text(yaml.safe_dump(data))
-    run = _meshlab(
-        tmp_path,
-        "canary",
-        "start",
-        "-f",
-        str(spec),
-        "--url",
-        model_url,
-        "--dry-run",
-        "--quiet",
-        "--runs",
-        str(tmp_path / "runs"),
-        timeout=90,
-    )
+    args = start_args(spec, model_url, tmp_path / "runs", "--dry-run")
+    run = _meshlab(tmp_path, *args, timeout=90)
     assert run.returncode in (0, 3), run.stderr[-2000:]
     assert fake_api.get_object("virtualservices", "models", f"meshlab-{NAME}") is None
     assert fake_api.get_object("destinationrules", "models", f"meshlab-{NAME}") is None

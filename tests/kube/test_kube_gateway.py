@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import time
-from typing import Any
 
 import pytest
 
@@ -25,31 +24,16 @@ from meshlab.mesh.kube_objects import not_as_rendered
 from tests.kube.conftest import (
     STRATEGIES,
     MeshFactory,
+    backends,
     gateway_experiment,
     parent_service,
+    stored,
     user_http_route,
 )
 from tests.kube.fake_apiserver import FakeKubeAPI
 from tests.support.gateway_schema import validate_gateway
 
 NS = "models"
-
-
-def stored(fake: FakeKubeAPI, plural: str, name: str) -> dict[str, Any]:
-    obj = fake.get_object(plural, NS, name)
-    assert obj is not None, f"{plural}/{name} missing"
-    return obj
-
-
-def _backends(route: dict[str, Any]) -> set[str]:
-    """Services that receive primary traffic (weight > 0) or mirrored copies from a route."""
-    out = set()
-    for rule in route["spec"]["rules"]:
-        out |= {b["name"] for b in rule["backendRefs"] if b.get("weight", 1) > 0}
-        for f in rule.get("filters", []):
-            if f["type"] == "RequestMirror":
-                out.add(f["requestMirror"]["backendRef"]["name"])
-    return out
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
@@ -79,7 +63,7 @@ def test_every_step_of_every_strategy_is_applied_and_read_back(
             assert svc["spec"]["ports"][0]["targetPort"] == "http-model"  # the parent's
         assert mesh.status() == RoutingState(exp.metadata.name, step.name, 1_800_000_000.25)
     baseline = f"meshlab-fraud-model-{exp.spec.baseline.subset}"
-    assert _backends(stored(fake_api, "httproutes", name)) == {baseline}
+    assert backends(stored(fake_api, "httproutes", name)) == {baseline}
 
 
 def test_rollback_is_confirmed_from_the_server_and_cleanup_leaves_the_parent(
@@ -92,10 +76,10 @@ def test_rollback_is_confirmed_from_the_server_and_cleanup_leaves_the_parent(
     assert set(fake_api.objects) == {("services", NS, "fraud-model")}
     mesh.apply(routing_plan(exp, plan(exp)[1]))
     route = stored(fake_api, "httproutes", "meshlab-fraud-shadow")
-    assert _backends(route) == {"meshlab-fraud-model-v1", "meshlab-fraud-model-v2"}
+    assert backends(route) == {"meshlab-fraud-model-v1", "meshlab-fraud-model-v2"}
     make_mesh(exp).rollback()  # from "another machine"
     route = stored(fake_api, "httproutes", "meshlab-fraud-shadow")
-    assert _backends(route) == {"meshlab-fraud-model-v1"}
+    assert backends(route) == {"meshlab-fraud-model-v1"}
     assert route["metadata"]["annotations"]["meshlab.io/step"] == "rollback"
     state = mesh.status()
     assert state is not None and state.step == "rollback"

@@ -12,7 +12,6 @@ ending with rollback routes in the cluster. Every process is stopped by its proc
 from __future__ import annotations
 
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -22,8 +21,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.kube.cli_support import meshlab, spec, started, wait_for
-from tests.kube.conftest import GATEWAY_EXAMPLES, parent_service
+from tests.kube.cli_support import announced_url, meshlab, spec, start_args, started, wait_for
+from tests.kube.conftest import GATEWAY_EXAMPLES, backends, parent_service
 from tests.kube.fake_apiserver import FakeKubeAPI
 from tests.support.gateway_schema import validate_gateway
 
@@ -65,20 +64,8 @@ def _spec(tmp_path: Path, kubeconfig: Path) -> Path:
 @pytest.fixture
 def bad_candidate_url() -> Iterator[str]:
     """A loopback model server whose candidate-labelled answers are all 503."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", BAD_CANDIDATE],
-        stdout=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith("PORT "), line
-        yield f"http://127.0.0.1:{line.split()[1]}"
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=10)
+    with announced_url([sys.executable, "-c", BAD_CANDIDATE]) as url:
+        yield url
 
 
 def _route(api: FakeKubeAPI) -> dict[str, Any]:
@@ -88,33 +75,18 @@ def _route(api: FakeKubeAPI) -> dict[str, Any]:
     return route
 
 
-def _backends(route: dict[str, Any]) -> set[str]:
-    out = set()
-    for rule in route["spec"]["rules"]:
-        out |= {b["name"] for b in rule["backendRefs"] if b.get("weight", 1) > 0}
-        for f in rule.get("filters", []):
-            if f["type"] == "RequestMirror":
-                out.add(f["requestMirror"]["backendRef"]["name"])
-    return out
-
-
-def _start(spec: Path, url: str, tmp_path: Path) -> tuple[str, ...]:
-    runs = str(tmp_path / "runs")
-    return ("canary", "start", "-f", str(spec), "--url", url, "--quiet", "--runs", runs)
-
-
 def test_gateway_api_canary_promotes_and_status_reads_the_http_route(
     tmp_path: Path, fake_api: FakeKubeAPI, kubeconfig: Path, model_url: str, token: str
 ) -> None:
     fake_api.put_object(parent_service())
     spec = _spec(tmp_path, kubeconfig)
-    run = meshlab(tmp_path, *_start(spec, model_url, tmp_path), timeout=120)
+    run = meshlab(tmp_path, *start_args(spec, model_url, tmp_path / "runs"), timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
     assert token not in run.stdout + run.stderr
     route = _route(fake_api)
     assert route["metadata"]["annotations"]["meshlab.io/step"] == "promoted"
     assert "meshlab.io/holder" not in route["metadata"]["annotations"]  # lease released
-    assert _backends(route) == {V2}
+    assert backends(route) == {V2}
     for name, version in ((V1, "v1"), (V2, "v2")):
         svc = fake_api.get_object("services", "models", name)
         assert svc is not None
@@ -138,7 +110,7 @@ def test_gateway_api_canary_promotes_and_status_reads_the_http_route(
     rollback = meshlab(tmp_path, "rollback", "-f", str(spec))
     assert rollback.returncode == 0, rollback.stderr[-2000:]
     assert f"read back from HTTPRoute models/{ROUTE}: step rollback" in rollback.stdout
-    assert _backends(_route(fake_api)) == {V1}
+    assert backends(_route(fake_api)) == {V1}
 
 
 def test_gateway_api_canary_aborts_and_rolls_back(
@@ -146,11 +118,11 @@ def test_gateway_api_canary_aborts_and_rolls_back(
 ) -> None:
     fake_api.put_object(parent_service())
     spec = _spec(tmp_path, kubeconfig)
-    run = meshlab(tmp_path, *_start(spec, bad_candidate_url, tmp_path), timeout=120)
+    run = meshlab(tmp_path, *start_args(spec, bad_candidate_url, tmp_path / "runs"), timeout=120)
     assert run.returncode == 1, run.stdout[-2000:] + run.stderr[-2000:]
     route = _route(fake_api)
     assert route["metadata"]["annotations"]["meshlab.io/step"] == "rollback"
-    assert _backends(route) == {V1}
+    assert backends(route) == {V1}
     run_dir = next((tmp_path / "runs").glob("*/"))
     assert any(p.name.endswith("-rollback.yaml") for p in (run_dir / "manifests").glob("*"))
     status = meshlab(tmp_path, "status", "-f", str(spec))
@@ -162,7 +134,7 @@ def test_sigterm_leaves_gateway_api_rollback_routes_in_the_cluster(
 ) -> None:
     fake_api.put_object(parent_service())
     spec = _spec(tmp_path, kubeconfig)
-    with started(tmp_path, *_start(spec, model_url, tmp_path)) as proc:
+    with started(tmp_path, *start_args(spec, model_url, tmp_path / "runs")) as proc:
 
         def at_step_one() -> bool:
             route = fake_api.get_object("httproutes", "models", ROUTE)
@@ -175,6 +147,6 @@ def test_sigterm_leaves_gateway_api_rollback_routes_in_the_cluster(
         assert proc.returncode == 130, err[-2000:]
     route = _route(fake_api)
     assert route["metadata"]["annotations"]["meshlab.io/step"] == "rollback"
-    assert _backends(route) == {V1}
+    assert backends(route) == {V1}
     status = meshlab(tmp_path, "status", "-f", str(spec))
     assert "routing read back from the cluster: step rollback" in status.stdout

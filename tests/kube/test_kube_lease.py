@@ -47,11 +47,20 @@ def _holding(make_mesh: MeshFactory, seconds: float, strategy: str = "canary") -
 
 
 def _crash(mesh: KubernetesMesh) -> None:
-    """What SIGKILL leaves behind: no more heartbeats, no release."""
+    """What SIGKILL leaves behind: no more heartbeats, no release (of the routes or the Lease)."""
     assert mesh.heartbeat is not None
     mesh.heartbeat.stop()
     mesh.heartbeat = None
     mesh.holder = None
+    mesh.run_lease = None
+
+
+def _presumed_dead(fake: FakeKubeAPI, name: str = NAME) -> None:
+    """The run's Lease as a partition that outlasted it leaves it: run out, so others may take it."""
+    lease = fake.get_object("leases", NS, name)
+    assert lease is not None
+    lease["spec"]["renewTime"] = lease["spec"]["acquireTime"] = timestamp(time.time() - 3600)
+    fake.put_object(lease, manager="meshlab")
 
 
 def _dead_holder(fake: FakeKubeAPI, step_index: int = 1, *, age: float = 3600.0) -> None:
@@ -138,10 +147,12 @@ def test_the_heartbeat_never_overwrites_another_holder(
     exp = first.experiment
     step = plan(exp)[0]
     first.apply(routing_plan(exp, step))
+    _presumed_dead(fake_api)
     second = _holding(make_mesh, 30)
     second.apply(routing_plan(exp, step))  # took over (e.g. the first was presumed dead)
     time.sleep(0.8)
     assert first.heartbeat is not None and first.heartbeat.lost
+    assert first.run_lease is not None and first.run_lease.lost == second.holder
     assert _annotations(fake_api)["meshlab.io/holder"] == second.holder
     first.close()  # must not release the second's lease
     assert _annotations(fake_api)["meshlab.io/holder"] == second.holder
@@ -220,6 +231,8 @@ def test_a_live_holder_is_waited_for_then_refused(
     step = plan(exp)[0]
     assert live.holder is not None
     live.holder = live.holder.replace(socket.gethostname(), "node-b", 1)  # as if on another node
+    assert live.heartbeat is not None
+    live.heartbeat.holder = live.holder
     live.apply(routing_plan(exp, step))
     began = time.monotonic()
     with pytest.raises(ConfigError, match="already running in the cluster: running"):
@@ -309,9 +322,14 @@ def test_a_run_that_lost_its_routes_stops_and_never_overrides_the_new_holder(
     exp = first.experiment
     one, two = plan(exp)[:2]
     first.apply(routing_plan(exp, one))
+    _presumed_dead(fake_api)
     second = _holding(make_mesh, 30)  # took over, e.g. after a partition outlasted the lease
     second.apply(routing_plan(exp, one))
     with pytest.raises(ConflictError, match="another meshlab holds them now"):
+        first.apply(routing_plan(exp, two))
+    assert first.run_lease is not None
+    first.run_lease.renew()  # its next heartbeat: the run's Lease is lost too
+    with pytest.raises(ConflictError, match=rf"held by another meshlab now \({second.holder}\)"):
         first.apply(routing_plan(exp, two))
     with pytest.raises(MeshError, match=r"rollback NOT applied.*another meshlab holds them"):
         first.rollback()

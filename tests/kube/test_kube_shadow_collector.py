@@ -28,8 +28,8 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
+from tests.kube.cli_support import announced_url, started, wait_for
 from tests.kube.cli_support import meshlab as _meshlab
-from tests.kube.cli_support import started, wait_for
 from tests.kube.fake_apiserver import FakeKubeAPI
 
 pytestmark = pytest.mark.slow
@@ -51,29 +51,11 @@ def _listening(port: int) -> bool:
 @contextlib.contextmanager
 def _player(collector_port: int, candidate: str) -> Iterator[str]:
     """Both versions and their loggers in one process; stopped by its PID whatever happens."""
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            str(REPO / "tests/collector/kserve_player.py"),
-            "--collector",
-            f"http://127.0.0.1:{collector_port}",
-            "--candidate",
-            candidate,
-            "--stop-after",
-            "2",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith("PORT "), line
-        yield f"http://127.0.0.1:{line.split()[1]}"
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=10)
+    player = REPO / "tests/collector/kserve_player.py"
+    collector = f"http://127.0.0.1:{collector_port}"
+    command = [sys.executable, str(player), "--collector", collector, "--candidate", candidate]
+    with announced_url([*command, "--stop-after", "2"]) as url:
+        yield url
 
 
 def _spec(tmp_path: Path, kubeconfig: Path, collector_port: int, **limits: Any) -> Path:

@@ -17,21 +17,17 @@ import httpx
 import numpy as np
 import pytest
 
-from meshlab.manifests import plan
 from meshlab.mesh.local import LocalMesh
 from meshlab.metrics import from_experiment
 from meshlab.samples import BASELINE, CANDIDATE
 from meshlab.spec import Experiment
 from tests.metrics.conftest import (
     Stack,
-    free_port,
     require_binaries,
     serve_model,
-    start_prometheus,
-    stop,
     wait_for,
-    wait_prometheus,
 )
+from tests.support.scraped_mesh import scraped_mesh
 
 pytestmark = [pytest.mark.envoy, pytest.mark.slow]
 
@@ -74,25 +70,12 @@ def _mesh_stack(strategy: str, tmp: Path) -> Iterator[MeshStack]:
         "baseline": serve_model("baseline", 0.0),
         "candidate": serve_model("candidate", 25.0),
     }
-    urls = {arm: f"http://127.0.0.1:{s.server_address[1]}" for arm, s in servers.items()}
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    exp = experiment(strategy, urls, url)
-    mesh = LocalMesh(exp, run_dir=tmp / "mesh")
-    prometheus = None
-    try:
-        mesh.start(plan(exp)[0])
-        targets = {name: url.removeprefix("http://") for name, url in mesh.admin_urls.items()}
-        prometheus = start_prometheus(tmp, port, targets)
-        wait_prometheus(url, list(targets))
+    with scraped_mesh(tmp, servers, lambda urls, url: experiment(strategy, urls, url)) as (
+        exp,
+        mesh,
+        url,
+    ):
         yield MeshStack(exp, mesh, url)
-    finally:
-        if prometheus is not None:
-            stop(prometheus)
-        mesh.close()
-        for server in servers.values():
-            server.shutdown()
-            server.server_close()
 
 
 @pytest.fixture

@@ -26,17 +26,15 @@ import httpx
 import pytest
 import yaml
 
-from meshlab.manifests import plan
 from meshlab.mesh.local import LocalMesh
 from meshlab.spec import Experiment
 from tests.metrics.conftest import (
     free_port,
     require_binaries,
-    start_prometheus,
     stop,
     wait_for,
-    wait_prometheus,
 )
+from tests.support.scraped_mesh import scraped_mesh
 
 HOST, PORT = "fraud-model", 8080
 CLUSTERS = {"baseline": f"outbound|{PORT}|v1|{HOST}", "candidate": f"outbound|{PORT}|v2|{HOST}"}
@@ -136,25 +134,8 @@ def running_mesh(tmp: Path) -> Iterator[MeshStack]:
     servers = {arm: ThreadingHTTPServer(("127.0.0.1", 0), _handler(f)) for arm, f in faults.items()}
     for server in servers.values():
         threading.Thread(target=server.serve_forever, daemon=True).start()
-    urls = {arm: f"http://127.0.0.1:{s.server_address[1]}" for arm, s in servers.items()}
-    port = free_port()
-    prometheus_url = f"http://127.0.0.1:{port}"
-    exp = _experiment(urls, prometheus_url)
-    mesh = LocalMesh(exp, run_dir=tmp / "mesh")
-    prometheus = None
-    try:
-        mesh.start(plan(exp)[0])
-        targets = {name: url.removeprefix("http://") for name, url in mesh.admin_urls.items()}
-        prometheus = start_prometheus(tmp, port, targets)
-        wait_prometheus(prometheus_url, list(targets))
+    with scraped_mesh(tmp, servers, _experiment) as (_, mesh, prometheus_url):
         yield MeshStack(mesh, prometheus_url, faults)
-    finally:
-        if prometheus is not None:
-            stop(prometheus)
-        mesh.close()
-        for server in servers.values():
-            server.shutdown()
-            server.server_close()
 
 
 @pytest.fixture(scope="package")

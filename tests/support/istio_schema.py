@@ -4,7 +4,7 @@ This is what an API server with ``fieldValidation=Strict`` does to a custom reso
 must be named by the schema (unknown fields are errors, not silently pruned), types, enums, bounds,
 ``required``, ``oneOf``/``anyOf``/``not`` and ``nullable`` hold, and the ``x-kubernetes-validations``
 CEL rules are evaluated. CEL is not interpreted in general: the rules that occur in Istio's
-networking CRDs are recognised verbatim and evaluated in Python; any other rule raises
+networking CRDs are recognised verbatim and evaluated in Python (:mod:`tests.support.cel_rules`); any other rule raises
 :class:`UnsupportedRule` instead of silently passing.
 
 The CRD file is the vendored ``<repo>/istio_manifests/crds/istio/customresourcedefinitions.gen.yaml``
@@ -13,6 +13,11 @@ The CRD file is the vendored ``<repo>/istio_manifests/crds/istio/customresourced
     validate_istio(manifest)          raise AssertionError listing every violation with its path
     istio_schema_errors(manifest)     the violations as a list of "path: message" strings
     schema_errors(schema, value, path) the same for any structural schema (used by the fake server)
+    crd_errors(manifest, load_crds(f))  the same against the CRDs of another file
+
+On an update (``old``: the stored object) the transition rules, CEL rules naming ``oldSelf``
+(e.g. ``self == oldSelf``: an immutable field), are evaluated against the stored value; on create
+they are skipped, as the API server does.
 """
 
 from __future__ import annotations
@@ -28,6 +33,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from tests.support.cel_rules import (
+    UnsupportedRule,
+    go_duration_seconds,
+    rule_check,
+    transition_check,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 _DNS1123_SUBDOMAIN = re.compile(
@@ -56,22 +68,6 @@ _INT_RANGES = {
     "uint32": (0, 2**32 - 1),
     "int64": (-(2**63), 2**63 - 1),
 }
-_GO_DURATION = re.compile(r"^[-+]?((\d+(\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h))+$")
-_GO_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-_GO_UNITS = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "μs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
-
-
-class UnsupportedRule(ValueError):
-    """A CEL rule this validator does not know; extend ``_RULES`` rather than let it pass."""
 
 
 def crd_file() -> Path:
@@ -85,7 +81,7 @@ def crd_file() -> Path:
 
 
 @functools.cache
-def _load(path: str) -> dict[tuple[str, str], dict[str, Any]]:
+def load_crds(path: str) -> dict[tuple[str, str], dict[str, Any]]:
     """(group/version, kind) -> {"schema", "plural", "namespaced"} for every served version."""
     out: dict[tuple[str, str], dict[str, Any]] = {}
     with open(path, encoding="utf-8") as fh:
@@ -107,7 +103,7 @@ def _load(path: str) -> dict[tuple[str, str], dict[str, Any]]:
 
 def crds() -> dict[tuple[str, str], dict[str, Any]]:
     """Every served (apiVersion, kind) of the CRD file with its schema and plural."""
-    return _load(str(crd_file()))
+    return load_crds(str(crd_file()))
 
 
 def schema_for(api_version: str, kind: str) -> dict[str, Any]:
@@ -115,14 +111,27 @@ def schema_for(api_version: str, kind: str) -> dict[str, Any]:
     return dict(crds()[(api_version, kind)]["schema"])
 
 
-def istio_schema_errors(manifest: dict[str, Any]) -> list[str]:
-    """Every violation of ``manifest`` against its CRD, as ``"path: message"`` strings."""
+def istio_schema_errors(manifest: dict[str, Any], old: dict[str, Any] | None = None) -> list[str]:
+    """Every violation of ``manifest`` against its CRD, as ``"path: message"`` strings.
+
+    ``old``: the stored object when this is an update (its transition rules are then evaluated).
+    """
+    return crd_errors(manifest, crds(), str(crd_file()), old)
+
+
+def crd_errors(
+    manifest: dict[str, Any],
+    table: dict[tuple[str, str], dict[str, Any]],
+    source: str,
+    old: dict[str, Any] | None = None,
+) -> list[str]:
+    """Violations of ``manifest`` against the CRDs of ``table`` (:func:`load_crds` of ``source``)."""
     if not isinstance(manifest, dict):
         return [f"<root>: expected an object, got {type(manifest).__name__}"]
     api_version, kind = manifest.get("apiVersion"), manifest.get("kind")
-    entry = crds().get((str(api_version), str(kind)))
+    entry = table.get((str(api_version), str(kind)))
     if entry is None:
-        return [f"apiVersion/kind: {api_version}/{kind} is not served by the CRD file {crd_file()}"]
+        return [f"apiVersion/kind: {api_version}/{kind} is not served by the CRD file {source}"]
     errors: list[str] = []
     for key in manifest:
         if key not in ("apiVersion", "kind", "metadata", "spec", "status"):
@@ -131,7 +140,8 @@ def istio_schema_errors(manifest: dict[str, Any]) -> list[str]:
     schema = entry["schema"]
     for key in ("spec", "status"):
         if key in manifest:
-            errors += schema_errors(schema["properties"][key], manifest[key], key)
+            before = (old or {}).get(key, NO_OLD) if old is not None else NO_OLD
+            errors += schema_errors(schema["properties"][key], manifest[key], key, before)
     return errors
 
 
@@ -174,8 +184,17 @@ def metadata_errors(metadata: Any) -> list[str]:
     return errors
 
 
-def schema_errors(schema: dict[str, Any], value: Any, path: str) -> list[str]:
-    """Violations of ``value`` against a structural schema, each prefixed with its path."""
+NO_OLD: Any = object()  # no old value at this path: a create, or a field the update adds
+
+
+def schema_errors(schema: dict[str, Any], value: Any, path: str, old: Any = NO_OLD) -> list[str]:
+    """Violations of ``value`` against a structural schema, each prefixed with its path.
+
+    ``old`` is the stored value at the same path on an update: transition rules (CEL rules that
+    name ``oldSelf``) are evaluated only where it exists, as the API server does (on create, and
+    for fields the update adds, they are skipped). Object properties and map values correlate by
+    key; list items never do here (the vendored CRDs' transition rules sit on objects).
+    """
     if value is None:
         return [] if schema.get("nullable") else [f"{path}: must not be null"]
     errors = _type_errors(schema, value, path)
@@ -183,13 +202,17 @@ def schema_errors(schema: dict[str, Any], value: Any, path: str) -> list[str]:
         return errors  # no point checking the fields of a value of the wrong type
     errors += _bounds_errors(schema, value, path)
     if isinstance(value, dict):
-        errors += _object_errors(schema, value, path)
+        errors += _object_errors(schema, value, path, old if isinstance(old, dict) else {})
     elif isinstance(value, list) and "items" in schema:
         for i, item in enumerate(value):
             errors += schema_errors(schema["items"], item, f"{path}[{i}]")
     errors += _combinator_errors(schema, value, path)
     for rule in schema.get("x-kubernetes-validations", ()):
-        if not _rule(rule["rule"])(value):
+        if "oldSelf" in rule["rule"]:
+            failed = old is not NO_OLD and not transition_check(rule["rule"])(value, old)
+        else:
+            failed = not rule_check(rule["rule"])(value)
+        if failed:
             errors.append(f"{path}: {rule.get('message', 'failed rule ' + rule['rule'])}")
     return errors
 
@@ -267,7 +290,9 @@ def _format_errors(fmt: str | None, value: str, path: str) -> list[str]:
     return []
 
 
-def _object_errors(schema: dict[str, Any], value: dict[str, Any], path: str) -> list[str]:
+def _object_errors(
+    schema: dict[str, Any], value: dict[str, Any], path: str, old: dict[str, Any]
+) -> list[str]:
     errors = [
         f"{path}.{key}: required field missing"
         for key in schema.get("required", ())
@@ -277,10 +302,11 @@ def _object_errors(schema: dict[str, Any], value: dict[str, Any], path: str) -> 
     additional = schema.get("additionalProperties")
     preserve = schema.get("x-kubernetes-preserve-unknown-fields", False)
     for key, item in value.items():
+        before = old.get(key, NO_OLD)
         if properties is not None and key in properties:
-            errors += schema_errors(properties[key], item, f"{path}.{key}")
+            errors += schema_errors(properties[key], item, f"{path}.{key}", before)
         elif isinstance(additional, dict):
-            errors += schema_errors(additional, item, f"{path}[{key}]")
+            errors += schema_errors(additional, item, f"{path}[{key}]", before)
         elif not preserve and "type" in schema:
             errors.append(f"{path}.{key}: unknown field")
     return errors
@@ -306,61 +332,4 @@ def _combinator_errors(schema: dict[str, Any], value: Any, path: str) -> list[st
     return errors
 
 
-def go_duration_seconds(text: str) -> float:
-    """Parse a Go/CEL duration (``"1h2m"``, ``"1.5s"``, ``"100ms"``); ValueError if malformed."""
-    if text in ("0", "+0", "-0"):
-        return 0.0
-    if not _GO_DURATION.match(text):
-        raise ValueError(f"invalid duration {text!r}")
-    sign = -1.0 if text.startswith("-") else 1.0
-    return sign * sum(float(n) * _GO_UNITS[u] for n, u in _GO_DURATION_PART.findall(text))
-
-
-def _duration_at_least_1ms(value: Any) -> bool:
-    try:
-        return isinstance(value, str) and go_duration_seconds(value) >= 0.001
-    except ValueError:
-        return False  # CEL's duration() errors on malformed input, which rejects the object
-
-
-_RULES: dict[str, Callable[[Any], bool]] = {
-    "duration(self) >= duration('1ms')": _duration_at_least_1ms,
-    '!self.contains("*")': lambda v: "*" not in v,
-    'self.all(key, !key.contains("*"))': lambda v: all("*" not in k for k in v),
-    "self.all(key, key.size() != 0)": lambda v: all(len(k) != 0 for k in v),
-    "0 < self && self <= 65535": lambda v: 0 < v <= 65535,
-    "self.size() == 0": lambda v: len(v) == 0,
-    'self != "*"': lambda v: v != "*",
-    'self in ["", "HTTP", "HTTPS"]': lambda v: v in ("", "HTTP", "HTTPS"),
-    # Sidecar, PeerAuthentication and AuthorizationPolicy (the collector's mesh policies).
-    "(has(self.credentialName) ? 1 : 0) + (has(self.credentialNames) ? 1 : 0) <= 1": lambda v: (
-        ("credentialName" in v) + ("credentialNames" in v) <= 1
-    ),
-    "(has(self.credentialNames) ? 1 : 0) + (has(self.tlsCertificates) ? 1 : 0) <= 1": lambda v: (
-        ("credentialNames" in v) + ("tlsCertificates" in v) <= 1
-    ),
-    "(has(self.tlsCertificates) ? 1 : 0) + (has(self.credentialNames) ? 1 : 0) <= 1": lambda v: (
-        ("tlsCertificates" in v) + ("credentialNames" in v) <= 1
-    ),
-    "(has(self.selector) ? 1 : 0) + (has(self.targetRef) ? 1 : 0) + (has(self.targetRefs) ? 1 : 0) <= 1": lambda v: (
-        ("selector" in v) + ("targetRef" in v) + ("targetRefs" in v) <= 1
-    ),
-    "(has(self.serviceAccounts) || has(self.notServiceAccounts)) ? (!has(self.principals) && !has(self.notPrincipals) && !has(self.namespaces) && !has(self.notNamespaces)) : true": lambda v: (
-        not ("serviceAccounts" in v or "notServiceAccounts" in v)
-        or not any(k in v for k in ("principals", "notPrincipals", "namespaces", "notNamespaces"))
-    ),
-    "has(self.portLevelMtls) ? (((has(self.selector) && has(self.selector.matchLabels)) ? self.selector.matchLabels : {}).size() > 0) : true": lambda v: (
-        "portLevelMtls" not in v or len((v.get("selector") or {}).get("matchLabels") or {}) > 0
-    ),
-    "self.all(key, 0 < int(key) && int(key) <= 65535)": lambda v: all(
-        0 < int(k) <= 65535 for k in v
-    ),
-}
-
-
-def _rule(rule: str) -> Callable[[Any], bool]:
-    text = " ".join(rule.split())
-    try:
-        return _RULES[text]
-    except KeyError:
-        raise UnsupportedRule(f"CEL rule not understood by the test validator: {text!r}") from None
+__all__ = ["UnsupportedRule", "go_duration_seconds"]  # re-exported: their home is cel_rules
