@@ -174,8 +174,22 @@ def clopper_pearson(k: int, n: int) -> tuple[float, float]:
 def run(sc: Scenario, levers: Levers, reps: int, seed: int) -> dict[str, object]:
     """One scenario: error rate with CI and the decision-time quantiles over the fixed n."""
     setup = sc.setup(levers)
-    out = simulate(setup, reps, np.random.default_rng(seed))
+    # A/A runs also record each metric's first pass (same verdicts): which metric binds.
+    out = simulate(setup, reps, np.random.default_rng(seed), track=sc.kind == "aa")
     q = summarize(out)
+    binds = "–"
+    if out.passed is not None:
+        firsts = [
+            float(np.quantile(np.where(np.isnan(f), np.inf, f), 0.5, method="inverted_cdf"))
+            for f in out.passed
+        ]
+        names = [m.type.split("-")[0] for m in setup.metrics]
+        binds = (
+            f"{names[int(np.argmax(firsts))]} ("
+            + ", ".join(f"{nm} {v:.0f}" for nm, v in zip(names, firsts, strict=True))
+            + ")"
+        )
+
     wrong = out.abort if sc.kind == "aa" else out.promote
     k = int(wrong.sum())
     lo, hi = clopper_pearson(k, reps)
@@ -196,6 +210,8 @@ def run(sc: Scenario, levers: Levers, reps: int, seed: int) -> dict[str, object]
         "median_n": q["median"],
         "q75_n": q["q75"],
         "p90_n": q["p90"],
+        "p95_n": q["p95"],
+        "binds": binds,
         "fixed_n": round(n_fix),
         "median_ratio": q["median"] / n_fix,
         "p90_ratio": q["p90"] / n_fix,
@@ -237,6 +253,12 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=None, help="replications per scenario")
     parser.add_argument("--lever-reps", type=int, default=None, help="replications per lever")
     parser.add_argument("--seed", type=int, default=20261130)
+    parser.add_argument(
+        "--reuse-levers",
+        action="store_true",
+        help="take the lever table from the committed calibration_levers.csv (no statistical "
+        "method changed since it was measured) instead of re-running it",
+    )
     args = parser.parse_args()
     reps = args.reps or (60 if args.quick else 300)
     lever_reps = args.lever_reps or (40 if args.quick else 100)
@@ -252,8 +274,15 @@ def main() -> None:
             f" ({time.perf_counter() - t0:.0f}s)",
             flush=True,
         )
-    lever_rows = []
-    for label, levers, coarse, bonferroni in LEVERS:
+    lever_rows: list[dict[str, object]] = []
+    if args.reuse_levers:
+        with (HERE / "calibration_levers.csv").open() as fh:
+            lever_rows = [dict(r) for r in csv.DictReader(fh)]
+        for r in lever_rows:
+            for key in ("median_ratio", "p90_ratio", "rate", "ci_high"):
+                r[key] = float(r[key])  # type: ignore[arg-type]
+        lever_reps = int(lever_rows[0]["reps"])  # type: ignore[call-overload]
+    for label, levers, coarse, bonferroni in [] if args.reuse_levers else LEVERS:
         with legacy(coarse, bonferroni):
             for i in LEVER_SCENARIOS:
                 r = run(SCENARIOS[i], levers, lever_reps, args.seed + 100 + i)
@@ -302,8 +331,9 @@ def write(
         "`nice -n 10 python analysis/calibration.py`.",
         "",
         "| scenario | error | rate [95% CI] | bound | abort / promote / undecided | q25 / median "
-        "/ q75 / p90 n | fixed n | median/fixed | p90/fixed | target |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "/ q75 / p90 / p95 n | fixed n | median/fixed | p90/fixed | target | binds (median "
+        "first pass per metric) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
@@ -311,16 +341,19 @@ def write(
             f"{_f(r['ci_high'], '.3f')}] | {r['bound']} | {_f(r['abort'], '.2f')} / "
             f"{_f(r['promote'], '.2f')} / {_f(r['inconclusive'], '.2f')} | "
             f"{_f(r['q25_n'], '.0f')} / {_f(r['median_n'], '.0f')} / {_f(r['q75_n'], '.0f')} / "
-            f"{_f(r['p90_n'], '.0f')} | {r['fixed_n']} | {_f(r['median_ratio'], '.2f')} | "
-            f"{_f(r['p90_ratio'], '.2f')} | {_f(r['target'], '.2f')} |"
+            f"{_f(r['p90_n'], '.0f')} / {_f(r['p95_n'], '.0f')} | {r['fixed_n']} | "
+            f"{_f(r['median_ratio'], '.2f')} | {_f(r['p90_ratio'], '.2f')} | "
+            f"{_f(r['target'], '.2f')} | {r['binds']} |"
         )
     lines += [
         f"| naive repeated Mann-Whitney every 100 requests (A/A latency) | false abort | "
-        f"{repeated / nr:.3f} [{r_lo:.3f}, {r_hi:.3f}] | {ALPHA} | | | | | | |",
+        f"{repeated / nr:.3f} [{r_lo:.3f}, {r_hi:.3f}] | {ALPHA} | | | | | | | |",
         f"| Mann-Whitney once at the fixed horizon (A/A latency) | false abort | "
-        f"{once / nr:.3f} [{o_lo:.3f}, {o_hi:.3f}] | {ALPHA} | | | | | | |",
+        f"{once / nr:.3f} [{o_lo:.3f}, {o_hi:.3f}] | {ALPHA} | | | | | | | |",
         "",
-        f"## What each lever bought ({lever_reps} replications per cell; levers added in order)",
+        f"## What each lever bought ({lever_reps} replications per cell; levers added in order"
+        + ("; from the committed calibration_levers.csv" if args.reuse_levers else "")
+        + ")",
         "",
         "| lever | " + " | ".join(SCENARIOS[i].name for i in LEVER_SCENARIOS) + " |",
         "|---|" + "---|" * len(LEVER_SCENARIOS),
