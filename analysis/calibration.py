@@ -21,11 +21,16 @@ statistics to the current one (each lever is cited where it is implemented):
 2. finer grids in the two-arm difference bound (:mod:`meshlab.stats.boundaries`);
 3. the TV promote side at the full beta per event (intersection-union; :mod:`meshlab.stats.rates`);
 4. running intersection of each confidence sequence across looks (Howard et al. 2021, section
-   3.3: a time-uniform sequence may be intersected with its own past).
+   3.3: a time-uniform sequence may be intersected with its own past);
+5. the error-rate abort side conditioned on the total count of errors (Lindon & Malek 2022;
+   :func:`meshlab.stats.rates.ratio_lower`), on the adopted levers.
+
+A/A scenarios also record each metric's first pass (``simulate(track=True)``, same verdicts): the
+``binds`` column names the metric that passes last, the one that sets the time to a promote.
 
 Usage: ``nice -n 10 python analysis/calibration.py [--quick] [--reps N] [--lever-reps N]``; writes
 ``calibration_results.csv/.md``, ``calibration_levers.csv`` and ``calibration.png`` beside this
-file (``--quick``: ``*_quick.*``). The full run takes about 25 minutes on the shared 2 cores.
+file (``--quick``: ``*_quick.*``). The full run takes about 5 minutes on the shared 2 cores.
 """
 
 from __future__ import annotations
@@ -146,6 +151,12 @@ LEVERS = [
     (
         "+ running intersection (not adopted)",
         Levers(tuned_design=True, intersect=True),
+        False,
+        False,
+    ),
+    (
+        "adopted + errors conditioned on the total (not adopted)",
+        Levers(tuned_design=True, intersect=False, conditional_errors=True),
         False,
         False,
     ),

@@ -37,11 +37,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from meshlab.stats import latency, rates
-from meshlab.stats.boundaries import DEFAULT_DESIGN_N, difference_upper
+from meshlab.stats import looktests
+from meshlab.stats.boundaries import DEFAULT_DESIGN_N
 from meshlab.stats.design import design_size
 from meshlab.stats.latency import LogGrid
-from meshlab.stats.replay import Difference, Exact, Test, judge
+from meshlab.stats.replay import judge
 from meshlab.stats.sizes import one_look_size as one_look_size  # re-exported
 
 FloatArray = npt.NDArray[np.float64]
@@ -94,6 +94,8 @@ class Levers:
 
     tuned_design: bool = True  # mixture design size from the tolerance, not a fixed 2,000
     intersect: bool = False  # running intersection of the confidence sequences across looks
+    # canary errors' abort side from the errors' arms alone (rates.ratio_lower; measured only)
+    conditional_errors: bool = False
 
 
 @dataclass(frozen=True)
@@ -237,9 +239,11 @@ def simulate(
                 idx = GRID.index(np.exp(log_a + shift) * scale)
                 flat = (act[:, None] * nb + idx)[m]
                 hist[a] += np.bincount(flat, minlength=reps * nb).reshape(reps, nb)
-        tests = _tests(s, act, hist, n, err, cats, pairs, differ, alpha_share, designs)
+        tests = looktests.tests(
+            s, act, hist, n, err, cats, pairs, differ, alpha_share, designs, weight, GRID
+        )
         if s.levers.intersect:  # every metric's exact bounds at every look
-            lows, highs = _exact(tests)
+            lows, highs = looktests.exact_bounds(tests)
             run_lo[:, act] = np.maximum(run_lo[:, act], lows)
             run_hi[:, act] = np.minimum(run_hi[:, act], highs)
             fails = run_lo[:, act] > np.array([[m.abort_threshold] for m in s.metrics])
@@ -251,7 +255,7 @@ def simulate(
                 passed[:, act] = np.where(first, seen, passed[:, act])
         else:  # the verdict only, with the replay's cheap rule-outs
             if track:
-                fail, ok, first = _judge_tracking(tests, np.isnan(passed[:, act]))
+                fail, ok, first = looktests.judge_tracking(tests, np.isnan(passed[:, act]))
                 passed[:, act] = np.where(first, seen, passed[:, act])
             else:
                 fail, ok = judge(tests, act.size)
@@ -270,25 +274,6 @@ def simulate(
     )
 
 
-def _judge_tracking(tests: list[Test], waiting: BoolArray) -> tuple[BoolArray, ...]:
-    """:func:`judge`'s (abort, promote), and which ``waiting`` metrics pass alone at this look.
-
-    Exact bounds where the verdict needs them (as ``judge``) and where a waiting metric's pass
-    is not ruled out, each computed once.
-    """
-    size = waiting.shape[1]
-    settled = np.all([t.no_fail for t in tests], axis=0) & np.any([t.no_pass for t in tests], 0)
-    fails = np.zeros((len(tests), size), dtype=bool)
-    oks = np.zeros((len(tests), size), dtype=bool)
-    for i, t in enumerate(tests):
-        at = np.flatnonzero(~settled | (waiting[i] & ~t.no_pass))
-        if at.size:
-            fails[i, at], oks[i, at] = t.exact(at)
-    fail = ~settled & fails.any(axis=0)
-    ok = ~settled & ~fail & oks.all(axis=0)
-    return fail, ok, waiting & oks & ~fails
-
-
 def _bursts(
     rng: np.random.Generator, carry: BoolArray, act: npt.NDArray[np.intp], k: int
 ) -> BoolArray:
@@ -301,90 +286,6 @@ def _bursts(
         burst[:, t] = cur
     carry[act] = cur
     return burst
-
-
-class _Bounded(Exact):
-    """An exact test that keeps its bounds (-inf, inf where an arm has no data yet)."""
-
-    def __init__(self, lo: FloatArray, hi: FloatArray, thr: float, tol: float, data: BoolArray):
-        self.lo = np.where(data, lo, -np.inf)
-        self.hi = np.where(data, hi, np.inf)
-        super().__init__(self.lo > thr, self.hi < tol)
-
-
-def _exact(tests: list[Test]) -> tuple[FloatArray, FloatArray]:
-    """(lower, upper) per metric and look: what ``Comparison`` reports, from each metric's test."""
-    lows, highs = [], []
-    for t in tests:
-        if isinstance(t, _Bounded):
-            lows.append(t.lo)
-            highs.append(t.hi)
-            continue
-        assert isinstance(t, Difference)
-        lo = -difference_upper(t.sb, t.nb, t.sc, t.nc, t.a, t.design)
-        hi = difference_upper(t.sc, t.nc, t.sb, t.nb, t.b, t.design)
-        if t.events:  # TV: the largest event bound on either side, clipped as tv_interval does
-            lo, hi = np.clip(lo, 0.0, 1.0).max(axis=-1), np.clip(hi, 0.0, 1.0).max(axis=-1)
-        lows.append(np.where(t.has_data, lo, -np.inf))
-        highs.append(np.where(t.has_data, hi, np.inf))
-    return np.asarray(lows, dtype=np.float64), np.asarray(highs, dtype=np.float64)
-
-
-def _tests(
-    s: Setup,
-    act: npt.NDArray[np.intp],
-    hist: npt.NDArray[np.int64],
-    n: npt.NDArray[np.int64],
-    err: npt.NDArray[np.int64],
-    cats: npt.NDArray[np.int64],
-    pairs: npt.NDArray[np.int64],
-    differ: npt.NDArray[np.int64],
-    alpha_share: float,
-    designs: list[float],
-) -> list[Test]:
-    """Per metric, the verdict test over the active replications (as ``Comparison`` judges).
-
-    Two-arm canary differences (error rate, TV events) are :class:`Difference` tests whose
-    certificates spare most exact bounds; the others are exact (:class:`_Bounded`).
-    """
-    tests: list[Test] = []
-    cum = np.cumsum(hist[:, act], axis=2) if hist.shape[2] else None
-    data = (n[0, act] > 0) & (n[1, act] > 0)
-    a, b = alpha_share, s.beta
-    for m, dn in zip(s.metrics, designs, strict=True):
-        thr, tol = m.abort_threshold, m.tolerance
-        if m.type == "latency":
-            assert cum is not None
-            lo, _, hi = latency.ratio_interval(cum[0], cum[1], m.quantile, a, b, GRID, dn)
-            tests.append(_Bounded(lo, hi, thr, tol, data))
-        elif m.type == "error-rate" and s.mode == "canary":
-            e, k = err[:, act], n[:, act]
-            tests.append(Difference(e[0], k[0], e[1], k[1], a, b, thr, tol, dn, data))
-        elif m.type == "error-rate":
-            lo, _, hi = rates.rate_difference(
-                err[0, act], n[0, act], err[1, act], n[1, act], a, b, True, dn, True
-            )
-            tests.append(_Bounded(lo, hi, thr, tol, data))
-        elif s.mode == "shadow":
-            d, k = differ[:, act], pairs[act]
-            if s.control:  # the candidate's disagreement above the control's (the floor)
-                lo, _, hi = rates.rate_difference(d[0], k, d[1], k, a, b, True, dn, True)
-            else:
-                lo, _, hi = rates.rate_interval(d[1], k, a, b, True, dn)
-            tests.append(_Bounded(lo, hi, thr, tol, k > 0))
-        else:
-            q, p = cats[0, act].astype(np.float64), cats[1, act].astype(np.float64)
-            sets = rates._subsets(q.shape[-1])
-            events = sets.shape[0]
-            up = b if rates.UPPER_PER_EVENT else b / events
-            nq, np_ = q.sum(axis=-1, keepdims=True), p.sum(axis=-1, keepdims=True)
-            has = (nq[:, 0] > 0) & (np_[:, 0] > 0)
-            tests.append(
-                Difference(
-                    q @ sets.T, nq, p @ sets.T, np_, a / events, up, thr, tol, dn, has[:, None]
-                )
-            )
-    return tests
 
 
 def summarize(out: Outcome) -> dict[str, float]:
