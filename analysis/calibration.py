@@ -23,7 +23,9 @@ statistics to the current one (each lever is cited where it is implemented):
 4. running intersection of each confidence sequence across looks (Howard et al. 2021, section
    3.3: a time-uniform sequence may be intersected with its own past);
 5. the error-rate abort side conditioned on the total count of errors (Lindon & Malek 2022;
-   :func:`meshlab.stats.rates.ratio_lower`), on the adopted levers.
+   :func:`meshlab.stats.rates.ratio_lower`), on the adopted levers;
+6. shadow error rates from the discordant pairs (sequential McNemar;
+   :func:`meshlab.stats.rates.paired_error_bounds`), on the adopted levers.
 
 A/A scenarios also record each metric's first pass (``simulate(track=True)``, same verdicts): the
 ``binds`` column names the metric that passes last, the one that sets the time to a promote.
@@ -80,6 +82,7 @@ class Scenario:
     weight: float = 0.5
     bursty: bool = False
     beyond: bool = False  # divergence with abortOn: beyond-tolerance
+    independent_errors: bool = False  # shadow: the two copies fail independently
     every: int = 200
     notes: str = ""
     target: float = 0.6  # median/fixed target of issue 14
@@ -94,7 +97,7 @@ class Scenario:
             ((math.inf, self.weight),),
             self.every,
             0,
-            World(bursty=self.bursty),
+            World(bursty=self.bursty, shared_errors=not self.independent_errors),
             self.effect,
             levers,
         )
@@ -115,6 +118,13 @@ SCENARIOS = [
     ),
     Scenario("A/A canary 5%", "aa", weight=0.05, every=2000),
     Scenario("A/A shadow pairs", "aa", mode="shadow", notes="correlated pairs, no disagreement"),
+    Scenario(
+        "A/A shadow pairs, independent errors",
+        "aa",
+        mode="shadow",
+        independent_errors=True,
+        notes="the two copies of a request fail independently",
+    ),
     Scenario("latency at tolerance", "effect", Effect(latency_ratio=1 + LAT_TOL)),
     Scenario("errors at tolerance", "effect", Effect(error_delta=ERR_TOL)),
     Scenario("divergence at tolerance", "effect", Effect(divergence=DIV_TOL)),
@@ -136,12 +146,22 @@ SCENARIOS = [
         notes="no indifference zone: most runs stay undecided, as they should",
         target=math.nan,
     ),
+    Scenario("shadow errors at tolerance", "effect", Effect(error_delta=ERR_TOL), "shadow"),
+    Scenario(
+        "shadow errors at tolerance, independent errors",
+        "effect",
+        Effect(error_delta=ERR_TOL),
+        "shadow",
+        independent_errors=True,
+    ),
     Scenario("latency at tolerance 5%", "effect", Effect(1 + LAT_TOL), weight=0.05, every=2000),
     Scenario("latency 2.5x tolerance", "effect", Effect(1 + 2.5 * LAT_TOL), target=0.15),
     Scenario("errors 2.5x tolerance", "effect", Effect(error_delta=2.5 * ERR_TOL), target=0.15),
     Scenario("divergence 2.5x tolerance", "effect", Effect(divergence=2.5 * DIV_TOL), target=0.15),
 ]
-LEVER_SCENARIOS = [0, 4, 5, 6, 12]  # A/A, each metric type at the tolerance, errors at 2.5x
+# A/A canary and shadow (shared and independent errors), each metric type at the tolerance
+# (errors also in shadow, both worlds), errors at 2.5x
+LEVER_SCENARIOS = [0, 3, 4, 5, 6, 7, 11, 12, 15]
 LEVERS = [
     # (label, simulation levers, coarse difference grids, TV promote side Bonferroni over events)
     ("first version", Levers(tuned_design=False, intersect=False), True, True),
@@ -157,6 +177,12 @@ LEVERS = [
     (
         "adopted + errors conditioned on the total (not adopted)",
         Levers(tuned_design=True, intersect=False, conditional_errors=True),
+        False,
+        False,
+    ),
+    (
+        "adopted + shadow errors from discordant pairs (not adopted)",
+        Levers(tuned_design=True, intersect=False, paired_errors=True),
         False,
         False,
     ),

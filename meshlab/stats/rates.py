@@ -36,6 +36,15 @@ i.i.d. Bernoulli(``pi``), ``pi = w p_c / (w p_c + (1 - w) p_b)``, and "candidate
 (``p_c > p_b``) is exactly ``pi > w``: one Bernoulli sequence, one mixture, a null with no
 nuisance parameter, and shared bursts (both arms' rates scaled alike) leave ``pi`` unchanged.
 
+Measured lever for shadow errors, not adopted yet (:func:`paired_error_bounds`): both arms
+answer the same request, so condition on the *discordant* pairs (one arm failed, the other did
+not), the sequential form of McNemar's test. With ``P01`` (only the candidate failed) and
+``P10`` (only the reference), ``p_c - p_b = P01 - P10 = delta (2 theta - 1)``, ``delta`` the
+discordant share and ``theta = P01 / delta``: "worse" is ``theta > 1/2``, one Bernoulli sequence
+over the discordant pairs (the abort side, at alpha_share); the promote side bounds ``delta`` and
+``theta`` from above (each at beta / 2).
+Pairs that fail together (a bad request) cost nothing, where the union bound pays for them.
+
 Guarantee (each): P(lower ever above the true effect) <= alpha_share and P(upper ever below it)
 <= beta, under i.i.d. Bernoulli/categorical draws within each arm.
 """
@@ -167,6 +176,34 @@ def ratio_lower(
     with np.errstate(divide="ignore", invalid="ignore"):
         rho = pi * (1 - share) / (share * (1 - pi))
     return np.asarray(np.where(sb + sc > 0, rho, 0.0), dtype=np.float64)
+
+
+def paired_error_bounds(
+    only_reference: npt.ArrayLike,
+    only_candidate: npt.ArrayLike,
+    pairs: npt.ArrayLike,
+    alpha_share: float,
+    beta: float,
+    design_pairs: float,
+    design_discordant: float,
+) -> tuple[npt.NDArray[np.bool_], FloatArray]:
+    """Shadow error rate from discordant pairs: (shown worse, upper bound on ``p_c - p_b``).
+
+    ``p_c - p_b = delta (2 theta - 1)`` with ``delta`` the share of discordant pairs and
+    ``theta`` the candidate-only share of them. Shown worse: the lower confidence sequence of
+    ``theta`` above 1/2 (P(ever, when ``p_c <= p_b``) <= alpha_share). Upper:
+    ``U_delta max(2 U_theta - 1, 0)`` with both upper sequences at beta / 2 (P(ever below
+    ``p_c - p_b``) <= beta). Valid for i.i.d. pairs under any dependence within a pair.
+    """
+    s10 = np.asarray(only_reference, dtype=np.float64)
+    s01 = np.asarray(only_candidate, dtype=np.float64)
+    discordant = s01 + s10
+    theta_low = rate_lower(s01, discordant, alpha_share, design_discordant)
+    worse = (discordant > 0) & (theta_low > 0.5)
+    delta_up = rate_upper(discordant, pairs, beta / 2, design_pairs)
+    theta_up = rate_upper(s01, discordant, beta / 2, design_discordant)
+    upper = delta_up * np.maximum(2 * theta_up - 1, 0.0)
+    return np.asarray(worse, dtype=np.bool_), np.asarray(upper, dtype=np.float64)
 
 
 def conditional_design(tolerance: float, share: float, factor: float) -> float:

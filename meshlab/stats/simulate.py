@@ -77,6 +77,7 @@ class World:
     cold_start: float = 0.0  # a fresh arm's latency x (1 + cold_start * exp(-age / cold_tau))
     cold_tau: float = 2000.0  # requests of its own an arm needs to warm up by a factor e
     floor: float = 0.0  # share of requests on which any copy of a model disagrees with production
+    shared_errors: bool = True  # shadow: a bad request fails on both arms (else independently)
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,8 @@ class Levers:
     intersect: bool = False  # running intersection of the confidence sequences across looks
     # canary errors' abort side from the errors' arms alone (rates.ratio_lower; measured only)
     conditional_errors: bool = False
+    # shadow errors from the discordant pairs (rates.paired_error_bounds; measured only)
+    paired_errors: bool = False
 
 
 @dataclass(frozen=True)
@@ -166,7 +169,7 @@ def simulate(
     nb = GRID.size
     hist = np.zeros((2, reps, nb), dtype=np.int64) if use_lat else np.zeros((2, reps, 0), np.int64)
     n = np.zeros((2, reps), dtype=np.int64)
-    err = np.zeros((2, reps), dtype=np.int64)
+    err = np.zeros((4, reps), dtype=np.int64)  # per arm; shadow: then discordant pairs
     cats = np.zeros((2, reps, cats_p.size), dtype=np.int64)
     pairs = np.zeros(reps, dtype=np.int64)
     differ = np.zeros((2, reps), dtype=np.int64)  # shadow: [control, candidate] vs production
@@ -217,17 +220,20 @@ def simulate(
             if use_div:  # labels are drawn independently of the rest: counts suffice
                 for a, probs in ((0, cats_p), (1, cand_p)):
                     cats[a, act] += rng.multinomial(masks[a].sum(axis=1), probs)
-        shared_err = rng.random((r, k)) if use_err and shadow else None  # fails on both arms
+        # shadow: a bad request fails on both arms (unless the world's pairs fail independently)
+        shared_err = rng.random((r, k)) if use_err and shadow and w.shared_errors else None
+        failed: list[BoolArray] = []
         for a in (0, 1):
             m = masks[a]
             n[a, act] += m.sum(axis=1)
             if use_err:
                 delta = s.effect.error_delta if a == 1 else 0.0
-                if shared_err is None and not w.bursty:  # independent draws: counts suffice
+                if not shadow and not w.bursty:  # independent draws: counts suffice
                     err[a, act] += rng.binomial(m.sum(axis=1), w.error_rate + delta)
                 else:
                     u_err = shared_err if shared_err is not None else rng.random((r, k))
-                    err[a, act] += ((u_err < p_err + delta) & m).sum(axis=1)
+                    failed.append((u_err < p_err + delta) & m)
+                    err[a, act] += failed[-1].sum(axis=1)
             if use_lat:
                 log_a = logs[a]
                 assert log_a is not None
@@ -239,6 +245,9 @@ def simulate(
                 idx = GRID.index(np.exp(log_a + shift) * scale)
                 flat = (act[:, None] * nb + idx)[m]
                 hist[a] += np.bincount(flat, minlength=reps * nb).reshape(reps, nb)
+        if shadow and use_err:  # pairs where only the reference / only the candidate failed
+            err[2, act] += (failed[0] & ~failed[1]).sum(axis=1)
+            err[3, act] += (~failed[0] & failed[1]).sum(axis=1)
         tests = looktests.tests(
             s, act, hist, n, err, cats, pairs, differ, alpha_share, designs, weight, GRID
         )

@@ -56,7 +56,7 @@ def test_plan_predictions_fall_within_the_calibration_for_every_scenario() -> No
             cal.ALPHA / len(metrics),
             cal.BETA,
             step,
-            World(bursty=sc.bursty),
+            World(bursty=sc.bursty, shared_errors=not sc.independent_errors),
             sc.effect,
             times,
         )
