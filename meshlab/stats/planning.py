@@ -12,6 +12,16 @@ decided, a promoted step hands over after ``limits.minSamples`` requests, and th
 ``limits.experimentMaxDuration``. Warnings say when those limits are too short for a likely
 decision (the p90 run).
 
+How it stays fast (issue 14; under 10 s for a 4-step, 3-metric canary): per analysed step one
+joint no-effect run gives the experiment's promote and, with ``simulate(track=True)``, each
+metric's own first pass on the same data (a metric whose own looks would be more than
+:data:`SHARED_LOOKS` times finer gets a run of its own); looks every 1/:data:`LOOKS` of the
+step's one-look size, ``k`` times as often for an effect of ``k`` tolerances; every run stops as
+soon as its p90 is known. Monte Carlo error (:func:`mc_error`): with 40 runs a reported median
+lies between the true 35th and 65th percentiles, a p90 between the 80th and 97.5th, 95% of the
+time. ``tests/stats/test_plan.py`` predicts every scenario of ``analysis/calibration.py`` this way
+and checks it against the study.
+
 Control arm (issue 13): :class:`StepTraffic` carries ``control_share`` (0 without a control).
 With a control the simulation compares the candidate with the control, as
 ``Comparison(control=True)`` does: in a canary step the reference arm has ``min(w, 1 - w)`` of the
@@ -106,6 +116,16 @@ class Plan:
     experiment_promote_seconds: tuple[float, float]  # median, p90 (inf when not in time)
     decided_by_step: str  # the step a likely (median) promote lands in, or "none"
     warnings: tuple[str, ...] = field(default_factory=tuple)
+
+
+def mc_error(reps: int) -> tuple[tuple[float, float], tuple[float, float]]:
+    """95% ranges of the true quantiles that a median and a p90 of ``reps`` runs estimate."""
+    from scipy import stats as sps
+
+    return tuple(  # type: ignore[return-value]
+        (float(sps.binom.ppf(0.025, reps, q)) / reps, float(sps.binom.ppf(0.975, reps, q)) / reps)
+        for q in (0.5, 0.9)
+    )
 
 
 NEVER = Estimate(math.inf, math.inf, math.inf, math.inf, math.inf, math.inf, 0.0)

@@ -40,7 +40,7 @@ def test_plan_predictions_fall_within_the_calibration_for_every_scenario() -> No
     """Every scenario of the study, predicted the way ``meshlab plan`` predicts (its look schedule,
     its 40 runs, its stop at the p90): the median within the study's interquartile range, and the
     p90 between the study's 75th and 95th percentiles (40 runs place a p90 between the true 80th
-    and 97th percentiles 95% of the time), each widened by one look of each side's schedule.
+    and 97.5th percentiles 95% of the time), each widened by one look of each side's schedule.
     Undecided scenarios must be predicted undecided."""
     study = calibration()
     assert {sc.name for sc in cal.SCENARIOS} <= set(study), "regenerate the calibration"
