@@ -32,7 +32,7 @@ A/A scenarios also record each metric's first pass (``simulate(track=True)``, sa
 
 Usage: ``nice -n 10 python analysis/calibration.py [--quick] [--reps N] [--lever-reps N]``; writes
 ``calibration_results.csv/.md``, ``calibration_levers.csv`` and ``calibration.png`` beside this
-file (``--quick``: ``*_quick.*``). The full run takes about 5 minutes on the shared 2 cores.
+file (``--quick``: ``*_quick.*``). The full run takes about 8 minutes on the shared 2 cores.
 """
 
 from __future__ import annotations

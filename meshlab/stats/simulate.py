@@ -11,7 +11,10 @@ check the error guarantees and measure efficiency; ``meshlab plan`` uses it to p
 an experiment will take.
 
 The world is a stated model (:class:`World`): lognormal latencies, Bernoulli errors, categorical
-predictions (canary) or paired disagreements (shadow), optionally with shared bursts. Effects
+predictions (canary) or paired disagreements (shadow), optionally with shared bursts. Where the
+model makes them independent of the rest, counts are drawn per look instead of per request
+(labels as multinomial, canary errors as binomial counts of each arm's requests): the same
+distribution, at a fraction of the cost. Each look's tests come from :mod:`meshlab.stats.looktests`. Effects
 (:class:`Effect`) scale the candidate's latency, add to its error rate and move its prediction
 distribution. Randomness comes only from the ``numpy.random.Generator`` passed in.
 
