@@ -21,11 +21,18 @@ statistics to the current one (each lever is cited where it is implemented):
 2. finer grids in the two-arm difference bound (:mod:`meshlab.stats.boundaries`);
 3. the TV promote side at the full beta per event (intersection-union; :mod:`meshlab.stats.rates`);
 4. running intersection of each confidence sequence across looks (Howard et al. 2021, section
-   3.3: a time-uniform sequence may be intersected with its own past).
+   3.3: a time-uniform sequence may be intersected with its own past);
+5. the error-rate abort side conditioned on the total count of errors (Lindon & Malek 2022;
+   :func:`meshlab.stats.rates.ratio_lower`), on the adopted levers;
+6. shadow error rates from the discordant pairs (sequential McNemar;
+   :func:`meshlab.stats.rates.paired_error_bounds`), on the adopted levers.
+
+A/A scenarios also record each metric's first pass (``simulate(track=True)``, same verdicts): the
+``binds`` column names the metric that passes last, the one that sets the time to a promote.
 
 Usage: ``nice -n 10 python analysis/calibration.py [--quick] [--reps N] [--lever-reps N]``; writes
 ``calibration_results.csv/.md``, ``calibration_levers.csv`` and ``calibration.png`` beside this
-file (``--quick``: ``*_quick.*``). The full run takes about 25 minutes on the shared 2 cores.
+file (``--quick``: ``*_quick.*``). The full run takes about 8 minutes on the shared 2 cores.
 """
 
 from __future__ import annotations
@@ -75,6 +82,7 @@ class Scenario:
     weight: float = 0.5
     bursty: bool = False
     beyond: bool = False  # divergence with abortOn: beyond-tolerance
+    independent_errors: bool = False  # shadow: the two copies fail independently
     every: int = 200
     notes: str = ""
     target: float = 0.6  # median/fixed target of issue 14
@@ -89,7 +97,7 @@ class Scenario:
             ((math.inf, self.weight),),
             self.every,
             0,
-            World(bursty=self.bursty),
+            World(bursty=self.bursty, shared_errors=not self.independent_errors),
             self.effect,
             levers,
         )
@@ -110,6 +118,13 @@ SCENARIOS = [
     ),
     Scenario("A/A canary 5%", "aa", weight=0.05, every=2000),
     Scenario("A/A shadow pairs", "aa", mode="shadow", notes="correlated pairs, no disagreement"),
+    Scenario(
+        "A/A shadow pairs, independent errors",
+        "aa",
+        mode="shadow",
+        independent_errors=True,
+        notes="the two copies of a request fail independently",
+    ),
     Scenario("latency at tolerance", "effect", Effect(latency_ratio=1 + LAT_TOL)),
     Scenario("errors at tolerance", "effect", Effect(error_delta=ERR_TOL)),
     Scenario("divergence at tolerance", "effect", Effect(divergence=DIV_TOL)),
@@ -131,12 +146,22 @@ SCENARIOS = [
         notes="no indifference zone: most runs stay undecided, as they should",
         target=math.nan,
     ),
+    Scenario("shadow errors at tolerance", "effect", Effect(error_delta=ERR_TOL), "shadow"),
+    Scenario(
+        "shadow errors at tolerance, independent errors",
+        "effect",
+        Effect(error_delta=ERR_TOL),
+        "shadow",
+        independent_errors=True,
+    ),
     Scenario("latency at tolerance 5%", "effect", Effect(1 + LAT_TOL), weight=0.05, every=2000),
     Scenario("latency 2.5x tolerance", "effect", Effect(1 + 2.5 * LAT_TOL), target=0.15),
     Scenario("errors 2.5x tolerance", "effect", Effect(error_delta=2.5 * ERR_TOL), target=0.15),
     Scenario("divergence 2.5x tolerance", "effect", Effect(divergence=2.5 * DIV_TOL), target=0.15),
 ]
-LEVER_SCENARIOS = [0, 4, 5, 6, 12]  # A/A, each metric type at the tolerance, errors at 2.5x
+# A/A canary and shadow (shared and independent errors), each metric type at the tolerance
+# (errors also in shadow, both worlds), errors at 2.5x
+LEVER_SCENARIOS = [0, 3, 4, 5, 6, 7, 11, 12, 15]
 LEVERS = [
     # (label, simulation levers, coarse difference grids, TV promote side Bonferroni over events)
     ("first version", Levers(tuned_design=False, intersect=False), True, True),
@@ -146,6 +171,18 @@ LEVERS = [
     (
         "+ running intersection (not adopted)",
         Levers(tuned_design=True, intersect=True),
+        False,
+        False,
+    ),
+    (
+        "adopted + errors conditioned on the total (not adopted)",
+        Levers(tuned_design=True, intersect=False, conditional_errors=True),
+        False,
+        False,
+    ),
+    (
+        "adopted + shadow errors from discordant pairs (not adopted)",
+        Levers(tuned_design=True, intersect=False, paired_errors=True),
         False,
         False,
     ),
@@ -174,8 +211,22 @@ def clopper_pearson(k: int, n: int) -> tuple[float, float]:
 def run(sc: Scenario, levers: Levers, reps: int, seed: int) -> dict[str, object]:
     """One scenario: error rate with CI and the decision-time quantiles over the fixed n."""
     setup = sc.setup(levers)
-    out = simulate(setup, reps, np.random.default_rng(seed))
+    # A/A runs also record each metric's first pass (same verdicts): which metric binds.
+    out = simulate(setup, reps, np.random.default_rng(seed), track=sc.kind == "aa")
     q = summarize(out)
+    binds = "–"
+    if out.passed is not None:
+        firsts = [
+            float(np.quantile(np.where(np.isnan(f), np.inf, f), 0.5, method="inverted_cdf"))
+            for f in out.passed
+        ]
+        names = [m.type.split("-")[0] for m in setup.metrics]
+        binds = (
+            f"{names[int(np.argmax(firsts))]} ("
+            + ", ".join(f"{nm} {v:.0f}" for nm, v in zip(names, firsts, strict=True))
+            + ")"
+        )
+
     wrong = out.abort if sc.kind == "aa" else out.promote
     k = int(wrong.sum())
     lo, hi = clopper_pearson(k, reps)
@@ -196,6 +247,8 @@ def run(sc: Scenario, levers: Levers, reps: int, seed: int) -> dict[str, object]
         "median_n": q["median"],
         "q75_n": q["q75"],
         "p90_n": q["p90"],
+        "p95_n": q["p95"],
+        "binds": binds,
         "fixed_n": round(n_fix),
         "median_ratio": q["median"] / n_fix,
         "p90_ratio": q["p90"] / n_fix,
@@ -237,6 +290,12 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=None, help="replications per scenario")
     parser.add_argument("--lever-reps", type=int, default=None, help="replications per lever")
     parser.add_argument("--seed", type=int, default=20261130)
+    parser.add_argument(
+        "--reuse-levers",
+        action="store_true",
+        help="take the lever table from the committed calibration_levers.csv (no statistical "
+        "method changed since it was measured) instead of re-running it",
+    )
     args = parser.parse_args()
     reps = args.reps or (60 if args.quick else 300)
     lever_reps = args.lever_reps or (40 if args.quick else 100)
@@ -252,8 +311,15 @@ def main() -> None:
             f" ({time.perf_counter() - t0:.0f}s)",
             flush=True,
         )
-    lever_rows = []
-    for label, levers, coarse, bonferroni in LEVERS:
+    lever_rows: list[dict[str, object]] = []
+    if args.reuse_levers:
+        with (HERE / "calibration_levers.csv").open() as fh:
+            lever_rows = [dict(r) for r in csv.DictReader(fh)]
+        for r in lever_rows:
+            for key in ("median_ratio", "p90_ratio", "rate", "ci_high"):
+                r[key] = float(r[key])  # type: ignore[arg-type]
+        lever_reps = int(lever_rows[0]["reps"])  # type: ignore[call-overload]
+    for label, levers, coarse, bonferroni in [] if args.reuse_levers else LEVERS:
         with legacy(coarse, bonferroni):
             for i in LEVER_SCENARIOS:
                 r = run(SCENARIOS[i], levers, lever_reps, args.seed + 100 + i)
@@ -302,8 +368,9 @@ def write(
         "`nice -n 10 python analysis/calibration.py`.",
         "",
         "| scenario | error | rate [95% CI] | bound | abort / promote / undecided | q25 / median "
-        "/ q75 / p90 n | fixed n | median/fixed | p90/fixed | target |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "/ q75 / p90 / p95 n | fixed n | median/fixed | p90/fixed | target | binds (median "
+        "first pass per metric) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
@@ -311,16 +378,19 @@ def write(
             f"{_f(r['ci_high'], '.3f')}] | {r['bound']} | {_f(r['abort'], '.2f')} / "
             f"{_f(r['promote'], '.2f')} / {_f(r['inconclusive'], '.2f')} | "
             f"{_f(r['q25_n'], '.0f')} / {_f(r['median_n'], '.0f')} / {_f(r['q75_n'], '.0f')} / "
-            f"{_f(r['p90_n'], '.0f')} | {r['fixed_n']} | {_f(r['median_ratio'], '.2f')} | "
-            f"{_f(r['p90_ratio'], '.2f')} | {_f(r['target'], '.2f')} |"
+            f"{_f(r['p90_n'], '.0f')} / {_f(r['p95_n'], '.0f')} | {r['fixed_n']} | "
+            f"{_f(r['median_ratio'], '.2f')} | {_f(r['p90_ratio'], '.2f')} | "
+            f"{_f(r['target'], '.2f')} | {r['binds']} |"
         )
     lines += [
         f"| naive repeated Mann-Whitney every 100 requests (A/A latency) | false abort | "
-        f"{repeated / nr:.3f} [{r_lo:.3f}, {r_hi:.3f}] | {ALPHA} | | | | | | |",
+        f"{repeated / nr:.3f} [{r_lo:.3f}, {r_hi:.3f}] | {ALPHA} | | | | | | | |",
         f"| Mann-Whitney once at the fixed horizon (A/A latency) | false abort | "
-        f"{once / nr:.3f} [{o_lo:.3f}, {o_hi:.3f}] | {ALPHA} | | | | | | |",
+        f"{once / nr:.3f} [{o_lo:.3f}, {o_hi:.3f}] | {ALPHA} | | | | | | | |",
         "",
-        f"## What each lever bought ({lever_reps} replications per cell; levers added in order)",
+        f"## What each lever bought ({lever_reps} replications per cell; levers added in order"
+        + ("; from the committed calibration_levers.csv" if args.reuse_levers else "")
+        + ")",
         "",
         "| lever | " + " | ".join(SCENARIOS[i].name for i in LEVER_SCENARIOS) + " |",
         "|---|" + "---|" * len(LEVER_SCENARIOS),

@@ -91,9 +91,14 @@ def _cell(e: Any) -> str:
 
 
 def to_text(name: str, result: Any, limits: Any) -> str:
+    from meshlab.stats.planning import mc_error
+
+    (m_lo, m_hi), (p_lo, p_hi) = mc_error(result.reps)
     lines = [
         f"meshlab plan: {name} at {result.rps:g} rps, alpha {result.alpha:g}, beta "
-        f"{result.beta:g}; {result.reps} simulated runs per estimate (median / p90)",
+        f"{result.beta:g}; {result.reps} simulated runs per estimate (median / p90; Monte Carlo "
+        f"error: the true p{100 * m_lo:.0f}-p{100 * m_hi:.0f} / p{100 * p_lo:.0f}-"
+        f"p{100 * p_hi:.0f}, 95%)",
         f"assumed: lognormal latency (sigma {result.world.latency_sigma:g}), baseline error rate "
         f"{result.world.error_rate:.2%}, {len(result.world.categories)} prediction labels; limits: "
         f"maxDuration {_t(limits.max_duration)} per step, experimentMaxDuration "

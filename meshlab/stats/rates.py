@@ -28,6 +28,23 @@ Clopper-Pearson bounds valid for a single look only.
   K is the number of categories seen so far; the union bound is exact for a fixed label set and
   approximate when new labels keep appearing (see the known weaknesses in the README).
 
+Measured lever, not adopted by ``Comparison`` yet (:func:`ratio_lower`): the error-rate abort
+side conditioned on the total count of errors (Lindon & Malek, "Anytime-valid inference for
+multinomial count data", NeurIPS 2022). With requests routed to the candidate with a known
+probability ``w``, independently of whether they fail, the arms of the *failing* requests are
+i.i.d. Bernoulli(``pi``), ``pi = w p_c / (w p_c + (1 - w) p_b)``, and "candidate worse"
+(``p_c > p_b``) is exactly ``pi > w``: one Bernoulli sequence, one mixture, a null with no
+nuisance parameter, and shared bursts (both arms' rates scaled alike) leave ``pi`` unchanged.
+
+Measured lever for shadow errors, not adopted yet (:func:`paired_error_bounds`): both arms
+answer the same request, so condition on the *discordant* pairs (one arm failed, the other did
+not), the sequential form of McNemar's test. With ``P01`` (only the candidate failed) and
+``P10`` (only the reference), ``p_c - p_b = P01 - P10 = delta (2 theta - 1)``, ``delta`` the
+discordant share and ``theta = P01 / delta``: "worse" is ``theta > 1/2``, one Bernoulli sequence
+over the discordant pairs (the abort side, at alpha_share); the promote side bounds ``delta`` and
+``theta`` from above (each at beta / 2).
+Pairs that fail together (a bad request) cost nothing, where the union bound pays for them.
+
 Guarantee (each): P(lower ever above the true effect) <= alpha_share and P(upper ever below it)
 <= beta, under i.i.d. Bernoulli/categorical draws within each arm.
 """
@@ -137,6 +154,66 @@ def rate_interval(
     with np.errstate(divide="ignore", invalid="ignore"):
         estimate = np.where(n_ > 0, s_ / n_, np.nan)
     return lower, np.asarray(estimate, dtype=np.float64), upper
+
+
+def ratio_lower(
+    s_base: npt.ArrayLike,
+    s_cand: npt.ArrayLike,
+    share: float,
+    level: float,
+    design_errors: float,
+) -> FloatArray:
+    """Anytime-valid lower bound on ``p_cand / p_base`` from the errors' arms alone.
+
+    ``share``: the known probability that a compared request goes to the candidate. The lower
+    confidence sequence for ``pi`` (errors on the candidate over all errors) maps monotonically
+    to the rate ratio ``rho = pi (1 - w) / (w (1 - pi))``; ``rho > 1`` iff ``pi > w``, so
+    P(exists n: bound_n > true ratio) <= level under random routing, whatever the base rate.
+    ``design_errors``: the mixture's design size in errors (:func:`conditional_design`).
+    """
+    sb, sc = np.asarray(s_base, dtype=np.float64), np.asarray(s_cand, dtype=np.float64)
+    pi = rate_lower(sc, sb + sc, level, design_errors)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rho = pi * (1 - share) / (share * (1 - pi))
+    return np.asarray(np.where(sb + sc > 0, rho, 0.0), dtype=np.float64)
+
+
+def paired_error_bounds(
+    only_reference: npt.ArrayLike,
+    only_candidate: npt.ArrayLike,
+    pairs: npt.ArrayLike,
+    alpha_share: float,
+    beta: float,
+    design_pairs: float,
+    design_discordant: float,
+) -> tuple[npt.NDArray[np.bool_], FloatArray]:
+    """Shadow error rate from discordant pairs: (shown worse, upper bound on ``p_c - p_b``).
+
+    ``p_c - p_b = delta (2 theta - 1)`` with ``delta`` the share of discordant pairs and
+    ``theta`` the candidate-only share of them. Shown worse: the lower confidence sequence of
+    ``theta`` above 1/2 (P(ever, when ``p_c <= p_b``) <= alpha_share). Upper:
+    ``U_delta max(2 U_theta - 1, 0)`` with both upper sequences at beta / 2 (P(ever below
+    ``p_c - p_b``) <= beta). Valid for i.i.d. pairs under any dependence within a pair.
+    """
+    s10 = np.asarray(only_reference, dtype=np.float64)
+    s01 = np.asarray(only_candidate, dtype=np.float64)
+    discordant = s01 + s10
+    theta_low = rate_lower(s01, discordant, alpha_share, design_discordant)
+    worse = (discordant > 0) & (theta_low > 0.5)
+    delta_up = rate_upper(discordant, pairs, beta / 2, design_pairs)
+    theta_up = rate_upper(s01, discordant, beta / 2, design_discordant)
+    upper = delta_up * np.maximum(2 * theta_up - 1, 0.0)
+    return np.asarray(worse, dtype=np.bool_), np.asarray(upper, dtype=np.float64)
+
+
+def conditional_design(tolerance: float, share: float, factor: float) -> float:
+    """Design size in errors of :func:`ratio_lower`: ``factor / scale^2``, ``scale`` the move of
+    ``pi`` at the tolerance (base rate ``max(tolerance, 1%)``) in Bernoulli standard deviations."""
+    p_b = max(tolerance, 0.01)
+    p_c = p_b + tolerance
+    pi = share * p_c / (share * p_c + (1 - share) * p_b)
+    scale = (pi - share) / np.sqrt(share * (1 - share))
+    return float(max(factor / scale**2, 50.0))
 
 
 MAX_SET_CATEGORIES = 6  # up to 2^6 - 2 = 62 event bounds; beyond, per-category bounds

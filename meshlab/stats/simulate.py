@@ -11,7 +11,10 @@ check the error guarantees and measure efficiency; ``meshlab plan`` uses it to p
 an experiment will take.
 
 The world is a stated model (:class:`World`): lognormal latencies, Bernoulli errors, categorical
-predictions (canary) or paired disagreements (shadow), optionally with shared bursts. Effects
+predictions (canary) or paired disagreements (shadow), optionally with shared bursts. Where the
+model makes them independent of the rest, counts are drawn per look instead of per request
+(labels as multinomial, canary errors as binomial counts of each arm's requests): the same
+distribution, at a fraction of the cost. Each look's tests come from :mod:`meshlab.stats.looktests`. Effects
 (:class:`Effect`) scale the candidate's latency, add to its error rate and move its prediction
 distribution. Randomness comes only from the ``numpy.random.Generator`` passed in.
 
@@ -37,11 +40,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from meshlab.stats import latency, rates
+from meshlab.stats import looktests
 from meshlab.stats.boundaries import DEFAULT_DESIGN_N
 from meshlab.stats.design import design_size
 from meshlab.stats.latency import LogGrid
-from meshlab.stats.replay import Difference, Exact, Test, judge
+from meshlab.stats.replay import judge
 from meshlab.stats.sizes import one_look_size as one_look_size  # re-exported
 
 FloatArray = npt.NDArray[np.float64]
@@ -77,6 +80,7 @@ class World:
     cold_start: float = 0.0  # a fresh arm's latency x (1 + cold_start * exp(-age / cold_tau))
     cold_tau: float = 2000.0  # requests of its own an arm needs to warm up by a factor e
     floor: float = 0.0  # share of requests on which any copy of a model disagrees with production
+    shared_errors: bool = True  # shadow: a bad request fails on both arms (else independently)
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,10 @@ class Levers:
 
     tuned_design: bool = True  # mixture design size from the tolerance, not a fixed 2,000
     intersect: bool = False  # running intersection of the confidence sequences across looks
+    # canary errors' abort side from the errors' arms alone (rates.ratio_lower; measured only)
+    conditional_errors: bool = False
+    # shadow errors from the discordant pairs (rates.paired_error_bounds; measured only)
+    paired_errors: bool = False
 
 
 @dataclass(frozen=True)
@@ -127,6 +135,7 @@ class Outcome:
     promote: BoolArray
     at: FloatArray
     extra: dict[str, float] = field(default_factory=dict)
+    passed: FloatArray | None = None  # (metrics, reps): first look each metric passed (track)
 
 
 def _designs(s: Setup) -> list[float]:
@@ -135,12 +144,27 @@ def _designs(s: Setup) -> list[float]:
     return [design_size(m.type, m.tolerance, m.quantile) for m in s.metrics]
 
 
-def simulate(s: Setup, reps: int, rng: np.random.Generator) -> Outcome:
-    """Run ``reps`` experiments of ``s`` with a look every ``s.every`` requests, up to the horizon."""
+def simulate(
+    s: Setup,
+    reps: int,
+    rng: np.random.Generator,
+    *,
+    stop: tuple[str, int] | None = None,
+    track: bool = False,
+) -> Outcome:
+    """Run ``reps`` experiments of ``s`` with a look every ``s.every`` requests, up to the horizon.
+
+    ``stop = (outcome, k)``: stop once ``k`` runs reached ``outcome`` ("promote" or "abort"); the
+    rest are reported undecided, so only quantiles up to ``k / reps`` of the decision time are
+    exact (``meshlab plan`` asks for the p90 and stops there instead of running its slow tail to
+    the horizon). ``track``: compute every metric's exact bounds at every look and record in
+    ``Outcome.passed`` the first look at which each metric alone passes (which metric binds).
+    """
     w = s.world
     types = {m.type for m in s.metrics}
     use_lat = "latency" in types
     use_div = "prediction-divergence" in types
+    use_err = "error-rate" in types
     cats_p = np.asarray(w.categories, dtype=np.float64)
     cand_p = cats_p + np.concatenate(
         ([-s.effect.divergence, s.effect.divergence], np.zeros(cats_p.size - 2))
@@ -148,7 +172,7 @@ def simulate(s: Setup, reps: int, rng: np.random.Generator) -> Outcome:
     nb = GRID.size
     hist = np.zeros((2, reps, nb), dtype=np.int64) if use_lat else np.zeros((2, reps, 0), np.int64)
     n = np.zeros((2, reps), dtype=np.int64)
-    err = np.zeros((2, reps), dtype=np.int64)
+    err = np.zeros((4, reps), dtype=np.int64)  # per arm; shadow: then discordant pairs
     cats = np.zeros((2, reps, cats_p.size), dtype=np.int64)
     pairs = np.zeros(reps, dtype=np.int64)
     differ = np.zeros((2, reps), dtype=np.int64)  # shadow: [control, candidate] vs production
@@ -158,6 +182,8 @@ def simulate(s: Setup, reps: int, rng: np.random.Generator) -> Outcome:
     active = np.ones(reps, dtype=bool)
     run_lo = np.full((len(s.metrics), reps), -np.inf)
     run_hi = np.full((len(s.metrics), reps), np.inf)
+    passed = np.full((len(s.metrics), reps), np.nan)
+    seen = 0
     burst_carry = np.zeros(reps, dtype=bool)
     mu = math.log(w.latency_median_ms)
     alpha_share = s.alpha / len(s.metrics)
@@ -172,10 +198,12 @@ def simulate(s: Setup, reps: int, rng: np.random.Generator) -> Outcome:
         scale = np.where(burst, 2.0, 1.0)
         p_err = np.where(burst, 5 * w.error_rate, w.error_rate)
         weight = s.weight_at(seen)
+        logs: list[FloatArray | None] = [None, None]
         if shadow:  # every request is served by baseline and mirrored to the candidate
-            z = rng.normal(0.0, 0.8 * w.latency_sigma, (r, k))  # request complexity, shared
-            noise = 0.6 * w.latency_sigma
-            logs = [mu + z + rng.normal(0.0, noise, (r, k)) for _ in range(2)]
+            if use_lat:
+                z = rng.normal(0.0, 0.8 * w.latency_sigma, (r, k))  # request complexity, shared
+                noise = 0.6 * w.latency_sigma
+                logs = [mu + z + rng.normal(0.0, noise, (r, k)) for _ in range(2)]
             masks = [np.ones((r, k), dtype=bool)] * 2
             shares = (1.0, 1.0)  # production and the mirrored copies each see every request
             pairs[act] += k
@@ -189,50 +217,73 @@ def simulate(s: Setup, reps: int, rng: np.random.Generator) -> Outcome:
             control = min(weight, 1 - weight)  # the routing plan's split (production 1 - w - c)
             ref = (u_arm >= weight) & (u_arm < weight + control) if s.control else ~cand
             shares = (control if s.control else 1 - weight, weight)
-            base = mu + rng.normal(0.0, w.latency_sigma, (r, k))
+            base = mu + rng.normal(0.0, w.latency_sigma, (r, k)) if use_lat else None
             logs = [base, base]
             masks = [ref, cand]
-            if use_div:
-                u = rng.random((r, k))
+            if use_div:  # labels are drawn independently of the rest: counts suffice
                 for a, probs in ((0, cats_p), (1, cand_p)):
-                    code = (u[..., None] > np.cumsum(probs)[:-1]).sum(axis=-1)
-                    counts = np.stack(
-                        [((code == c) & masks[a]).sum(axis=1) for c in range(cats_p.size)], axis=-1
-                    )
-                    cats[a, act] += counts
-        shared_err = rng.random((r, k))  # shadow: a bad request fails on both arms
+                    cats[a, act] += rng.multinomial(masks[a].sum(axis=1), probs)
+        # shadow: a bad request fails on both arms (unless the world's pairs fail independently)
+        shared_err = rng.random((r, k)) if use_err and shadow and w.shared_errors else None
+        failed: list[BoolArray] = []
         for a in (0, 1):
             m = masks[a]
             n[a, act] += m.sum(axis=1)
-            pe = p_err + (s.effect.error_delta if a == 1 else 0.0)
-            u_err = shared_err if shadow else rng.random((r, k))
-            err[a, act] += ((u_err < pe) & m).sum(axis=1)
+            if use_err:
+                delta = s.effect.error_delta if a == 1 else 0.0
+                if not shadow and not w.bursty:  # independent draws: counts suffice
+                    err[a, act] += rng.binomial(m.sum(axis=1), w.error_rate + delta)
+                else:
+                    u_err = shared_err if shared_err is not None else rng.random((r, k))
+                    failed.append((u_err < p_err + delta) & m)
+                    err[a, act] += failed[-1].sum(axis=1)
             if use_lat:
+                log_a = logs[a]
+                assert log_a is not None
                 shift = math.log(s.effect.latency_ratio) if a == 1 else 0.0
                 shift += math.log1p(w.load_slope * shares[a])
                 if w.cold_start and (a == 1 or s.control):  # fresh arms warm up as they serve
                     age = n[a, act][:, None] - m.sum(axis=1)[:, None] + np.cumsum(m, axis=1)
                     shift = shift + np.log1p(w.cold_start * np.exp(-age / w.cold_tau))
-                idx = GRID.index(np.exp(logs[a] + shift) * scale)
+                idx = GRID.index(np.exp(log_a + shift) * scale)
                 flat = (act[:, None] * nb + idx)[m]
                 hist[a] += np.bincount(flat, minlength=reps * nb).reshape(reps, nb)
-        if s.levers.intersect:  # needs every look's exact bounds
-            lows, highs = _bounds(s, act, hist, n, err, cats, pairs, differ, alpha_share, designs)
+        if shadow and use_err:  # pairs where only the reference / only the candidate failed
+            err[2, act] += (failed[0] & ~failed[1]).sum(axis=1)
+            err[3, act] += (~failed[0] & failed[1]).sum(axis=1)
+        tests = looktests.tests(
+            s, act, hist, n, err, cats, pairs, differ, alpha_share, designs, weight, GRID
+        )
+        if s.levers.intersect:  # every metric's exact bounds at every look
+            lows, highs = looktests.exact_bounds(tests)
             run_lo[:, act] = np.maximum(run_lo[:, act], lows)
             run_hi[:, act] = np.minimum(run_hi[:, act], highs)
-            lows, highs = run_lo[:, act], run_hi[:, act]
-            thresholds = np.array([[m.abort_threshold] for m in s.metrics])
-            tols = np.array([[m.tolerance] for m in s.metrics])
-            fail = (lows > thresholds).any(axis=0)
-            ok = ~fail & (highs < tols).all(axis=0)
+            fails = run_lo[:, act] > np.array([[m.abort_threshold] for m in s.metrics])
+            oks = run_hi[:, act] < np.array([[m.tolerance] for m in s.metrics])
+            fail = fails.any(axis=0)
+            ok = ~fail & oks.all(axis=0)
+            if track:
+                first = np.isnan(passed[:, act]) & oks & ~fails
+                passed[:, act] = np.where(first, seen, passed[:, act])
         else:  # the verdict only, with the replay's cheap rule-outs
-            tests = _tests(s, act, hist, n, err, cats, pairs, differ, alpha_share, designs)
-            fail, ok = judge(tests, act.size)
+            if track:
+                fail, ok, first = looktests.judge_tracking(tests, np.isnan(passed[:, act]))
+                passed[:, act] = np.where(first, seen, passed[:, act])
+            else:
+                fail, ok = judge(tests, act.size)
         abort[act[fail]] = True
         promote[act[ok]] = True
         at[act[fail | ok]] = seen
         active[act[fail | ok]] = False
-    return Outcome(abort, promote, at, {"horizon": float(s.horizon)})
+        if stop is not None and (promote if stop[0] == "promote" else abort).sum() >= stop[1]:
+            break  # the quantiles asked for are known: later decisions lie beyond them
+    return Outcome(
+        abort,
+        promote,
+        at,
+        {"horizon": float(s.horizon), "stopped": float(seen)},
+        passed if track else None,
+    )
 
 
 def _bursts(
@@ -249,143 +300,12 @@ def _bursts(
     return burst
 
 
-def _bounds(
-    s: Setup,
-    act: npt.NDArray[np.intp],
-    hist: npt.NDArray[np.int64],
-    n: npt.NDArray[np.int64],
-    err: npt.NDArray[np.int64],
-    cats: npt.NDArray[np.int64],
-    pairs: npt.NDArray[np.int64],
-    differ: npt.NDArray[np.int64],
-    alpha_share: float,
-    designs: list[float],
-) -> tuple[FloatArray, FloatArray]:
-    """(lower, upper) per metric and active replication, exactly as ``Comparison`` computes them."""
-    lows, highs = [], []
-    cum = np.cumsum(hist[:, act], axis=2) if hist.shape[2] else None
-    empty = (n[0, act] == 0) | (n[1, act] == 0)
-    for m, dn in zip(s.metrics, designs, strict=True):
-        if m.type == "latency":
-            assert cum is not None
-            lo, _, hi = latency.ratio_interval(
-                cum[0], cum[1], m.quantile, alpha_share, s.beta, GRID, dn
-            )
-        elif m.type == "error-rate":
-            lo, _, hi = rates.rate_difference(
-                err[0, act],
-                n[0, act],
-                err[1, act],
-                n[1, act],
-                alpha_share,
-                s.beta,
-                True,
-                dn,
-                s.mode == "shadow",
-            )
-        elif s.mode == "shadow" and s.control:
-            lo, _, hi = rates.rate_difference(
-                differ[0, act],
-                pairs[act],
-                differ[1, act],
-                pairs[act],
-                alpha_share,
-                s.beta,
-                True,
-                dn,
-                True,
-            )
-        elif s.mode == "shadow":
-            lo, _, hi = rates.rate_interval(
-                differ[1, act], pairs[act], alpha_share, s.beta, True, dn
-            )
-        else:
-            lo, _, hi = rates.tv_interval(cats[0, act], cats[1, act], alpha_share, s.beta, True, dn)
-        lows.append(np.where(empty, -np.inf, lo))
-        highs.append(np.where(empty, np.inf, hi))
-    return np.asarray(lows, dtype=np.float64), np.asarray(highs, dtype=np.float64)
-
-
-def _tests(
-    s: Setup,
-    act: npt.NDArray[np.intp],
-    hist: npt.NDArray[np.int64],
-    n: npt.NDArray[np.int64],
-    err: npt.NDArray[np.int64],
-    cats: npt.NDArray[np.int64],
-    pairs: npt.NDArray[np.int64],
-    differ: npt.NDArray[np.int64],
-    alpha_share: float,
-    designs: list[float],
-) -> list[Test]:
-    """Per metric, the verdict test over the active replications (as ``Comparison`` judges)."""
-    tests: list[Test] = []
-    cum = np.cumsum(hist[:, act], axis=2) if hist.shape[2] else None
-    data = (n[0, act] > 0) & (n[1, act] > 0)
-    b = s.beta
-    for m, dn in zip(s.metrics, designs, strict=True):
-        thr, tol = m.abort_threshold, m.tolerance
-        if m.type == "latency":
-            assert cum is not None
-            lo, _, hi = latency.ratio_interval(cum[0], cum[1], m.quantile, alpha_share, b, GRID, dn)
-            tests.append(Exact((lo > thr) & data, (hi < tol) & data))
-        elif m.type == "error-rate" and s.mode == "canary":
-            e, k = err[:, act], n[:, act]
-            tests.append(Difference(e[0], k[0], e[1], k[1], alpha_share, b, thr, tol, dn, data))
-        elif m.type == "error-rate":
-            lo, _, hi = rates.rate_difference(
-                err[0, act], n[0, act], err[1, act], n[1, act], alpha_share, b, True, dn, True
-            )
-            tests.append(Exact((lo > thr) & data, (hi < tol) & data))
-        elif s.mode == "shadow":
-            has = pairs[act] > 0
-            if s.control:  # the candidate's disagreement above the control's (the floor)
-                lo, _, hi = rates.rate_difference(
-                    differ[0, act],
-                    pairs[act],
-                    differ[1, act],
-                    pairs[act],
-                    alpha_share,
-                    b,
-                    True,
-                    dn,
-                    True,
-                )
-            else:
-                lo, _, hi = rates.rate_interval(
-                    differ[1, act], pairs[act], alpha_share, b, True, dn
-                )
-            tests.append(Exact((lo > thr) & has, (hi < tol) & has))
-        else:
-            q, p = cats[0, act].astype(np.float64), cats[1, act].astype(np.float64)
-            sets = rates._subsets(q.shape[-1])
-            events = sets.shape[0]
-            up = b if rates.UPPER_PER_EVENT else b / events
-            nq, np_ = q.sum(axis=-1, keepdims=True), p.sum(axis=-1, keepdims=True)
-            has = (nq[:, 0] > 0) & (np_[:, 0] > 0)
-            tests.append(
-                Difference(
-                    q @ sets.T,
-                    nq,
-                    p @ sets.T,
-                    np_,
-                    alpha_share / events,
-                    up,
-                    thr,
-                    tol,
-                    dn,
-                    has[:, None],
-                )
-            )
-    return tests
-
-
 def summarize(out: Outcome) -> dict[str, float]:
     """Median, p90, quartiles of requests to a decision (inf where too many runs are undecided)."""
     at = np.where(np.isnan(out.at), np.inf, out.at)
     q = {
         name: float(np.quantile(at, p, method="inverted_cdf"))
-        for name, p in (("q25", 0.25), ("median", 0.5), ("q75", 0.75), ("p90", 0.9))
+        for name, p in (("q25", 0.25), ("median", 0.5), ("q75", 0.75), ("p90", 0.9), ("p95", 0.95))
     }
     q["undecided"] = float(np.isnan(out.at).mean())
     q["abort"], q["promote"] = float(out.abort.mean()), float(out.promote.mean())

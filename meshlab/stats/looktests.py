@@ -1,0 +1,164 @@
+"""The verdict tests of one simulated look: each metric judged as ``Comparison`` judges it.
+
+:func:`tests` builds, per metric and over the active replications of
+:func:`meshlab.stats.simulate.simulate`, the same test the replay uses
+(:mod:`meshlab.stats.replay`): two-arm canary differences (error rate, TV events) as
+:class:`~meshlab.stats.replay.Difference` tests whose cheap certificates spare most exact bounds,
+the others exact (:class:`Bounded`). :func:`exact_bounds` gives every metric's exact interval (for
+the running intersection), :func:`judge_tracking` the verdict plus which metrics pass alone (which
+metric binds). The conditional error-rate levers (:func:`meshlab.stats.rates.ratio_lower`,
+:func:`meshlab.stats.rates.paired_error_bounds`) are wired here only, for the calibration to
+measure.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from meshlab.stats import latency, rates
+from meshlab.stats.boundaries import difference_upper
+from meshlab.stats.design import DESIGN_FACTOR
+from meshlab.stats.latency import LogGrid
+from meshlab.stats.replay import Difference, Exact, Test
+
+if TYPE_CHECKING:
+    from meshlab.stats.simulate import Setup
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+
+
+class Bounded(Exact):
+    """An exact test that keeps its bounds (-inf, inf where an arm has no data yet)."""
+
+    def __init__(self, lo: FloatArray, hi: FloatArray, thr: float, tol: float, data: BoolArray):
+        self.lo = np.where(data, lo, -np.inf)
+        self.hi = np.where(data, hi, np.inf)
+        super().__init__(self.lo > thr, self.hi < tol)
+
+
+class _Either(Test):
+    """Abort side from an exact flag, promote side from another test (the conditional lever)."""
+
+    def __init__(self, fail: BoolArray, upper: Difference) -> None:
+        self.fail, self.upper = fail, upper
+        self.no_fail, self.no_pass = ~fail, upper.no_pass
+
+    def exact(self, at: npt.NDArray[np.int64]) -> tuple[BoolArray, BoolArray]:
+        return self.fail[at], self.upper.exact(at)[1]
+
+
+def exact_bounds(tests: list[Test]) -> tuple[FloatArray, FloatArray]:
+    """(lower, upper) per metric and look: what ``Comparison`` reports, from each metric's test."""
+    lows, highs = [], []
+    for t in tests:
+        if isinstance(t, Bounded):
+            lows.append(t.lo)
+            highs.append(t.hi)
+            continue
+        d = t.upper if isinstance(t, _Either) else t
+        assert isinstance(d, Difference)
+        lo = -difference_upper(d.sb, d.nb, d.sc, d.nc, d.a, d.design)
+        hi = difference_upper(d.sc, d.nc, d.sb, d.nb, d.b, d.design)
+        if d.events:  # TV: the largest event bound on either side, clipped as tv_interval does
+            lo, hi = np.clip(lo, 0.0, 1.0).max(axis=-1), np.clip(hi, 0.0, 1.0).max(axis=-1)
+        if isinstance(t, _Either):  # only the verdict of its abort side is known
+            lo = np.where(t.fail, np.inf, -np.inf)
+        lows.append(np.where(d.has_data, lo, -np.inf))
+        highs.append(np.where(d.has_data, hi, np.inf))
+    return np.asarray(lows, dtype=np.float64), np.asarray(highs, dtype=np.float64)
+
+
+def tests(
+    s: Setup,
+    act: npt.NDArray[np.intp],
+    hist: npt.NDArray[np.int64],
+    n: npt.NDArray[np.int64],
+    err: npt.NDArray[np.int64],
+    cats: npt.NDArray[np.int64],
+    pairs: npt.NDArray[np.int64],
+    differ: npt.NDArray[np.int64],
+    alpha_share: float,
+    designs: list[float],
+    weight: float,
+    grid: LogGrid,
+) -> list[Test]:
+    """Per metric, the verdict test over the active replications (as ``Comparison`` judges).
+
+    Two-arm canary differences (error rate, TV events) are :class:`Difference` tests whose
+    certificates spare most exact bounds; the others are exact (:class:`_Bounded`).
+    """
+    out: list[Test] = []
+    cum = np.cumsum(hist[:, act], axis=2) if hist.shape[2] else None
+    data = (n[0, act] > 0) & (n[1, act] > 0)
+    a, b = alpha_share, s.beta
+    for m, dn in zip(s.metrics, designs, strict=True):
+        thr, tol = m.abort_threshold, m.tolerance
+        if m.type == "latency":
+            assert cum is not None
+            lo, _, hi = latency.ratio_interval(cum[0], cum[1], m.quantile, a, b, grid, dn)
+            out.append(Bounded(lo, hi, thr, tol, data))
+        elif m.type == "error-rate" and s.mode == "canary":
+            e, k = err[:, act], n[:, act]
+            if s.levers.conditional_errors and thr == 0.0:
+                share = weight / (weight + min(weight, 1 - weight)) if s.control else weight
+                design = rates.conditional_design(tol, share, DESIGN_FACTOR)
+                worse = (rates.ratio_lower(e[0], e[1], share, a, design) > 1.0) & data
+                # the promote side as before; thr = 1 rules the difference's abort side out
+                upper = Difference(e[0], k[0], e[1], k[1], a, b, 1.0, tol, dn, data)
+                out.append(_Either(worse, upper))
+            else:
+                out.append(Difference(e[0], k[0], e[1], k[1], a, b, thr, tol, dn, data))
+        elif m.type == "error-rate" and s.levers.paired_errors and thr == 0.0:
+            disc = rates.conditional_design(tol, 0.5, DESIGN_FACTOR)  # in discordant pairs
+            worse, hi = rates.paired_error_bounds(
+                err[2, act], err[3, act], n[1, act], a, b, dn, disc
+            )
+            out.append(Bounded(np.where(worse, np.inf, -np.inf), hi, thr, tol, data))
+        elif m.type == "error-rate":
+            lo, _, hi = rates.rate_difference(
+                err[0, act], n[0, act], err[1, act], n[1, act], a, b, True, dn, True
+            )
+            out.append(Bounded(lo, hi, thr, tol, data))
+        elif s.mode == "shadow":
+            d, k = differ[:, act], pairs[act]
+            if s.control:  # the candidate's disagreement above the control's (the floor)
+                lo, _, hi = rates.rate_difference(d[0], k, d[1], k, a, b, True, dn, True)
+            else:
+                lo, _, hi = rates.rate_interval(d[1], k, a, b, True, dn)
+            out.append(Bounded(lo, hi, thr, tol, k > 0))
+        else:
+            q, p = cats[0, act].astype(np.float64), cats[1, act].astype(np.float64)
+            sets = rates._subsets(q.shape[-1])
+            events = sets.shape[0]
+            up = b if rates.UPPER_PER_EVENT else b / events
+            nq, np_ = q.sum(axis=-1, keepdims=True), p.sum(axis=-1, keepdims=True)
+            has = (nq[:, 0] > 0) & (np_[:, 0] > 0)
+            out.append(
+                Difference(
+                    q @ sets.T, nq, p @ sets.T, np_, a / events, up, thr, tol, dn, has[:, None]
+                )
+            )
+    return out
+
+
+def judge_tracking(tests: list[Test], waiting: BoolArray) -> tuple[BoolArray, ...]:
+    """:func:`judge`'s (abort, promote), and which ``waiting`` metrics pass alone at this look.
+
+    Exact bounds where the verdict needs them (as ``judge``) and where a waiting metric's pass
+    is not ruled out, each computed once.
+    """
+    size = waiting.shape[1]
+    settled = np.all([t.no_fail for t in tests], axis=0) & np.any([t.no_pass for t in tests], 0)
+    fails = np.zeros((len(tests), size), dtype=bool)
+    oks = np.zeros((len(tests), size), dtype=bool)
+    for i, t in enumerate(tests):
+        at = np.flatnonzero(~settled | (waiting[i] & ~t.no_pass))
+        if at.size:
+            fails[i, at], oks[i, at] = t.exact(at)
+    fail = ~settled & fails.any(axis=0)
+    ok = ~settled & ~fail & oks.all(axis=0)
+    return fail, ok, waiting & oks & ~fails
