@@ -45,7 +45,12 @@ class _Either(Test):
 
     def __init__(self, fail: BoolArray, upper: Difference) -> None:
         self.fail, self.upper = fail, upper
-        self.no_fail, self.no_pass = ~fail, upper.no_pass
+
+    def no_fail(self, at: npt.NDArray[np.int64]) -> BoolArray:
+        return np.asarray(~self.fail[at], dtype=np.bool_)
+
+    def no_pass(self, at: npt.NDArray[np.int64]) -> BoolArray:
+        return self.upper.no_pass(at)
 
     def exact(self, at: npt.NDArray[np.int64]) -> tuple[BoolArray, BoolArray]:
         return self.fail[at], self.upper.exact(at)[1]
@@ -65,6 +70,8 @@ def exact_bounds(tests: list[Test]) -> tuple[FloatArray, FloatArray]:
         hi = difference_upper(d.sc, d.nc, d.sb, d.nb, d.b, d.design)
         if d.events:  # TV: the largest event bound on either side, clipped as tv_interval does
             lo, hi = np.clip(lo, 0.0, 1.0).max(axis=-1), np.clip(hi, 0.0, 1.0).max(axis=-1)
+        else:  # one event, kept on a trailing axis of length 1
+            lo, hi = lo[:, 0], hi[:, 0]
         if isinstance(t, _Either):  # only the verdict of its abort side is known
             lo = np.where(t.fail, np.inf, -np.inf)
         lows.append(np.where(d.has_data, lo, -np.inf))
@@ -152,13 +159,16 @@ def judge_tracking(tests: list[Test], waiting: BoolArray) -> tuple[BoolArray, ..
     is not ruled out, each computed once.
     """
     size = waiting.shape[1]
-    settled = np.all([t.no_fail for t in tests], axis=0) & np.any([t.no_pass for t in tests], 0)
+    every = np.arange(size, dtype=np.int64)
+    no_fail = np.asarray([t.no_fail(every) for t in tests], dtype=bool)
+    no_pass = np.asarray([t.no_pass(every) for t in tests], dtype=bool)
+    settled: BoolArray = np.asarray(no_fail.all(axis=0) & no_pass.any(axis=0), dtype=bool)
     fails = np.zeros((len(tests), size), dtype=bool)
     oks = np.zeros((len(tests), size), dtype=bool)
     for i, t in enumerate(tests):
-        at = np.flatnonzero(~settled | (waiting[i] & ~t.no_pass))
+        at = np.flatnonzero(~settled | (waiting[i] & ~no_pass[i]))
         if at.size:
             fails[i, at], oks[i, at] = t.exact(at)
-    fail = ~settled & fails.any(axis=0)
-    ok = ~settled & ~fail & oks.all(axis=0)
+    fail: BoolArray = np.asarray(~settled & fails.any(axis=0), dtype=bool)
+    ok: BoolArray = np.asarray(~settled & ~fail & oks.all(axis=0), dtype=bool)
     return fail, ok, waiting & oks & ~fails
