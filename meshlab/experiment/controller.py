@@ -42,7 +42,7 @@ from meshlab.experiment.journal import Journal
 from meshlab.experiment.notify import Notifier
 from meshlab.experiment.ports import Analyzer, Clock, LiveSamples, Progress, Snapshot
 from meshlab.experiment.state import ExperimentState
-from meshlab.manifests import Step, plan, promoted, render_step, routing_plan
+from meshlab.manifests import Step, plan, promoted, render_step, step_plan
 from meshlab.mesh import MeshBackend
 from meshlab.samples import Sample
 from meshlab.spec import Experiment
@@ -121,7 +121,7 @@ class Controller(Endings):
         docs = render_step(self.exp, step)
         self.journal.manifests(step, docs)
         began = self.clock()
-        self.mesh.apply(routing_plan(self.exp, step))
+        self.mesh.apply(step_plan(self.exp, step))
         took = self.clock() - began
         self.journal.set_state(step=step.name)
         self.journal.event(
@@ -198,6 +198,8 @@ class Controller(Endings):
             self._apply(step)
             step_start, step_rows = self.clock(), 0
             counts = {"baseline": 0, "candidate": 0}
+            if self.exp.spec.control is not None:
+                counts["control"] = 0
             held = False
             while True:
                 signals.raise_if_interrupted()
@@ -214,7 +216,7 @@ class Controller(Endings):
                     self.rows.extend(batch)
                     step_rows += sum(1 for s in batch if not s.mirrored)
                     for s in batch:
-                        counts[s.arm] += 1
+                        counts[s.arm] = counts.get(s.arm, 0) + 1
                     if concurrent:
                         analyzer.update(batch)
                 fault = judge_faults(mesh_faults(self.mesh), self.rows)
@@ -244,6 +246,7 @@ class Controller(Endings):
                     limits.min_samples,
                     concurrent,
                     outage_of(self.source),
+                    reference="control" if self.exp.spec.control is not None else "baseline",
                 )
                 if snapshot.verdict == "promote" and missing is None:
                     if concurrent:

@@ -91,16 +91,18 @@ def analyzer_factory(
 
     With ``bounds`` (histogram bucket bounds, for Prometheus-fed pseudo-samples) latencies are only
     known to within a bucket, so the bracketed comparison is used: it decides only when the
-    verdict is the same wherever in its bucket each request really fell.
+    verdict is the same wherever in its bucket each request really fell. With ``spec.control``
+    every metric compares the candidate with the control (same share, same age).
     """
+    control = experiment.spec.control is not None
 
     def make(mode: str, alpha: float, beta: float) -> Analyzer:
         analysis = experiment.spec.analysis.model_copy(update={"alpha": alpha, "beta": beta})
         if bounds is None:
-            return StatsAnalyzer(Comparison(analysis, mode), assessment_to_json)  # type: ignore[arg-type]
+            return StatsAnalyzer(Comparison(analysis, mode, control=control), assessment_to_json)  # type: ignore[arg-type]
         from meshlab.metrics import BracketedComparison
 
-        core = BracketedComparison(analysis, mode, bounds=bounds)  # type: ignore[arg-type]
+        core = BracketedComparison(analysis, mode, bounds=bounds, control=control)  # type: ignore[arg-type]
         return StatsAnalyzer(core, assessment_to_json)  # type: ignore[arg-type]
 
     return make
@@ -211,11 +213,6 @@ def start_experiment(
         )
     load_for(exp)  # a traffic mix that cannot be derived is bad input: fail before anything starts
     check_collector(exp)
-    if exp.spec.control is not None:  # never route to an arm that nothing serves or compares
-        raise ConfigError(
-            "spec.control: live runs do not drive a control arm yet (render, validate and "
-            "'meshlab plan --control' do); remove 'control' to run this experiment"
-        )
     exp = recover_before_start(
         exp, kubeconfig=kubeconfig, context=context, resume=resume, dry_run=dry_run
     )
@@ -331,11 +328,14 @@ def _controller(
 
 
 def _ordered_unique(rows: list[Sample]) -> list[Sample]:
-    """The samples contract: start-time order, one row per (request id, mirrored)."""
-    seen: set[tuple[str, bool]] = set()
+    """The samples contract: start-time order, one row per (request id, mirrored, control or not).
+
+    A shadow with a control mirrors one request to the candidate and to the control: two rows.
+    """
+    seen: set[tuple[str, bool, bool]] = set()
     out = []
     for row in sorted(rows, key=lambda s: s.timestamp):
-        key = (row.request_id, row.mirrored)
+        key = (row.request_id, row.mirrored, row.arm == "control")
         if key not in seen:
             seen.add(key)
             out.append(row)
@@ -372,6 +372,7 @@ def _result(
         metrics=metrics,
         n_baseline=snap.n_baseline if snap else 0,
         n_candidate=snap.n_candidate if snap else 0,
+        n_control=snap.n_control if snap else 0,
         guarantee=snap.guarantee if snap else "",
         alpha=exp.spec.analysis.alpha,
         beta=exp.spec.analysis.beta,

@@ -178,7 +178,7 @@ class StatsAnalyzer:
     def __init__(self, comparison: Comparison, to_json: Callable[[Any], dict[str, Any]]) -> None:
         self.comparison = comparison
         self._to_json = to_json
-        self._arms = {"baseline": 0, "candidate": 0}
+        self._arms = {"baseline": 0, "candidate": 0, "control": 0}
 
     def update(self, samples: Sequence[Sample]) -> None:
         if samples:
@@ -197,4 +197,5 @@ class StatsAnalyzer:
             n_candidate=self._arms["candidate"],
             reasons=list(assessment.verdict.reasons),
             guarantee=guarantee,
+            n_control=self._arms["control"],
         )
