@@ -94,7 +94,9 @@ def analyze_command(
             file=sys.stderr,
         )
     if replay:
-        assessment = replay_looks(lambda: Comparison(analysis, chosen, control=control), data, every)
+        assessment = replay_looks(
+            lambda: Comparison(analysis, chosen, control=control), data, every
+        )
     else:
         comparison = Comparison(analysis, chosen, control=control)
         comparison.update(data)
