@@ -170,18 +170,22 @@ def collector_from_spec(
     spec: CollectorSpec,
     mirrored_arm: str = "candidate",
     environ: Mapping[str, str] | None = None,
+    control: bool = False,
 ) -> Collector:
     """A (not yet started) collector as ``spec.metrics.collector`` configures it.
 
     Reads the token (``ConfigError`` naming the field when it is named but missing) and refuses
-    a listener beyond loopback without one.
+    a listener beyond loopback without one. ``control``: join the control's mirrored copies too.
     """
     token, ssl_context = auth_from_spec(spec, environ)
     services = (
-        arm_by_service(spec.inference_services.model_dump()) if spec.inference_services else {}
+        arm_by_service(spec.inference_services.model_dump(exclude_none=True))
+        if spec.inference_services
+        else {}
     )
     joiner = Joiner(
         mirrored_arm=mirrored_arm,
+        control=control,
         release=spec.release,
         ttl=spec.ttl,
         max_pending=spec.max_pending,

@@ -157,7 +157,7 @@ def collector_source(
     if spec is None:  # the local mesh: loopback, any free port
         assert experiment.spec.target.kind == "local"  # check_collector refused the rest
         spec = CollectorSpec(port=0)
-    run = RunCollector(spec, run_dir)
+    run = RunCollector(spec, run_dir, control=experiment.spec.control is not None)
     closers.append(run.close)  # before start: a failed bind still writes its counts
     live = run.start(load, settle=max(5.0, min(spec.ttl, 30.0)))
     if experiment.spec.target.kind == "local":

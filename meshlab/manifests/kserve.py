@@ -126,7 +126,7 @@ def _services(spec: CollectorSpec) -> dict[str, str]:
             "spec.metrics.collector.inferenceServices: rendering the KServe logger needs "
             "{baseline: <InferenceService>, candidate: <InferenceService>}"
         )
-    return spec.inference_services.model_dump()
+    return spec.inference_services.model_dump(exclude_none=True)  # the control only when named
 
 
 def logger_patches_from_spec(spec: CollectorSpec, namespace: str) -> list[dict[str, Any]]:
