@@ -23,7 +23,6 @@ from __future__ import annotations
 import atexit
 import functools
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -55,11 +54,14 @@ from meshlab.mesh.local_arms import (
 )
 from meshlab.mesh.processes import ProcessGroup, http_ok, wait_until
 from meshlab.mesh.router import (
-    APPLY_TIMEOUT_S,
+    RDS_FILE,
+    REJECTED,
+    await_routes,
     launch_router,
     read_routes,
-    served_version,
+    replace_route_file,
     take_down_failed_router,
+    version_info,
 )
 from meshlab.mesh.tap import TapReader
 from meshlab.registry import routing_renderer
@@ -67,16 +69,8 @@ from meshlab.samples import Sample
 from meshlab.spec import Experiment, Local
 from meshlab.spec.load import parse_extractor
 
-RDS_FILE = "routes.json"
 __all__ = ["RDS_FILE", "LocalMesh", "free_port"]  # free_port: for tests and tools
 _LIVE: weakref.WeakSet[LocalMesh] = weakref.WeakSet()
-
-
-def _version_info(experiment: str, step: str, sequence: int, applied_at: float) -> str:
-    return json.dumps(
-        {"experiment": experiment, "step": step, "seq": sequence, "appliedAt": applied_at},
-        separators=(",", ":"),
-    )
 
 
 class LocalMesh:
@@ -262,23 +256,11 @@ class LocalMesh:
                 "local mesh (its versions are fixed at start)"
             )
         self._sequence += 1
-        version = _version_info(
+        version = version_info(
             self.experiment.metadata.name, plan.step, self._sequence, time.time()
         )
-        self._replace_file(json.dumps(discovery_response(config, version)))
+        replace_route_file(self.run_dir / "rds", json.dumps(discovery_response(config, version)))
         return version
-
-    def _replace_file(self, text: str) -> None:
-        # Envoy watches the directory for files *moved* into it: write aside, then rename over.
-        directory = self.run_dir / "rds"
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".routes-", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, directory / RDS_FILE)
-
-    def _served_version(self) -> str | None:
-        assert self.outbound is not None
-        return served_version(self.outbound.admin_url)
 
     def apply(self, plan: RoutingPlan) -> None:
         """Route as ``plan`` says; returns once Envoy serves it. All or nothing.
@@ -297,29 +279,14 @@ class LocalMesh:
     def _apply_routes(self, plan: RoutingPlan, docs: Sequence[Manifest]) -> None:
         assert self.outbound is not None
         admin = self.outbound.admin_url
-        rejected_name = "http.outbound.rds.meshlab.update_rejected"
-        rejected = counter(admin, rejected_name)
+        rejected = counter(admin, REJECTED)
         previous = (self.run_dir / "rds" / RDS_FILE).read_text(encoding="utf-8")
         started = time.monotonic()
         version = self._write_routes(plan, docs)
-        deadline = started + APPLY_TIMEOUT_S
-        while True:
-            if self._served_version() == version:
-                self.last_apply_seconds = time.monotonic() - started
-                return
-            failed = counter(admin, rejected_name) > rejected
-            if failed or time.monotonic() > deadline:
-                self._replace_file(previous)  # the file on disk again says what Envoy serves
-                why = (
-                    "rejected the new routes"
-                    if failed
-                    else (f"did not load the new routes within {APPLY_TIMEOUT_S:g}s")
-                )
-                raise MeshError(
-                    f"step {plan.step}: Envoy {why}; the previous step stays in "
-                    f"force (see {self.run_dir / 'outbound.log'})"
-                )
-            time.sleep(0.005)
+        self.last_apply_seconds = await_routes(
+            admin, version, rejected, started, previous, plan.step,
+            self.run_dir / "rds", self.run_dir / "outbound.log",
+        )  # fmt: skip
 
     def status(self) -> RoutingState | None:
         """The step Envoy serves now, read back from its admin endpoint."""

@@ -32,7 +32,7 @@ from meshlab.metrics.base import (
     fetch_or_hold,
     source_label,
 )
-from meshlab.samples import ARMS, Sample, Samples
+from meshlab.samples import ALL_ARMS, Sample, Samples
 
 # Run the deciding query just past the end of the grace period (Outage.expired is strict).
 _PAST_DEADLINE_S = 0.01
@@ -54,7 +54,7 @@ def samples_to_rows(samples: Samples) -> list[Sample]:
     return [
         Sample(
             float(samples.timestamp[i]),
-            ARMS[int(samples.arm[i])],
+            ALL_ARMS[int(samples.arm[i])],
             str(samples.request_id[i]),
             float(samples.latency_ms[i]),
             int(samples.status[i]),
