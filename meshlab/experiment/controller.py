@@ -25,6 +25,11 @@ manifest, the final event and the state file's final phase are written before a 
 
 One analyzer runs per phase (shadow, then canary for ``then: canary``); its alpha and beta are the
 experiment's divided by the number of phases (Bonferroni), so the guarantees hold for the whole run.
+
+With ``spec.control`` (issue 13) every step is applied with the control arm in its plan
+(:func:`meshlab.manifests.step_plan`), the analyzers compare the candidate with the control, and a
+step's fresh evidence needs control samples where it otherwise needs baseline ones; the control's
+requests are counted per step beside the other arms'.
 """
 
 from __future__ import annotations

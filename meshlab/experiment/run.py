@@ -2,7 +2,8 @@
 
 ``start_experiment`` is what ``meshlab <strategy> start`` calls. It creates the run directory,
 starts the mesh (local Envoy by default) with all traffic on the baseline, starts Locust, wires
-the live sources and the per-phase statistics into a :class:`Controller`, and whatever happens
+the live sources and the per-phase statistics (candidate vs control with ``spec.control``, whose
+second baseline the mesh starts and routes) into a :class:`Controller`, and whatever happens
 (decision, error, Ctrl-C, SIGTERM) finishes by writing samples, result and report, then stopping
 every process it started.
 """
@@ -328,10 +329,8 @@ def _controller(
 
 
 def _ordered_unique(rows: list[Sample]) -> list[Sample]:
-    """The samples contract: start-time order, one row per (request id, mirrored, control or not).
-
-    A shadow with a control mirrors one request to the candidate and to the control: two rows.
-    """
+    """Start-time order, one row per (request id, mirrored, is control): a shadow with a control
+    mirrors one request twice (candidate and control)."""
     seen: set[tuple[str, bool, bool]] = set()
     out = []
     for row in sorted(rows, key=lambda s: s.timestamp):
