@@ -35,7 +35,11 @@ def _score(body: Any) -> float:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--arm", default="random:0.5", help="baseline | candidate | random:P")
+    parser.add_argument(
+        "--arm",
+        default="random:0.5",
+        help="baseline | candidate | control | random:P | random:P:Q (Q: control)",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--log", default=None, help="append 'request_id,arm' per request here")
     parser.add_argument("--delay-ms", type=float, default=0.0)
@@ -48,8 +52,13 @@ def main(argv: list[str] | None = None) -> None:
 
     def pick_arm() -> str:
         if args.arm.startswith("random:"):
+            # random:P (candidate P, else baseline) or random:P:Q (candidate P, control Q)
+            shares = [float(x) for x in args.arm[7:].split(":")]
             with lock:
-                return "candidate" if rng.random() < float(args.arm[7:]) else "baseline"
+                draw = rng.random()
+            if draw < shares[0]:
+                return "candidate"
+            return "control" if len(shares) > 1 and draw < shares[0] + shares[1] else "baseline"
         return str(args.arm)
 
     class Handler(BaseHTTPRequestHandler):

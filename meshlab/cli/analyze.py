@@ -72,7 +72,7 @@ def analyze_command(
     ] = None,
 ) -> None:
     """Judge a samples file: promote (exit 0), abort (1) or inconclusive (3)."""
-    from meshlab.samples import read_samples
+    from meshlab.samples import CONTROL, read_samples
     from meshlab.spec import load_experiment
     from meshlab.stats import MODES, Comparison
     from meshlab.stats.replay import replay as replay_looks
@@ -85,10 +85,20 @@ def analyze_command(
     chosen: Mode = "shadow" if (mode or experiment.spec.strategy) == "shadow" else "canary"
     data = read_samples(samples)
     analysis = experiment.spec.analysis
+    # A run recorded with a control arm is judged as it ran: candidate vs control.
+    control = experiment.spec.control is not None or bool((data.arm == CONTROL).any())
+    if control and experiment.spec.control is None:
+        print(
+            "meshlab: warning: the samples have control rows, so the candidate is compared "
+            "with the control (as the run that recorded them did)",
+            file=sys.stderr,
+        )
     if replay:
-        assessment = replay_looks(lambda: Comparison(analysis, chosen), data, every)
+        assessment = replay_looks(
+            lambda: Comparison(analysis, chosen, control=control), data, every
+        )
     else:
-        comparison = Comparison(analysis, chosen)
+        comparison = Comparison(analysis, chosen, control=control)
         comparison.update(data)
         assessment = comparison.assess()
     for warning in assessment.warnings:

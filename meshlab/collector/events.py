@@ -44,7 +44,7 @@ from meshlab.collector.safejson import (
     loads,
 )
 from meshlab.errors import MeshlabError
-from meshlab.samples import ARMS
+from meshlab.samples import ALL_ARMS
 
 REQUEST_TYPE = "org.kubeflow.serving.inference.request"
 RESPONSE_TYPE = "org.kubeflow.serving.inference.response"
@@ -142,7 +142,8 @@ def _resolve_arm(
         if isinstance(value, str) and value in services:
             return services[value]
     raise EventError(
-        "cannot tell which arm sent this event: post to /events/baseline or /events/candidate, "
+        "cannot tell which arm sent this event: post to /events/baseline, /events/candidate or "
+        "/events/control, "
         "or map its inferenceservicename to an arm"
     )
 
@@ -228,8 +229,8 @@ def parse_record(
         raise EventError("requestId: missing; give the x-request-id the client sent")
     _checked_id(request_id, "requestId")
     arm = record.get("arm")
-    if arm is not None and arm not in ARMS:
-        raise EventError(f"arm: {arm!r} is not 'baseline' or 'candidate'")
+    if arm is not None and arm not in ALL_ARMS:
+        raise EventError(f"arm: {arm!r} is not 'baseline', 'candidate' or 'control'")
     latency = record.get("latencyMs")
     if latency is not None and (not _finite(latency) or latency < 0):
         raise EventError("latencyMs: must be a number >= 0")

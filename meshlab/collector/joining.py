@@ -40,7 +40,7 @@ from typing import Literal
 
 from meshlab.clock import Clock
 from meshlab.collector.events import EventError, InferenceEvent
-from meshlab.samples import ARMS, Sample
+from meshlab.samples import ALL_ARMS, ARMS, Sample
 
 Release = Literal["pairs", "mirrored"]
 
@@ -89,6 +89,7 @@ class JoinStats:
     evicted_memory: int = 0  # pending entries dropped to stay under the memory budget
     duplicates: int = 0
     by_arm: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ARMS, 0))
+    other_arm: int = 0  # records of an arm this join does not pair (a control without one)
 
     def copy(self) -> JoinStats:
         return replace(self, by_arm=dict(self.by_arm))
@@ -120,6 +121,7 @@ class Joiner:
         self,
         *,
         mirrored_arm: str = "candidate",
+        control: bool = False,
         release: Release = "pairs",
         ttl: float = 60.0,
         max_pending: int = 100_000,
@@ -128,6 +130,10 @@ class Joiner:
     ) -> None:
         if mirrored_arm not in ARMS:
             raise ValueError(f"mirrored_arm must be one of {ARMS}")
+        # With a control (spec.control) a shadow request is complete once the primary and both
+        # mirrored copies arrived; the control's copy is mirrored like the candidate's.
+        self.arms: tuple[str, ...] = ALL_ARMS if control else ARMS
+        self.mirrored_arms = {mirrored_arm, "control"} if control else {mirrored_arm}
         if ttl <= 0 or max_pending <= 0 or memory_budget <= 0:
             raise ValueError("ttl, max_pending and memory_budget must be > 0")
         if release not in ("pairs", "mirrored"):
@@ -211,10 +217,13 @@ class Joiner:
 
     def _add_record(self, record: ArmRecord, now: float) -> None:
         self.stats.records += 1
-        self.stats.by_arm[record.arm] += 1
+        if record.arm not in self.arms:
+            self.stats.other_arm += 1
+            return
+        self.stats.by_arm[record.arm] = self.stats.by_arm.get(record.arm, 0) + 1
         if self.release == "mirrored":
             # The primary rows come from the load generator: release shadow rows on their own.
-            if record.arm == self.mirrored_arm:
+            if record.arm in self.mirrored_arms:
                 self._release(record)
             return
         unpaired = self._records.pop(record.request_id, None) or _Unpaired({}, now)
@@ -222,14 +231,14 @@ class Joiner:
         if record.arm in unpaired.arms:
             self.stats.duplicates += 1
         unpaired.arms[record.arm] = record
-        if len(unpaired.arms) < len(ARMS):
+        if len(unpaired.arms) < len(self.arms):
             unpaired.size = sum(_record_size(r) for r in unpaired.arms.values())
             unpaired.seq = self._push(unpaired.size, record.request_id)
             self._records[record.request_id] = unpaired
             self._pending_bytes += unpaired.size
             return
         self.stats.pairs += 1
-        for arm in ARMS:
+        for arm in self.arms:
             self._release(unpaired.arms[arm])
 
     def _push(self, size: int, key: tuple[str, str] | str) -> int:
@@ -247,7 +256,7 @@ class Joiner:
                 r.latency_ms,
                 r.status,
                 r.prediction,
-                mirrored=(r.arm == self.mirrored_arm),
+                mirrored=(r.arm in self.mirrored_arms),
             )
         )
 

@@ -44,9 +44,10 @@ class RunCollector:
         *,
         timings: str = TIMINGS_SAMPLES,
         environ: Mapping[str, str] | None = None,
+        control: bool = False,
     ) -> None:
         self.spec = spec
-        self.collector: Collector = collector_from_spec(spec, "candidate", environ)
+        self.collector: Collector = collector_from_spec(spec, "candidate", environ, control)
         self.run_dir = run_dir
         self.timings = timings
         self.live: CollectorLiveSamples | None = None  # counts the unpaired rows it passed on

@@ -2,7 +2,7 @@
 
 Routes (``POST`` bodies are parsed by :mod:`meshlab.collector.events`):
 
-``POST /events/baseline``, ``POST /events/candidate``
+``POST /events/baseline``, ``POST /events/candidate``, ``POST /events/control`` (spec.control)
     events from one version (the rendered KServe logger URL of each version points here);
 ``POST /events``
     events whose arm comes from their ``inferenceservicename`` (``services`` mapping);
@@ -32,14 +32,14 @@ from meshlab.collector.joining import Joiner
 from meshlab.collector.listener import Limits, Listener
 from meshlab.collector.safejson import DEFAULT_MAX_DEPTH
 from meshlab.manifests.kserve import arm_by_service
-from meshlab.samples import ARMS, Samples
+from meshlab.samples import ALL_ARMS, Samples
 from meshlab.spec.metrics import CollectorSpec
 
 APPROXIMATION = (
     "predictions from the KServe payload logger, primary and shadow paired by x-request-id; "
     "latency_ms is the gap between logged request and response events (approximate)"
 )
-EVENT_PATHS = frozenset({"/events", *(f"/events/{arm}" for arm in ARMS)})
+EVENT_PATHS = frozenset({"/events", *(f"/events/{arm}" for arm in ALL_ARMS)})
 
 
 class Collector:
@@ -94,7 +94,7 @@ class Collector:
 
     def refusal(self, method: str, path: str, authorization: bytes | None) -> tuple[int, str, str]:
         if path not in EVENT_PATHS:
-            return 404, "post to /events, /events/baseline or /events/candidate", "not_found"
+            return 404, "post to /events or /events/<baseline|candidate|control>", "not_found"
         if method != "POST":
             return 405, "POST events; GET only /healthz", "method_not_allowed"
         if self.token is not None and not self.token.matches(authorization):
@@ -170,18 +170,22 @@ def collector_from_spec(
     spec: CollectorSpec,
     mirrored_arm: str = "candidate",
     environ: Mapping[str, str] | None = None,
+    control: bool = False,
 ) -> Collector:
     """A (not yet started) collector as ``spec.metrics.collector`` configures it.
 
     Reads the token (``ConfigError`` naming the field when it is named but missing) and refuses
-    a listener beyond loopback without one.
+    a listener beyond loopback without one. ``control``: join the control's mirrored copies too.
     """
     token, ssl_context = auth_from_spec(spec, environ)
     services = (
-        arm_by_service(spec.inference_services.model_dump()) if spec.inference_services else {}
+        arm_by_service(spec.inference_services.model_dump(exclude_none=True))
+        if spec.inference_services
+        else {}
     )
     joiner = Joiner(
         mirrored_arm=mirrored_arm,
+        control=control,
         release=spec.release,
         ttl=spec.ttl,
         max_pending=spec.max_pending,

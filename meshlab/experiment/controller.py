@@ -25,6 +25,11 @@ manifest, the final event and the state file's final phase are written before a 
 
 One analyzer runs per phase (shadow, then canary for ``then: canary``); its alpha and beta are the
 experiment's divided by the number of phases (Bonferroni), so the guarantees hold for the whole run.
+
+With ``spec.control`` (issue 13) every step is applied with the control arm in its plan
+(:func:`meshlab.manifests.step_plan`), the analyzers compare the candidate with the control, and a
+step's fresh evidence needs control samples where it otherwise needs baseline ones; the control's
+requests are counted per step beside the other arms'.
 """
 
 from __future__ import annotations
@@ -40,9 +45,16 @@ from meshlab.experiment.endings import EXIT, EXIT_INFRA, EXIT_INTERRUPTED, Endin
 from meshlab.experiment.faults import judge_faults, mesh_faults, missing_evidence, outage_of
 from meshlab.experiment.journal import Journal
 from meshlab.experiment.notify import Notifier
-from meshlab.experiment.ports import Analyzer, Clock, LiveSamples, Progress, Snapshot
+from meshlab.experiment.ports import (
+    Analyzer,
+    Clock,
+    LiveSamples,
+    Progress,
+    Snapshot,
+    silence_of,
+)
 from meshlab.experiment.state import ExperimentState
-from meshlab.manifests import Step, plan, promoted, render_step, routing_plan
+from meshlab.manifests import Step, plan, promoted, render_step, step_plan
 from meshlab.mesh import MeshBackend
 from meshlab.samples import Sample
 from meshlab.spec import Experiment
@@ -121,7 +133,7 @@ class Controller(Endings):
         docs = render_step(self.exp, step)
         self.journal.manifests(step, docs)
         began = self.clock()
-        self.mesh.apply(routing_plan(self.exp, step))
+        self.mesh.apply(step_plan(self.exp, step))
         took = self.clock() - began
         self.journal.set_state(step=step.name)
         self.journal.event(
@@ -198,6 +210,8 @@ class Controller(Endings):
             self._apply(step)
             step_start, step_rows = self.clock(), 0
             counts = {"baseline": 0, "candidate": 0}
+            if self.exp.spec.control is not None:
+                counts["control"] = 0
             held = False
             while True:
                 signals.raise_if_interrupted()
@@ -214,7 +228,7 @@ class Controller(Endings):
                     self.rows.extend(batch)
                     step_rows += sum(1 for s in batch if not s.mirrored)
                     for s in batch:
-                        counts[s.arm] += 1
+                        counts[s.arm] = counts.get(s.arm, 0) + 1
                     if concurrent:
                         analyzer.update(batch)
                 fault = judge_faults(mesh_faults(self.mesh), self.rows)
@@ -244,6 +258,7 @@ class Controller(Endings):
                     limits.min_samples,
                     concurrent,
                     outage_of(self.source),
+                    reference="control" if self.exp.spec.control is not None else "baseline",
                 )
                 if snapshot.verdict == "promote" and missing is None:
                     if concurrent:
@@ -252,7 +267,8 @@ class Controller(Endings):
                 if now - self._start >= limits.experiment_max_duration:
                     self._record_step(step, step_start, counts, "experiment limit")
                     why = "the experiment reached experimentMaxDuration undecided"
-                    return self._inconclusive(snapshot, f"{why}: {missing}" if missing else why)
+                    why = f"{why}: {missing}" if missing else why
+                    return self._inconclusive(snapshot, self._undecided(why))
                 if now - step_start >= limits.max_duration:
                     outage = outage_of(self.source)
                     if missing is not None and outage is not None:
@@ -265,14 +281,17 @@ class Controller(Endings):
                         self.journal.event("step-ended", outcome="limit", requests=counts)
                         return self._inconclusive(
                             snapshot,
-                            missing
-                            or f"step {step.name} ({step.label}) reached maxDuration undecided "
-                            f"after {step_rows} requests",
+                            self._undecided(
+                                missing
+                                or f"step {step.name} ({step.label}) reached maxDuration "
+                                f"undecided after {step_rows} requests"
+                            ),
                         )
                 if self.source.finished and not batch:
                     self._record_step(step, step_start, counts, "load ended")
                     why = "the load ended before a decision"
-                    return self._inconclusive(snapshot, f"{why}: {missing}" if missing else why)
+                    why = f"{why}: {missing}" if missing else why
+                    return self._inconclusive(snapshot, self._undecided(why))
             outcome = "promote"
             self._record_step(step, step_start, counts, outcome)
             self.journal.event("step-ended", outcome=outcome, requests=counts)
@@ -287,6 +306,11 @@ class Controller(Endings):
             )
 
     # -- bookkeeping -----------------------------------------------------------------------------
+
+    def _undecided(self, why: str) -> str:
+        """An undecided ending's reason, with the live source's word on what went quiet."""
+        quiet = silence_of(self.source)
+        return f"{why}; {quiet}" if quiet else why
 
     def _record_step(self, step: Step, start: float, counts: dict[str, int], outcome: str) -> None:
         self.steps.append(

@@ -56,7 +56,12 @@ def evidence_for(
     unattributed = _unattributed(controller)
     recorded = len(controller.rows)
     snap = outcome.snapshot
-    analysed = (snap.n_baseline + snap.n_candidate) if snap else 0
+    # A canary with a control compares the candidate with the control: production is not analysed.
+    production = snap.n_baseline if snap else 0
+    skip_production = exp.spec.control is not None and exp.spec.strategy == "canary"
+    analysed = (
+        (snap.n_candidate + snap.n_control + (0 if skip_production else production)) if snap else 0
+    )
     steps = {s.name: s for s in plan(exp)}
     phases = [phase_of(s) for s in steps.values()]
     soak = shadow_phase = 0
@@ -69,6 +74,11 @@ def evidence_for(
             shadow_phase += n
     after = max(0, recorded - decided.requests - soak) if decided else 0
     reasons = [
+        (
+            "served by production in a canary with a control (the candidate is compared with the "
+            "control, which gets the same share)",
+            production if skip_production else 0,
+        ),
         ("in steps with no baseline beside the candidate (soak: recorded, not compared)", soak),
         ("in the shadow phase, analysed on its own (its verdict opened the canary)", shadow_phase),
         ("after the decision (in flight during the rollback or the load's drain)", after),

@@ -70,13 +70,15 @@ def missing_evidence(
     min_samples: int,
     concurrent: bool,
     outage: OutageLike | None,
+    reference: str = "baseline",
 ) -> str | None:
     """What step ``step`` lacks before a promote verdict may move on; None when it has it all.
 
     The evidence is fresh data from this step: ``min_samples`` requests, with samples of both
-    compared arms (only the candidate's in a step without a concurrent baseline, a soak).
+    compared arms, the candidate and its ``reference`` (the baseline, or the control with
+    ``spec.control``); only the candidate's in a step without a concurrent baseline, a soak.
     """
-    arms = ["candidate", "baseline"] if concurrent else ["candidate"]
+    arms = ["candidate", reference] if concurrent else ["candidate"]
     empty = [arm for arm in arms if counts.get(arm, 0) == 0]
     if not empty and requests >= min_samples:
         return None

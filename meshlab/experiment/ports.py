@@ -31,6 +31,7 @@ class Snapshot:
     n_candidate: int
     reasons: list[str] = field(default_factory=list)
     guarantee: str = ""
+    n_control: int = 0  # the control arm's samples (spec.control, issue 13)
 
 
 class Analyzer(Protocol):

@@ -4,7 +4,7 @@ A candidate served under another model name, a ``protocol: v1`` load against a V
 extractor that points nowhere, or a candidate ``url`` with nothing listening would otherwise run a
 whole experiment and end in a verdict about the wrong thing (a 404 candidate was once promoted:
 its fast 404s looked like better latency). So, after the mesh is up with all traffic on the
-baseline, each version gets a few of the load's own payloads
+baseline, each version (the control too, with ``spec.control``) gets a few of the load's own payloads
 
 1. **directly** (the model server's own URL; local mesh only),
 2. **through the mesh**: through its sidecar Envoy (local mesh), and for the baseline through the
@@ -48,6 +48,7 @@ from meshlab.samples import is_error_status
 from meshlab.spec import Experiment
 
 ARM_HEADER = "x-meshlab-arm"
+ARMS = ("baseline", "candidate", "control")  # the control only in a run with spec.control
 PAYLOADS = 3  # distinct payloads per version and path
 ATTEMPTS = 3  # tries of one payload while it answers 5xx
 QUOTE = 160  # characters of an answer's body quoted in the error line
@@ -95,14 +96,14 @@ def _lower(items: Sequence[tuple[str, str]]) -> dict[str, str]:
 
 
 def endpoints(mesh: MeshBackend, target_url: str) -> list[Endpoint]:
-    """Directly first, then through the mesh; baseline before candidate at each level."""
+    """Directly first, then through the mesh; baseline, candidate, control at each level."""
     out: list[Endpoint] = []
     model_urls: dict[str, str] = getattr(mesh, "model_urls", {})
     sidecars: dict[str, object] = getattr(mesh, "sidecars", {})
-    for arm in ("baseline", "candidate"):
+    for arm in ARMS:
         if arm in model_urls:
             out.append(Endpoint(arm, "direct", model_urls[arm]))
-    for arm in ("baseline", "candidate"):
+    for arm in ARMS:
         ports: dict[str, int] = getattr(sidecars.get(arm), "listener_ports", {})
         if "inbound" in ports:
             out.append(Endpoint(arm, "sidecar", f"http://127.0.0.1:{ports['inbound']}"))
@@ -221,6 +222,12 @@ def _probe(
     )
 
 
+def _spec_field(arm: str) -> str:
+    """Where the spec says how to start or reach ``arm`` (the control: its url, or the baseline's
+    command it is started from)."""
+    return "spec.control.url or spec.local.baseline" if arm == "control" else f"spec.local.{arm}"
+
+
 def _judge(
     answer: ProbeAnswer,
     config: LocustConfig,
@@ -234,7 +241,7 @@ def _judge(
         status >= 500 and any(m in answer.body.lower() for m in _UNREACHABLE_MARKERS)
     ):
         where = (
-            f"spec.local.{answer.arm}"
+            _spec_field(answer.arm)
             if answer.via in ("direct", "sidecar")
             else "the load target (--url)"
         )

@@ -2,7 +2,8 @@
 
 ``start_experiment`` is what ``meshlab <strategy> start`` calls. It creates the run directory,
 starts the mesh (local Envoy by default) with all traffic on the baseline, starts Locust, wires
-the live sources and the per-phase statistics into a :class:`Controller`, and whatever happens
+the live sources and the per-phase statistics (candidate vs control with ``spec.control``, whose
+second baseline the mesh starts and routes) into a :class:`Controller`, and whatever happens
 (decision, error, Ctrl-C, SIGTERM) finishes by writing samples, result and report, then stopping
 every process it started.
 """
@@ -25,11 +26,17 @@ from meshlab.experiment import signals
 from meshlab.experiment.controller import Controller, Outcome
 from meshlab.experiment.evidence import evidence_for
 from meshlab.experiment.notify import Notifier
-from meshlab.experiment.ports import Analyzer, LiveSamples, Progress
+from meshlab.experiment.ports import Analyzer, LiveSamples, Progress, flush_rows
 from meshlab.experiment.preflight import check_before_routing
 from meshlab.experiment.progress import JsonProgress, QuietProgress, RichProgress
 from meshlab.experiment.recovery import recover_before_start
-from meshlab.experiment.sources import LoadSamples, StatsAnalyzer, check_collector, uses_collector
+from meshlab.experiment.sources import (
+    LoadSamples,
+    StatsAnalyzer,
+    analysis_core,
+    check_collector,
+    uses_collector,
+)
 from meshlab.experiment.state import (
     ExperimentState,
     cluster_record,
@@ -47,7 +54,6 @@ from meshlab.report.result import RunResult as ResultRecord
 from meshlab.samples import Sample, samples_to_csv
 from meshlab.spec import Experiment, Load, load_experiment
 from meshlab.spec.load import Variant
-from meshlab.stats import Comparison
 from meshlab.stats.serialize import assessment_to_json
 
 ProgressMode = Literal["rich", "quiet", "json"]
@@ -91,17 +97,15 @@ def analyzer_factory(
 
     With ``bounds`` (histogram bucket bounds, for Prometheus-fed pseudo-samples) latencies are only
     known to within a bucket, so the bracketed comparison is used: it decides only when the
-    verdict is the same wherever in its bucket each request really fell.
+    verdict is the same wherever in its bucket each request really fell. With ``spec.control``
+    every metric compares the candidate with the control (same share, same age).
     """
+    control = experiment.spec.control is not None
 
     def make(mode: str, alpha: float, beta: float) -> Analyzer:
         analysis = experiment.spec.analysis.model_copy(update={"alpha": alpha, "beta": beta})
-        if bounds is None:
-            return StatsAnalyzer(Comparison(analysis, mode), assessment_to_json)  # type: ignore[arg-type]
-        from meshlab.metrics import BracketedComparison
-
-        core = BracketedComparison(analysis, mode, bounds=bounds)  # type: ignore[arg-type]
-        return StatsAnalyzer(core, assessment_to_json)  # type: ignore[arg-type]
+        core = analysis_core(experiment, analysis, mode, bounds, control=control)
+        return StatsAnalyzer(core, assessment_to_json)
 
     return make
 
@@ -211,11 +215,6 @@ def start_experiment(
         )
     load_for(exp)  # a traffic mix that cannot be derived is bad input: fail before anything starts
     check_collector(exp)
-    if exp.spec.control is not None:  # never route to an arm that nothing serves or compares
-        raise ConfigError(
-            "spec.control: live runs do not drive a control arm yet (render, validate and "
-            "'meshlab plan --control' do); remove 'control' to run this experiment"
-        )
     exp = recover_before_start(
         exp, kubeconfig=kubeconfig, context=context, resume=resume, dry_run=dry_run
     )
@@ -276,6 +275,9 @@ def start_experiment(
                     if controller is not None:
                         with contextlib.suppress(MeshlabError):
                             controller.rows.extend(load_source.poll(0.0))
+                if controller is not None and controller.source is not None:
+                    with contextlib.suppress(MeshlabError):  # rows the merge held at the end
+                        controller.rows.extend(flush_rows(controller.source))
                 if controller is not None:
                     controller.progress.close()
                 for close in reversed(closers):
@@ -331,11 +333,12 @@ def _controller(
 
 
 def _ordered_unique(rows: list[Sample]) -> list[Sample]:
-    """The samples contract: start-time order, one row per (request id, mirrored)."""
-    seen: set[tuple[str, bool]] = set()
+    """Start-time order, one row per (request id, mirrored, is control): a shadow with a control
+    mirrors one request twice (candidate and control)."""
+    seen: set[tuple[str, bool, bool]] = set()
     out = []
     for row in sorted(rows, key=lambda s: s.timestamp):
-        key = (row.request_id, row.mirrored)
+        key = (row.request_id, row.mirrored, row.arm == "control")
         if key not in seen:
             seen.add(key)
             out.append(row)
@@ -372,6 +375,7 @@ def _result(
         metrics=metrics,
         n_baseline=snap.n_baseline if snap else 0,
         n_candidate=snap.n_candidate if snap else 0,
+        n_control=snap.n_control if snap else 0,
         guarantee=snap.guarantee if snap else "",
         alpha=exp.spec.analysis.alpha,
         beta=exp.spec.analysis.beta,

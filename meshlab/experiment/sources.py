@@ -219,7 +219,12 @@ def collector_source(
     if spec is None:  # the local mesh: loopback, any free port
         assert experiment.spec.target.kind == "local"  # check_collector refused the rest
         spec = CollectorSpec(port=0)
-    run = RunCollector(spec, run_dir, timings=timings or TIMINGS_SAMPLES)
+    run = RunCollector(
+        spec,
+        run_dir,
+        timings=timings or TIMINGS_SAMPLES,
+        control=experiment.spec.control is not None,
+    )
     closers.append(run.close)  # before start: a failed bind still writes its counts
     live = run.start(load, settle=max(5.0, min(spec.ttl, 30.0)), also=also)
     if experiment.spec.target.kind == "local":
@@ -248,23 +253,18 @@ def analysis_core(
     arm). Prometheus's pseudo-samples (``bounds``): :class:`~meshlab.metrics.BracketedComparison`.
     Both in one stream (``source: prometheus`` with the collector):
     :class:`~meshlab.metrics.sourced.SourcedComparison`, latency and errors from Prometheus,
-    divergence from the collector's pairs. Prometheus's series name no control arm, so a control
-    is compared on raw samples only.
+    divergence from the collector's pairs. ``control`` reaches every part: the control arm's own
+    Prometheus series (arm 2) and its rows.
     """
     if bounds is None:
         return Comparison(analysis, mode, control=control)  # type: ignore[arg-type]
-    if control:
-        raise ConfigError(
-            "spec.control: a control arm is compared on raw samples; use metrics.source: samples "
-            "(or collector) with a control"
-        )
     if uses_collector(experiment):
         from meshlab.metrics.sourced import SourcedComparison
 
-        return SourcedComparison(analysis, mode, bounds=bounds)  # type: ignore[arg-type]
+        return SourcedComparison(analysis, mode, bounds=bounds, control=control)  # type: ignore[arg-type]
     from meshlab.metrics import BracketedComparison
 
-    return BracketedComparison(analysis, mode, bounds=bounds)  # type: ignore[arg-type]
+    return BracketedComparison(analysis, mode, bounds=bounds, control=control)  # type: ignore[arg-type]
 
 
 class StatsAnalyzer:
@@ -273,7 +273,7 @@ class StatsAnalyzer:
     def __init__(self, comparison: Comparison, to_json: Callable[[Any], dict[str, Any]]) -> None:
         self.comparison = comparison
         self._to_json = to_json
-        self._arms = {"baseline": 0, "candidate": 0}
+        self._arms = {"baseline": 0, "candidate": 0, "control": 0}
 
     def update(self, samples: Sequence[Sample]) -> None:
         sourced = getattr(self.comparison, "sourced", False)
@@ -304,4 +304,5 @@ class StatsAnalyzer:
             n_candidate=self._arms["candidate"],
             reasons=list(assessment.verdict.reasons),
             guarantee=guarantee,
+            n_control=self._arms["control"],
         )

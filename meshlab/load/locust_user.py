@@ -38,7 +38,7 @@ from meshlab.load.payloads import make_extractor
 ARM_HEADER = "x-meshlab-arm"
 MESSAGE = "meshlab_samples"
 FLUSH_SECONDS = 0.2
-_ARMS = ("baseline", "candidate")
+_ARMS = ("baseline", "candidate", "control")
 
 
 def _on(event: Any, listener: Any) -> None:

@@ -13,7 +13,7 @@ from meshlab.manifests.istio import (
     virtual_service,
 )
 from meshlab.manifests.render import render_step, step_filename, to_yaml
-from meshlab.manifests.routing import RoutingPlan, routing_plan
+from meshlab.manifests.routing import RoutingPlan, routing_plan, step_plan
 from meshlab.manifests.steps import Step, all_steps, plan, promoted, rollback, step_by_name
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "routing_plan",
     "step_by_name",
     "step_filename",
+    "step_plan",
     "to_yaml",
     "virtual_service",
 ]

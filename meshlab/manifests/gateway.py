@@ -41,7 +41,7 @@ from meshlab.manifests.routing import (
     RoutingPlan,
     Rule,
     VersionRef,
-    routing_plan,
+    step_plan,
 )
 from meshlab.manifests.steps import Step
 from meshlab.spec import Experiment
@@ -291,4 +291,4 @@ def render_gateway(plan: RoutingPlan) -> list[Manifest]:
 
 def gateway_manifests(experiment: Experiment, step: Step) -> list[Manifest]:
     """The Gateway API objects of a step: per-version Services, then the HTTPRoute."""
-    return render_gateway(routing_plan(experiment, step))
+    return render_gateway(step_plan(experiment, step))

@@ -23,7 +23,7 @@ from meshlab.manifests.routing import (
     RoutingPlan,
     Rule,
     resource_name,
-    routing_plan,
+    step_plan,
 )
 from meshlab.manifests.steps import Step
 from meshlab.spec import Experiment
@@ -146,20 +146,20 @@ def render_istio(plan: RoutingPlan) -> list[Manifest]:
 
 def destination_rule(experiment: Experiment, step: Step) -> Manifest:
     """The DestinationRule declaring one subset per version, selected by its pod labels."""
-    return _destination_rule(routing_plan(experiment, step))
+    return _destination_rule(step_plan(experiment, step))
 
 
 def http_routes(experiment: Experiment, step: Step) -> list[dict[str, Any]]:
     """meshlab's HTTP routes for a step, in match order (matched routes first)."""
-    plan = routing_plan(experiment, step)
+    plan = step_plan(experiment, step)
     return [_http_route(plan, rule) for rule in plan.rules]
 
 
 def virtual_service(experiment: Experiment, step: Step) -> Manifest:
     """The VirtualService routing the service's traffic for this step."""
-    return _virtual_service(routing_plan(experiment, step))
+    return _virtual_service(step_plan(experiment, step))
 
 
 def manifests(experiment: Experiment, step: Step) -> list[Manifest]:
     """The Istio objects of a step: DestinationRule, then VirtualService."""
-    return render_istio(routing_plan(experiment, step))
+    return render_istio(step_plan(experiment, step))

@@ -39,7 +39,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from meshlab.errors import ConfigError
-from meshlab.samples import ARMS
+from meshlab.samples import ALL_ARMS, ARMS
 from meshlab.spec.metrics import CollectorSpec
 
 LoggerMode = Literal["all", "request", "response"]
@@ -66,8 +66,8 @@ def collector_event_url(collector_url: str, arm: str) -> str:
             "spec.metrics.collector.url: remove the user:password; KServe's agent logs the "
             "URL of every event, so a secret in it would leak"
         )
-    if arm not in ARMS:
-        raise ConfigError(f"arm {arm!r} is not 'baseline' or 'candidate'")
+    if arm not in ALL_ARMS:
+        raise ConfigError(f"arm {arm!r} is not 'baseline', 'candidate' or 'control'")
     return f"{collector_url.rstrip('/')}/events/{arm}"
 
 
@@ -88,10 +88,14 @@ def logger_patches(
 ) -> list[dict[str, Any]]:
     """Merge patches (``serving.kserve.io/v1beta1``) enabling the logger on both versions.
 
-    ``inference_services`` maps ``baseline`` and ``candidate`` to their InferenceService names.
+    ``inference_services`` maps ``baseline`` and ``candidate`` (and ``control``, with
+    ``spec.control``) to their InferenceService names.
     """
-    if set(inference_services) != set(ARMS):
-        raise ConfigError("inference_services must name exactly the baseline and the candidate")
+    if not set(ARMS) <= set(inference_services) or not set(inference_services) <= set(ALL_ARMS):
+        raise ConfigError(
+            "inference_services must name the baseline and the candidate (and the control, if any)"
+        )
+    arms = [arm for arm in ALL_ARMS if arm in inference_services]
     return [
         {
             "apiVersion": "serving.kserve.io/v1beta1",
@@ -99,7 +103,7 @@ def logger_patches(
             "metadata": {"name": inference_services[arm], "namespace": namespace},
             "spec": {"predictor": {"logger": logger_spec(collector_url, arm, mode)}},
         }
-        for arm in ARMS
+        for arm in arms
     ]
 
 
@@ -122,7 +126,7 @@ def _services(spec: CollectorSpec) -> dict[str, str]:
             "spec.metrics.collector.inferenceServices: rendering the KServe logger needs "
             "{baseline: <InferenceService>, candidate: <InferenceService>}"
         )
-    return spec.inference_services.model_dump()
+    return spec.inference_services.model_dump(exclude_none=True)  # the control only when named
 
 
 def logger_patches_from_spec(spec: CollectorSpec, namespace: str) -> list[dict[str, Any]]:
@@ -165,7 +169,11 @@ def collector_network_policy(
                                     {
                                         "key": ISVC_POD_LABEL,
                                         "operator": "In",
-                                        "values": [inference_services[arm] for arm in ARMS],
+                                        "values": [
+                                            inference_services[arm]
+                                            for arm in ALL_ARMS
+                                            if arm in inference_services
+                                        ],
                                     }
                                 ]
                             }

@@ -184,6 +184,11 @@ def _weights(step: Step, with_control: bool) -> tuple[Backend, ...]:
     )
 
 
+def step_plan(experiment: Experiment, step: Step) -> RoutingPlan:
+    """The plan a run applies for ``step``: with the spec's control arm when it has one."""
+    return routing_plan(experiment, step, experiment.spec.control_version)
+
+
 def routing_plan(experiment: Experiment, step: Step, control: Version | None = None) -> RoutingPlan:
     """The routing plan of ``step``; ``control`` adds a control arm (see the module docstring)."""
     spec = experiment.spec

@@ -36,7 +36,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from meshlab.errors import MeshError
-from meshlab.manifests import Manifest, RoutingPlan, resource_name, routing_plan
+from meshlab.manifests import Manifest, RoutingPlan, resource_name, step_plan
 from meshlab.manifests import rollback as rollback_step
 from meshlab.mesh.base import Fault, MeshRun, RoutingState, RunContext
 from meshlab.mesh.kube_adopt import (
@@ -98,7 +98,7 @@ class KubernetesMesh:
         self.render = routing_renderer(self.routing)
         # What every step writes, learnt from the rollback step (ConfigError: the spec cannot be
         # rendered in this routing API, before anything touches the cluster).
-        self.baseline_objects = self.render(routing_plan(experiment, rollback_step()))
+        self.baseline_objects = self.render(step_plan(experiment, rollback_step()))
         self.route_kind = str(self.baseline_objects[-1]["kind"])
         objects.learn(self.baseline_objects)
         self.adopt_route = adopted_name(
@@ -350,7 +350,7 @@ class KubernetesMesh:
             # meshlab routes nothing yet: creating rollback routes now would change routing, not undo
             log.info("no %s: nothing to roll back", self.where)
             return
-        rendered = self.render(routing_plan(self.experiment, rollback_step()))
+        rendered = self.render(step_plan(self.experiment, rollback_step()))
         self._apply("rollback", rendered)
         wrong = not_as_rendered(self.last_applied[-1].get("spec"), rendered[-1]["spec"])
         if wrong and not self.dry_run:

@@ -1,8 +1,9 @@
 """The local mesh backend: real Envoy in front of local model servers, routed by the VirtualService.
 
 :class:`LocalMesh` implements :class:`~meshlab.mesh.base.MeshBackend` for one experiment. ``start``
-launches (or adopts, for ``url:`` versions) both model servers, one inbound Envoy per version (its
-sidecar, with its own admin/telemetry and, for the candidate, a tap of mirrored responses) and the
+launches (or adopts, for ``url:`` versions) every arm's model server, the control's too when the
+spec has one (:mod:`meshlab.mesh.local_arms`), one inbound Envoy per arm (its sidecar, with its own
+admin/telemetry and, for the candidate and the control, a tap of mirrored responses) and the
 outbound Envoy whose routes come from the step's plan, rendered in the experiment's routing API
 (VirtualService or HTTPRoute, both translated to the same Envoy routes), through file-based RDS. ``apply`` writes
 a new route file atomically (temporary file + rename in the watched directory) and returns once
@@ -22,10 +23,7 @@ from __future__ import annotations
 import atexit
 import functools
 import json
-import os
 import shutil
-import socket
-import sys
 import tempfile
 import time
 import weakref
@@ -35,56 +33,44 @@ from types import TracebackType
 from urllib.parse import urlsplit
 
 from meshlab.errors import ConfigError, MeshError
-from meshlab.manifests import Manifest, RoutingPlan, Step, routing_plan
+from meshlab.manifests import Manifest, RoutingPlan, Step, step_plan
 from meshlab.manifests import rollback as rollback_step
 from meshlab.mesh.base import Fault, MeshRun, RoutingState, RunContext
-from meshlab.mesh.envoy_bootstrap import (
-    INBOUND_LISTENER,
-    LOOPBACK,
-    OUTBOUND_LISTENER,
-    inbound_bootstrap,
-)
+from meshlab.mesh.envoy_bootstrap import INBOUND_LISTENER, LOOPBACK, OUTBOUND_LISTENER
 from meshlab.mesh.envoy_config import cluster_name, discovery_response, referenced_clusters
 from meshlab.mesh.envoy_httproute import step_route_configuration, step_subsets
-from meshlab.mesh.envoy_process import EnvoyProcess, counter, start_envoy
+from meshlab.mesh.envoy_process import EnvoyProcess, counter
 from meshlab.mesh.health import Component, FaultWatch, ProbeSettings
-from meshlab.mesh.processes import Child, ProcessGroup, http_ok, wait_until
+from meshlab.mesh.local_arms import (
+    TAPPED,
+    ArmName,
+    ArmServer,
+    arm_labels,
+    arm_subsets,
+    arm_versions,
+    free_port,
+    start_model_server,
+    start_sidecar,
+)
+from meshlab.mesh.processes import ProcessGroup, http_ok, wait_until
 from meshlab.mesh.router import (
-    APPLY_TIMEOUT_S,
+    RDS_FILE,
+    REJECTED,
+    await_routes,
     launch_router,
     read_routes,
-    served_version,
+    replace_route_file,
     take_down_failed_router,
+    version_info,
 )
 from meshlab.mesh.tap import TapReader
 from meshlab.registry import routing_renderer
 from meshlab.samples import Sample
-from meshlab.spec import Experiment, Local, LocalVersion
+from meshlab.spec import Experiment, Local
 from meshlab.spec.load import parse_extractor
-from meshlab.spec.local import substitute
 
-ARMS = ("baseline", "candidate")
-RDS_FILE = "routes.json"
+__all__ = ["RDS_FILE", "LocalMesh", "free_port"]  # free_port: for tests and tools
 _LIVE: weakref.WeakSet[LocalMesh] = weakref.WeakSet()
-
-
-def free_port() -> int:
-    """A loopback port free right now (for model servers that must be told their port)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
-
-
-def _substitute(text: str, ports: dict[str, int] | int, here: Path) -> str:
-    named = {"": ports} if isinstance(ports, int) else ports
-    return substitute(text, named, sys.executable, str(here))
-
-
-def _version_info(experiment: str, step: str, sequence: int, applied_at: float) -> str:
-    return json.dumps(
-        {"experiment": experiment, "step": step, "seq": sequence, "appliedAt": applied_at},
-        separators=(",", ":"),
-    )
 
 
 class LocalMesh:
@@ -123,14 +109,14 @@ class LocalMesh:
         self.outbound: EnvoyProcess | None = None
         self._clusters: set[str] = set()
         self._sequence = 0
-        self._tap: TapReader | None = None
+        self._taps: list[TapReader] = []
+        self.servers: dict[ArmName, ArmServer] = {}
         self._closed = False
         self.last_apply_seconds: float | None = None  # rename -> Envoy reports the new version
         self.router_restarts = 0  # times rollback restarted a dead or hung outbound Envoy
         self._watch = FaultWatch(probe)
         self._router: Component | None = None
         self._endpoints: dict[str, tuple[str, int]] = {}
-        self._ready_urls: dict[str, str] = {}
 
     @classmethod
     def for_run(cls, experiment: Experiment, run: RunContext) -> MeshRun:
@@ -156,70 +142,52 @@ class LocalMesh:
         timeout = self.local.startup_timeout
         (self.run_dir / "rds").mkdir(parents=True, exist_ok=True)
         (self.run_dir / "tap").mkdir(parents=True, exist_ok=True)
-        waiting: list[tuple[str, Child, str]] = []
-        for arm in ARMS:
-            version: LocalVersion = getattr(self.local, arm)
-            if version.url is not None:
-                self.model_urls[arm] = version.url.rstrip("/")
-                continue
-            assert version.command is not None and version.ready_url is not None  # spec-validated
-            ports = {name: free_port() for name in version.port_names}  # {port}, {port:grpc}...
-            port = ports[""]
-            argv = [_substitute(a, ports, self.here) for a in version.command]
-            env = {k: _substitute(v, ports, self.here) for k, v in version.env.items()}
-            child = self.group.start(
-                f"{arm} model server",
-                argv,
-                self.run_dir / f"{arm}.model.log",
-                env=env,
-                cwd=self.here,
-            )
-            self.model_urls[arm] = f"http://{LOOPBACK}:{port}"
-            self._ready_urls[arm] = _substitute(version.ready_url, ports, self.here)
-            waiting.append((arm, child, self._ready_urls[arm]))
-        service_port = self.experiment.spec.service.port
-        for arm in ARMS:  # sidecars start while the model servers load their models
-            parts = urlsplit(self.model_urls[arm])
-            tap = (
-                self.run_dir / "tap" / arm if arm == "candidate" and self.capture_mirrored else None
-            )
-            bootstrap = inbound_bootstrap(
-                service_port, parts.hostname or LOOPBACK, parts.port or 80, tap
-            )
-            self.sidecars[arm] = start_envoy(
+        servers = [
+            start_model_server(self.group, arm, version, self.here, self.run_dir)
+            for arm, version in arm_versions(self.experiment).items()
+        ]
+        tap_dir = self.run_dir / "tap" if self.capture_mirrored else None
+        for server in servers:  # sidecars start while the model servers load their models
+            self.servers[server.arm] = server
+            self.model_urls[server.arm] = server.url
+            self.sidecars[server.arm] = start_sidecar(
                 self.group,
-                f"{arm}-sidecar",
-                bootstrap,
+                server,
+                self.experiment.spec.service.port,
+                tap_dir,
                 self.run_dir,
                 timeout,
-                log_level=self.local.envoy_log_level,
+                self.local.envoy_log_level,
             )
-        for arm, child, ready_url in waiting:
-            wait_until(
-                functools.partial(http_ok, ready_url),
-                timeout,
-                f"spec.local.{arm}.readyUrl {ready_url} answered 2xx",
-                child,
-            )
-        if self.capture_mirrored:
+        for server in servers:
+            if server.child is not None and server.ready_url is not None:
+                which = "baseline" if server.arm == "control" else server.arm  # its command's
+                wait_until(
+                    functools.partial(http_ok, server.ready_url),
+                    timeout,
+                    f"spec.local.{which}.readyUrl {server.ready_url} answered 2xx"
+                    + (" (the control arm)" if server.arm == "control" else ""),
+                    server.child,
+                )
+        if tap_dir is not None:
             path = parse_extractor(self.experiment.spec.load.extractor_path)
-            self._tap = TapReader(self.run_dir / "tap", "candidate", "candidate", path)
-        self._start_outbound(routing_plan(self.experiment, step))
+            self._taps = [
+                TapReader(tap_dir, arm, arm, path)
+                for arm in TAPPED
+                if arm in {server.arm for server in servers}
+            ]
+        self._start_outbound(step_plan(self.experiment, step))
         self._watch_all()
 
     def _watch_all(self) -> None:
-        by_name = {c.name: c for c in self.group.children}
-        for arm in ARMS:
-            server = by_name.get(f"{arm} model server")
-            probe = self._ready_urls.get(arm, self.model_urls[arm])
-            where = "" if server is not None else self.model_urls[arm]
-            self._watch.watch(arm, f"{arm} model server", server, probe, where)  # type: ignore[arg-type]
+        for arm, server in self.servers.items():
+            # A control that fails is infrastructure (role "control"), never the candidate's fault.
+            probe = server.ready_url or server.url
+            where = "" if server.child is not None else server.url
+            self._watch.watch(arm, f"{arm} model server", server.child, probe, where)
             sidecar = self.sidecars[arm]
             self._watch.watch(
-                arm,  # type: ignore[arg-type]
-                f"{arm} sidecar Envoy",
-                sidecar.child,
-                sidecar.admin_url + "/ready",
+                arm, f"{arm} sidecar Envoy", sidecar.child, sidecar.admin_url + "/ready"
             )
         assert self.outbound is not None
         self._router = self._watch.watch(
@@ -228,9 +196,8 @@ class LocalMesh:
 
     @property
     def versions(self) -> dict[str, Mapping[str, str]]:
-        """``{subset: pod labels}`` of the versions this mesh runs (baseline, candidate)."""
-        spec = self.experiment.spec
-        return {v.subset: v.labels for v in (spec.baseline, spec.candidate)}
+        """``{subset: pod labels}`` of the versions this mesh runs (baseline, candidate, control)."""
+        return arm_labels(self.experiment)
 
     def _render(self, plan: RoutingPlan) -> list[Manifest]:
         """The plan's objects in the experiment's routing API (what a cluster would be given)."""
@@ -239,7 +206,7 @@ class LocalMesh:
     def _start_outbound(self, plan: RoutingPlan) -> None:
         spec = self.experiment.spec
         docs = self._render(plan)
-        subset_arm = {spec.baseline.subset: "baseline", spec.candidate.subset: "candidate"}
+        subset_arm = arm_subsets(self.experiment)
         endpoints: dict[str, tuple[str, int]] = {}
         for subset in step_subsets(docs, self.versions):
             sidecar = self.sidecars[subset_arm[subset]]
@@ -289,23 +256,11 @@ class LocalMesh:
                 "local mesh (its versions are fixed at start)"
             )
         self._sequence += 1
-        version = _version_info(
+        version = version_info(
             self.experiment.metadata.name, plan.step, self._sequence, time.time()
         )
-        self._replace_file(json.dumps(discovery_response(config, version)))
+        replace_route_file(self.run_dir / "rds", json.dumps(discovery_response(config, version)))
         return version
-
-    def _replace_file(self, text: str) -> None:
-        # Envoy watches the directory for files *moved* into it: write aside, then rename over.
-        directory = self.run_dir / "rds"
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".routes-", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, directory / RDS_FILE)
-
-    def _served_version(self) -> str | None:
-        assert self.outbound is not None
-        return served_version(self.outbound.admin_url)
 
     def apply(self, plan: RoutingPlan) -> None:
         """Route as ``plan`` says; returns once Envoy serves it. All or nothing.
@@ -324,29 +279,14 @@ class LocalMesh:
     def _apply_routes(self, plan: RoutingPlan, docs: Sequence[Manifest]) -> None:
         assert self.outbound is not None
         admin = self.outbound.admin_url
-        rejected_name = "http.outbound.rds.meshlab.update_rejected"
-        rejected = counter(admin, rejected_name)
+        rejected = counter(admin, REJECTED)
         previous = (self.run_dir / "rds" / RDS_FILE).read_text(encoding="utf-8")
         started = time.monotonic()
         version = self._write_routes(plan, docs)
-        deadline = started + APPLY_TIMEOUT_S
-        while True:
-            if self._served_version() == version:
-                self.last_apply_seconds = time.monotonic() - started
-                return
-            failed = counter(admin, rejected_name) > rejected
-            if failed or time.monotonic() > deadline:
-                self._replace_file(previous)  # the file on disk again says what Envoy serves
-                why = (
-                    "rejected the new routes"
-                    if failed
-                    else (f"did not load the new routes within {APPLY_TIMEOUT_S:g}s")
-                )
-                raise MeshError(
-                    f"step {plan.step}: Envoy {why}; the previous step stays in "
-                    f"force (see {self.run_dir / 'outbound.log'})"
-                )
-            time.sleep(0.005)
+        self.last_apply_seconds = await_routes(
+            admin, version, rejected, started, previous, plan.step,
+            self.run_dir / "rds", self.run_dir / "outbound.log",
+        )  # fmt: skip
 
     def status(self) -> RoutingState | None:
         """The step Envoy serves now, read back from its admin endpoint."""
@@ -365,7 +305,7 @@ class LocalMesh:
 
     def rollback(self) -> None:
         """All traffic to the baseline, no mirror; needs only the outbound Envoy (restarted if dead)."""
-        self.apply(routing_plan(self.experiment, rollback_step()))
+        self.apply(step_plan(self.experiment, rollback_step()))
 
     def _ensure_router(self) -> None:
         """Make sure the outbound Envoy answers; else restart it on its ports from its last routes."""
@@ -417,12 +357,13 @@ class LocalMesh:
         return self.group.pids
 
     def mirrored_samples(self, settle: float = 0.0) -> list[Sample]:
-        """Mirrored copies the candidate answered since the last call (``mirrored=True`` rows).
+        """Mirrored copies the candidate (and the control) answered since the last call.
 
         Sorted by start time; ``settle`` holds back copies younger than that many seconds so that
         rows from successive calls stay in order (see :meth:`TapReader.drain`).
         """
-        return self._tap.drain(settle) if self._tap is not None else []
+        rows = [row for tap in self._taps for row in tap.drain(settle)]
+        return sorted(rows, key=lambda s: s.timestamp)
 
     def check(self) -> None:
         """MeshError if a child process died on its own or a component stopped answering."""

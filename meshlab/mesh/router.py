@@ -7,22 +7,29 @@ it: a router that exited, or that the fault watch (or one last probe) found sile
 a ``router`` fault and, if still alive (hung or SIGSTOPped, holding the ports), SIGKILLed. The
 mesh then launches a new one on the same ports; the RDS file on disk always holds the last routes
 the router acknowledged (``apply`` restores it when an update fails), so that is what it serves.
+:func:`replace_route_file` writes that file atomically and :func:`await_routes` waits until the
+router serves a new version, or restores the previous file and raises.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from meshlab.errors import MeshError
 from meshlab.mesh.envoy_bootstrap import outbound_bootstrap
-from meshlab.mesh.envoy_process import EnvoyProcess, admin_json, start_envoy
+from meshlab.mesh.envoy_process import EnvoyProcess, admin_json, counter, start_envoy
 from meshlab.mesh.health import FaultWatch, answers, exit_detail
 from meshlab.mesh.processes import ProcessGroup, kill_now, wait_until
 from meshlab.spec import Local
 
 APPLY_TIMEOUT_S = 10.0
+RDS_FILE = "routes.json"
+REJECTED = "http.outbound.rds.meshlab.update_rejected"  # the router's counter of refused updates
 LAST_PROBE_S = 2.0  # how long a rollback waits for an admin answer before replacing the router
 
 
@@ -37,6 +44,47 @@ def served_version(admin_url: str) -> str | None:
     """The ``version_info`` of the routes the router serves (meshlab's step stamp)."""
     entry = read_routes(admin_url)
     return str(entry.get("version_info")) if entry else None
+
+
+def version_info(experiment: str, step: str, sequence: int, applied_at: float) -> str:
+    """meshlab's step stamp, the ``version_info`` of a route file."""
+    return json.dumps(
+        {"experiment": experiment, "step": step, "seq": sequence, "appliedAt": applied_at},
+        separators=(",", ":"),
+    )
+
+
+def replace_route_file(directory: Path, text: str) -> None:
+    """Envoy watches the directory for files *moved* into it: write aside, then rename over."""
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".routes-", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, directory / RDS_FILE)
+
+
+def await_routes(
+    admin_url: str, version: str, rejected: float, started: float, previous: str, step: str,
+    directory: Path, log: Path,
+) -> float:  # fmt: skip
+    """Seconds from ``started`` until the router serves ``version``; if it refuses the update
+    (its rejected counter passes ``rejected``) or times out, ``previous`` is written back (the
+    file again says what the router serves) and MeshError raised."""
+    deadline = started + APPLY_TIMEOUT_S
+    while True:
+        if served_version(admin_url) == version:
+            return time.monotonic() - started
+        failed = counter(admin_url, REJECTED) > rejected
+        if failed or time.monotonic() > deadline:
+            replace_route_file(directory, previous)
+            why = (
+                "rejected the new routes"
+                if failed
+                else f"did not load the new routes within {APPLY_TIMEOUT_S:g}s"
+            )
+            raise MeshError(
+                f"step {step}: Envoy {why}; the previous step stays in force (see {log})"
+            )
+        time.sleep(0.005)
 
 
 def file_version(rds_file: Path) -> str:

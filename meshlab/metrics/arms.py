@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 from meshlab.errors import ConfigError
 from meshlab.manifests.gateway import backend_service_name
-from meshlab.manifests.routing import Arm, routing_plan
+from meshlab.manifests.routing import Arm, step_plan
 from meshlab.manifests.steps import rollback
 from meshlab.metrics.base import Clock
 from meshlab.metrics.prometheus import PrometheusMetrics
@@ -33,12 +33,21 @@ from meshlab.spec.metrics import ArmNames, PrometheusQueries
 ARM_NAMES: tuple[Arm, ...] = ("baseline", "candidate")
 
 
+def _arms(experiment: Experiment) -> tuple[Arm, ...]:
+    """The arms with series of their own: the control too when the spec has one."""
+    return (*ARM_NAMES, "control") if experiment.spec.control is not None else ARM_NAMES
+
+
 def arm_variables(
     experiment: Experiment, templates: TemplateSet, workloads: ArmNames | None = None
 ) -> dict[str, dict[str, str]]:
     """The template variables selecting each arm of ``experiment`` for the ``templates`` set."""
     spec = experiment.spec
     versions = {"baseline": spec.baseline, "candidate": spec.candidate}
+    control = spec.control_version
+    if control is not None:  # its own subset, its own pods' version label
+        versions["control"] = control
+    arms = _arms(experiment)
     if templates.name == "envoy":
         return {
             arm: {"arm": envoy_cluster_name(spec.service.port, v.subset, spec.service.host)}
@@ -46,8 +55,7 @@ def arm_variables(
         }
     namespace = experiment.metadata.namespace
     common = {
-        arm: {"namespace": namespace, "service_regex": _services(experiment, arm)}
-        for arm in ARM_NAMES
+        arm: {"namespace": namespace, "service_regex": _services(experiment, arm)} for arm in arms
     }
     if templates.name in BY_WORKLOAD:
         if workloads is None:
@@ -55,10 +63,16 @@ def arm_variables(
                 f"spec.metrics.prometheus.queries.workloads: templates {templates.name} needs the "
                 "Deployment of each version ({baseline: ..., candidate: ...})"
             )
-        return {arm: {**common[arm], "arm": getattr(workloads, arm)} for arm in ARM_NAMES}
+        if "control" in arms and workloads.control is None:
+            raise ConfigError(
+                "spec.metrics.prometheus.queries.workloads.control: with spec.control, templates "
+                f"{templates.name} needs the control's Deployment too (e.g. "
+                "control: fraud-v1-control)"
+            )
+        return {arm: {**common[arm], "arm": str(getattr(workloads, arm))} for arm in arms}
     if templates.name in BY_VERSION:
         out: dict[str, dict[str, str]] = {}
-        for arm in ARM_NAMES:
+        for arm in arms:
             value = versions[arm].labels.get("version")
             if not value:
                 raise ConfigError(
@@ -76,7 +90,7 @@ def _services(experiment: Experiment, arm: Arm) -> str:
     service = experiment.spec.service.host.split(".", 1)[0]
     if experiment.spec.target.routing != "gateway-api":
         return promql_regex_literal(service)
-    plan = routing_plan(experiment, rollback())
+    plan = step_plan(experiment, rollback())
     backend = backend_service_name(plan, plan.version(arm))
     return f"(?:{promql_regex_literal(service)}|{promql_regex_literal(backend)})"
 
@@ -107,7 +121,9 @@ def from_experiment(
         verify_tls=prom.verify_tls,
         ca_file=queries.ca_file,
         timeout=prom.query_timeout,
-        mirrored_arm="candidate" if spec.strategy == "shadow" else None,
+        mirrored_arm=tuple(a for a in _arms(experiment) if a != "baseline")
+        if spec.strategy == "shadow"
+        else None,
         clock=clock,
         environ=environ,
     )

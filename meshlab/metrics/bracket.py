@@ -78,15 +78,17 @@ class BracketedComparison:
         mode: Mode = "canary",
         *,
         bounds: Sequence[float] | Callable[[], Sequence[float]] = DEFAULT_BUCKETS_MS,
+        control: bool = False,
     ) -> None:
         """``bounds``: the bucket bounds (ms) of the pseudo-samples, or a callable returning them
         at each update (e.g. ``lambda: backend.bounds or DEFAULT_BUCKETS_MS``), since a backend
-        learns the buckets only from its first data."""
+        learns the buckets only from its first data. ``control``: compare the candidate with the
+        control arm's series (``arm`` 2) instead of the baseline's, as ``Comparison`` does."""
         self.analysis = analysis
         self.mode = mode
         self._bounds = bounds
-        self.pessimistic = Comparison(analysis, mode)
-        self.optimistic = Comparison(analysis, mode)
+        self.pessimistic = Comparison(analysis, mode, control=control)
+        self.optimistic = Comparison(analysis, mode, control=control)
         self.decision: Decision | None = None
         self._first: float | None = None
         self._last = 0.0

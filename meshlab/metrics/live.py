@@ -41,7 +41,7 @@ from meshlab.metrics.base import (
     fetch_or_hold,
     source_label,
 )
-from meshlab.samples import ARMS, Sample, Samples
+from meshlab.samples import ALL_ARMS, ARMS, Sample, Samples
 
 # Run the deciding query just past the end of the grace period (Outage.expired is strict).
 _PAST_DEADLINE_S = 0.01
@@ -52,7 +52,7 @@ def samples_to_rows(samples: Samples) -> list[Sample]:
     return [
         Sample(
             float(samples.timestamp[i]),
-            ARMS[int(samples.arm[i])],
+            ALL_ARMS[int(samples.arm[i])],
             str(samples.request_id[i]),
             float(samples.latency_ms[i]),
             int(samples.status[i]),
@@ -167,7 +167,9 @@ class PrometheusLiveSamples:
         if self._first_end is None:
             self._first_end = end
         self._last_end = max(self._last_end, end)
-        counts = {arm: 0 for arm in ARMS}
+        # the control is watched once its series has been seen (a control that never appears is
+        # the controller's missing evidence, not a silence)
+        counts = {arm: 0 for arm in ARMS + (("control",) if "control" in self._arm_last else ())}
         for row in rows:
             counts[row.arm] = counts.get(row.arm, 0) + 1
         for arm, n in counts.items():

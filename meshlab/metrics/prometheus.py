@@ -36,7 +36,7 @@ from meshlab.metrics.base import ArmTotals, Clock, Window, empty_samples
 from meshlab.metrics.histogram import ArmWindow, Buckets, counter_delta, describe, window_columns
 from meshlab.metrics.outages import classify
 from meshlab.metrics.templates import TemplateSet
-from meshlab.samples import ARMS, Samples
+from meshlab.samples import ALL_ARMS, ARMS, Samples
 from meshlab.secrets import read_token
 
 SeriesKey = tuple[tuple[str, str], ...]
@@ -85,8 +85,9 @@ def redact_url(url: str) -> str:
 class PrometheusMetrics:
     """A :class:`~meshlab.metrics.base.MetricsProvider` reading one experiment from Prometheus.
 
-    ``arms`` maps ``baseline``/``candidate`` to the template variables selecting that arm's series.
-    ``mirrored_arm`` marks that arm's pseudo-samples as mirrored (shadow tests).
+    ``arms`` maps ``baseline``/``candidate`` (and ``control``, with ``spec.control``) to the
+    template variables selecting that arm's series. ``mirrored_arm`` marks that arm's (or those
+    arms') pseudo-samples as mirrored (shadow tests: the candidate, and the control).
     """
 
     def __init__(
@@ -100,12 +101,15 @@ class PrometheusMetrics:
         verify_tls: bool = True,
         ca_file: str | None = None,
         timeout: float = 5.0,
-        mirrored_arm: str | None = None,
+        mirrored_arm: str | tuple[str, ...] | None = None,
         clock: Clock = time.time,
         environ: Mapping[str, str] | None = None,
     ) -> None:
-        if set(arms) != set(ARMS):
-            raise ConfigError(f"arms must be exactly {', '.join(ARMS)} (got {', '.join(arms)})")
+        if not set(ARMS) <= set(arms) <= set(ALL_ARMS):
+            raise ConfigError(
+                f"arms must be {', '.join(ARMS)} and optionally control (got {', '.join(arms)})"
+            )
+        self.arms = tuple(arm for arm in ALL_ARMS if arm in arms)
         if not (timeout > 0 and math.isfinite(timeout)):
             raise ConfigError("spec.metrics.prometheus.queryTimeout: must be above 0 (e.g. '5s')")
         self.name = f"prometheus({templates.name})"
@@ -115,7 +119,8 @@ class PrometheusMetrics:
         self._queries = {arm: templates.render(values) for arm, values in arms.items()}
         self._token_env, self._token_file, self._environ = token_env, token_file, environ
         load_token(token_env, token_file, environ)  # fail fast on a misconfigured token
-        self._mirrored_arm = mirrored_arm
+        mirrored = (mirrored_arm,) if isinstance(mirrored_arm, str) else (mirrored_arm or ())
+        self._mirrored = tuple(ALL_ARMS.index(arm) for arm in mirrored if arm in self.arms)
         self._clock = clock
         self._timeout = timeout
         self.query_timeout = timeout  # seconds for one look's queries together
@@ -129,7 +134,7 @@ class PrometheusMetrics:
             timeout=timeout,  # type: ignore[arg-type]  # requests accepts float seconds
         )
         self._last: dict[str, dict[str, dict[SeriesKey, float]]] = {
-            arm: {"requests": {}, "latency": {}} for arm in ARMS
+            arm: {"requests": {}, "latency": {}} for arm in self.arms
         }
         self._started_at: float | None = None
         self._carried: dict[str, dict[int, int]] = {}
@@ -275,7 +280,8 @@ class PrometheusMetrics:
         columns: list[tuple[int, Any, Any, Any]] = []
         totals: dict[str, ArmTotals] = {}
         used: list[ArmWindow] = []
-        for arm_index, arm in enumerate(ARMS):
+        for arm in self.arms:
+            arm_index = ALL_ARMS.index(arm)
             window = self._with_pending(windows[arm])
             if window is None:
                 continue
@@ -292,7 +298,6 @@ class PrometheusMetrics:
         n = int(ts.size)
         ids = np.array([f"prom-{self._seq + i}" for i in range(n)], dtype=np.str_)
         self._seq += n
-        mirrored_index = ARMS.index(self._mirrored_arm) if self._mirrored_arm else -1
         samples = Samples(
             ts[order],
             arm_col[order],
@@ -300,7 +305,7 @@ class PrometheusMetrics:
             np.concatenate([c[2] for c in columns])[order],
             np.concatenate([c[3] for c in columns])[order],
             np.full(n, None, dtype=object),
-            (arm_col == mirrored_index)[order],
+            np.isin(arm_col, self._mirrored)[order],
         )
         return Window(start, end, samples, totals, describe(used), self.bounds)
 

@@ -64,15 +64,18 @@ class SourcedComparison:
         bounds: Sequence[float] | Callable[[], Sequence[float]],
         source: str = "Prometheus",
         raw: str = "the load generator's primaries and the collector's shadow predictions",
+        control: bool = False,
     ) -> None:
         self.analysis = analysis
         self.mode = mode
         prom = _part(analysis, FROM_PROMETHEUS, True)
         rest = _part(analysis, FROM_PROMETHEUS, False)
         self.prometheus = (
-            BracketedComparison(prom, mode, bounds=bounds) if prom is not None else None
+            BracketedComparison(prom, mode, bounds=bounds, control=control)
+            if prom is not None
+            else None
         )
-        self.raw = Comparison(rest, mode) if rest is not None else None
+        self.raw = Comparison(rest, mode, control=control) if rest is not None else None
         self.fed_by = {
             m.name: source if m.type in FROM_PROMETHEUS else raw for m in analysis.metrics
         }

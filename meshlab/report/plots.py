@@ -16,10 +16,17 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
 from meshlab.report.record import RunRecord
-from meshlab.samples import BASELINE, CANDIDATE
+from meshlab.samples import BASELINE, CANDIDATE, CONTROL, Samples
 
-COLORS = {BASELINE: "#1f77b4", CANDIDATE: "#d62728"}
-ARM_NAMES = {BASELINE: "baseline", CANDIDATE: "candidate"}
+COLORS = {BASELINE: "#1f77b4", CANDIDATE: "#d62728", CONTROL: "#2ca02c"}
+ARM_NAMES = {BASELINE: "baseline", CANDIDATE: "candidate", CONTROL: "control"}
+
+
+def _arms(s: Samples) -> tuple[int, ...]:
+    """The arms with rows: baseline and candidate, and the control in a run with one."""
+    return (
+        (BASELINE, CANDIDATE, CONTROL) if bool((s.arm == CONTROL).any()) else (BASELINE, CANDIDATE)
+    )
 
 
 def _png(fig: Figure) -> bytes:
@@ -50,7 +57,7 @@ def latency_ecdf(run: RunRecord) -> bytes:
     fig, ax = plt.subplots(figsize=(7, 3.6))
     s = run.samples
     ok = ~s.errors(_expected(run))
-    for arm in (BASELINE, CANDIDATE):
+    for arm in _arms(s):
         values = np.sort(s.latency_ms[ok & (s.arm == arm)])
         if values.size:
             ax.step(
@@ -79,7 +86,7 @@ def error_rate(run: RunRecord) -> bytes:
     """Error rate per arm over time (by the one rule, with the run's expected statuses)."""
     fig, ax = plt.subplots(figsize=(7, 3.2))
     rel, edges = _bins(run, 5.0)
-    for arm in (BASELINE, CANDIDATE):
+    for arm in _arms(run.samples):
         mask = run.samples.arm == arm
         total, _ = np.histogram(rel[mask], edges)
         errors, _ = np.histogram(rel[mask & run.samples.errors(_expected(run))], edges)
@@ -172,33 +179,38 @@ def prediction_disagreement(run: RunRecord) -> bytes:
             for rid, p, m, a in zip(s.request_id, s.prediction, s.mirrored, s.arm, strict=True)
             if not m and a == BASELINE and p is not None
         }
-        pairs = [
-            (t, primary[rid] != p)
-            for t, rid, p, m in zip(
-                s.timestamp, s.request_id, s.prediction, s.mirrored, strict=True
-            )
-            if m and p is not None and rid in primary
-        ]
-        if pairs:
-            t = np.array([p[0] for p in pairs]) - _t0(run)
-            differ = np.cumsum([p[1] for p in pairs]) / np.arange(1, len(pairs) + 1)
-            ax.plot(t, 100 * differ, color=COLORS[CANDIDATE])
+        for arm in _arms(s)[1:]:  # the candidate's copies, and the control's (its floor)
+            pairs = [
+                (t, primary[rid] != p)
+                for t, rid, p, m, a in zip(
+                    s.timestamp, s.request_id, s.prediction, s.mirrored, s.arm, strict=True
+                )
+                if m and a == arm and p is not None and rid in primary
+            ]
+            if pairs:
+                t = np.array([p[0] for p in pairs]) - _t0(run)
+                differ = np.cumsum([p[1] for p in pairs]) / np.arange(1, len(pairs) + 1)
+                ax.plot(t, 100 * differ, color=COLORS[arm], label=ARM_NAMES[arm])
+        if len(_arms(s)) > 2:
+            _legend(ax)
         ax.set_ylabel("pairs that disagree (%)")
         ax.set_xlabel("seconds since start")
         ax.set_title("Prediction disagreement, shadow vs primary (cumulative)")
     else:
+        arms = _arms(s)
         keys: dict[str, list[int]] = {}
         for arm, p in zip(s.arm, s.prediction, strict=True):
             if p is not None:
-                keys.setdefault(str(p), [0, 0])[int(arm)] += 1
+                keys.setdefault(str(p), [0, 0, 0])[int(arm)] += 1
         labels = sorted(keys)[:20]
-        totals = [max(1, sum(keys[k][a] for k in keys)) for a in (0, 1)]
+        totals = [max(1, sum(keys[k][a] for k in keys)) for a in (0, 1, 2)]
         x = np.arange(len(labels))
-        for arm, offset in ((BASELINE, -0.2), (CANDIDATE, 0.2)):
+        width = 0.8 / len(arms)
+        for i, arm in enumerate(arms):
             ax.bar(
-                x + offset,
+                x + (i - (len(arms) - 1) / 2) * width,
                 [100 * keys[k][arm] / totals[arm] for k in labels],
-                width=0.4,
+                width=width,
                 color=COLORS[arm],
                 label=ARM_NAMES[arm],
             )

@@ -20,8 +20,8 @@ VERDICT_WORDS = {
     "inconclusive": "INCONCLUSIVE: the evidence did not settle the question before the limits",
 }
 EFFECT_WORDS = {
-    "latency": "relative change of the p{q} latency (candidate / baseline - 1)",
-    "error-rate": "absolute change of the error rate (candidate - baseline; errors are statuses other than 2xx, 3xx and spec.analysis.expectedStatuses; status 0, a transport failure, always)",
+    "latency": "relative change of the p{q} latency (candidate / {ref} - 1)",
+    "error-rate": "absolute change of the error rate (candidate - {ref}; errors are statuses other than 2xx, 3xx and spec.analysis.expectedStatuses; status 0, a transport failure, always)",
     "prediction-divergence": "share of requests on which the two versions' predictions differ",
 }
 
@@ -42,13 +42,16 @@ def _effect(m: MetricSummary) -> str:
             "total-variation distance between the two arms' prediction distributions "
             "(the largest share of requests whose predicted class would change)"
         )
-    return str(EFFECT_WORDS.get(m.type, m.type)).format(q=_quantile_label(m))
+    return str(EFFECT_WORDS.get(m.type, m.type)).format(q=_quantile_label(m), ref=_reference(m))
 
 
 def _guarantees(r: RunResult) -> list[str]:
+    reference = (
+        "control" if any(m.comparison.endswith("control") for m in r.metrics) else "baseline"
+    )
     lines = [
         f"Over every look of the run: P(abort) <= {r.alpha:g} if the candidate is no "
-        f"worse than the baseline on every metric; P(promote) <= {r.beta:g} if some "
+        f"worse than the {reference} on every metric; P(promote) <= {r.beta:g} if some "
         "metric is worse by at least its tolerance.",
         "",
     ]
@@ -60,12 +63,13 @@ def _guarantees(r: RunResult) -> list[str]:
 
 def _metric_sentence(m: MetricSummary) -> str:
     effect = _effect(m)
-    n = f"{m.n_baseline} baseline and {m.n_candidate} candidate observations"
-    head = f"**{m.name}** — {effect}: estimate {pct(m.estimate)}, interval [{pct(m.lower)}, {pct(m.upper)}] from {n}; tolerance {pct(m.tolerance)}."
+    reference = _reference(m)
+    n = f"{m.n_baseline} {reference} and {m.n_candidate} candidate observations"
+    head = f"**{m.name}** ({m.comparison}) — {effect}: estimate {pct(m.estimate)}, interval [{pct(m.lower)}, {pct(m.upper)}] from {n}; tolerance {pct(m.tolerance)}."
     if m.verdict == "fail" and m.abort_threshold:
         why = "The interval lies entirely above the tolerance, so the candidate is worse than allowed on this metric (abort)."
     elif m.verdict == "fail":
-        why = "The interval lies entirely above 0, so the candidate is worse than the baseline on this metric (abort)."
+        why = f"The interval lies entirely above 0, so the candidate is worse than the {reference} on this metric (abort)."
     elif m.verdict == "pass":
         why = "The whole interval lies below the tolerance, so any degradation is smaller than what was declared acceptable."
     elif not m.n_baseline or not m.n_candidate:
@@ -73,6 +77,11 @@ def _metric_sentence(m: MetricSummary) -> str:
     else:
         why = "The interval still contains 0 and reaches above the tolerance, so neither conclusion is proven yet."
     return f"{head} {why}"
+
+
+def _reference(m: MetricSummary) -> str:
+    """The arm the candidate was compared with: "control" or "baseline"."""
+    return m.comparison.rsplit(" ", 1)[-1]
 
 
 def _quantile_label(m: MetricSummary) -> str:
@@ -84,15 +93,12 @@ def _quantile_label(m: MetricSummary) -> str:
 def _steps_table(result: RunResult) -> list[str]:
     if not result.steps:
         return []
-    lines = [
-        "| step | routing | duration | requests baseline / candidate | outcome |",
-        "|---|---|---|---|---|",
-    ]
+    control = any(s.control for s in result.steps)
+    arms = "baseline / candidate / control" if control else "baseline / candidate"
+    lines = [f"| step | routing | duration | requests {arms} | outcome |", "|---|---|---|---|---|"]
     for s in result.steps:
-        lines.append(
-            f"| {s.step} | {s.label} | {s.duration_s:.1f} s | {s.baseline} / {s.candidate} | "
-            f"{s.outcome} |"
-        )
+        counts = f"{s.baseline} / {s.candidate}" + (f" / {s.control}" if control else "")
+        lines.append(f"| {s.step} | {s.label} | {s.duration_s:.1f} s | {counts} | {s.outcome} |")
     return lines
 
 

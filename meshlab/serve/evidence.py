@@ -64,8 +64,13 @@ class Evidence:
             timeout=prometheus.timeout,
             clock=self._clock,
         )
+        # Argo Rollouts and Flagger run two arms (stable, canary) and no control: the canary is
+        # compared with the stable, and the answer says so ("candidate vs baseline").
         self.comparison = BracketedComparison(
-            record.analysis, "canary", bounds=lambda: self.provider.bounds or DEFAULT_BUCKETS_MS
+            record.analysis,
+            "canary",
+            bounds=lambda: self.provider.bounds or DEFAULT_BUCKETS_MS,
+            control=False,
         )
         self.counts = Counts()
         self.applied = -1  # reads done after the start mark; -1 = not even the start

@@ -44,6 +44,7 @@ class ArmNames(StrictModel):
 
     baseline: DnsLabel
     candidate: DnsLabel
+    control: DnsLabel | None = None  # the control arm's object (with spec.control)
 
     @model_validator(mode="after")
     def _distinct(self) -> ArmNames:

@@ -50,8 +50,20 @@ def test_bad_collector_urls_say_what_to_give(url: str) -> None:
 
 
 def test_both_versions_must_be_named() -> None:
-    with pytest.raises(ConfigError, match="exactly the baseline and the candidate"):
+    with pytest.raises(ConfigError, match="must name the baseline and the candidate"):
         logger_patches({"baseline": "fraud-v1"}, "models", "http://c:8080")
+    with pytest.raises(ConfigError, match="must name the baseline and the candidate"):
+        logger_patches({"baseline": "a", "candidate": "b", "other": "c"}, "models", "http://c")
+
+
+def test_the_control_gets_its_own_logger_when_named() -> None:
+    patches = logger_patches(
+        {"baseline": "fraud-v1", "candidate": "fraud-v2", "control": "fraud-v1-control"},
+        "models",
+        "http://c:8080",
+    )
+    urls = [p["spec"]["predictor"]["logger"]["url"] for p in patches]
+    assert urls == [f"http://c:8080/events/{arm}" for arm in ("baseline", "candidate", "control")]
 
 
 def test_from_spec() -> None:

@@ -6,10 +6,7 @@ Envoy, and the run's collector fed by the tap's captures per the documented cont
 paired with the collector's shadow rows, all through the run's one ordered merge. Both demo
 candidates reach the tap path's verdicts, and the report says which source fed which metric.
 
-``meshlab.experiment.run.analyzer_factory`` does not yet pick the split comparison (run.py belongs
-to another change); the child process applies exactly the wiring the lead is asked to add
-(``WIRING`` below: ``analysis_core`` for a run whose rows are Prometheus's and the collector's),
-and nothing else. Once run.py calls ``analysis_core`` itself, the wiring is a no-op.
+The run picks the split comparison itself (``analysis_core`` in ``meshlab.experiment.run``).
 Each meshlab process runs in its own process group, killed in ``finally`` whatever happens.
 """
 
@@ -29,36 +26,10 @@ import yaml
 
 from tests.conftest import REPO
 from tests.experiment.test_collector_local import _spec
-from tests.experiment.test_prometheus_end_to_end import _free_port
 from tests.experiment.test_prometheus_end_to_end import prometheus as prometheus  # fixture
+from tests.metrics.conftest import free_port
 
 pytestmark = [pytest.mark.envoy, pytest.mark.slow]
-
-WIRING = """
-import sys
-from meshlab.experiment import run
-from meshlab.experiment.sources import StatsAnalyzer, analysis_core, uses_collector
-from meshlab.stats.serialize import assessment_to_json
-
-_factory = run.analyzer_factory
-
-
-def analyzer_factory(experiment, bounds=None):
-    if bounds is None or not uses_collector(experiment):
-        return _factory(experiment, bounds)
-
-    def make(mode, alpha, beta):
-        analysis = experiment.spec.analysis.model_copy(update={"alpha": alpha, "beta": beta})
-        return StatsAnalyzer(analysis_core(experiment, analysis, mode, bounds), assessment_to_json)
-
-    return make
-
-
-run.analyzer_factory = analyzer_factory
-from meshlab.cli import entrypoint
-
-entrypoint()
-"""
 
 
 def _both(tmp: Path, candidate: str, url: str, admin: int) -> Path:
@@ -69,7 +40,7 @@ def _both(tmp: Path, candidate: str, url: str, admin: int) -> Path:
     body["metrics"] = {
         "source": "prometheus",
         "prometheus": {"url": url, "interval": "1s", "gracePeriod": "15s"},
-        "collector": {"port": _free_port()},
+        "collector": {"port": free_port()},
     }
     body["local"]["adminPort"] = admin
     body["limits"]["maxDuration"] = "60s"
@@ -85,7 +56,7 @@ def test_prometheus_feeds_errors_and_the_collector_divergence_in_one_merge(
     url, admin = prometheus
     spec = _both(tmp_path, candidate, url, admin)
     proc = subprocess.Popen(
-        [sys.executable, "-c", WIRING, "shadow", "start", "-f", str(spec), "--json",
+        [sys.executable, "-m", "meshlab", "shadow", "start", "-f", str(spec), "--json",
          "--runs", str(tmp_path / "runs")],
         cwd=REPO, env={**os.environ, "MESHLAB_HOME": str(tmp_path / "home")}, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,

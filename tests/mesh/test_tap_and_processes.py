@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from meshlab.errors import MeshError, SpecError
-from meshlab.mesh.local import _substitute, free_port
+from meshlab.mesh.local_arms import _substitute, free_port
 from meshlab.mesh.processes import ProcessGroup, http_ok, wait_until
 from meshlab.mesh.tap import TapReader, extract_prediction, sample_from_trace
 from meshlab.spec import parse_experiment

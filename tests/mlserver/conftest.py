@@ -70,7 +70,7 @@ class Server:
     log: Path
 
 
-def start(variant: str, name: str, logs: Path) -> Server:
+def start(variant: str, name: str, logs: Path, label: str | None = None) -> Server:
     http = free_port()
     env = {
         **os.environ,
@@ -81,7 +81,7 @@ def start(variant: str, name: str, logs: Path) -> Server:
         "MLSERVER_PARALLEL_WORKERS": "0",
         "PYTHONPATH": str(EXAMPLE),
     }
-    log = logs / f"mlserver-{variant}.log"
+    log = logs / f"mlserver-{label or variant}.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [str(MLSERVER), "start", str(EXAMPLE / "models" / variant)],
@@ -120,10 +120,19 @@ def stop(servers: list[Server]) -> None:
 @contextlib.contextmanager
 def running(variants: dict[str, str], logs: Path) -> Iterator[dict[str, Server]]:
     """Start ``{variant: model name}`` at once, wait until each model is ready, stop them all."""
+    with running_as({v: (v, name) for v, name in variants.items()}, logs) as started:
+        yield started
+
+
+@contextlib.contextmanager
+def running_as(copies: dict[str, tuple[str, str]], logs: Path) -> Iterator[dict[str, Server]]:
+    """Start ``{label: (variant, model name)}`` (several copies of one variant allowed), wait until
+    each model is ready, stop them all; the result is keyed by label."""
     servers: list[Server] = []
+    labels = list(copies)
     try:
-        for variant, name in variants.items():
-            servers.append(start(variant, name, logs))
+        for label, (variant, name) in copies.items():
+            servers.append(start(variant, name, logs, label))
         deadline = time.monotonic() + STARTUP_S
         for server in servers:
             while not _ready(server.ready):
@@ -132,6 +141,6 @@ def running(variants: dict[str, str], logs: Path) -> Iterator[dict[str, Server]]
                     tail = server.log.read_text(errors="replace")[-800:]
                     raise RuntimeError(f"MLServer {server.variant} not ready (exit {code}): {tail}")
                 time.sleep(0.3)
-        yield {s.variant: s for s in servers}
+        yield dict(zip(labels, servers, strict=True))
     finally:
         stop(servers)
