@@ -145,8 +145,13 @@ def test_prometheus_with_a_collector_is_accepted_and_analysed_by_source() -> Non
     assert isinstance(analysis_core(alone, alone.spec.analysis, "shadow", None), Comparison)
     raw = analysis_core(alone, alone.spec.analysis, "shadow", None, control=True)
     assert isinstance(raw, Comparison) and raw.control
-    with pytest.raises(ConfigError, match=r"^spec.control: "):
-        analysis_core(alone, alone.spec.analysis, "shadow", bounds, control=True)
+    # with a control, every part compares the candidate with the control's own series/rows
+    bracketed = analysis_core(alone, alone.spec.analysis, "shadow", bounds, control=True)
+    assert isinstance(bracketed, BracketedComparison) and bracketed.pessimistic.control
+    split = analysis_core(exp, exp.spec.analysis, "shadow", bounds, control=True)
+    assert isinstance(split, SourcedComparison)
+    assert split.prometheus is not None and split.prometheus.pessimistic.control
+    assert split.raw is not None and split.raw.control
 
 
 def test_a_bracketed_comparison_refuses_raw_rows_beside_prometheus_rows() -> None:
