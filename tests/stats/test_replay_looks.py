@@ -115,10 +115,47 @@ def test_every_look_of_a_recorded_shadow_file_matches(tmp_path: Path, flip: floa
     flips = rng.random(n) < flip
     preds = np.stack([labels, np.where(flips, "review", labels)], axis=1).ravel().tolist()
     ids = np.repeat([f"r{i}" for i in range(n)], 2).tolist()
-    status = np.where(rng.random(2 * n) < 0.01, 503, 200)
+    # a bad request fails on both copies (1%), and each copy fails on its own too (0.1%):
+    # the paired error test sees concordant and discordant pairs
+    bad = np.repeat(rng.random(n) < 0.01, 2)
+    status = np.where(bad | (rng.random(2 * n) < 0.001), 503, 200)
     data = make_samples(arm, lat, status, preds, mirrored=arm == 1, request_id=ids)
     outcomes = every_look(recorded(tmp_path, data), 20, "shadow", LATENCY, ERRORS, DIVERGENCE)
     assert ("abort" if flip > 0.1 else "promote") in outcomes
+
+
+@pytest.mark.parametrize("cand_err", [0.0, 0.08])
+def test_every_look_matches_with_incomplete_and_late_shadow_pairs(
+    tmp_path: Path, cand_err: float
+) -> None:
+    """Copies lost, primaries lost, copies ahead of their primary: the paired error counts
+    (and the failed copies still unmatched) agree at every look."""
+    rng = np.random.default_rng(8)
+    n = 3000
+    ids = [f"r{i}" for i in range(n)]
+    rows: list[tuple[int, str, int, bool]] = []  # (arm, id, status, mirrored)
+    for rid in ids:
+        bad = rng.random() < 0.01
+        primary = (0, rid, 503 if bad or rng.random() < 0.001 else 200, False)
+        copy_fails = bad or rng.random() < 0.001 + cand_err
+        copy = (1, rid, 503 if copy_fails else 200, True)
+        pair = [primary, copy]
+        if rng.random() < 0.3:
+            pair.reverse()  # the copy is recorded first
+        if rng.random() < 0.05:
+            pair = [p for p in pair if p[3]]  # the primary never recorded
+        elif rng.random() < 0.05:
+            pair = [p for p in pair if not p[3]]  # the copy never recorded
+        rows += pair
+    arm = np.array([r[0] for r in rows])
+    status = np.array([r[2] for r in rows])
+    lat = np.exp(rng.normal(3.0, 0.3, len(rows)))
+    data = make_samples(
+        arm, lat, status, ["legit"] * len(rows),
+        mirrored=np.array([r[3] for r in rows]), request_id=[r[1] for r in rows],
+    )  # fmt: skip
+    outcomes = every_look(recorded(tmp_path, data), 30, "shadow", ERRORS)
+    assert ("abort" if cand_err else "promote") in outcomes
 
 
 def test_quick_certificate_never_claims_more_than_the_bound() -> None:
