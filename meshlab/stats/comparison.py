@@ -294,8 +294,8 @@ class Comparison:
             lo, est, hi = float(lo_), float(est_), float(hi_)
             method = "paired error-rate difference"
             how = (
-                "sequential McNemar on the discordant pairs by request_id, Howard et al. 2021 "
-                "mixtures; copies still unmatched that failed count against the candidate"
+                "sequential McNemar on the discordant pairs by request_id; failed copies still "
+                "unmatched count against the candidate"
             )
         elif m.type == "error-rate":
             shadow = self.mode == "shadow"

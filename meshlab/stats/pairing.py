@@ -63,26 +63,29 @@ class ErrorPairs:
         failed: npt.NDArray[np.bool_],
     ) -> IntArray:
         """Add rows in arrival order; returns each row's increments of :data:`FIELDS`, (rows, 4)."""
-        steps = np.zeros((side.size, len(FIELDS)), dtype=np.int64)
+        size = side.size
+        # plain lists in the loop (a numpy item assignment costs several times a list's)
+        done, only_ref, only_cand, unmatched = [0] * size, [0] * size, [0] * size, [0] * size
         waiting = self.waiting
         for i, (s, rid, f) in enumerate(
             zip(side.tolist(), ids.tolist(), failed.tolist(), strict=True)
         ):
             if not rid:  # cannot pair: a failed candidate row stays unmatched for good
-                steps[i, 3] = int(s == 1 and f)
+                unmatched[i] = int(s == 1 and f)
                 continue
             other = waiting[1 - s]
             if rid in other:
                 mate = other.pop(rid)
                 ref, cand = (f, mate) if s == 0 else (mate, f)
-                steps[i, 0] = 1
-                steps[i, 1] = int(ref and not cand)
-                steps[i, 2] = int(cand and not ref)
-                steps[i, 3] = -int(s == 0 and mate)  # the waiting failed copy found its reference
+                done[i] = 1
+                only_ref[i] = int(ref and not cand)
+                only_cand[i] = int(cand and not ref)
+                unmatched[i] = -int(s == 0 and mate)  # the waiting failed copy found its reference
                 continue
             mine = waiting[s]
             if s == 1:  # a replaced waiting failure no longer counts
-                steps[i, 3] = int(f) - int(mine.get(rid, False))
+                unmatched[i] = int(f) - int(mine.get(rid, False))
             mine[rid] = f
+        steps = np.array([done, only_ref, only_cand, unmatched], dtype=np.int64).T
         self.counts += steps.sum(axis=0)
         return steps
