@@ -225,7 +225,7 @@ class Comparison:
         self._n += np.bincount(arm, minlength=2)
         failed = batch.errors(self.analysis.expected_statuses)[use]
         self._errors += np.bincount(arm[failed], minlength=2)
-        if self.paired_errors and any(m.type == "error-rate" for m in self.analysis.metrics):
+        if any(m.type == "error-rate" and self.pairs_errors(m) for m in self.analysis.metrics):
             self._error_pairs.add(arm, batch.request_id[use], failed)
         if not self._divergence:
             return
