@@ -28,10 +28,10 @@ production, which carries the rest of the load and is warm:
 * shadow: latency and errors compare the mirrored copies, ``arm 1, mirrored 1`` against
   ``arm 2, mirrored 1`` (two copies under the same mirrored load); errors pair the two copies
   of the same request (the discordant-pair test above, candidate copy against control copy:
-  the control stands where production stood, so the guarantee is unchanged); divergence = the candidate's
-  paired disagreement rate with production minus the control's (both paired by ``request_id``
-  with the ``arm 0, mirrored 0`` row): the control measures the floor (nondeterministic
-  inference, ties). The two rates are estimated on the same requests, so the bound is a union
+  the control stands where production stood, so the guarantee is unchanged); divergence = the
+  candidate's paired disagreement rate with production minus the control's (both paired by
+  ``request_id`` with the ``arm 0, mirrored 0`` row): the control measures the floor
+  (nondeterministic inference, ties). The two rates are estimated on the same requests, so the bound is a union
   bound over the two rates' confidence sequences (each at half the level), valid under any
   dependence between them (:func:`meshlab.stats.rates.rate_difference` with ``paired=True``).
 

@@ -1,4 +1,4 @@
-"""Shadow error outcomes paired by request: the counts of :func:`meshlab.stats.rates.paired_error_bounds`.
+"""Shadow error outcomes paired by request_id: the counts the paired error-rate test reads.
 
 In shadow mode the reference row (production's primary ``arm 0, mirrored 0``, or with a control
 the control's mirrored copy ``arm 2, mirrored 1``) and the candidate's mirrored copy
