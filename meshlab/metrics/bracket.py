@@ -87,8 +87,9 @@ class BracketedComparison:
         self.analysis = analysis
         self.mode = mode
         self._bounds = bounds
-        self.pessimistic = Comparison(analysis, mode, control=control)
-        self.optimistic = Comparison(analysis, mode, control=control)
+        # pseudo-samples carry no request pairing: shadow errors keep the two-sample test
+        self.pessimistic = Comparison(analysis, mode, control=control, paired_errors=False)
+        self.optimistic = Comparison(analysis, mode, control=control, paired_errors=False)
         self.decision: Decision | None = None
         self._first: float | None = None
         self._last = 0.0

@@ -12,6 +12,11 @@ the first one). Which rows count:
 * shadow: baseline = ``arm 0, mirrored 0`` rows, candidate = ``arm 1, mirrored 1`` rows (the
   mirrored copies); divergence = share of ``request_id`` pairs whose predictions differ (numbers
   differ when ``|a - b| > epsilon``). Pairs may straddle batches; unmatched halves are kept.
+  Errors (sequential, ``abortOn: worse``): the same pairs' error outcomes, judged on the
+  discordant pairs (sequential McNemar, :func:`meshlab.stats.rates.paired_error_bounds`;
+  incomplete pairs as :mod:`meshlab.stats.pairing` states: never a way to promote).
+  ``paired_errors=False`` (pseudo-samples that carry no request pairing, e.g. Prometheus's) and
+  ``abortOn: beyond-tolerance`` keep the two-sample union bound over the arms.
 
 With a control arm (``Comparison(..., control=True)``; rows with ``arm`` = 2, issue 13) every
 metric compares the candidate against the control, which receives the same share of traffic and
@@ -21,10 +26,12 @@ production, which carries the rest of the load and is warm:
 * canary: reference = ``arm 2, mirrored 0`` rows; production rows (arm 0) are not compared.
   Divergence = TV distance between the candidate's and the control's prediction distributions.
 * shadow: latency and errors compare the mirrored copies, ``arm 1, mirrored 1`` against
-  ``arm 2, mirrored 1`` (two copies under the same mirrored load); divergence = the candidate's
-  paired disagreement rate with production minus the control's (both paired by ``request_id``
-  with the ``arm 0, mirrored 0`` row): the control measures the floor (nondeterministic
-  inference, ties). The two rates are estimated on the same requests, so the bound is a union
+  ``arm 2, mirrored 1`` (two copies under the same mirrored load); errors pair the two copies
+  of the same request (the discordant-pair test above, candidate copy against control copy:
+  the control stands where production stood, so the guarantee is unchanged); divergence = the
+  candidate's paired disagreement rate with production minus the control's (both paired by
+  ``request_id`` with the ``arm 0, mirrored 0`` row): the control measures the floor
+  (nondeterministic inference, ties). The two rates are estimated on the same requests, so the bound is a union
   bound over the two rates' confidence sequences (each at half the level), valid under any
   dependence between them (:func:`meshlab.stats.rates.rate_difference` with ``paired=True``).
 
@@ -61,6 +68,7 @@ from meshlab.samples import Samples
 from meshlab.spec.analysis import Analysis, Metric
 from meshlab.stats import classic, latency, rates
 from meshlab.stats.design import design_size
+from meshlab.stats.pairing import ErrorPairs
 from meshlab.stats.results import Assessment, Decision, MetricResult, decide
 
 Mode = Literal["canary", "shadow"]
@@ -162,6 +170,7 @@ class Comparison:
         grid: latency.LogGrid | None = None,
         intersect: bool = False,
         control: bool = False,
+        paired_errors: bool = True,
     ) -> None:
         if mode not in MODES:
             raise ConfigError(f"--mode: {mode!r} is not one of {', '.join(MODES)}")
@@ -169,6 +178,8 @@ class Comparison:
         self.control = control
         self.comparison = "candidate vs control" if control else "candidate vs baseline"
         self.intersect = intersect
+        self.paired_errors = paired_errors and mode == "shadow"
+        self._error_pairs = ErrorPairs()
         # Each metric's running intersection of its confidence sequence over the looks so far.
         self._running: dict[str, tuple[float, float]] = {}
         self.sequential = analysis.method == "sequential"
@@ -212,9 +223,10 @@ class Comparison:
             for a in (0, 1):
                 self._raw[a].append(batch.latency_ms[use][arm == a])
         self._n += np.bincount(arm, minlength=2)
-        self._errors += np.bincount(
-            arm[batch.errors(self.analysis.expected_statuses)[use]], minlength=2
-        )
+        failed = batch.errors(self.analysis.expected_statuses)[use]
+        self._errors += np.bincount(arm[failed], minlength=2)
+        if any(m.type == "error-rate" and self.pairs_errors(m) for m in self.analysis.metrics):
+            self._error_pairs.add(arm, batch.request_id[use], failed)
         if not self._divergence:
             return
         if self.mode == "canary":
@@ -248,6 +260,10 @@ class Comparison:
             return float(self.design_n)
         return design_size(m.type, float(m.tolerance), float(m.quantile or 0.5))
 
+    def pairs_errors(self, m: Metric) -> bool:
+        """Whether error-rate metric ``m`` is judged on request pairs (see the module docstring)."""
+        return self.paired_errors and self.sequential and m.abort_on != "beyond-tolerance"
+
     def _metric(self, m: Metric) -> MetricResult:
         a, b, seq = self.alpha_share, self.analysis.beta, self.sequential
         design = self.design(m)
@@ -268,6 +284,19 @@ class Comparison:
                 )
                 method, text = "Mann-Whitney U / Hodges-Lehmann (fixed horizon)", classic.GUARANTEE
             how = ""
+        elif m.type == "error-rate" and self.pairs_errors(m):
+            e = self._error_pairs
+            n_b = n_c = e.pairs
+            lo_, est_, hi_ = rates.paired_error_bounds(
+                e.only_reference, e.only_candidate, e.pairs, a, b, design,
+                rates.paired_design(float(m.tolerance)), e.unmatched_failures,
+            )  # fmt: skip
+            lo, est, hi = float(lo_), float(est_), float(hi_)
+            method = "paired error-rate difference"
+            how = (
+                "sequential McNemar on the discordant pairs by request_id; failed copies still "
+                "unmatched count against the candidate"
+            )
         elif m.type == "error-rate":
             shadow = self.mode == "shadow"
             lo_, est_, hi_ = rates.rate_difference(

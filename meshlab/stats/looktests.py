@@ -6,9 +6,11 @@
 :class:`~meshlab.stats.replay.Difference` tests whose cheap certificates spare most exact bounds,
 the others exact (:class:`Bounded`). :func:`exact_bounds` gives every metric's exact interval (for
 the running intersection), :func:`judge_tracking` the verdict plus which metrics pass alone (which
-metric binds). The conditional error-rate levers (:func:`meshlab.stats.rates.ratio_lower`,
-:func:`meshlab.stats.rates.paired_error_bounds`) are wired here only, for the calibration to
-measure.
+metric binds). Shadow errors that abort on "worse" are judged on the discordant pairs
+(:func:`meshlab.stats.rates.paired_error_bounds`), as ``Comparison`` and the replay judge them;
+``Levers(paired_errors=False)`` brings back the two-sample union bound for the calibration's lever
+table. The canary's conditional abort side (:func:`meshlab.stats.rates.ratio_lower`) is wired
+here only, for the calibration to measure.
 """
 
 from __future__ import annotations
@@ -120,11 +122,10 @@ def tests(
             else:
                 out.append(Difference(e[0], k[0], e[1], k[1], a, b, thr, tol, dn, data))
         elif m.type == "error-rate" and s.levers.paired_errors and thr == 0.0:
-            disc = rates.conditional_design(tol, 0.5, DESIGN_FACTOR)  # in discordant pairs
-            worse, hi = rates.paired_error_bounds(
-                err[2, act], err[3, act], n[1, act], a, b, dn, disc
+            lo, _, hi = rates.paired_error_bounds(
+                err[2, act], err[3, act], n[1, act], a, b, dn, rates.paired_design(tol)
             )
-            out.append(Bounded(np.where(worse, np.inf, -np.inf), hi, thr, tol, data))
+            out.append(Bounded(lo, hi, thr, tol, data))
         elif m.type == "error-rate":
             lo, _, hi = rates.rate_difference(
                 err[0, act], n[0, act], err[1, act], n[1, act], a, b, True, dn, True

@@ -10,8 +10,9 @@ Clopper-Pearson bounds valid for a single look only.
   test martingale for the pair of true rates, and the bound is the extreme difference over the
   pairs it does not reject (:func:`meshlab.stats.boundaries.difference_upper`): widths add in
   quadrature, about half the samples of a union bound over per-arm bounds. In shadow mode both
-  arms see the same requests (errors may be correlated), so a union bound over per-arm
-  confidence sequences (each at half the level) is used instead. Fixed horizon:
+  arms see the same requests (errors may be correlated): the discordant-pair test below when
+  the metric aborts on "worse", else (abort beyond the tolerance) a union bound over per-arm
+  confidence sequences (each at half the level), valid under any dependence. Fixed horizon:
   Agresti-Caffo (one-sided Wald with one pseudo-success and failure per arm).
 * paired disagreement (shadow): effect = the rate of pairs whose predictions differ; one
   Bernoulli sequence, lower at alpha_share, upper at beta.
@@ -36,14 +37,23 @@ i.i.d. Bernoulli(``pi``), ``pi = w p_c / (w p_c + (1 - w) p_b)``, and "candidate
 (``p_c > p_b``) is exactly ``pi > w``: one Bernoulli sequence, one mixture, a null with no
 nuisance parameter, and shared bursts (both arms' rates scaled alike) leave ``pi`` unchanged.
 
-Measured lever for shadow errors, not adopted yet (:func:`paired_error_bounds`): both arms
-answer the same request, so condition on the *discordant* pairs (one arm failed, the other did
-not), the sequential form of McNemar's test. With ``P01`` (only the candidate failed) and
-``P10`` (only the reference), ``p_c - p_b = P01 - P10 = delta (2 theta - 1)``, ``delta`` the
-discordant share and ``theta = P01 / delta``: "worse" is ``theta > 1/2``, one Bernoulli sequence
-over the discordant pairs (the abort side, at alpha_share); the promote side bounds ``delta`` and
-``theta`` from above (each at beta / 2).
-Pairs that fail together (a bad request) cost nothing, where the union bound pays for them.
+Shadow error rate (the default of ``Comparison``, the replay and the simulation when the metric
+aborts on "worse", abort threshold 0; :func:`paired_error_bounds`): both arms answer the same
+request, so condition on the *discordant* pairs (one arm failed, the other did not), the
+sequential form of McNemar's test (McNemar, Psychometrika 1947; made anytime-valid with the
+beta-binomial mixture of Howard et al. 2021 on the one Bernoulli sequence of discordant pairs,
+as Lindon & Malek 2022 do for multinomial counts conditioned on their total). With ``P01``
+(only the candidate failed) and ``P10`` (only the reference), ``p_c - p_b = P01 - P10 =
+delta (2 theta - 1)``, ``delta`` the discordant share and ``theta = P01 / delta``. Given the
+discordant pairs, their sides are i.i.d. Bernoulli(``theta``) whatever the base rate and however
+the two copies' failures depend on each other, so "worse" is ``theta > 1/2``. Abort side: lower
+confidence sequences for ``theta`` (at 95% of alpha_share) and ``delta`` (the other 5%:
+``delta``'s lower bound is positive from the first discordant pair at any level, so the small
+share costs only the reported bound's size, not time); promote side: upper ones, each at
+beta / 2. Pairs that fail together (a bad request) cost nothing, where the union
+bound pays for them. Candidate rows whose reference never arrived and that failed count as
+candidate-only failures on the promote side (``unmatched_failures``): missing data can only
+delay a promote, never buy one.
 
 Guarantee (each): P(lower ever above the true effect) <= alpha_share and P(upper ever below it)
 <= beta, under i.i.d. Bernoulli/categorical draws within each arm.
@@ -56,6 +66,7 @@ import numpy.typing as npt
 from scipy import stats as sps
 
 from meshlab.stats.boundaries import DEFAULT_DESIGN_N, difference_upper, rate_lower, rate_upper
+from meshlab.stats.design import DESIGN_FACTOR
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -178,6 +189,9 @@ def ratio_lower(
     return np.asarray(np.where(sb + sc > 0, rho, 0.0), dtype=np.float64)
 
 
+PAIRED_DELTA_SHARE = 0.05  # of the abort side's alpha, to the lower bound of the discordant share
+
+
 def paired_error_bounds(
     only_reference: npt.ArrayLike,
     only_candidate: npt.ArrayLike,
@@ -186,24 +200,46 @@ def paired_error_bounds(
     beta: float,
     design_pairs: float,
     design_discordant: float,
-) -> tuple[npt.NDArray[np.bool_], FloatArray]:
-    """Shadow error rate from discordant pairs: (shown worse, upper bound on ``p_c - p_b``).
+    unmatched_failures: npt.ArrayLike = 0,
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """(lower, estimate, upper) of ``p_c - p_b`` from the discordant pairs (sequential McNemar).
 
-    ``p_c - p_b = delta (2 theta - 1)`` with ``delta`` the share of discordant pairs and
-    ``theta`` the candidate-only share of them. Shown worse: the lower confidence sequence of
-    ``theta`` above 1/2 (P(ever, when ``p_c <= p_b``) <= alpha_share). Upper:
-    ``U_delta max(2 U_theta - 1, 0)`` with both upper sequences at beta / 2 (P(ever below
-    ``p_c - p_b``) <= beta). Valid for i.i.d. pairs under any dependence within a pair.
+    ``p_c - p_b = delta (2 theta - 1)``: ``delta`` the share of discordant pairs, ``theta`` the
+    candidate-only share of them. Lower: ``L_delta (2 L_theta - 1)`` when ``L_theta > 1/2``, else
+    ``2 L_theta - 1`` (``delta <= 1``), the lower sequences at alpha_share split
+    :data:`PAIRED_DELTA_SHARE` to ``delta``, the rest to ``theta``, so
+    P(lower ever above ``p_c - p_b``) <= alpha_share, and the lower bound is above 0 only when
+    the candidate is shown worse. Upper: ``U_delta max(2 U_theta - 1, 0)`` with both upper
+    sequences at beta / 2: P(ever below ``p_c - p_b``) <= beta. Valid for i.i.d. pairs under any
+    dependence within a pair. ``unmatched_failures``: failed candidate rows still without their
+    reference, counted on the upper side as candidate-only failures of extra pairs (pessimistic:
+    the upper bound only rises).
     """
     s10 = np.asarray(only_reference, dtype=np.float64)
     s01 = np.asarray(only_candidate, dtype=np.float64)
+    n = np.asarray(pairs, dtype=np.float64)
     discordant = s01 + s10
-    theta_low = rate_lower(s01, discordant, alpha_share, design_discordant)
-    worse = (discordant > 0) & (theta_low > 0.5)
-    delta_up = rate_upper(discordant, pairs, beta / 2, design_pairs)
-    theta_up = rate_upper(s01, discordant, beta / 2, design_discordant)
+    a_delta = alpha_share * PAIRED_DELTA_SHARE
+    theta_low = rate_lower(s01, discordant, alpha_share - a_delta, design_discordant)
+    delta_low = rate_lower(discordant, n, a_delta, design_pairs)
+    lower = np.where(theta_low > 0.5, delta_low * (2 * theta_low - 1), 2 * theta_low - 1)
+    lower = np.where(discordant > 0, lower, -1.0)
+    u = np.asarray(unmatched_failures, dtype=np.float64)
+    delta_up = rate_upper(discordant + u, n + u, beta / 2, design_pairs)
+    theta_up = rate_upper(s01 + u, discordant + u, beta / 2, design_discordant)
     upper = delta_up * np.maximum(2 * theta_up - 1, 0.0)
-    return np.asarray(worse, dtype=np.bool_), np.asarray(upper, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        estimate = np.where(n > 0, (s01 - s10) / n, np.nan)
+    return (
+        np.asarray(lower, dtype=np.float64),
+        np.asarray(estimate, dtype=np.float64),
+        np.asarray(upper, dtype=np.float64),
+    )
+
+
+def paired_design(tolerance: float) -> float:
+    """Design size in discordant pairs of :func:`paired_error_bounds`' ``theta`` sequences."""
+    return conditional_design(tolerance, 0.5, DESIGN_FACTOR)
 
 
 def conditional_design(tolerance: float, share: float, factor: float) -> float:

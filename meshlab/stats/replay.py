@@ -33,6 +33,7 @@ from meshlab.samples import Samples
 from meshlab.spec.analysis import Metric
 from meshlab.stats import latency, rates
 from meshlab.stats.comparison import Comparison, _Categories, predictions_differ
+from meshlab.stats.pairing import ErrorPairs
 from meshlab.stats.ranks import PrefixRanks
 from meshlab.stats.replay_verdicts import Difference, Exact, Parts, Test, judge, m_threshold
 from meshlab.stats.results import Assessment
@@ -94,6 +95,12 @@ class Looks:
         counts = self._prefix(self.look_of, self.arm + 2 * err, 4)  # (looks, arm x error)
         self.n = counts[:, :2] + counts[:, 2:]
         self.err = counts[:, 2:]
+        self.error_pairs: IntArray | None = None  # (looks, pairing.FIELDS)
+        if any(m.type == "error-rate" and c.pairs_errors(m) for m in c.analysis.metrics):
+            steps = ErrorPairs().add(self.arm, data.request_id[use], err)
+            flat = np.zeros((self.count, steps.shape[1]), dtype=np.int64)
+            np.add.at(flat, self.look_of, steps)
+            self.error_pairs = np.cumsum(flat, axis=0)
         self.divergence: dict[str, Any] = {}
         for m in c.analysis.metrics:
             if m.type != "prediction-divergence":
@@ -170,6 +177,13 @@ class Looks:
                 tests.append(
                     Difference(e[:, 0], n[:, 0], e[:, 1], n[:, 1], a, b, thr, tol, design, ~empty)
                 )
+            elif m.type == "error-rate" and c.pairs_errors(m):
+                assert self.error_pairs is not None
+                pairs, ref, cand, unmatched = self.error_pairs[j0:j1].T
+                lo_, _, hi_ = rates.paired_error_bounds(
+                    ref, cand, pairs, a, b, design, rates.paired_design(tol), unmatched
+                )
+                tests.append(Exact((lo_ > thr) & (pairs > 0), (hi_ < tol) & (pairs > 0)))
             elif m.type == "error-rate":
                 e = self.err[j0:j1]
                 lo_, _, hi_ = rates.rate_difference(

@@ -100,8 +100,8 @@ class Levers:
     intersect: bool = False  # running intersection of the confidence sequences across looks
     # canary errors' abort side from the errors' arms alone (rates.ratio_lower; measured only)
     conditional_errors: bool = False
-    # shadow errors from the discordant pairs (rates.paired_error_bounds; measured only)
-    paired_errors: bool = False
+    # shadow errors from the discordant pairs (rates.paired_error_bounds), as Comparison judges
+    paired_errors: bool = True
 
 
 @dataclass(frozen=True)

@@ -50,22 +50,28 @@ def recorded(tmp_path: Path, data: Samples) -> Samples:
     return read_samples(path)
 
 
-def every_look(data: Samples, every: int, mode: str, *metrics: Metric) -> list[str]:
+def every_look(
+    data: Samples, every: int, mode: str, *metrics: Metric, control: bool = False
+) -> list[str]:
     """Asserts the replay's verdict at every look is the plain loop's; returns those verdicts."""
     spec = analysis(*metrics)
-    looks = Looks(Comparison(spec, mode), data, every)  # type: ignore[arg-type]
+    looks = Looks(Comparison(spec, mode, control=control), data, every)  # type: ignore[arg-type]
     fast = []
     for j0 in range(0, looks.count, 64):  # blocks smaller than the replay's: more boundaries
         abort, promote = looks.verdicts(j0, min(j0 + 64, looks.count))
         fast += np.where(abort, "abort", np.where(promote, "promote", "inconclusive")).tolist()
     slow = []
-    plain = Comparison(spec, mode)  # type: ignore[arg-type]
+    plain = Comparison(spec, mode, control=control)  # type: ignore[arg-type]
     for start in range(0, len(data), every):
         plain.update(data.take(slice(start, start + every)))
         slow.append(plain.assess().verdict.outcome)
     assert fast == slow
     first = next((i for i, v in enumerate(slow) if v != "inconclusive"), None)
-    decision = replay(lambda: Comparison(spec, mode), data, every).decision  # type: ignore[arg-type]
+
+    def make() -> Comparison:
+        return Comparison(spec, mode, control=control)  # type: ignore[arg-type]
+
+    decision = replay(make, data, every).decision
     assert plain.decision == decision  # the same decision, decided after the same request
     assert (decision is None) == (first is None)
     if decision is not None and first is not None:
@@ -115,10 +121,48 @@ def test_every_look_of_a_recorded_shadow_file_matches(tmp_path: Path, flip: floa
     flips = rng.random(n) < flip
     preds = np.stack([labels, np.where(flips, "review", labels)], axis=1).ravel().tolist()
     ids = np.repeat([f"r{i}" for i in range(n)], 2).tolist()
-    status = np.where(rng.random(2 * n) < 0.01, 503, 200)
+    # a bad request fails on both copies (1%), and each copy fails on its own too (0.1%):
+    # the paired error test sees concordant and discordant pairs
+    bad = np.repeat(rng.random(n) < 0.01, 2)
+    status = np.where(bad | (rng.random(2 * n) < 0.001), 503, 200)
     data = make_samples(arm, lat, status, preds, mirrored=arm == 1, request_id=ids)
     outcomes = every_look(recorded(tmp_path, data), 20, "shadow", LATENCY, ERRORS, DIVERGENCE)
     assert ("abort" if flip > 0.1 else "promote") in outcomes
+
+
+@pytest.mark.parametrize(("cand_err", "control"), [(0.0, False), (0.08, False), (0.08, True)])
+def test_every_look_matches_with_incomplete_and_late_shadow_pairs(
+    tmp_path: Path, cand_err: float, control: bool
+) -> None:
+    """Copies lost, primaries lost, copies ahead of their primary: the paired error counts
+    (and the failed copies still unmatched) agree at every look."""
+    rng = np.random.default_rng(8)
+    n = 3000
+    ids = [f"r{i}" for i in range(n)]
+    rows: list[tuple[int, str, int, bool]] = []  # (arm, id, status, mirrored)
+    for rid in ids:
+        bad = rng.random() < 0.01
+        # with a control the reference is the control's mirrored copy of the same request
+        primary = (2 if control else 0, rid, 503 if bad or rng.random() < 0.001 else 200, control)
+        copy_fails = bad or rng.random() < 0.001 + cand_err
+        copy = (1, rid, 503 if copy_fails else 200, True)
+        pair = [primary, copy]
+        if rng.random() < 0.3:
+            pair.reverse()  # the copy is recorded first
+        if rng.random() < 0.05:
+            pair = [p for p in pair if p[0] == 1]  # the reference never recorded
+        elif rng.random() < 0.05:
+            pair = [p for p in pair if p[0] != 1]  # the copy never recorded
+        rows += pair
+    arm = np.array([r[0] for r in rows])
+    status = np.array([r[2] for r in rows])
+    lat = np.exp(rng.normal(3.0, 0.3, len(rows)))
+    data = make_samples(
+        arm, lat, status, ["legit"] * len(rows),
+        mirrored=np.array([r[3] for r in rows]), request_id=[r[1] for r in rows],
+    )  # fmt: skip
+    outcomes = every_look(recorded(tmp_path, data), 30, "shadow", ERRORS, control=control)
+    assert ("abort" if cand_err else "promote") in outcomes
 
 
 def test_quick_certificate_never_claims_more_than_the_bound() -> None:
