@@ -72,6 +72,7 @@ def analyze_command(
     ] = None,
 ) -> None:
     """Judge a samples file: promote (exit 0), abort (1) or inconclusive (3)."""
+    from meshlab.metrics.sourced import PSEUDO_PREFIX, pseudo_mask
     from meshlab.samples import CONTROL, read_samples
     from meshlab.spec import load_experiment
     from meshlab.stats import MODES, Comparison
@@ -84,6 +85,14 @@ def analyze_command(
     experiment = load_experiment(file)
     chosen: Mode = "shadow" if (mode or experiment.spec.strategy) == "shadow" else "canary"
     data = read_samples(samples)
+    pseudo = pseudo_mask(data)
+    if pseudo.any() and not pseudo.all():
+        raise ConfigError(
+            f"{samples}: the file mixes Prometheus pseudo-samples (request ids {PSEUDO_PREFIX}*) "
+            "with raw rows, as a Prometheus + collector run records them, and one comparison "
+            f"would count each request twice; keep only the {PSEUDO_PREFIX}* rows or only the "
+            "others"
+        )
     analysis = experiment.spec.analysis
     # A run recorded with a control arm is judged as it ran: candidate vs control.
     control = experiment.spec.control is not None or bool((data.arm == CONTROL).any())

@@ -151,3 +151,23 @@ def test_bad_input_raises_config_errors(app: typer.Typer, tmp_path: Path) -> Non
         app, ["analyze", str(tmp_path / "broken.csv"), "-f", str(spec(tmp_path))]
     )
     assert isinstance(broken.exception, SamplesError)
+
+
+def test_a_file_mixing_prometheus_and_raw_rows_is_refused(app: typer.Typer, tmp_path: Path) -> None:
+    """A Prometheus + collector run records Prometheus's pseudo-samples beside the raw rows: one
+    comparison over both would count every request twice, so analyze refuses (exit 2) instead."""
+    rows = [
+        Sample(1000.0 + i, arm, f"{prefix}{arm}-{i}", 20.0, 200, json.dumps("legit"))
+        for i in range(40)
+        for arm in ("baseline", "candidate")
+        for prefix in ("prom-", "r")
+    ]
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_text(samples_to_csv(rows))
+    r = CliRunner().invoke(app, ["analyze", str(mixed), "-f", str(spec(tmp_path))])
+    assert isinstance(r.exception, ConfigError) and r.exception.exit_code == 2
+    assert "prom-*" in str(r.exception) and "twice" in str(r.exception)
+    alone = tmp_path / "prom.csv"
+    alone.write_text(samples_to_csv([s for s in rows if s.request_id.startswith("prom-")]))
+    ok = CliRunner().invoke(app, ["analyze", str(alone), "-f", str(spec(tmp_path))])
+    assert not isinstance(ok.exception, ConfigError), ok.output
