@@ -76,7 +76,10 @@ class QuietProgress:
         self.stream = stream or sys.stderr
 
     def event(self, record: dict[str, Any]) -> None:
-        print(f"meshlab: {record['event']} (step {record.get('step')})", file=self.stream)
+        step = record.get("step")
+        # "rollback" is where the journal stands after one, not a step of the experiment
+        at = f" (step {step})" if step not in (None, "", "rollback") else ""
+        print(f"meshlab: {record['event']}{at}", file=self.stream)
 
     def look(
         self,
