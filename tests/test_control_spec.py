@@ -61,6 +61,7 @@ def test_bad_control_is_a_one_line_error_naming_the_field(
         experiment(control=control)
     message = str(info.value)
     assert path in message and text in message and "\n" not in message.strip()
+    assert "(got {" not in message and len(message) < 300, message  # not the whole spec
 
 
 def test_control_only_for_canary_and_shadow() -> None:

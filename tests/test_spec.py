@@ -202,3 +202,19 @@ def test_unknown_placeholders_are_named(
     with pytest.raises(SpecError) as info:
         parse_experiment(example_data)
     assert str(info.value).startswith(message), str(info.value)
+
+
+def test_every_error_meshlab_writes_itself_is_shown_as_written() -> None:
+    """A custom error type missing from loading._OWN_MESSAGES gets pydantic's "(got <input>)"
+    suffix: for a model-level check the input is the whole spec, dumped into the one line."""
+    import re
+
+    from meshlab.spec import loading
+
+    spec_dir = Path(loading.__file__).parent
+    used = {
+        m.group(1)
+        for f in spec_dir.glob("*.py")
+        for m in re.finditer(r'PydanticCustomError\(\s*"([a-z_0-9]+)"', f.read_text())
+    }
+    assert used and used <= loading._OWN_MESSAGES, sorted(used - loading._OWN_MESSAGES)

@@ -45,6 +45,7 @@ _OWN_MESSAGES = {
     "arm_names",
     "lease",
     "url",
+    "control",
 }
 
 
