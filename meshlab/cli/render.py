@@ -37,8 +37,11 @@ def render_command(
     """Render a step's routing as YAML for kubectl apply -f -.
 
     Istio: DestinationRule + VirtualService. Gateway API: one Service per version + HTTPRoute.
+    With --all and spec.metrics.collector, also the collector's Service and policies and the
+    KServe logger patches.
     """
     from meshlab.manifests import all_steps, render_step, step_by_name, step_filename, to_yaml
+    from meshlab.manifests.kserve import collector_files
     from meshlab.spec import load_experiment
 
     experiment = load_experiment(file)
@@ -59,6 +62,8 @@ def render_command(
         output / step_filename(i, s.name): to_yaml(render_step(experiment, s, routing))
         for i, s in enumerate(all_steps(experiment), start=1)
     }
+    collector = collector_files(experiment.spec.metrics.collector, experiment.metadata.namespace)
+    files.update({output / name: to_yaml(docs) for name, docs in collector.items()})
     output.mkdir(parents=True, exist_ok=True)
     for path, text in files.items():
         path.write_text(text, encoding="utf-8")

@@ -190,8 +190,8 @@ def check_collector(experiment: Experiment) -> None:
         raise ConfigError(
             "spec.metrics.collector: a shadow test on Kubernetes reads the shadow's predictions "
             "from the collector (Istio drops mirrored responses); add metrics.collector: "
-            "{url: http://meshlab-collector.<namespace>.svc:8080} and apply what "
-            "'meshlab render --collector' writes"
+            "{url: http://meshlab-collector.<namespace>.svc:8080} and apply the collector.yaml "
+            "(and logger patches) that 'meshlab render --all -o DIR' then writes"
         )
 
 

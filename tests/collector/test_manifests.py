@@ -143,3 +143,16 @@ def test_render_files_follow_what_the_spec_names() -> None:
     assert full["collector.yaml"] + full["inferenceservice-logger-patches.yaml"] == (
         collector_manifests(SPEC, "models")
     )
+
+
+def test_render_all_writes_the_collectors_files_beside_the_steps(tmp_path: Path) -> None:
+    """`meshlab render --all -o DIR` is what the cluster shadow refusal tells a user to apply."""
+    from meshlab.cli import main
+
+    spec_file = EXAMPLES / "shadow-kserve.experiment.yaml"
+    out = tmp_path / "out"
+    assert main(["render", "-f", str(spec_file), "--all", "-o", str(out)]) == 0
+    committed = EXAMPLES / "shadow-kserve"
+    for name in ("collector.yaml", "inferenceservice-logger-patches.yaml"):
+        written = list(yaml.safe_load_all((out / name).read_text()))
+        assert written == list(yaml.safe_load_all((committed / name).read_text()))
