@@ -23,18 +23,29 @@ debian_packages() {  # install only the packages that are missing; needs root or
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# Debian and Ubuntu ship venv/ensurepip apart from python3: without them `-m venv` makes a .venv
+# with no pip in it.
+if ! "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null; then
+  debian_packages python3-venv
+fi
+
+fresh_venv() {  # (re)create a virtualenv unless it already has a working pip
+  if [ ! -x "$1/bin/python" ] || ! "$1/bin/python" -m pip --version >/dev/null 2>&1; then
+    rm -rf "$1"
+    "$PYTHON" -m venv "$1"
+  fi
+}
+
 mlserver_venv() {  # MLServer for tests/mlserver, in its own virtualenv: its pins must not bend ours
   if [ ! -x .venv-mlserver/bin/mlserver ]; then
-    "$PYTHON" -m venv .venv-mlserver
+    fresh_venv .venv-mlserver
     .venv-mlserver/bin/python -m pip install -q "mlserver==1.7.1" "mlserver-sklearn==1.7.1" 2>&1 \
       | grep -v '^WARNING: Location' || true
     .venv-mlserver/bin/python -c "import mlserver, mlserver_sklearn" >/dev/null
   fi
 }
 
-if [ ! -x .venv/bin/python ]; then
-  "$PYTHON" -m venv .venv
-fi
+fresh_venv .venv
 stamp=.venv/.meshlab-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
