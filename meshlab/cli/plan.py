@@ -105,12 +105,12 @@ def to_text(name: str, result: Any, limits: Any) -> str:
         f"{_t(limits.experiment_max_duration)}, minSamples {limits.min_samples}",
     ]
     for step in result.steps:
-        head = f"step {step.label}: {step.rps:g} requests/s to compare"
+        head = f"step {step.label}: {step.rps:g} requests/s"
         if not step.analysed:
             lines.append(f"{head} (not analysed: {step.note})")
             continue
-        versus = f", control {step.control_rps:g} rps" if step.control_rps else ""
-        lines.append(f"{head}, candidate {step.candidate_rps:g} rps{versus}" + (
+        versus = f" vs control {step.control_rps:g} rps" if step.control_rps else ""
+        lines.append(f"{head}; compared: candidate {step.candidate_rps:g} rps{versus}" + (
             f" ({step.note})" if step.note else ""))  # fmt: skip
         lines.append(f"  {'metric':<16} {'promote (no effect)':<34} {'abort at 1x tolerance':<34} "
                      "abort at 2x tolerance")  # fmt: skip
