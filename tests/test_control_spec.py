@@ -149,3 +149,25 @@ def test_control_deployment_refuses_what_it_cannot_derive() -> None:
         control_deployment(wrong, experiment(control={}))
     with pytest.raises(ConfigError, match="apps/v1 Deployment"):
         control_deployment({"kind": "Service"}, experiment(control={}))
+
+
+def test_what_a_run_would_refuse_with_a_control_is_refused_by_validate() -> None:
+    """Checked in the spec, so `meshlab validate` says it before a run starts anything."""
+    from meshlab.errors import SpecError
+
+    workloads = {"baseline": "fraud-v1", "candidate": "fraud-v2"}
+    for templates in ("istio-workload", "istio-waypoint-workload"):
+        with pytest.raises(SpecError, match=r"queries\.workloads: templates " + templates):
+            experiment(metrics={"source": "prometheus", "prometheus": {"queries": {"templates": templates}}})  # fmt: skip
+        prometheus = {"queries": {"templates": templates, "workloads": workloads}}
+        experiment(metrics={"source": "prometheus", "prometheus": prometheus})  # fine without
+        with pytest.raises(SpecError, match=r"spec\.metrics\.prometheus\.queries\.workloads\.control"):  # fmt: skip
+            experiment(control={}, metrics={"source": "prometheus", "prometheus": prometheus})
+        named = {"queries": {"templates": templates, "workloads": {**workloads, "control": "c"}}}
+        experiment(control={}, metrics={"source": "prometheus", "prometheus": named})
+    collector = {"url": "http://c.models.svc:8080", "inferenceServices": workloads}
+    experiment(metrics={"collector": collector})
+    with pytest.raises(SpecError, match=r"collector\.inferenceServices\.control"):
+        experiment(control={}, metrics={"collector": collector})
+    both = {**collector, "inferenceServices": {**workloads, "control": "fraud-v1-control"}}
+    experiment(control={}, metrics={"collector": both})

@@ -12,6 +12,7 @@ from meshlab.spec.base import DnsLabel, StrictModel
 from meshlab.spec.control import Control, control_errors
 from meshlab.spec.load import Load
 from meshlab.spec.local import Local
+from meshlab.spec.metrics import BY_WORKLOAD
 from meshlab.spec.routing import ABTest, BlueGreen, Canary, Service, Shadow, Strategy, Version
 from meshlab.spec.target import MetricsSource, Notifications, Target
 
@@ -99,6 +100,34 @@ class ExperimentSpec(StrictModel):
         where, message = control_errors(control, self.baseline, self.candidate)
         if message:
             raise PydanticCustomError("control", message, {"subpath": f".control{where}"})
+        queries = self.metrics.prometheus.queries
+        if (
+            self.metrics.source == "prometheus"
+            and queries.templates in BY_WORKLOAD
+            and queries.workloads is not None
+            and queries.workloads.control is None
+        ):
+            raise PydanticCustomError(
+                "control",
+                "with a control, templates {t} needs the control's Deployment too, e.g. "
+                "control: fraud-v1-control",
+                {
+                    "t": queries.templates,
+                    "subpath": ".metrics.prometheus.queries.workloads.control",
+                },
+            )
+        collector = self.metrics.collector
+        if (
+            collector is not None
+            and collector.inference_services is not None
+            and collector.inference_services.control is None
+        ):
+            raise PydanticCustomError(
+                "control",
+                "with a control, the collector needs the control's InferenceService too (its "
+                "logger sends the control's copies), e.g. control: fraud-v1-control",
+                {"subpath": ".metrics.collector.inferenceServices.control"},
+            )
         if self.local is not None and control.url is None and self.local.baseline.command is None:
             raise PydanticCustomError(
                 "control",

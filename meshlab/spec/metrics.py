@@ -56,6 +56,10 @@ class ArmNames(StrictModel):
         return self
 
 
+# Template sets that tell the arms apart by destination_workload (each version's Deployment).
+BY_WORKLOAD = frozenset({"istio-workload", "istio-waypoint-workload"})
+
+
 class PrometheusQueries(StrictModel):
     """Which query templates select the arms, and how to trust the server."""
 
@@ -67,12 +71,12 @@ class PrometheusQueries(StrictModel):
 
     @model_validator(mode="after")
     def _workloads_when_needed(self) -> PrometheusQueries:
-        if self.templates == "istio-workload" and self.workloads is None:
+        if self.templates in BY_WORKLOAD and self.workloads is None:
             raise PydanticCustomError(
                 "queries",
-                "templates istio-workload needs workloads: {baseline: <deployment>, "
-                "candidate: <deployment>}",
-                {"subpath": ".workloads"},
+                "templates {t} needs workloads: {{baseline: <deployment>, "
+                "candidate: <deployment>}}",
+                {"t": self.templates, "subpath": ".workloads"},
             )
         return self
 
