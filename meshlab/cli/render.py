@@ -71,8 +71,10 @@ def render_command(
 
 
 def validate_command(file: SpecFile) -> None:
-    """Check the spec (and that its routing API can express it) and that its payload files parse;
-    exit 0, or 2 naming the field."""
+    """Check the spec, that its routing API can express it, and that its payload files parse.
+
+    Exit 0, or 2 with one line naming the field and the fix.
+    """
     from meshlab.load.inputs import check_experiment_inputs
     from meshlab.manifests import all_steps, plan, render_step
     from meshlab.spec import load_experiment
