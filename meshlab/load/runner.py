@@ -30,6 +30,8 @@ from pathlib import Path
 from types import TracebackType
 
 from meshlab.childproc import die_with_parent
+from meshlab.childproc import poll as poll_child
+from meshlab.childproc import wait as wait_child
 from meshlab.errors import ConfigError, LoadError
 from meshlab.load.config import CONFIG_ENV, CONFIG_ERROR_PREFIX, LocustConfig
 from meshlab.load.inputs import encoded_bodies
@@ -257,8 +259,8 @@ class LoadRun:
             end = time.monotonic() + wait
             for proc in self._procs:
                 with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(timeout=max(0.0, end - time.monotonic()))
-            if all(p.poll() is not None for p in self._procs):
+                    wait_child(proc, max(0.0, end - time.monotonic()))
+            if all(poll_child(p) is not None for p in self._procs):
                 break
 
     def __enter__(self) -> LoadRun:
@@ -292,10 +294,10 @@ class LoadRun:
         mark = -math.inf
         while not self._finished:
             master = self._procs[0]
-            if master.poll() is not None:
+            if poll_child(master) is not None:
                 for proc in self._procs[1:]:  # workers quit right after the master
                     with contextlib.suppress(subprocess.TimeoutExpired):
-                        proc.wait(timeout=self.grace)
+                        wait_child(proc, self.grace)
                 self._merge.add(SOURCE, self._tail.read())
                 self._raise_if_failed_at_start(master.returncode)
                 self._merge.finish(SOURCE)

@@ -22,7 +22,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from meshlab.childproc import die_with_parent
+from meshlab.childproc import die_with_parent, poll
+from meshlab.childproc import wait as wait_child
 from meshlab.errors import MeshError
 
 
@@ -42,7 +43,7 @@ class Child:
 
     def exit_code(self) -> int | None:
         """None while running, else the exit code (negative: killed by that signal)."""
-        return self.popen.poll()
+        return poll(self.popen)
 
     def log_tail(self, lines: int = 5) -> str:
         """The last lines of the child's output, joined on one line for an error message."""
@@ -106,15 +107,25 @@ def stop_child(child: Child, grace: float = 5.0) -> None:
         except ProcessLookupError:
             break  # the whole group is gone already
         try:
-            child.popen.wait(timeout=wait)
+            wait_child(child.popen, wait)
         except subprocess.TimeoutExpired:
             continue
         # The leader is gone; make sure no other member of its group lingers.
         with contextlib.suppress(ProcessLookupError):
             os.killpg(child.pid, signal.SIGKILL)
         break
-    if child.popen.poll() is None:
-        child.popen.wait(timeout=5.0)
+    if poll(child.popen) is None:
+        # Still not reaped: the group signal may have missed it (ESRCH above) or it is slow to die
+        # on a loaded machine. SIGKILL the process itself and give it longer; a child that outlives
+        # that is named, never an internal error turning a clean stop into a crash.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child.pid, signal.SIGKILL)
+        try:
+            wait_child(child.popen, 15.0)
+        except subprocess.TimeoutExpired:
+            raise MeshError(
+                f"{child.name} (pid {child.pid}) is still running after SIGKILL; stop it by hand"
+            ) from None
 
 
 def kill_now(child: Child) -> None:
@@ -123,7 +134,7 @@ def kill_now(child: Child) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(child.pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
-        child.popen.wait(timeout=5.0)
+        wait_child(child.popen, 5.0)
 
 
 _probe = threading.local()  # what the last http_ok of this thread got, for wait_until's message
