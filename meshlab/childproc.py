@@ -10,7 +10,13 @@ lock before it reaps a child and releases it in a ``finally`` it has not yet ent
 signal handler that raises (Ctrl-C's ``KeyboardInterrupt``, ``mesh up``'s SIGTERM) between the two
 leaves the lock taken for good, and the dead child is then never reaped: every later ``wait``
 times out on a zombie (seen as ``mesh up`` exiting 4 on SIGTERM, about one run in ten on a loaded
-machine). Held signals stay pending and are handled right after, outside ``Popen``.
+machine). Held signals are recorded and raised again right after, outside ``Popen``.
+
+Blocking the signals in the main thread is not enough: in a process with other threads the kernel
+delivers a process-directed signal to a thread that does not block it, and Python still runs the
+handler in the main thread at its next instruction (CI saw exactly that). So for the held section
+the main thread's handlers are swapped for one that only records, and each recorded signal is
+raised again once the original handlers are back.
 """
 
 from __future__ import annotations
@@ -21,7 +27,9 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from types import FrameType
+from typing import Any
 
 _PR_SET_PDEATHSIG = 1
 
@@ -33,20 +41,35 @@ def die_with_parent() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-_INTERRUPTS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+_INTERRUPTS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
 
 
 @contextlib.contextmanager
 def signals_held() -> Iterator[None]:
-    """Keep SIGINT/SIGTERM/SIGHUP pending (main thread only; elsewhere Python runs no handlers)."""
+    """Run no SIGINT/SIGTERM/SIGHUP handler inside the block; raise each one that came right after.
+
+    Only the main thread runs Python signal handlers, so elsewhere this does nothing.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, _INTERRUPTS)
+    came: list[int] = []
+
+    def record(signum: int, frame: FrameType | None) -> None:
+        came.append(signum)
+
+    previous: dict[int, Handler] = {}
     try:
+        for held in _INTERRUPTS:
+            if signal.getsignal(held) is not None:  # None: installed outside Python, left alone
+                previous[held] = signal.signal(held, record)
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in came:
+            signal.raise_signal(signum)
 
 
 def poll(popen: subprocess.Popen[bytes] | subprocess.Popen[str]) -> int | None:
