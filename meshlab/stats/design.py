@@ -8,8 +8,9 @@ and eq. 3.22: the prior size ``m`` that minimises the boundary at a chosen sampl
 0.5% error-rate tolerance decide at sample sizes two orders of magnitude apart. Here ``n_opt`` is
 set from the metric's tolerance before any data is seen (so the guarantee is untouched): the
 per-arm sample size at which a one-sided bound's half-width reaches the tolerance, expressed on
-the Bernoulli scale the boundary works on, times :data:`DESIGN_FACTOR` (chosen by the
-calibration study, ``analysis/calibration.py --sweep-design``).
+the Bernoulli scale the boundary works on, times :data:`DESIGN_FACTOR` (``analysis/
+sequential_floor.py`` sweeps it from 1/4x to 4x on the error-rate scenarios, with
+``Levers(design_scale=...)``).
 
 Reference scales (stated assumptions; only efficiency depends on them, never validity):
 

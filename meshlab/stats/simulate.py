@@ -102,6 +102,8 @@ class Levers:
     conditional_errors: bool = False
     # shadow errors from the discordant pairs (rates.paired_error_bounds), as Comparison judges
     paired_errors: bool = True
+    # the tuned design sizes times this (analysis/sequential_floor.py sweeps it; 1 is adopted)
+    design_scale: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -141,7 +143,8 @@ class Outcome:
 def _designs(s: Setup) -> list[float]:
     if not s.levers.tuned_design:
         return [float(DEFAULT_DESIGN_N)] * len(s.metrics)
-    return [design_size(m.type, m.tolerance, m.quantile) for m in s.metrics]
+    scale = s.levers.design_scale
+    return [scale * design_size(m.type, m.tolerance, m.quantile) for m in s.metrics]
 
 
 def simulate(
