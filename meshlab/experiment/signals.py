@@ -168,13 +168,16 @@ def interrupts_handled() -> Iterator[None]:
 
     Under the ``meshlab`` entry point it already is, and the sequence carries on (a signal that
     arrived during start-up is not forgotten). Called from a library or a test, the block gets a
-    fresh sequence and the previous handlers come back afterwards.
+    fresh sequence, and the previous handlers and sequence come back afterwards: the block's
+    signals were handled by it and do not interrupt whatever the caller runs next.
     """
+    global SEQUENCE
     if installed():
         yield
         return
     previous: dict[int, Any] = {s: signal.getsignal(s) for s in SIGNALS}
     previous_hook = sys.unraisablehook
+    previous_sequence = SEQUENCE
     reset()
     install()
     try:
@@ -183,6 +186,7 @@ def interrupts_handled() -> Iterator[None]:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         sys.unraisablehook = previous_hook
+        SEQUENCE = previous_sequence
 
 
 @contextlib.contextmanager

@@ -173,3 +173,15 @@ def test_interrupt_swallowed_where_python_ignores_exceptions_is_silent_and_rearm
         assert "Traceback" not in capsys.readouterr().err
         with pytest.raises(KeyboardInterrupt):  # re-armed: the next signal reaches the code
             _kill()
+
+
+def test_signals_handled_by_a_block_do_not_interrupt_what_runs_after_it() -> None:
+    """A library caller's (or a test's) handled interrupt ends with its block: the next run,
+    started without the block, is not told it was interrupted (this leaked between tests)."""
+    assert not signals.interrupted()
+    with signals.interrupts_handled():
+        with pytest.raises(KeyboardInterrupt):
+            _kill()
+        assert signals.interrupted()
+    assert not signals.interrupted() and signals.signal_count() == 0
+    signals.raise_if_interrupted()  # nothing pending
