@@ -13,8 +13,11 @@ CloudEvents to meshlab's collector. No cluster runs here, so this process plays 
 
 ``--candidate good`` predicts what the baseline does; ``broken`` has broken preprocessing (a
 feature dropped and the rest rescaled, so its scores differ); ``stops`` is good but its logger
-stops sending ``--stop-after`` seconds after the first request (the baseline's logger keeps going). Prints
-``PORT <n>`` once it listens. Standard library plus ``cloudevents`` and ``httpx``.
+stops sending ``--stop-after`` seconds after the first request (the baseline's logger keeps going).
+``--control`` adds a control arm (issue 13): a second copy of the baseline's version, mirrored
+beside the candidate, whose agent logs as InferenceService ``fraud-v1-control`` to
+``/events/control``. Prints ``PORT <n>`` once it listens. Standard library plus ``cloudevents``
+and ``httpx``.
 """
 
 from __future__ import annotations
@@ -93,6 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stop-after", type=float, default=3.0)
     parser.add_argument("--latency-ms", type=float, default=4.0)
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--control", action="store_true", help="also play a mirrored control")
     args = parser.parse_args(argv)
     first: list[float] = []  # when the first request came: --stop-after counts from there
     outbox: queue.Queue[tuple[str, CloudEvent] | None] = queue.Queue(maxsize=10_000)
@@ -111,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
         thread.start()
 
     def log(arm: str, request_id: str, body: Any, answer: Any, at: datetime) -> None:
-        service = "fraud-v1" if arm == "baseline" else "fraud-v2"
+        service = {"baseline": "fraud-v1", "control": "fraud-v1-control"}.get(arm, "fraud-v2")
         ce_id = str(uuid.uuid4())
         done = at + timedelta(milliseconds=args.latency_ms)
         for kind, data, when in (("request", body, at), ("response", answer, done)):
@@ -144,6 +148,8 @@ def main(argv: list[str] | None = None) -> None:
             if logging:  # the mirrored copy, answered by the candidate and logged by its agent
                 shadow = v2_response(name, score(features, broken=args.candidate == "broken"))
                 log("candidate", request_id, body, shadow, at)
+            if args.control:  # the control's copy: the baseline's version, its own agent
+                log("control", request_id, body, answer, at)
             time.sleep(args.latency_ms / 1000)
             self._send(200, answer)
 

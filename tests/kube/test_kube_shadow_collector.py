@@ -9,7 +9,8 @@ version's request and response CloudEvents (``cloudevents`` SDK, binary mode, KS
 predictions with the primary's by request id, decides on them (promote a good candidate, abort a
 broken one, never pass one whose logger went quiet), writes the collector's counts to the run
 directory, ``result.json`` and the report, and leaves no listener behind on any exit (SIGTERM
-included).
+included). With ``spec.control`` (issue 13) the player also logs a control copy, and the run
+mirrors to both copies and judges the candidate's against the control's.
 """
 
 from __future__ import annotations
@@ -49,16 +50,19 @@ def _listening(port: int) -> bool:
 
 
 @contextlib.contextmanager
-def _player(collector_port: int, candidate: str) -> Iterator[str]:
+def _player(collector_port: int, candidate: str, control: bool = False) -> Iterator[str]:
     """Both versions and their loggers in one process; stopped by its PID whatever happens."""
     player = REPO / "tests/collector/kserve_player.py"
     collector = f"http://127.0.0.1:{collector_port}"
     command = [sys.executable, str(player), "--collector", collector, "--candidate", candidate]
+    command += ["--control"] if control else []
     with announced_url([*command, "--stop-after", "2"]) as url:
         yield url
 
 
-def _spec(tmp_path: Path, kubeconfig: Path, collector_port: int, **limits: Any) -> Path:
+def _spec(
+    tmp_path: Path, kubeconfig: Path, collector_port: int, control: bool = False, **limits: Any
+) -> Path:
     data: dict[str, Any] = yaml.safe_load(
         (REPO / "istio_manifests/examples/shadow.experiment.yaml").read_text()
     )
@@ -91,6 +95,9 @@ def _spec(tmp_path: Path, kubeconfig: Path, collector_port: int, **limits: Any) 
             "inferenceServices": {"baseline": "fraud-v1", "candidate": "fraud-v2"},
         }
     }
+    if control:
+        body["control"] = {}
+        body["metrics"]["collector"]["inferenceServices"]["control"] = "fraud-v1-control"
     path = tmp_path / "experiment.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -157,6 +164,44 @@ def test_shadow_in_a_cluster_decides_on_the_collectors_pairs(
     assert vs is not None
     step = vs["metadata"]["annotations"]["meshlab.io/step"]
     assert step == ("promoted" if verdict == "promote" else "rollback")
+
+
+@pytest.mark.parametrize(
+    ("candidate", "verdict", "exit_code"), [("good", "promote", 0), ("broken", "abort", 1)]
+)
+def test_shadow_with_a_control_in_a_cluster_compares_the_two_mirrored_copies(
+    tmp_path: Path,
+    fake_api: FakeKubeAPI,
+    kubeconfig: Path,
+    candidate: str,
+    verdict: str,
+    exit_code: int,
+) -> None:
+    """Issue 13 through the collector: the candidate's copy is judged against the control's."""
+    port = _free_port()
+    spec = _spec(tmp_path, kubeconfig, port, control=True)
+    with _player(port, candidate, control=True) as url:
+        run, run_dir = _run(tmp_path, spec, url)
+        assert not _listening(port), "the run left its collector listening"
+    assert run.returncode == exit_code, run.stderr[-3000:]
+    counts, result = _collector_record(run_dir)
+    assert result["verdict"] == verdict, result["reason"]
+    assert {m["comparison"] for m in result["metrics"]} == {"candidate vs control"}
+    divergence = next(m for m in result["metrics"] if m["name"] == "divergence")
+    assert divergence["verdict"] == ("pass" if verdict == "promote" else "fail")
+    assert counts["by_arm"]["control"] > 0 and counts["by_arm"]["candidate"] > 0
+    assert counts["rejected"] == 0, counts
+    # the applied step mirrors every request to both copies, and the cluster knows the subset
+    docs = list(yaml.safe_load_all((run_dir / "manifests" / "01-step-1.yaml").read_text()))
+    vs = next(d for d in docs if d["kind"] == "VirtualService")
+    mirrors = {
+        m["destination"]["subset"]: m["percentage"]["value"]
+        for m in vs["spec"]["http"][-1]["mirrors"]
+    }
+    assert mirrors == {"v2": 100, "control": 100}, mirrors
+    dr = fake_api.get_object("destinationrules", "models", f"meshlab-{NAME}")
+    assert dr is not None and "control" in {s["name"] for s in dr["spec"]["subsets"]}
+    assert _step(fake_api) == ("promoted" if verdict == "promote" else "rollback")
 
 
 def test_a_logger_that_stops_sending_is_never_a_pass(
