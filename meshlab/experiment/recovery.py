@@ -232,7 +232,7 @@ def resumable(experiment: Experiment, step_name: str) -> Experiment | None:
     spec = experiment.spec
     if spec.strategy != "canary" or spec.canary is None or found.candidate_weight >= 100:
         return None
-    canary = spec.canary.model_copy(update={"steps": spec.canary.steps[found.number - 1 :]})
+    canary = spec.canary.resumed_at(found.number)
     return experiment.model_copy(update={"spec": spec.model_copy(update={"canary": canary})})
 
 

@@ -59,7 +59,8 @@ def plan(experiment: Experiment) -> list[Step]:
             steps += [Step(i + 2, "canary", w) for i, w in enumerate(spec.canary.steps)]
     elif spec.strategy == "canary":
         assert spec.canary is not None  # guaranteed by ExperimentSpec validation
-        steps += [Step(i + 1, "canary", w) for i, w in enumerate(spec.canary.steps)]
+        first = spec.canary.first_step  # 1 unless a resumed run starts later in the plan
+        steps += [Step(first + i, "canary", w) for i, w in enumerate(spec.canary.steps)]
     elif spec.strategy == "bluegreen":
         header = spec.bluegreen_block.preview_header
         preview = RequestMatch(headers={header.name: StringMatch(exact=header.value)})

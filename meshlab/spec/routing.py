@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, PrivateAttr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from meshlab.spec.base import DnsLabel, Duration, Host, StrictModel
@@ -112,6 +112,22 @@ class Canary(StrictModel):
     """Stepped traffic weights: the candidate's percent of live traffic at each step."""
 
     steps: list[int] = Field(min_length=1)
+    _first: int = PrivateAttr(default=1)  # not from YAML: set only by resumed_at()
+
+    @property
+    def first_step(self) -> int:
+        """The number of ``steps[0]``: 1, or the step a resumed run carries on from."""
+        return self._first
+
+    def resumed_at(self, number: int) -> Canary:
+        """The steps from step ``number`` on, keeping their numbers (a run resumed after a crash).
+
+        Renumbering them from 1 would name the resumed run's steps after the wrong weights in its
+        report, and a second crash would resume at the original step 1.
+        """
+        out = self.model_copy(update={"steps": self.steps[number - self._first :]})
+        out._first = number
+        return out
 
     @field_validator("steps", mode="before")
     @classmethod

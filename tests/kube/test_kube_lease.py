@@ -207,6 +207,15 @@ def test_resume_carries_on_from_the_step_in_force(fake_api: FakeKubeAPI, kubecon
     assert got.spec.canary.steps == exp.spec.canary.steps[2:]
     assert len([r for r in fake_api.requests if r.method != "GET"]) == writes  # no dip, no write
     assert _annotations(fake_api)["meshlab.io/step"] == "3"
+    # the resumed run keeps the steps' numbers: its step 3 is the plan's step 3 (same weight), so
+    # its report names the right weights and a second crash resumes at step 3 again, not step 1
+    original = {s.name: s.candidate_weight for s in plan(exp)}
+    resumed = [(s.name, s.candidate_weight) for s in plan(got)]
+    assert resumed[0][0] == "3" and all(original[n] == w for n, w in resumed), resumed
+    again = resumable(got, "3")
+    assert again is not None and [s.name for s in plan(again)] == [n for n, _ in resumed]
+    assert resumable(got, "4") is None  # the 100% soak needs the dead run's promote verdict
+    assert resumable(got, "1") is None  # not a step of the resumed run
 
 
 def test_resume_at_a_full_weight_step_rolls_back_first(
