@@ -131,6 +131,7 @@ def _collector_record(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return counts, result
 
 
+@pytest.mark.parametrize("control", [False, True], ids=["no control", "control"])
 @pytest.mark.parametrize(
     ("candidate", "verdict", "exit_code"), [("good", "promote", 0), ("broken", "abort", 1)]
 )
@@ -141,66 +142,40 @@ def test_shadow_in_a_cluster_decides_on_the_collectors_pairs(
     candidate: str,
     verdict: str,
     exit_code: int,
+    control: bool,
 ) -> None:
+    """With a control (issue 13) the candidate's copy is judged against the control's copy."""
     port = _free_port()
-    spec = _spec(tmp_path, kubeconfig, port)
-    with _player(port, candidate) as url:
-        run, run_dir = _run(tmp_path, spec, url)
-        assert not _listening(port), "the run left its collector listening"
-    assert run.returncode == exit_code, run.stderr[-3000:]
-    counts, result = _collector_record(run_dir)
-    assert result["verdict"] == verdict
-    assert result["n_candidate"] >= 1
-    divergence = next(m for m in result["metrics"] if m["name"] == "divergence")
-    assert divergence["verdict"] == ("pass" if verdict == "promote" else "fail")
-    assert divergence["estimate"] == (0.0 if verdict == "promote" else 1.0)
-    assert counts["by_arm"]["candidate"] >= result["n_candidate"] > 0
-    assert counts["rejected"] == 0, counts
-    assert result["collector"]["by_arm"] == counts["by_arm"]
-    assert "collector's timings" in result["collector"]["timings"]
-    report = (run_dir / "report.md").read_text()
-    assert "## Collector" in report and "unpaired:" in report
-    vs = fake_api.get_object("virtualservices", "models", f"meshlab-{NAME}")
-    assert vs is not None
-    step = vs["metadata"]["annotations"]["meshlab.io/step"]
-    assert step == ("promoted" if verdict == "promote" else "rollback")
-
-
-@pytest.mark.parametrize(
-    ("candidate", "verdict", "exit_code"), [("good", "promote", 0), ("broken", "abort", 1)]
-)
-def test_shadow_with_a_control_in_a_cluster_compares_the_two_mirrored_copies(
-    tmp_path: Path,
-    fake_api: FakeKubeAPI,
-    kubeconfig: Path,
-    candidate: str,
-    verdict: str,
-    exit_code: int,
-) -> None:
-    """Issue 13 through the collector: the candidate's copy is judged against the control's."""
-    port = _free_port()
-    spec = _spec(tmp_path, kubeconfig, port, control=True)
-    with _player(port, candidate, control=True) as url:
+    spec = _spec(tmp_path, kubeconfig, port, control=control)
+    with _player(port, candidate, control=control) as url:
         run, run_dir = _run(tmp_path, spec, url)
         assert not _listening(port), "the run left its collector listening"
     assert run.returncode == exit_code, run.stderr[-3000:]
     counts, result = _collector_record(run_dir)
     assert result["verdict"] == verdict, result["reason"]
-    assert {m["comparison"] for m in result["metrics"]} == {"candidate vs control"}
+    assert result["n_candidate"] >= 1
+    reference = "control" if control else "baseline"
+    assert {m["comparison"] for m in result["metrics"]} == {f"candidate vs {reference}"}
     divergence = next(m for m in result["metrics"] if m["name"] == "divergence")
     assert divergence["verdict"] == ("pass" if verdict == "promote" else "fail")
-    assert counts["by_arm"]["control"] > 0 and counts["by_arm"]["candidate"] > 0
+    assert divergence["estimate"] == (0.0 if verdict == "promote" else 1.0)
+    assert counts["by_arm"]["candidate"] >= result["n_candidate"] > 0
+    assert counts["by_arm"].get("control", 0) > 0 if control else "control" not in counts["by_arm"]
     assert counts["rejected"] == 0, counts
-    # the applied step mirrors every request to both copies, and the cluster knows the subset
+    assert result["collector"]["by_arm"] == counts["by_arm"]
+    assert "collector's timings" in result["collector"]["timings"]
+    report = (run_dir / "report.md").read_text()
+    assert "## Collector" in report and "unpaired:" in report
+    # the applied step mirrors every request to the candidate (and to the control beside it)
     docs = list(yaml.safe_load_all((run_dir / "manifests" / "01-step-1.yaml").read_text()))
-    vs = next(d for d in docs if d["kind"] == "VirtualService")
-    mirrors = {
-        m["destination"]["subset"]: m["percentage"]["value"]
-        for m in vs["spec"]["http"][-1]["mirrors"]
-    }
-    assert mirrors == {"v2": 100, "control": 100}, mirrors
-    dr = fake_api.get_object("destinationrules", "models", f"meshlab-{NAME}")
-    assert dr is not None and "control" in {s["name"] for s in dr["spec"]["subsets"]}
+    route = next(d for d in docs if d["kind"] == "VirtualService")["spec"]["http"][-1]
+    if control:
+        mirrors = {m["destination"]["subset"]: m["percentage"]["value"] for m in route["mirrors"]}
+        assert mirrors == {"v2": 100, "control": 100}, mirrors
+        dr = fake_api.get_object("destinationrules", "models", f"meshlab-{NAME}")
+        assert dr is not None and "control" in {s["name"] for s in dr["spec"]["subsets"]}
+    else:
+        assert route["mirror"]["subset"] == "v2" and route["mirrorPercentage"]["value"] == 100
     assert _step(fake_api) == ("promoted" if verdict == "promote" else "rollback")
 
 
