@@ -165,7 +165,7 @@ def status(
     state = load_state(state_path(exp, file))
     where = resolve_target(exp, state, target=target, kubeconfig=kubeconfig, context=context)
     cluster = cluster_view(exp, where) if where.kind == "kubernetes" else None
-    if state is None and (cluster is None or cluster.step == "absent"):
+    if state is None and (cluster is None or (cluster.step == "absent" and not cluster.lease_held)):
         typer.echo(
             f"{exp.metadata.namespace}/{exp.metadata.name}: no record of a run on this machine"
             + ("" if cluster is None else " and no meshlab route in the cluster")
@@ -178,6 +178,7 @@ def status(
             "cluster_step": cluster.step if cluster else None,
             "cluster_holder": cluster.holder if cluster else None,
             "cluster_running": cluster.alive if cluster else None,
+            "cluster_lease": cluster.run_lease if cluster else None,
         }
         typer.echo(json.dumps(data, indent=2, sort_keys=True))
         return
@@ -189,6 +190,7 @@ def status(
     if cluster is not None:
         typer.echo(f"routing read back from the cluster: step {cluster.step}")
         typer.echo(f"meshlab holding the routes: {cluster.holder}")
+        typer.echo(f"the experiment's Lease: {cluster.run_lease}")
 
 
 def rollback(

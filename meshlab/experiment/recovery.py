@@ -243,19 +243,36 @@ class ClusterView:
     step: str  # the step in force, or "absent"
     holder: str  # "running (...)", "DEAD since T (...)" or "none (no meshlab holds the routes)"
     alive: bool
+    # the experiment's coordination.k8s.io Lease, taken before step 1: "holder H since T (...)",
+    # "none", or why it could not be read
+    run_lease: str = "none"
+    lease_held: bool = False  # a run holds the Lease (it may not have stamped the routes yet)
 
 
 def cluster_view(experiment: Experiment, where: Where) -> ClusterView:
-    """The step in force and the state of the meshlab holding it, read from the cluster."""
+    """The step in force, the meshlab holding it and the experiment's Lease, read from the cluster.
+
+    The Lease shows a run that is starting (pre-flight, load warm-up) before its first step stamps
+    the route object; a status reader not allowed to read Leases still gets the routes.
+    """
+    from meshlab.mesh.kube_runlease import read_lease
+
     mesh = _mesh(experiment, where)
     try:
         routing, lease = mesh.status(), mesh.lease()
+        try:
+            record = read_lease(mesh.objects, mesh.resource)
+            held = record is not None and bool(record.holder)
+            run_lease = record.describe(time.time()) if held and record else "none"
+        except MeshError as exc:
+            held, run_lease = False, f"not readable ({exc})"
     finally:
         mesh.close()
     now = time.time()
+    step = routing.step if routing else "absent"
     if lease is None:
-        return ClusterView(routing.step if routing else "absent", "none", False)
-    return ClusterView(routing.step if routing else "absent", lease.describe(now), lease.alive(now))
+        return ClusterView(step, "none", False, run_lease, held)
+    return ClusterView(step, lease.describe(now), lease.alive(now), run_lease, held)
 
 
 def cluster_rollback(experiment: Experiment, where: Where) -> str:

@@ -102,6 +102,12 @@ class LeaseRecord:
         return f"holder {self.holder} since {since} ({renewed}, lease {self.duration:g} s)"
 
 
+def read_lease(objects: KubeObjects, name: str) -> LeaseRecord | None:
+    """The experiment's Lease as stored (``meshlab status``), or None when nobody holds one."""
+    found = objects.get(KIND, name)
+    return None if found is None else LeaseRecord.of(found)
+
+
 class RunLease:
     """This run's claim on the experiment: :meth:`acquire`, :meth:`renew`, :meth:`release`."""
 

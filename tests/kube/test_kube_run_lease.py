@@ -11,6 +11,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +20,8 @@ from meshlab.manifests import plan, routing_plan
 from meshlab.mesh.kube_lease import timestamp
 from meshlab.mesh.kube_runlease import TOOK_OVER_ANNOTATION, LeaseHeldError
 from meshlab.mesh.kubernetes import KubernetesMesh
+from meshlab.spec import load_experiment
+from tests.kube.cli_support import meshlab, spec
 from tests.kube.conftest import MeshFactory, experiment
 from tests.kube.fake_apiserver import FakeKubeAPI, Hook
 
@@ -265,3 +268,22 @@ def test_lease_and_retry_timings_reach_the_backend(
     default = experiment("canary").spec.target
     assert (default.lease.duration, default.lease.every) == (30.0, 10.0)
     assert (default.step_retry, default.rollback_deadline) == (10.0, 45.0)
+
+
+def test_status_shows_the_lease_of_a_run_that_has_not_applied_step_1(
+    tmp_path: Path, make_mesh: MeshFactory, fake_api: FakeKubeAPI, kubeconfig: Path
+) -> None:
+    """A run holds the Lease from before pre-flight; status, from another machine, shows it."""
+    path = spec(tmp_path, kubeconfig)
+    mesh = make_mesh(load_experiment(path))
+    mesh.hold()  # the Lease is taken; pre-flight and the load's warm-up come before step 1
+    try:
+        shown = meshlab(tmp_path, "status", "-f", str(path), home="another-pod")
+        assert shown.returncode == 0, shown.stdout + shown.stderr
+        assert "routing read back from the cluster: step absent" in shown.stdout
+        assert f"the experiment's Lease: holder {mesh.holder} since " in shown.stdout
+    finally:
+        mesh.close()
+    after = meshlab(tmp_path, "status", "-f", str(path), home="another-pod")
+    assert after.returncode == 3, after.stdout + after.stderr  # nothing there: never run here
+    assert "no meshlab route in the cluster" in after.stdout
