@@ -258,17 +258,18 @@ def cluster_view(experiment: Experiment, where: Where) -> ClusterView:
     from meshlab.mesh.kube_runlease import read_lease
 
     mesh = _mesh(experiment, where)
+    held, run_lease = False, "none"
     try:
         routing, lease = mesh.status(), mesh.lease()
         try:
             record = read_lease(mesh.objects, mesh.resource)
-            held = record is not None and bool(record.holder)
-            run_lease = record.describe(time.time()) if held and record else "none"
         except MeshError as exc:
-            held, run_lease = False, f"not readable ({exc})"
+            record, run_lease = None, f"not readable ({exc})"
     finally:
         mesh.close()
     now = time.time()
+    if record is not None and record.holder:
+        held, run_lease = True, record.describe(now)
     step = routing.step if routing else "absent"
     if lease is None:
         return ClusterView(step, "none", False, run_lease, held)

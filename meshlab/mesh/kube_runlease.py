@@ -232,10 +232,10 @@ class RunLease:
         )
 
     def _reread(self) -> LeaseRecord:
-        current = self.objects.get(KIND, self.name)
-        if current is None:  # taken and let go again within a request: name nobody in particular
+        record = read_lease(self.objects, self.name)
+        if record is None:  # taken and let go again within a request: name nobody in particular
             return LeaseRecord("another meshlab", None, None, 0.0, 0, "")
-        return LeaseRecord.of(current)
+        return record
 
     def _held(self, record: LeaseRecord, why: str) -> LeaseHeldError:
         return LeaseHeldError(
