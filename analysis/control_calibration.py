@@ -37,7 +37,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-from scipy import stats as sps
+from calibration import clopper_pearson  # the sibling script's interval
 
 from meshlab.stats.simulate import (
     Effect,
@@ -155,12 +155,6 @@ def scenarios() -> list[Scenario]:
             ),
         ]
     return out
-
-
-def clopper_pearson(k: int, n: int) -> tuple[float, float]:
-    lo = 0.0 if k == 0 else float(sps.beta.ppf(0.025, k, n - k + 1))
-    hi = 1.0 if k == n else float(sps.beta.ppf(0.975, k + 1, n - k))
-    return lo, hi
 
 
 def run(sc: Scenario, reps: int, seed: int) -> dict[str, object]:

@@ -41,7 +41,6 @@ from pathlib import Path
 import calibration  # the sibling script: its scenarios and one-look yardstick
 import numpy as np
 from scipy import optimize
-from scipy import stats as sps
 
 from meshlab.stats.simulate import (
     Effect,
@@ -145,8 +144,7 @@ def main() -> None:
             q = summarize(out)
             wrong = out.abort if case.delta == 0 else out.promote
             k = int(wrong.sum())
-            lo = float(sps.beta.ppf(0.025, k, args.reps - k + 1)) if k else 0.0
-            hi = float(sps.beta.ppf(0.975, k + 1, args.reps - k)) if k < args.reps else 1.0
+            lo, hi = calibration.clopper_pearson(k, args.reps)
             rows.append(
                 {
                     "scenario": case.name,
