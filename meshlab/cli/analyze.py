@@ -72,6 +72,7 @@ def analyze_command(
     ] = None,
 ) -> None:
     """Judge a samples file: promote (exit 0), abort (1) or inconclusive (3)."""
+    from meshlab.experiment.sources import planned_share
     from meshlab.metrics.sourced import PSEUDO_PREFIX, pseudo_mask
     from meshlab.samples import CONTROL, read_samples
     from meshlab.spec import load_experiment
@@ -102,12 +103,16 @@ def analyze_command(
             "with the control (as the run that recorded them did)",
             file=sys.stderr,
         )
+    # each arm's bound tuned to the split the spec plans (as the live run tuned it)
+    share = planned_share(experiment, chosen, control)
     if replay:
         assessment = replay_looks(
-            lambda: Comparison(analysis, chosen, control=control), data, every
+            lambda: Comparison(analysis, chosen, control=control, candidate_share=share),
+            data,
+            every,
         )
     else:
-        comparison = Comparison(analysis, chosen, control=control)
+        comparison = Comparison(analysis, chosen, control=control, candidate_share=share)
         comparison.update(data)
         assessment = comparison.assess()
     for warning in assessment.warnings:

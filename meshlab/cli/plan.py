@@ -181,6 +181,7 @@ def plan_command(
         )
     import numpy as np
 
+    from meshlab.manifests import first_split
     from meshlab.stats.planning import plan
     from meshlab.stats.simulate import World
 
@@ -199,6 +200,7 @@ def plan_command(
         "both": [False, True],
     }
     variants = choices[control]
+    split = first_split(experiment)
     results = []
     for variant in variants:
         steps = [traffic(experiment, s, variant) for s in plan_steps(experiment)]
@@ -211,6 +213,7 @@ def plan_command(
                 np.random.default_rng(seed),
                 reps,
                 World(latency_sigma=latency_sigma, error_rate=error_rate),
+                design_weight=split if split is not None else 0.5,  # as the live run tunes
             )
         )
     name = f"{spec.strategy} {experiment.metadata.namespace}/{experiment.metadata.name}"

@@ -25,9 +25,11 @@ from meshlab.errors import ConfigError, LoadError
 from meshlab.experiment.ports import LiveSamples, Snapshot
 from meshlab.live import MergedSamples
 from meshlab.load import LoadRun
+from meshlab.manifests import first_split
 from meshlab.samples import Sample, Samples
 from meshlab.spec import Experiment
 from meshlab.stats import Comparison
+from meshlab.stats.design import compared_share
 
 
 class LoadSamples:
@@ -257,7 +259,8 @@ def analysis_core(
     Prometheus series (arm 2) and its rows.
     """
     if bounds is None:
-        return Comparison(analysis, mode, control=control)  # type: ignore[arg-type]
+        share = planned_share(experiment, mode, control)
+        return Comparison(analysis, mode, control=control, candidate_share=share)  # type: ignore[arg-type]
     if uses_collector(experiment):
         from meshlab.metrics.sourced import SourcedComparison
 
@@ -265,6 +268,16 @@ def analysis_core(
     from meshlab.metrics import BracketedComparison
 
     return BracketedComparison(analysis, mode, bounds=bounds, control=control)  # type: ignore[arg-type]
+
+
+def planned_share(experiment: Experiment, mode: str, control: bool) -> float | None:
+    """The candidate's share of the compared canary requests in the plan's first weighted step.
+
+    The comparison tunes each arm's bound to it before any data (``Comparison(candidate_share)``);
+    None where the split is not known in advance (shadow, blue/green, A/B).
+    """
+    weight = first_split(experiment) if mode == "canary" else None
+    return None if weight is None else compared_share(weight, control)
 
 
 class StatsAnalyzer:

@@ -14,7 +14,15 @@ from meshlab.manifests.istio import (
 )
 from meshlab.manifests.render import render_step, step_filename, to_yaml
 from meshlab.manifests.routing import RoutingPlan, routing_plan, step_plan
-from meshlab.manifests.steps import Step, all_steps, plan, promoted, rollback, step_by_name
+from meshlab.manifests.steps import (
+    Step,
+    all_steps,
+    first_split,
+    plan,
+    promoted,
+    rollback,
+    step_by_name,
+)
 
 __all__ = [
     "ARM_HEADER",
@@ -23,6 +31,7 @@ __all__ = [
     "Step",
     "all_steps",
     "destination_rule",
+    "first_split",
     "gateway_manifests",
     "http_routes",
     "manifests",

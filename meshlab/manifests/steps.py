@@ -72,6 +72,18 @@ def plan(experiment: Experiment) -> list[Step]:
     return steps
 
 
+def first_split(experiment: Experiment) -> float | None:
+    """The candidate's weight (0-1) in the first weighted canary step, or None if there is none.
+
+    The statistics tune each arm's bound to this split before any data (blue/green and A/B
+    steps split by header, in shares not known in advance: None).
+    """
+    for step in plan(experiment):
+        if step.kind == "canary" and 0 < step.candidate_weight < 100 and not step.matches:
+            return step.candidate_weight / 100
+    return None
+
+
 def promoted() -> Step:
     """All traffic on the candidate."""
     return Step(0, "promoted", 100)

@@ -88,8 +88,12 @@ class BracketedComparison:
         self.mode = mode
         self._bounds = bounds
         # pseudo-samples carry no request pairing: shadow errors keep the two-sample test
-        self.pessimistic = Comparison(analysis, mode, control=control, paired_errors=False)
-        self.optimistic = Comparison(analysis, mode, control=control, paired_errors=False)
+        self.pessimistic = Comparison(
+            analysis, mode, control=control, paired_errors=False, paired_bets=False
+        )
+        self.optimistic = Comparison(
+            analysis, mode, control=control, paired_errors=False, paired_bets=False
+        )
         self.decision: Decision | None = None
         self._first: float | None = None
         self._last = 0.0

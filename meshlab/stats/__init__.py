@@ -9,8 +9,9 @@ blocks, ``simulate``: whole simulated experiments for the calibration and ``plan
 predictions of ``meshlab plan``).
 """
 
-from meshlab.stats.comparison import MODES, Comparison, Mode, predictions_differ
+from meshlab.stats.comparison import MODES, Comparison, Mode
 from meshlab.stats.latency import LogGrid
+from meshlab.stats.predictions import predictions_differ
 from meshlab.stats.results import Assessment, Decision, MetricResult, Verdict, decide
 
 __all__ = [

@@ -41,10 +41,21 @@ GRID_POINTS = 128
 _GUARD = 0.02  # weight of the opposite-side mixture in the difference bounds
 
 
+# A two-arm bound's design: one size for both arms, or (high arm, low arm) when their sample
+# sizes differ (an unequal split: each arm's mixture tightest near its own expected size).
+ArmDesign = float | tuple[float, float]
+
+
 def prior_size(level: float, design_n: float) -> float:
     """Effective prior sample size that makes a level-``level`` bound tightest near ``design_n``."""
     log_term = 2.0 * np.log(1.0 / level)
     return float(max(1.0, design_n / (log_term + np.log1p(log_term))))
+
+
+def arm_priors(level: float, design: ArmDesign) -> tuple[float, float]:
+    """The (high arm, low arm) prior sizes of a two-arm bound's design (see :data:`ArmDesign`)."""
+    high, low = design if isinstance(design, tuple) else (design, design)
+    return prior_size(level, high), prior_size(level, low)
 
 
 def log_mixture(
@@ -216,7 +227,7 @@ def difference_upper(
     s_low: npt.ArrayLike,
     n_low: npt.ArrayLike,
     level: float,
-    design_n: float = DEFAULT_DESIGN_N,
+    design_n: ArmDesign = DEFAULT_DESIGN_N,
     points: int | None = None,
 ) -> FloatArray:
     """Upper confidence sequence for ``rate_high - rate_low`` of two independent Bernoulli arms.
@@ -230,15 +241,16 @@ def difference_upper(
     lies within the grid cells whose lower bounds of F and G (:func:`_interval_floor`) pass the
     test, and a cell contributes its largest difference, ``x_(i+1) - y_k``. Compared with a union
     bound over per-arm bounds, the widths add in quadrature, not linearly (about half the samples).
+    ``design_n``: one design size, or one per arm (high, low); any fixed choice is valid.
     """
     sh, nh = np.asarray(s_high, dtype=np.float64), np.asarray(n_high, dtype=np.float64)
     sl, nl = np.asarray(s_low, dtype=np.float64), np.asarray(n_low, dtype=np.float64)
     sh, nh, sl, nl = np.broadcast_arrays(sh, nh, sl, nl)
-    m, c = prior_size(level, design_n), np.log(1.0 / level)
+    (mh, ml), c = arm_priors(level, design_n), np.log(1.0 / level)
     size = GRID_POINTS if points is None else points
     x, y = _local_grid(sh, nh, size), _local_grid(sl, nl, size)
-    f = _interval_floor(sh, nh, x, m, main_upper=False)  # (..., J) cells [x_i, x_(i+1)]
-    g = _interval_floor(sl, nl, y, m, main_upper=True)  # (..., K) cells [y_k, y_(k+1)]
+    f = _interval_floor(sh, nh, x, mh, main_upper=False)  # (..., J) cells [x_i, x_(i+1)]
+    g = _interval_floor(sl, nl, y, ml, main_upper=True)  # (..., K) cells [y_k, y_(k+1)]
     feasible = g[..., None, :] < (c - f)[..., :, None]  # (..., J, K)
     y_left = np.where(feasible, y[..., None, :-1], np.inf).min(axis=-1)  # (..., J)
     cand = np.where(np.isfinite(y_left), x[..., 1:] - y_left, -np.inf)
@@ -252,7 +264,7 @@ def difference_at_least(
     n_low: npt.ArrayLike,
     level: float,
     threshold: float,
-    design_n: float = DEFAULT_DESIGN_N,
+    design_n: ArmDesign = DEFAULT_DESIGN_N,
 ) -> npt.NDArray[np.bool_]:
     """A cheap certificate: True only where ``difference_upper(...) >= threshold`` for sure.
 
@@ -269,7 +281,7 @@ def difference_at_least(
     sh, nh = np.asarray(s_high, dtype=np.float64), np.asarray(n_high, dtype=np.float64)
     sl, nl = np.asarray(s_low, dtype=np.float64), np.asarray(n_low, dtype=np.float64)
     sh, nh, sl, nl = np.broadcast_arrays(sh, nh, sl, nl)
-    m, c = prior_size(level, design_n), np.log(1.0 / level)
+    (mh, ml), c = arm_priors(level, design_n), np.log(1.0 / level)
     x, y = _local_grid(sh, nh, GRID_POINTS), _local_grid(sl, nl, GRID_POINTS)
     th, tl = np.maximum(nh, 1.0), np.maximum(nl, 1.0)
     ph, pl = sh / th, sl / tl
@@ -278,8 +290,8 @@ def difference_at_least(
     gap = np.maximum(threshold - (ph - pl), 0.0)
     xh = np.clip(ph + gap * vh / (vh + vl), 0.0, 1.0)
     yl = np.clip(pl - gap * vl / (vh + vl), 0.0, 1.0)
-    f = _cell_floor(sh, nh, x, xh, m, main_upper=False)
-    g = _cell_floor(sl, nl, y, yl, m, main_upper=True)
+    f = _cell_floor(sh, nh, x, xh, mh, main_upper=False)
+    g = _cell_floor(sl, nl, y, yl, ml, main_upper=True)
     j = np.clip((x <= xh[..., None]).sum(axis=-1) - 1, 0, x.shape[-1] - 2)
     k = np.clip((y <= yl[..., None]).sum(axis=-1) - 1, 0, y.shape[-1] - 2)
     reach = np.take_along_axis(x, (j + 1)[..., None], -1)[..., 0]

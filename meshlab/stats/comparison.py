@@ -12,9 +12,9 @@ the first one). Which rows count:
 * shadow: baseline = ``arm 0, mirrored 0`` rows, candidate = ``arm 1, mirrored 1`` rows (the
   mirrored copies); divergence = share of ``request_id`` pairs whose predictions differ (numbers
   differ when ``|a - b| > epsilon``). Pairs may straddle batches; unmatched halves are kept.
-  Errors (sequential, ``abortOn: worse``): the same pairs' error outcomes, judged on the
-  discordant pairs (sequential McNemar, :func:`meshlab.stats.rates.paired_error_bounds`;
-  incomplete pairs as :mod:`meshlab.stats.pairing` states: never a way to promote).
+  Errors (sequential, ``abortOn: worse``): the same pairs' error outcomes, judged by betting on
+  each pair's difference (:mod:`meshlab.stats.bets`; incomplete pairs as
+  :mod:`meshlab.stats.pairing` states: never a way to promote).
   ``paired_errors=False`` (pseudo-samples that carry no request pairing, e.g. Prometheus's) and
   ``abortOn: beyond-tolerance`` keep the two-sample union bound over the arms.
 
@@ -44,7 +44,9 @@ control the floor is part of what is judged.
 Error budget: each metric's abort side gets ``alpha / k`` (Bonferroni over k metrics), its promote
 side the full ``beta`` (see :mod:`meshlab.stats.results`). Each metric's mixture boundary is tuned
 to its tolerance (:func:`meshlab.stats.design.design_size`) unless ``design_n`` fixes one size for
-all. ``intersect=True`` keeps each metric's running intersection of its confidence sequence over
+all; ``candidate_share`` (the candidate's share of the compared canary requests, fixed from the
+plan before any data) gives each arm of a canary difference its own design size
+(:func:`meshlab.stats.design.arm_designs`). ``intersect=True`` keeps each metric's running intersection of its confidence sequence over
 the looks (valid, since the sequence holds at every look at once; Howard et al. 2021). It is off
 by default: it bought nothing measurable (A/A canary median 0.64 of the one-look size either
 way, p90 0.93 -> 0.95; ``analysis/README.md``), and it makes a look's
@@ -58,8 +60,7 @@ for one look; asking a second time adds a warning to the assessment.
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -67,96 +68,15 @@ import numpy.typing as npt
 from meshlab.errors import ConfigError
 from meshlab.samples import Samples
 from meshlab.spec.analysis import Analysis, Metric
-from meshlab.stats import classic, latency, rates
-from meshlab.stats.design import design_size
+from meshlab.stats import bets, classic, latency, rates
+from meshlab.stats.bets import ArrivalPairs
+from meshlab.stats.design import arm_designs, design_size
 from meshlab.stats.pairing import ErrorPairs
+from meshlab.stats.predictions import Categories, Pairs
 from meshlab.stats.results import Assessment, Decision, MetricResult, decide
 
 Mode = Literal["canary", "shadow"]
 MODES: tuple[Mode, ...] = ("canary", "shadow")
-
-
-def _prediction_key(value: Any, epsilon: float) -> Hashable:
-    """A hashable category for a parsed JSON prediction (numbers binned to ``epsilon``)."""
-    if isinstance(value, bool) or value is None or isinstance(value, str):
-        return value
-    if isinstance(value, int | float):
-        return ("num", float(math.floor(value / epsilon) if epsilon > 0 else value))
-    return ("json", repr(value))
-
-
-def predictions_differ(a: Any, b: Any, epsilon: float) -> bool:
-    """Whether two parsed predictions differ (numbers: ``|a - b| > epsilon``, else inequality)."""
-    if isinstance(a, bool) or isinstance(b, bool):  # JSON true is not the number 1
-        return type(a) is not type(b) or a != b
-    if isinstance(a, int | float) and isinstance(b, int | float):
-        return abs(float(a) - float(b)) > epsilon
-    return bool(a != b)
-
-
-class _Categories:
-    """Per-arm counts of prediction categories (canary divergence)."""
-
-    def __init__(self, epsilon: float) -> None:
-        self.epsilon = epsilon
-        self.codes: dict[Hashable, int] = {}
-        self.counts = np.zeros((2, 0), dtype=np.int64)
-
-    def add(self, arm: npt.NDArray[np.int8], predictions: npt.NDArray[np.object_]) -> None:
-        keep = np.array([p is not None for p in predictions], dtype=bool)
-        if not keep.any():
-            return
-        codes = self._codes(predictions[keep].tolist())
-        if len(self.codes) > self.counts.shape[1]:
-            grown = np.zeros((2, len(self.codes)), dtype=np.int64)
-            grown[:, : self.counts.shape[1]] = self.counts
-            self.counts = grown
-        size = self.counts.shape[1]
-        self.counts += np.bincount(
-            arm[keep].astype(np.int64) * size + codes, minlength=2 * size
-        ).reshape(2, size)
-
-    def _codes(self, values: list[Any]) -> npt.NDArray[np.int64]:
-        table, eps = self.codes, self.epsilon
-        kinds = set(map(type, values))
-        if kinds <= {int, float}:  # fast path: numeric predictions, binned in numpy
-            x = np.asarray(values, dtype=np.float64)
-            uniq, inverse = np.unique(np.floor(x / eps) if eps > 0 else x, return_inverse=True)
-            known = [table.setdefault(("num", float(u)), len(table)) for u in uniq.tolist()]
-            return np.asarray(np.asarray(known, dtype=np.int64)[inverse], dtype=np.int64)
-        if kinds == {str}:  # fast path: labels are their own keys, coded in first-seen order
-            for v in dict.fromkeys(values):  # the distinct labels, in C
-                table.setdefault(v, len(table))
-            return np.fromiter(map(table.__getitem__, values), dtype=np.int64, count=len(values))
-        return np.fromiter(
-            (table.setdefault(_prediction_key(v, eps), len(table)) for v in values), dtype=np.int64
-        )
-
-
-class _Pairs:
-    """Paired disagreement counts (shadow divergence), matching rows by request_id."""
-
-    def __init__(self, epsilon: float) -> None:
-        self.epsilon = epsilon
-        self.waiting: tuple[dict[str, Any], dict[str, Any]] = ({}, {})
-        self.pairs = 0
-        self.differ = 0
-
-    def add(
-        self,
-        side: npt.NDArray[np.int8],
-        ids: npt.NDArray[np.str_],
-        predictions: npt.NDArray[np.object_],
-    ) -> None:
-        for s, rid, pred in zip(side.tolist(), ids.tolist(), predictions.tolist(), strict=True):
-            other = self.waiting[1 - s]
-            if rid in other:
-                mate = other.pop(rid)
-                if pred is not None and mate is not None:
-                    self.pairs += 1
-                    self.differ += predictions_differ(pred, mate, self.epsilon)
-            else:
-                self.waiting[s][rid] = pred
 
 
 class Comparison:
@@ -172,14 +92,21 @@ class Comparison:
         intersect: bool = False,
         control: bool = False,
         paired_errors: bool = True,
+        candidate_share: float | None = None,
+        paired_bets: bool = True,
     ) -> None:
         if mode not in MODES:
             raise ConfigError(f"--mode: {mode!r} is not one of {', '.join(MODES)}")
         self.analysis, self.mode, self.design_n = analysis, mode, design_n
         self.control = control
+        # the candidate's planned share of the compared canary requests (design.arm_designs)
+        self.candidate_share = candidate_share
         self.comparison = "candidate vs control" if control else "candidate vs baseline"
         self.intersect = intersect
         self.paired_errors = paired_errors and mode == "shadow"
+        # canary error rates by betting on requests paired in arrival order (stats.bets)
+        self.paired_bets = paired_bets and mode == "canary"
+        self._arrival = ArrivalPairs()
         self._error_pairs = ErrorPairs()
         # Each metric's running intersection of its confidence sequence over the looks so far.
         self._running: dict[str, tuple[float, float]] = {}
@@ -194,10 +121,10 @@ class Comparison:
         self._raw: tuple[list[npt.NDArray[np.float64]], ...] = ([], [])  # fixed-horizon only
         self._n = np.zeros(2, dtype=np.int64)
         self._errors = np.zeros(2, dtype=np.int64)
-        self._categories = {m.name: _Categories(m.epsilon) for m in self._divergence}
-        self._pairs = {m.name: _Pairs(m.epsilon) for m in self._divergence}
+        self._categories = {m.name: Categories(m.epsilon) for m in self._divergence}
+        self._pairs = {m.name: Pairs(m.epsilon) for m in self._divergence}
         # shadow with a control: the control's paired disagreement with production (the floor)
-        self._floor = {m.name: _Pairs(m.epsilon) for m in self._divergence}
+        self._floor = {m.name: Pairs(m.epsilon) for m in self._divergence}
 
     @property
     def _divergence(self) -> list[Metric]:
@@ -228,6 +155,9 @@ class Comparison:
         self._errors += np.bincount(arm[failed], minlength=2)
         if any(m.type == "error-rate" and self.pairs_errors(m) for m in self.analysis.metrics):
             self._error_pairs.add(arm, batch.request_id[use], failed)
+        if any(self.bets_on(m) for m in self.analysis.metrics):
+            order = bets.batch_order(batch.timestamp[use], batch.request_id[use], failed)
+            self._arrival.add(arm[order], failed[order])
         if not self._divergence:
             return
         if self.mode == "canary":
@@ -261,6 +191,26 @@ class Comparison:
             return float(self.design_n)
         return design_size(m.type, float(m.tolerance), float(m.quantile or 0.5))
 
+    def arm_design(self, m: Metric) -> float | tuple[float, float]:
+        """A canary two-arm difference's design: per arm (base, candidate) at an unequal split.
+
+        Fixed from the plan before any data (``candidate_share``), so the guarantee holds; the
+        arms' mixtures are each tightest near the arm's own sample size at a decision.
+        """
+        design = self.design(m)
+        if self.design_n is not None or self.candidate_share is None or self.mode != "canary":
+            return design
+        return arm_designs(design, self.candidate_share)
+
+    def bets_on(self, m: Metric) -> bool:
+        """Whether ``m`` is a canary error rate judged by paired bets (:mod:`meshlab.stats.bets`)."""
+        return (
+            self.paired_bets
+            and self.sequential
+            and m.type == "error-rate"
+            and bets.pairs_pay(self.candidate_share)
+        )
+
     def pairs_errors(self, m: Metric) -> bool:
         """Whether error-rate metric ``m`` is judged on request pairs (see the module docstring)."""
         return self.paired_errors and self.sequential and m.abort_on != "beyond-tolerance"
@@ -286,22 +236,29 @@ class Comparison:
                 method, text = "Mann-Whitney U / Hodges-Lehmann (fixed horizon)", classic.GUARANTEE
             how = ""
         elif m.type == "error-rate" and self.pairs_errors(m):
-            e = self._error_pairs
+            e, tol = self._error_pairs, float(m.tolerance)
             n_b = n_c = e.pairs
-            lo_, est_, hi_ = rates.paired_error_bounds(
-                e.only_reference, e.only_candidate, e.pairs, a, b, design,
-                rates.paired_design(float(m.tolerance)), e.unmatched_failures,
+            lo, est, hi = bets.bet_interval(
+                e.only_candidate, e.only_reference, e.pairs, a, b, bets.bet_scale(tol),
+                (0.0, tol), e.unmatched_failures,
             )  # fmt: skip
-            lo, est, hi = float(lo_), float(est_), float(hi_)
             method = "paired error-rate difference"
             how = (
-                "sequential McNemar on the discordant pairs by request_id; failed copies still "
-                "unmatched count against the candidate"
+                f"{e.pairs} copies paired by request_id; failed copies still unmatched count "
+                "against the candidate"
             )
+        elif self.bets_on(m):
+            ap, tol = self._arrival, float(m.tolerance)
+            thresholds = (tol if m.abort_on == "beyond-tolerance" else 0.0, tol)
+            lo, est, hi = bets.bet_interval(
+                ap.plus, ap.minus, ap.pairs, a, b, bets.bet_scale(tol), thresholds
+            )
+            method = "error-rate difference"
+            how = f"{ap.pairs} pairs of requests in arrival order"
         elif m.type == "error-rate":
             shadow = self.mode == "shadow"
             lo_, est_, hi_ = rates.rate_difference(
-                self._errors[0], n_b, self._errors[1], n_c, a, b, seq, design, shadow
+                self._errors[0], n_b, self._errors[1], n_c, a, b, seq, self.arm_design(m), shadow
             )
             lo, est, hi = float(lo_), float(est_), float(hi_)
             method = "error-rate difference"
@@ -334,7 +291,7 @@ class Comparison:
         else:
             counts = self._categories[m.name].counts
             n_b, n_c = int(counts[0].sum()), int(counts[1].sum())
-            lo_, est_, hi_ = rates.tv_interval(counts[0], counts[1], a, b, seq, design)
+            lo_, est_, hi_ = rates.tv_interval(counts[0], counts[1], a, b, seq, self.arm_design(m))
             lo, est, hi = float(lo_), float(est_), float(hi_)
             method = "total-variation distance of predictions"
             k = counts.shape[1]
@@ -346,6 +303,8 @@ class Comparison:
             how = how if seq else f"Clopper-Pearson; {how}"
         if m.type != "latency":
             text = rates.SEQUENTIAL_GUARANTEE if seq else rates.FIXED_GUARANTEE
+            betting = self.bets_on(m) or (m.type == "error-rate" and self.pairs_errors(m))
+            text = bets.GUARANTEE if betting else text
             method += " confidence sequence" if seq else " (fixed horizon)"
         if n_b == 0 or n_c == 0:  # no data is never a pass, nor a fail
             lo, hi = -math.inf, math.inf

@@ -12,6 +12,14 @@ the Bernoulli scale the boundary works on, times :data:`DESIGN_FACTOR` (``analys
 sequential_floor.py`` sweeps it from 1/4x to 4x on the error-rate scenarios, with
 ``Levers(design_scale=...)``).
 
+A two-arm canary difference (error rate, TV events) pays each arm's mixture cost; at an unequal
+split (a 5% canary without a control) one size for both arms is tuned to neither, the
+candidate's ~20x smaller sample included. :func:`arm_designs` gives each arm its own size from
+the split the plan sets before any data (``Comparison(candidate_share=...)``, the first weighted
+canary step): at a 5% step it cut the A/A promote from 0.91 / 1.26 to 0.59 / 0.91 of the
+one-look size (median / p90, ``analysis/calibration.py``'s lever table); equal shares (50%, or a
+step with a control) are unchanged.
+
 Reference scales (stated assumptions; only efficiency depends on them, never validity):
 
 * latency at quantile q: a relative change ``t`` moves the Bernoulli rate ``P(X <= Q(q))`` by
@@ -47,3 +55,32 @@ def design_size(metric_type: str, tolerance: float, quantile: float = 0.5) -> fl
     """``n_opt`` of the mixture boundary for a metric: ``DESIGN_FACTOR / effect_scale**2``."""
     scale = effect_scale(metric_type, tolerance, quantile)
     return float(min(max(DESIGN_FACTOR / scale**2, _MIN), _MAX))
+
+
+def arm_designs(design: float, candidate_share: float) -> tuple[float, float]:
+    """(reference arm, candidate arm) design sizes of a two-arm difference at an unequal split.
+
+    ``design`` is tuned for an equal split (each arm near ``n0`` at the decision). With shares
+    ``w_c`` and ``w_r = 1 - w_c`` of the compared requests the difference reaches the same width
+    when ``1/n_c + 1/n_r = 2/n0``, i.e. at ``n_c = n0 (1 + w_c/w_r) / 2`` and
+    ``n_r = n0 (1 + w_r/w_c) / 2``; each arm's mixture is tuned to its own size. Equal shares
+    give ``(design, design)``.
+    """
+    w_c = min(max(candidate_share, 1e-4), 1 - 1e-4)
+    w_r = 1 - w_c
+    return _clip(design * (1 + w_r / w_c) / 2), _clip(design * (1 + w_c / w_r) / 2)
+
+
+def compared_share(weight: float, control: bool) -> float:
+    """The candidate's share of the compared requests at candidate weight ``weight`` (0-1).
+
+    Without a control the reference is production (``1 - weight``); with one it is the control,
+    which the routing plan gives ``min(weight, 1 - weight)``.
+    """
+    w = min(max(weight, 0.0), 1.0)
+    reference = min(w, 1 - w) if control else 1 - w
+    return w / (w + reference) if w + reference > 0 else 0.5
+
+
+def _clip(n: float) -> float:
+    return float(min(max(n, _MIN), _MAX))

@@ -6,10 +6,12 @@
 :class:`~meshlab.stats.replay.Difference` tests whose cheap certificates spare most exact bounds,
 the others exact (:class:`Bounded`). :func:`exact_bounds` gives every metric's exact interval (for
 the running intersection), :func:`judge_tracking` the verdict plus which metrics pass alone (which
-metric binds). Shadow errors that abort on "worse" are judged on the discordant pairs
-(:func:`meshlab.stats.rates.paired_error_bounds`), as ``Comparison`` and the replay judge them;
-``Levers(paired_errors=False)`` brings back the two-sample union bound for the calibration's lever
-table. The canary's conditional abort side (:func:`meshlab.stats.rates.ratio_lower`) is wired
+metric binds). Error rates that abort on "worse" are judged by paired bets
+(:mod:`meshlab.stats.bets`: shadow copies, and canary requests at an even planned split), as
+``Comparison`` and the replay judge them; ``Levers(shadow_bets=False)`` brings back the discordant
+pairs (:func:`meshlab.stats.rates.paired_error_bounds`), ``Levers(paired_errors=False)`` the
+two-sample union bound, ``Levers(bets=False)`` the canary's product of mixtures, for the
+calibration's lever table. The canary's conditional abort side (:func:`meshlab.stats.rates.ratio_lower`) is wired
 here only, for the calibration to measure.
 """
 
@@ -20,9 +22,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from meshlab.stats import latency, rates
+from meshlab.stats import bets, latency, rates
 from meshlab.stats.boundaries import difference_upper
-from meshlab.stats.design import DESIGN_FACTOR
+from meshlab.stats.design import DESIGN_FACTOR, arm_designs, compared_share
 from meshlab.stats.latency import LogGrid
 from meshlab.stats.replay import Difference, Exact, Test
 
@@ -40,6 +42,26 @@ class Bounded(Exact):
         self.lo = np.where(data, lo, -np.inf)
         self.hi = np.where(data, hi, np.inf)
         super().__init__(self.lo > thr, self.hi < tol)
+
+
+class _Bets(Exact):
+    """Canary errors by paired bets: verdicts from two capitals, bounds only when asked."""
+
+    def __init__(self, counts: FloatArray, a: float, b: float, thr: float, tol: float) -> None:
+        self.counts, self.a, self.b, self.thr, self.tol = counts, a, b, thr, tol
+        self.scale = bets.bet_scale(tol)
+        plus, minus, pairs = counts
+        data = pairs > 0
+        fail = bets.rejected(plus, minus, pairs, thr, a, self.scale, True) & data
+        super().__init__(fail, bets.rejected(plus, minus, pairs, tol, b, self.scale, False) & data)
+
+    def bounds(self) -> tuple[FloatArray, FloatArray]:
+        plus, minus, pairs = self.counts
+        lo, hi = bets.bet_bounds(
+            plus, minus, pairs, self.a, self.b, self.scale, (self.thr, self.tol)
+        )
+        data = pairs > 0
+        return np.where(data, lo, -np.inf), np.where(data, hi, np.inf)
 
 
 class _Either(Test):
@@ -66,10 +88,15 @@ def exact_bounds(tests: list[Test]) -> tuple[FloatArray, FloatArray]:
             lows.append(t.lo)
             highs.append(t.hi)
             continue
+        if isinstance(t, _Bets):
+            lo, hi = t.bounds()
+            lows.append(lo)
+            highs.append(hi)
+            continue
         d = t.upper if isinstance(t, _Either) else t
         assert isinstance(d, Difference)
-        lo = -difference_upper(d.sb, d.nb, d.sc, d.nc, d.a, d.design)
-        hi = difference_upper(d.sc, d.nc, d.sb, d.nb, d.b, d.design)
+        lo = -difference_upper(d.sb, d.nb, d.sc, d.nc, d.a, d.fail_design)
+        hi = difference_upper(d.sc, d.nc, d.sb, d.nb, d.b, d.pass_design)
         if d.events:  # TV: the largest event bound on either side, clipped as tv_interval does
             lo, hi = np.clip(lo, 0.0, 1.0).max(axis=-1), np.clip(hi, 0.0, 1.0).max(axis=-1)
         else:  # one event, kept on a trailing axis of length 1
@@ -94,6 +121,7 @@ def tests(
     designs: list[float],
     weight: float,
     grid: LogGrid,
+    arrival: FloatArray | None = None,
 ) -> list[Test]:
     """Per metric, the verdict test over the active replications (as ``Comparison`` judges).
 
@@ -104,23 +132,35 @@ def tests(
     cum = np.cumsum(hist[:, act], axis=2) if hist.shape[2] else None
     data = (n[0, act] > 0) & (n[1, act] > 0)
     a, b = alpha_share, s.beta
+    share = compared_share(weight, s.control)
+    # as Comparison(candidate_share=...): the split planned for the first step, fixed up front
+    planned = s.planned_share()
+    pays = bets.pairs_pay(planned)  # canary errors by paired bets at this split
     for m, dn in zip(s.metrics, designs, strict=True):
         thr, tol = m.abort_threshold, m.tolerance
+        split = arm_designs(dn, planned) if s.levers.arm_designs else dn
         if m.type == "latency":
             assert cum is not None
             lo, _, hi = latency.ratio_interval(cum[0], cum[1], m.quantile, a, b, grid, dn)
             out.append(Bounded(lo, hi, thr, tol, data))
+        elif m.type == "error-rate" and s.mode == "canary" and s.levers.bets and pays:
+            assert arrival is not None
+            out.append(_Bets(arrival[:, act], a, b, thr, tol))
         elif m.type == "error-rate" and s.mode == "canary":
             e, k = err[:, act], n[:, act]
             if s.levers.conditional_errors and thr == 0.0:
-                share = weight / (weight + min(weight, 1 - weight)) if s.control else weight
                 design = rates.conditional_design(tol, share, DESIGN_FACTOR)
                 worse = (rates.ratio_lower(e[0], e[1], share, a, design) > 1.0) & data
                 # the promote side as before; thr = 1 rules the difference's abort side out
-                upper = Difference(e[0], k[0], e[1], k[1], a, b, 1.0, tol, dn, data)
+                upper = Difference(e[0], k[0], e[1], k[1], a, b, 1.0, tol, split, data)
                 out.append(_Either(worse, upper))
             else:
-                out.append(Difference(e[0], k[0], e[1], k[1], a, b, thr, tol, dn, data))
+                out.append(Difference(e[0], k[0], e[1], k[1], a, b, thr, tol, split, data))
+        elif (
+            m.type == "error-rate" and s.levers.paired_errors and s.levers.shadow_bets and thr == 0
+        ):
+            counts = np.stack([err[3, act], err[2, act], n[1, act]]).astype(np.float64)
+            out.append(_Bets(counts, a, b, thr, tol))
         elif m.type == "error-rate" and s.levers.paired_errors and thr == 0.0:
             lo, _, hi = rates.paired_error_bounds(
                 err[2, act], err[3, act], n[1, act], a, b, dn, rates.paired_design(tol)
@@ -147,7 +187,7 @@ def tests(
             has = (nq[:, 0] > 0) & (np_[:, 0] > 0)
             out.append(
                 Difference(
-                    q @ sets.T, nq, p @ sets.T, np_, a / events, up, thr, tol, dn, has[:, None]
+                    q @ sets.T, nq, p @ sets.T, np_, a / events, up, thr, tol, split, has[:, None]
                 )
             )
     return out

@@ -139,7 +139,9 @@ def sim_metric(m: Metric) -> SimMetric:
 
 def _moved(alone: Setup, m: SimMetric, times: float, step: StepTraffic, world: World) -> Setup:
     """``alone`` with ``m`` worse by ``times`` its tolerance, looks spaced for that effect."""
-    return step_setup((m,), alone.alpha, alone.beta, step, world, _effect(m, times), times)
+    return step_setup(
+        (m,), alone.alpha, alone.beta, step, world, _effect(m, times), times, alone.design_weight
+    )
 
 
 def _effect(m: SimMetric, times: float) -> Effect:
@@ -202,12 +204,15 @@ def step_setup(
     world: World,
     effect: Effect | None = None,
     times: float = 0.0,
+    design_weight: float | None = None,
 ) -> Setup:
     """A simulation of one step's traffic (see :data:`LOOKS` and :data:`HORIZON_FACTOR`).
 
     ``times``: the effect in multiples of the tolerance. A one-look test of an effect ``k``
     tolerances from the other side needs about ``1 / k^2`` of the requests, so looks beyond
     one tolerance come ``k`` times as often (a 2x effect decides after ~6 looks, not ~3).
+    ``design_weight``: the split the arms' bounds are tuned to (the plan's first canary step, as
+    the live comparison tunes them; default this step's).
     """
     weight = step.candidate_share
     control = step.control_share > 0  # candidate vs control (see the module docstring)
@@ -229,6 +234,7 @@ def step_setup(
         world,
         effect or Effect(),
         control=control,
+        design_weight=design_weight,
     )
 
 
@@ -240,8 +246,14 @@ def plan(
     rng: np.random.Generator,
     reps: int = 40,
     world: World | None = None,
+    design_weight: float | None = None,
 ) -> Plan:
-    """Predict requests and time to each decision, per analysed step and for the experiment."""
+    """Predict requests and time to each decision, per analysed step and for the experiment.
+
+    ``design_weight``: the candidate weight the live comparison tunes its arms' bounds to, for
+    every step (:func:`meshlab.manifests.first_split`; 0.5 for none: equal designs); None
+    tunes each step to its own split.
+    """
     world = world or World()
     metrics = tuple(sim_metric(m) for m in analysis.metrics)
     share = analysis.alpha / len(metrics)
@@ -252,11 +264,11 @@ def plan(
             out.append(StepPlan(step.label, step.mode, False, rate, rps * step.candidate_share, (), None,
                                 "", step.note))  # fmt: skip
             continue
-        joint = step_setup(metrics, share, analysis.beta, step, world)
+        joint = step_setup(metrics, share, analysis.beta, step, world, design_weight=design_weight)
         promote, passes = _joint_promote(joint, reps, rng, rate)
         per_metric = []
         for m, spec_m, passed in zip(metrics, analysis.metrics, passes, strict=True):
-            alone = step_setup((m,), share, analysis.beta, step, world)
+            alone = step_setup((m,), share, analysis.beta, step, world, design_weight=design_weight)
             if alone.every * SHARED_LOOKS < joint.every:  # a fast metric: its own, finer looks
                 passed = estimate(alone, reps, rng, rate, "promote")
             per_metric.append(

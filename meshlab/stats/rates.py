@@ -37,8 +37,9 @@ i.i.d. Bernoulli(``pi``), ``pi = w p_c / (w p_c + (1 - w) p_b)``, and "candidate
 (``p_c > p_b``) is exactly ``pi > w``: one Bernoulli sequence, one mixture, a null with no
 nuisance parameter, and shared bursts (both arms' rates scaled alike) leave ``pi`` unchanged.
 
-Shadow error rate (the default of ``Comparison``, the replay and the simulation when the metric
-aborts on "worse", abort threshold 0; :func:`paired_error_bounds`): both arms answer the same
+Shadow error rate by the discordant pairs (:func:`paired_error_bounds`; ``Comparison``'s rule
+until :mod:`meshlab.stats.bets` replaced it, kept for the calibration's lever table,
+``Levers(shadow_bets=False)``): both arms answer the same
 request, so condition on the *discordant* pairs (one arm failed, the other did not), the
 sequential form of McNemar's test (McNemar, Psychometrika 1947; made anytime-valid with the
 beta-binomial mixture of Howard et al. 2021 on the one Bernoulli sequence of discordant pairs,
@@ -65,7 +66,13 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats as sps
 
-from meshlab.stats.boundaries import DEFAULT_DESIGN_N, difference_upper, rate_lower, rate_upper
+from meshlab.stats.boundaries import (
+    DEFAULT_DESIGN_N,
+    ArmDesign,
+    difference_upper,
+    rate_lower,
+    rate_upper,
+)
 from meshlab.stats.design import DESIGN_FACTOR
 
 FloatArray = npt.NDArray[np.float64]
@@ -118,10 +125,13 @@ def rate_difference(
     alpha_share: float,
     beta: float,
     sequential: bool = True,
-    design_n: float = DEFAULT_DESIGN_N,
+    design_n: ArmDesign = DEFAULT_DESIGN_N,
     paired: bool = False,
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """(lower, estimate, upper) of p_cand - p_base (estimate nan while an arm has no data).
+
+    ``design_n``: one design size, or (base arm, candidate arm) at an unequal split
+    (:func:`meshlab.stats.design.arm_designs`).
 
     ``paired`` (shadow: both arms see the same requests, so their errors may be correlated and
     the product of the arms' mixtures need not be a martingale): a union bound over per-arm
@@ -129,13 +139,15 @@ def rate_difference(
     """
     sb, nb = np.asarray(s_base, dtype=np.float64), np.asarray(n_base, dtype=np.float64)
     sc, nc = np.asarray(s_cand, dtype=np.float64), np.asarray(n_cand, dtype=np.float64)
+    d_base, d_cand = _per_arm(design_n)
     if sequential and paired:
+        design_n = d_base
         half_a, half_b = alpha_share / 2, beta / 2
         lower = rate_lower(sc, nc, half_a, design_n) - rate_upper(sb, nb, half_a, design_n)
         upper = rate_upper(sc, nc, half_b, design_n) - rate_lower(sb, nb, half_b, design_n)
     elif sequential:
-        lower = -difference_upper(sb, nb, sc, nc, alpha_share, design_n)
-        upper = difference_upper(sc, nc, sb, nb, beta, design_n)
+        lower = -difference_upper(sb, nb, sc, nc, alpha_share, (d_base, d_cand))
+        upper = difference_upper(sc, nc, sb, nb, beta, (d_cand, d_base))
     else:  # Agresti-Caffo: add one success and one failure per arm, then Wald
         pc, pb = (sc + 1) / (nc + 2), (sb + 1) / (nb + 2)
         se = np.sqrt(pc * (1 - pc) / (nc + 2) + pb * (1 - pb) / (nb + 2))
@@ -148,6 +160,11 @@ def rate_difference(
         np.asarray(estimate, dtype=np.float64),
         np.asarray(upper, dtype=np.float64),
     )
+
+
+def _per_arm(design: ArmDesign) -> tuple[float, float]:
+    """(base arm, candidate arm) of a design given as one size or per arm."""
+    return design if isinstance(design, tuple) else (design, design)
 
 
 def rate_interval(
@@ -272,9 +289,12 @@ def tv_interval(
     alpha_share: float,
     beta: float,
     sequential: bool = True,
-    design_n: float = DEFAULT_DESIGN_N,
+    design_n: ArmDesign = DEFAULT_DESIGN_N,
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """(lower, estimate, upper) of the TV distance from category counts of shape (..., K)."""
+    """(lower, estimate, upper) of the TV distance from category counts of shape (..., K).
+
+    ``design_n``: one design size, or (base arm, candidate arm) at an unequal split.
+    """
     q = np.asarray(counts_base, dtype=np.float64)
     p = np.asarray(counts_cand, dtype=np.float64)
     k = max(int(p.shape[-1]), 1)
@@ -301,15 +321,18 @@ def _tv_by_events(
     np_: FloatArray,
     alpha_share: float,
     beta: float,
-    design_n: float,
+    design_n: ArmDesign,
 ) -> tuple[FloatArray, FloatArray]:
     """TV = max over events A of P(A) - Q(A): difference bounds per event, Bonferroni over events."""
+    d_base, d_cand = _per_arm(design_n)
     sets = _subsets(p.shape[-1])
     pa, qa = p @ sets.T, q @ sets.T  # (..., events)
     events = sets.shape[0]
     up_level = beta if UPPER_PER_EVENT else beta / events
-    upper = difference_upper(pa, np_, qa, nq, up_level, design_n).max(axis=-1)
-    lower = (-difference_upper(qa, nq, pa, np_, alpha_share / events, design_n)).max(axis=-1)
+    upper = difference_upper(pa, np_, qa, nq, up_level, (d_cand, d_base)).max(axis=-1)
+    lower = (-difference_upper(qa, nq, pa, np_, alpha_share / events, (d_base, d_cand))).max(
+        axis=-1
+    )
     return np.clip(lower, 0.0, 1.0), np.clip(upper, 0.0, 1.0)
 
 
@@ -321,18 +344,19 @@ def _tv_by_categories(
     alpha_share: float,
     beta: float,
     sequential: bool,
-    design_n: float,
+    design_n: ArmDesign,
 ) -> tuple[FloatArray, FloatArray]:
     """TV from per-category rate bounds, Bonferroni over 4K one-sided bounds."""
     k = max(int(p.shape[-1]), 1)
+    d_base, d_cand = _per_arm(design_n)
 
     def bounds(level: float) -> tuple[FloatArray, ...]:
         each = level / (4 * k)
         return (
-            bernoulli_lower(p, np_, each, sequential, design_n),
-            bernoulli_upper(p, np_, each, sequential, design_n),
-            bernoulli_lower(q, nq, each, sequential, design_n),
-            bernoulli_upper(q, nq, each, sequential, design_n),
+            bernoulli_lower(p, np_, each, sequential, d_cand),
+            bernoulli_upper(p, np_, each, sequential, d_cand),
+            bernoulli_lower(q, nq, each, sequential, d_base),
+            bernoulli_upper(q, nq, each, sequential, d_base),
         )
 
     lp, up, lq, uq = bounds(alpha_share)

@@ -31,9 +31,12 @@ import numpy.typing as npt
 
 from meshlab.samples import Samples
 from meshlab.spec.analysis import Metric
-from meshlab.stats import latency, rates
-from meshlab.stats.comparison import Comparison, _Categories, predictions_differ
+from meshlab.stats import bets, latency, rates
+from meshlab.stats.bets import pairs_at
+from meshlab.stats.boundaries import ArmDesign
+from meshlab.stats.comparison import Comparison
 from meshlab.stats.pairing import ErrorPairs
+from meshlab.stats.predictions import Categories, predictions_differ
 from meshlab.stats.ranks import PrefixRanks
 from meshlab.stats.replay_verdicts import Difference, Exact, Parts, Test, judge, m_threshold
 from meshlab.stats.results import Assessment
@@ -63,7 +66,12 @@ def replay(make: Callable[[], Comparison], data: Samples, every: int) -> Assessm
     else:
         end = len(data)
     final = make()
-    final.update(data.take(slice(0, end)))
+    if any(final.bets_on(m) for m in final.analysis.metrics):
+        # paired bets pair each batch's rows in their own order: feed the looks' batches
+        for start in range(0, end, every):
+            final.update(data.take(slice(start, min(start + every, end))))
+    else:
+        final.update(data.take(slice(0, end)))
     return final.assess()
 
 
@@ -95,6 +103,10 @@ class Looks:
         counts = self._prefix(self.look_of, self.arm + 2 * err, 4)  # (looks, arm x error)
         self.n = counts[:, :2] + counts[:, 2:]
         self.err = counts[:, 2:]
+        # canary errors by paired bets: (plus, minus, pairs) per look, paired in row order
+        # each look's rows paired in the order Comparison.update pairs a batch (bets.batch_order)
+        order = np.lexsort((err, data.request_id[use], data.timestamp[use], self.look_of))
+        self.arrival = pairs_at(self.arm[order], err[order], self.n[:, 0], self.n[:, 1])
         self.error_pairs: IntArray | None = None  # (looks, pairing.FIELDS)
         if any(m.type == "error-rate" and c.pairs_errors(m) for m in c.analysis.metrics):
             steps = ErrorPairs().add(self.arm, data.request_id[use], err)
@@ -123,7 +135,7 @@ class Looks:
         """Per-look category counts (looks, 2, K) in first-seen order, and K seen per look."""
         preds = data.prediction[use]
         keep = np.fromiter((p is not None for p in preds), dtype=bool, count=preds.size)
-        codes = _Categories(m.epsilon)._codes(preds[keep].tolist())
+        codes = Categories(m.epsilon)._codes(preds[keep].tolist())
         k = int(codes.max()) + 1 if codes.size else 0
         first = np.full(k, np.iinfo(np.int64).max)
         np.minimum.at(first, codes, np.arange(codes.size))
@@ -136,7 +148,7 @@ class Looks:
         return counts, seen
 
     def _pairs(self, m: Metric, data: Samples, use: BoolArray) -> tuple[IntArray, IntArray]:
-        """Per-look (pairs, differ) of the shadow pairing, exactly as ``_Pairs`` pairs rows."""
+        """Per-look (pairs, differ) of the shadow pairing, exactly as ``predictions.Pairs`` pairs rows."""
         waiting: tuple[dict[str, Any], dict[str, Any]] = ({}, {})
         done = np.zeros(self.arm.size, dtype=np.int64)
         differ = np.zeros(self.arm.size, dtype=np.int64)
@@ -172,18 +184,25 @@ class Looks:
             if m.type == "latency":
                 lo, hi = self._latency(m, j0, j1, a, b, design)
                 tests.append(Exact((lo > thr) & ~empty, (hi < tol) & ~empty))
+            elif c.bets_on(m):
+                plus, minus, pairs = (x[j0:j1] for x in self.arrival)
+                scale = bets.bet_scale(tol)
+                fail = bets.rejected(plus, minus, pairs, thr, a, scale, True)
+                ok = bets.rejected(plus, minus, pairs, tol, b, scale, False)
+                tests.append(Exact(fail & ~empty, ok & ~empty))
             elif m.type == "error-rate" and c.mode == "canary":
                 e = self.err[j0:j1]
+                split = c.arm_design(m)
                 tests.append(
-                    Difference(e[:, 0], n[:, 0], e[:, 1], n[:, 1], a, b, thr, tol, design, ~empty)
+                    Difference(e[:, 0], n[:, 0], e[:, 1], n[:, 1], a, b, thr, tol, split, ~empty)
                 )
             elif m.type == "error-rate" and c.pairs_errors(m):
                 assert self.error_pairs is not None
-                pairs, ref, cand, unmatched = self.error_pairs[j0:j1].T
-                lo_, _, hi_ = rates.paired_error_bounds(
-                    ref, cand, pairs, a, b, design, rates.paired_design(tol), unmatched
-                )
-                tests.append(Exact((lo_ > thr) & (pairs > 0), (hi_ < tol) & (pairs > 0)))
+                pairs, ref, cand, unmatched = self.error_pairs[j0:j1].T.astype(np.float64)
+                scale = bets.bet_scale(tol)
+                fail = bets.rejected(cand, ref, pairs, thr, a, scale, True)
+                ok = bets.rejected(cand + unmatched, ref, pairs + unmatched, tol, b, scale, False)
+                tests.append(Exact(fail & (pairs > 0), ok & (pairs > 0)))
             elif m.type == "error-rate":
                 e = self.err[j0:j1]
                 lo_, _, hi_ = rates.rate_difference(
@@ -195,7 +214,7 @@ class Looks:
                 lo_, _, hi_ = rates.rate_interval(differ, pairs, a, b, True, design)
                 tests.append(Exact((lo_ > thr) & (pairs > 0), (hi_ < tol) & (pairs > 0)))
             else:
-                tests.append(self._tv(m, j0, j1, a, b, thr, tol, design))
+                tests.append(self._tv(m, j0, j1, a, b, thr, tol, c.arm_design(m)))
         return judge(tests, j1 - j0)
 
     def _rank(self, arm: int, rows: int) -> PrefixRanks:
@@ -225,7 +244,15 @@ class Looks:
         return lo, hi
 
     def _tv(
-        self, m: Metric, j0: int, j1: int, a: float, b: float, thr: float, tol: float, design: float
+        self,
+        m: Metric,
+        j0: int,
+        j1: int,
+        a: float,
+        b: float,
+        thr: float,
+        tol: float,
+        design: ArmDesign,
     ) -> Test:
         counts, seen = self.divergence[m.name]
         counts, seen = counts[j0:j1].astype(np.float64), seen[j0:j1]

@@ -33,9 +33,10 @@ from meshlab.stats.boundaries import (
     _EPS,
     _GUARD,
     GRID_POINTS,
+    ArmDesign,
+    arm_priors,
     difference_at_least,
     difference_upper,
-    prior_size,
 )
 
 IntArray = npt.NDArray[np.int64]
@@ -141,7 +142,7 @@ class Difference(Test):
         b: float,
         thr: float,
         tol: float,
-        design: float,
+        design: ArmDesign,
         has_data: BoolArray,
     ) -> None:
         shape = np.broadcast_shapes(s_base.shape, n_base.shape, s_cand.shape, n_cand.shape)
@@ -151,7 +152,10 @@ class Difference(Test):
             np.broadcast_to(x, shape).astype(np.float64).reshape(flat)
             for x in (s_base, n_base, s_cand, n_cand)
         )
-        self.a, self.b, self.thr, self.tol, self.design = a, b, thr, tol, design
+        self.a, self.b, self.thr, self.tol = a, b, thr, tol
+        d_base, d_cand = design if isinstance(design, tuple) else (design, design)
+        self.design = (d_base, d_cand)  # (base arm, candidate arm)
+        self.fail_design, self.pass_design = (d_base, d_cand), (d_cand, d_base)  # (high, low)
         self.has_data: BoolArray = np.asarray(
             np.broadcast_to(has_data, shape).reshape(shape[0], -1).all(axis=-1), dtype=np.bool_
         )
@@ -171,12 +175,13 @@ class Difference(Test):
             cand = (self.sc[todo, event], self.nc[todo, event])
             high, low = (base, cand) if fail_side else (cand, base)
             level, threshold = (self.a, -self.thr) if fail_side else (self.b, self.tol)
-            shown = quick_at_least(*high, *low, level, threshold, self.design)
+            design = self.fail_design if fail_side else self.pass_design
+            shown = quick_at_least(*high, *low, level, threshold, design)
             rest = np.flatnonzero(~shown)
             if rest.size:
                 shown[rest] = difference_at_least(
                     high[0][rest], high[1][rest], low[0][rest], low[1][rest], level, threshold,
-                    self.design,
+                    design,
                 )  # fmt: skip
             value[todo, event] = shown
             known[todo, event] = True
@@ -212,13 +217,13 @@ class Difference(Test):
         need = ~fail_out
         if need.any():
             low[need] = -difference_upper(
-                sb[need], nb[need], sc[need], nc[need], self.a, self.design
+                sb[need], nb[need], sc[need], nc[need], self.a, self.fail_design
             )
         high = np.full(sb.shape, np.inf)
         need = ~pass_out & ~pass_out.any(axis=-1, keepdims=True)  # one event >= tol: no pass
         if need.any():
             high[need] = difference_upper(
-                sc[need], nc[need], sb[need], nb[need], self.b, self.design
+                sc[need], nc[need], sb[need], nb[need], self.b, self.pass_design
             )
         if self.events:
             lower = np.clip(low, 0.0, 1.0).max(axis=-1)
@@ -265,7 +270,7 @@ def quick_at_least(
     n_low: FloatArray,
     level: float,
     threshold: float,
-    design_n: float,
+    design_n: ArmDesign,
 ) -> BoolArray:
     """True only where ``difference_upper(s_high, n_high, s_low, n_low, level, design_n) >=
     threshold``.
@@ -287,9 +292,9 @@ def quick_at_least(
     yl = np.clip(pl - gap * vl / (vh + vl), 0.0, 1.0)
     x_left, x_right = grid_cell(s_high, n_high, xh)
     y_left, y_right = grid_cell(s_low, n_low, yl)
-    m = prior_size(level, design_n)
-    f = _floor_bound(s_high, n_high, x_left, x_right, m, main_upper=False)
-    g = _floor_bound(s_low, n_low, y_left, y_right, m, main_upper=True)
+    mh, ml = arm_priors(level, design_n)
+    f = _floor_bound(s_high, n_high, x_left, x_right, mh, main_upper=False)
+    g = _floor_bound(s_low, n_low, y_left, y_right, ml, main_upper=True)
     margin = 1e-6 * (1.0 + (n_high + n_low) / 1e6)
     ok = (f + g < np.log(1.0 / level) - margin) & (
         np.clip(x_right - y_left, -1.0, 1.0) >= threshold

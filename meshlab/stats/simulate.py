@@ -41,8 +41,9 @@ import numpy as np
 import numpy.typing as npt
 
 from meshlab.stats import looktests
+from meshlab.stats.bets import ArrivalPairs, pairs_pay
 from meshlab.stats.boundaries import DEFAULT_DESIGN_N
-from meshlab.stats.design import design_size
+from meshlab.stats.design import compared_share, design_size
 from meshlab.stats.latency import LogGrid
 from meshlab.stats.replay import judge
 from meshlab.stats.sizes import one_look_size as one_look_size  # re-exported
@@ -100,10 +101,16 @@ class Levers:
     intersect: bool = False  # running intersection of the confidence sequences across looks
     # canary errors' abort side from the errors' arms alone (rates.ratio_lower; measured only)
     conditional_errors: bool = False
-    # shadow errors from the discordant pairs (rates.paired_error_bounds), as Comparison judges
+    # shadow errors judged on request pairs (bets, or with shadow_bets=False the discordant pairs)
     paired_errors: bool = True
     # the tuned design sizes times this (analysis/sequential_floor.py sweeps it; 1 is adopted)
     design_scale: float = 1.0
+    # two-arm canary differences tuned per arm to the planned split (design.arm_designs)
+    arm_designs: bool = True
+    # canary error rates by betting on requests paired in arrival order (stats.bets)
+    bets: bool = True
+    # shadow error rates by betting on the two copies of each request, instead of McNemar
+    shadow_bets: bool = True
 
 
 @dataclass(frozen=True)
@@ -121,6 +128,15 @@ class Setup:
     effect: Effect = Effect()
     levers: Levers = Levers()
     control: bool = False  # an equal-load control arm: candidate vs control (issue 13)
+    # the candidate weight the arms' designs are tuned to (Comparison's candidate_share, from
+    # the plan's first weighted step); None: this setup's first weight
+    design_weight: float | None = None
+
+    def planned_share(self) -> float:
+        """The candidate's share of the compared requests the arms' bounds are tuned to, as
+        ``Comparison(candidate_share=...)`` (the plan's first weighted step)."""
+        first = self.weights[0][1] if self.design_weight is None else self.design_weight
+        return compared_share(first, self.control)
 
     def weight_at(self, seen: int) -> float:
         for until, w in self.weights:
@@ -178,6 +194,8 @@ def simulate(
     err = np.zeros((4, reps), dtype=np.int64)  # per arm; shadow: then discordant pairs
     cats = np.zeros((2, reps, cats_p.size), dtype=np.int64)
     pairs = np.zeros(reps, dtype=np.int64)
+    arrival = np.zeros((3, reps))  # canary errors by paired bets: (plus, minus, pairs)
+    queues: dict[int, ArrivalPairs] = {}  # bursty worlds pair each replication's requests
     differ = np.zeros((2, reps), dtype=np.int64)  # shadow: [control, candidate] vs production
     abort = np.zeros(reps, dtype=bool)
     promote = np.zeros(reps, dtype=bool)
@@ -229,6 +247,8 @@ def simulate(
         # shadow: a bad request fails on both arms (unless the world's pairs fail independently)
         shared_err = rng.random((r, k)) if use_err and shadow and w.shared_errors else None
         failed: list[BoolArray] = []
+        bets = use_err and not shadow and s.levers.bets and pairs_pay(s.planned_share())
+        before = np.minimum(n[0, act], n[1, act])
         for a in (0, 1):
             m = masks[a]
             n[a, act] += m.sum(axis=1)
@@ -251,11 +271,23 @@ def simulate(
                 idx = GRID.index(np.exp(log_a + shift) * scale)
                 flat = (act[:, None] * nb + idx)[m]
                 hist[a] += np.bincount(flat, minlength=reps * nb).reshape(reps, nb)
+        if bets and not w.bursty:  # i.i.d. requests: each new pair's outcome is a trinomial draw
+            p_b, p_c = w.error_rate, w.error_rate + s.effect.error_delta
+            odds = [p_c * (1 - p_b), p_b * (1 - p_c), 1 - p_c * (1 - p_b) - p_b * (1 - p_c)]
+            new = np.minimum(n[0, act], n[1, act]) - before
+            arrival[:, act] += rng.multinomial(new, odds).T
+            arrival[2, act] = np.minimum(n[0, act], n[1, act])
+        elif bets:  # bursty: pair the k-th candidate with the k-th reference request
+            for i, rep in enumerate(act.tolist()):
+                rows = masks[0][i] | masks[1][i]
+                queue = queues.setdefault(rep, ArrivalPairs())
+                queue.add(masks[1][i][rows].astype(np.int8), (failed[0][i] | failed[1][i])[rows])
+                arrival[:, rep] = (queue.plus, queue.minus, queue.pairs)
         if shadow and use_err:  # pairs where only the reference / only the candidate failed
             err[2, act] += (failed[0] & ~failed[1]).sum(axis=1)
             err[3, act] += (~failed[0] & failed[1]).sum(axis=1)
         tests = looktests.tests(
-            s, act, hist, n, err, cats, pairs, differ, alpha_share, designs, weight, GRID
+            s, act, hist, n, err, cats, pairs, differ, alpha_share, designs, weight, GRID, arrival
         )
         if s.levers.intersect:  # every metric's exact bounds at every look
             lows, highs = looktests.exact_bounds(tests)

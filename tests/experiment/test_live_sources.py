@@ -23,6 +23,7 @@ from meshlab.experiment.sources import (
     TapSamples,
     analysis_core,
     check_collector,
+    planned_share,
     uses_collector,
 )
 from meshlab.load import SampleBatch
@@ -181,3 +182,24 @@ def test_only_a_shadow_test_reads_the_tap(tmp_path: Any) -> None:
     assert sources(experiment()) == {"load", "tap"}
     canary = experiment(strategy="canary", canary={"steps": [10, 100]})
     assert sources(canary) == {"load"}  # no mirror, so no tap lag on every row
+
+
+def test_a_canary_comparison_tunes_each_arm_to_the_first_steps_split() -> None:
+    """The split is known from the plan before any data: a 5% first step tunes the candidate's
+    bound to its small arm; with a control (equal shares) or in shadow nothing is split."""
+    errors = {"name": "errors", "type": "error-rate", "tolerance": "1%"}
+    spec = {"strategy": "canary", "canary": {"steps": [5, 25, 50, 100]}}
+    exp = experiment(**spec, analysis={"metrics": [errors]})
+    core = analysis_core(exp, exp.spec.analysis, "canary", None)
+    assert isinstance(core, Comparison) and core.candidate_share == pytest.approx(0.05)
+    metric = exp.spec.analysis.metrics[0]
+    base, cand = core.arm_design(metric)  # type: ignore[misc]
+    assert base == pytest.approx(10 * core.design(metric)) and cand < core.design(metric)
+    controlled = analysis_core(exp, exp.spec.analysis, "canary", None, control=True)
+    assert controlled.candidate_share == 0.5
+    assert controlled.arm_design(metric) == (core.design(metric), core.design(metric))
+    shadow = experiment(analysis={"metrics": [errors]})
+    assert analysis_core(shadow, shadow.spec.analysis, "shadow", None).candidate_share is None
+    then = experiment(then="canary", canary={"steps": [20, 100]}, analysis={"metrics": [errors]})
+    assert planned_share(then, "canary", False) == pytest.approx(0.2)
+    assert planned_share(then, "shadow", False) is None

@@ -51,26 +51,34 @@ def recorded(tmp_path: Path, data: Samples) -> Samples:
 
 
 def every_look(
-    data: Samples, every: int, mode: str, *metrics: Metric, control: bool = False
+    data: Samples,
+    every: int,
+    mode: str,
+    *metrics: Metric,
+    control: bool = False,
+    share: float | None = None,
 ) -> list[str]:
-    """Asserts the replay's verdict at every look is the plain loop's; returns those verdicts."""
+    """Asserts the replay's verdict at every look is the plain loop's; returns those verdicts.
+
+    ``share``: the planned candidate share, so both sides tune each arm's bound to it.
+    """
     spec = analysis(*metrics)
-    looks = Looks(Comparison(spec, mode, control=control), data, every)  # type: ignore[arg-type]
+
+    def make() -> Comparison:
+        return Comparison(spec, mode, control=control, candidate_share=share)  # type: ignore[arg-type]
+
+    looks = Looks(make(), data, every)
     fast = []
     for j0 in range(0, looks.count, 64):  # blocks smaller than the replay's: more boundaries
         abort, promote = looks.verdicts(j0, min(j0 + 64, looks.count))
         fast += np.where(abort, "abort", np.where(promote, "promote", "inconclusive")).tolist()
     slow = []
-    plain = Comparison(spec, mode, control=control)  # type: ignore[arg-type]
+    plain = make()
     for start in range(0, len(data), every):
         plain.update(data.take(slice(start, start + every)))
         slow.append(plain.assess().verdict.outcome)
     assert fast == slow
     first = next((i for i, v in enumerate(slow) if v != "inconclusive"), None)
-
-    def make() -> Comparison:
-        return Comparison(spec, mode, control=control)  # type: ignore[arg-type]
-
     decision = replay(make, data, every).decision
     assert plain.decision == decision  # the same decision, decided after the same request
     assert (decision is None) == (first is None)
@@ -102,6 +110,20 @@ def test_every_look_of_a_recorded_canary_file_matches(
     )
     assert outcome in every_look(data, 25, "canary", LATENCY, P90, ERRORS, DIVERGENCE)
     assert outcome in every_look(data, 40, "canary", LATENCY, ERRORS, BEYOND)
+
+
+@pytest.mark.parametrize(("err", "outcome"), [((0.01, 0.01), "promote"), ((0.01, 0.06), "abort")])
+def test_every_look_matches_with_each_arm_tuned_to_an_unequal_split(
+    tmp_path: Path, err: tuple[float, float], outcome: str
+) -> None:
+    """A 10% canary judged with per-arm designs: the replay's certificates use each arm's own."""
+    rng = np.random.default_rng(9)
+    data = recorded(
+        tmp_path,
+        canary(rng, 40_000, err=err, weight=0.1, labels=([0.7, 0.2, 0.1], [0.7, 0.2, 0.1])),
+    )
+    verdicts = every_look(data, 500, "canary", LATENCY, ERRORS, DIVERGENCE, share=0.1)
+    assert outcome in verdicts
 
 
 def test_every_look_matches_when_labels_appear_late_and_nothing_decides(tmp_path: Path) -> None:
@@ -175,13 +197,15 @@ def test_quick_certificate_never_claims_more_than_the_bound() -> None:
     sl = rng.binomial(nl.astype(int), rng.uniform(0, 0.2, size)).astype(float)
     sh[100:150], sl[150:200] = nh[100:150], 0.0  # rates of 1 and 0
     shown = 0
+    designs: tuple[float | tuple[float, float], ...] = (2000.0, (20_000.0, 400.0), (300.0, 9000.0))
     for level in (0.05, 0.0083):
-        bound = difference_upper(sh, nh, sl, nl, level, 2000.0)
-        for t in (-0.05, -0.01, 0.0, 0.005, 0.02, 0.1):
-            cert = quick_at_least(sh, nh, sl, nl, level, t, 2000.0)
-            assert not np.any(cert & (bound < t))
-            shown += int(cert.sum())
-    assert shown > 7_000, shown  # it rules most out (of 18,000) without a single beta function
+        for design in designs:  # one size, and each arm its own (an unequal split)
+            bound = difference_upper(sh, nh, sl, nl, level, design)
+            for t in (-0.05, -0.01, 0.0, 0.005, 0.02, 0.1):
+                cert = quick_at_least(sh, nh, sl, nl, level, t, design)
+                assert not np.any(cert & (bound < t))
+                shown += int(cert.sum())
+    assert shown > 21_000, shown  # it rules most out (of 54,000) without a single beta function
 
 
 def test_grid_cells_are_those_of_the_difference_bound_grid() -> None:

@@ -1,8 +1,8 @@
 """Shadow error rates judged on request pairs: incomplete pairs never buy a promote.
 
 ``Comparison`` in shadow mode pairs the primary (or, with a control, the control's copy) and the
-candidate's copy of the same request and judges errors on the discordant pairs
-(:func:`meshlab.stats.rates.paired_error_bounds`). These tests pin how incomplete pairs count.
+candidate's copy of the same request and judges errors by betting on each pair's difference
+(:mod:`meshlab.stats.bets`). These tests pin how incomplete pairs count.
 """
 
 from __future__ import annotations
@@ -76,7 +76,8 @@ def test_pairs_straddle_batches_and_either_side_may_come_first() -> None:
 def test_a_good_shadow_candidate_promotes_on_pairs() -> None:
     result, c = errors_after(shadow_rows(8000, np.random.default_rng(1)))
     assert c.decision is not None and c.decision.outcome == "promote"
-    assert "McNemar" in result.guarantee and result.method.startswith("paired error-rate")
+    assert "constant bets" in result.guarantee and "paired by request_id" in result.guarantee
+    assert result.method.startswith("paired error-rate")
 
 
 def test_a_worse_shadow_candidate_aborts_on_pairs() -> None:
