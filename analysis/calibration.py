@@ -21,11 +21,17 @@ statistics to the current one (each lever is cited where it is implemented):
 2. finer grids in the two-arm difference bound (:mod:`meshlab.stats.boundaries`);
 3. the TV promote side at the full beta per event (intersection-union; :mod:`meshlab.stats.rates`);
 4. shadow error rates from the discordant pairs (sequential McNemar;
-   :func:`meshlab.stats.rates.paired_error_bounds`; adopted: the main table runs with it);
-5. running intersection of each confidence sequence across looks (Howard et al. 2021, section
+   :func:`meshlab.stats.rates.paired_error_bounds`);
+5. each arm of a canary difference (error rate, TV events) with its own design size, tuned to
+   the split planned before any data (:func:`meshlab.stats.design.arm_designs`);
+6. canary error rates by a mixture of constant bets on requests paired in arrival order
+   (Waudby-Smith & Ramdas 2024; :mod:`meshlab.stats.bets`);
+7. shadow error rates by the same bets on the two copies of each request, in place of the
+   McNemar test of lever 4 (adopted: the main table runs with it and all the levers above);
+8. running intersection of each confidence sequence across looks (Howard et al. 2021, section
    3.3: a time-uniform sequence may be intersected with its own past), on the adopted levers;
-6. the error-rate abort side conditioned on the total count of errors (Lindon & Malek 2022;
-   :func:`meshlab.stats.rates.ratio_lower`), on the adopted levers.
+9. the error-rate abort side conditioned on the total count of errors (Lindon & Malek 2022;
+   :func:`meshlab.stats.rates.ratio_lower`), on the adopted levers but in place of the bets.
 
 A/A scenarios also record each metric's first pass (``simulate(track=True)``, same verdicts): the
 ``binds`` column names the metric that passes last, the one that sets the time to a promote.
@@ -161,8 +167,10 @@ SCENARIOS = [
 ]
 # A/A canary and shadow (shared and independent errors), each metric type at the tolerance
 # (errors also in shadow, both worlds), errors at 2.5x
-LEVER_SCENARIOS = [0, 3, 4, 5, 6, 7, 11, 12, 15]
-OLD = {"paired_errors": False}  # shadow errors from the two-sample union bound (before)
+LEVER_SCENARIOS = [0, 2, 3, 4, 5, 6, 7, 11, 12, 15]
+# shadow errors from the two-sample union bound, one design size for both canary arms (before)
+OLD = {"paired_errors": False, "arm_designs": False, "bets": False, "shadow_bets": False}
+BEFORE_BETS = {"bets": False, "shadow_bets": False}
 LEVERS = [
     # (label, simulation levers, coarse difference grids, TV promote side Bonferroni over events)
     ("first version", Levers(tuned_design=False, intersect=False, **OLD), True, True),
@@ -175,7 +183,25 @@ LEVERS = [
         False,
     ),
     (
-        "+ shadow errors from discordant pairs (adopted)",
+        "+ shadow errors from discordant pairs (McNemar)",
+        Levers(tuned_design=True, intersect=False, arm_designs=False, **BEFORE_BETS),
+        False,
+        False,
+    ),
+    (
+        "+ each arm's design tuned to the split",
+        Levers(tuned_design=True, intersect=False, **BEFORE_BETS),
+        False,
+        False,
+    ),
+    (
+        "+ canary errors by paired bets",
+        Levers(tuned_design=True, intersect=False, shadow_bets=False),
+        False,
+        False,
+    ),
+    (
+        "+ shadow errors by paired bets (adopted)",
         Levers(tuned_design=True, intersect=False),
         False,
         False,
@@ -187,8 +213,8 @@ LEVERS = [
         False,
     ),
     (
-        "adopted + errors conditioned on the total (not adopted)",
-        Levers(tuned_design=True, intersect=False, conditional_errors=True),
+        "errors conditioned on the total instead of the bets (not adopted)",
+        Levers(tuned_design=True, intersect=False, conditional_errors=True, bets=False),
         False,
         False,
     ),

@@ -21,7 +21,8 @@ three-metric experiment, beta on the promote side):
    every base rate, as meshlab's must.
 2. **The mixture's tuning.** The same scenarios simulated with the design size of the
    beta-binomial mixture (:mod:`meshlab.stats.design`) scaled by 1/4 ... 4: the best any single
-   design size reaches, against the adopted one (scale 1).
+   design size of the product of the two arms' mixtures reaches (the canary error rule until
+   the paired bets, :mod:`meshlab.stats.bets`, replaced it at even splits; row "adopted").
 3. **The joint experiment's tuning.** The calibration's own scenarios (three metrics judged
    together, ``calibration.py``) with every metric's design size scaled by 1/2 ... 2, to show
    whether the adopted design factor leaves time on the table where the targets are missed.
@@ -111,7 +112,10 @@ def wald_floor(case: Case) -> float:
     return info / closest_kl(case)
 
 
-def setup(case: Case, scale: float) -> tuple[Setup, float]:
+def setup(case: Case, scale: float | None) -> tuple[Setup, float]:
+    """The error rate alone: the product of mixtures with its design size times ``scale``, or
+    (``None``) the rule adopted since: paired bets (:mod:`meshlab.stats.bets`) at an even split,
+    the product tuned per arm at 5%."""
     metric = SimMetric("error-rate", TOL)
     world = World(error_rate=BASE)
     fixed = one_look_size(metric, ALPHA_SHARE, BETA, case.weight, "canary", world)
@@ -126,7 +130,7 @@ def setup(case: Case, scale: float) -> tuple[Setup, float]:
         int(math.ceil(4 * fixed / every) * every),
         world,
         Effect(error_delta=case.delta),
-        Levers(design_scale=scale),
+        Levers(design_scale=scale, bets=False) if scale is not None else Levers(),
     )
     return s, fixed
 
@@ -138,7 +142,7 @@ def main() -> None:
     rows: list[dict[str, object]] = []
     for i, case in enumerate(CASES):
         floor = wald_floor(case)
-        for scale in SCALES:
+        for scale in (*SCALES, None):
             s, fixed = setup(case, scale)
             out = simulate(s, args.reps, np.random.default_rng(1000 + i))
             q = summarize(out)
@@ -148,7 +152,7 @@ def main() -> None:
             rows.append(
                 {
                     "scenario": case.name,
-                    "design_scale": scale,
+                    "design_scale": "adopted" if scale is None else scale,
                     "one_look_n": round(fixed),
                     "wald_floor_ratio": round(floor / fixed, 3),
                     "median_ratio": round(q["median"] / fixed, 3),
@@ -208,7 +212,10 @@ def write_markdown(rows: list[dict[str, object]], joint: list[dict[str, object]]
         f" tolerance {TOL:.0%} (absolute), alpha share {ALPHA_SHARE:.4f}, beta {BETA},"
         f" {rows[0]['reps']} replications per cell. Ratios are requests over the metric's own"
         " one-look size; `wrong` is the false-abort (A/A) or false-promote rate with a 95%"
-        " Clopper-Pearson interval.",
+        " Clopper-Pearson interval. `design x`: the product of the two arms' beta-binomial"
+        " mixtures with its design size scaled, or `adopted`: the rule used since (paired bets,"
+        " `meshlab.stats.bets`, at an even split; at 5% the product, each arm tuned to its"
+        " share).",
         "",
         "| scenario | one-look n | Wald floor (mean) | design x | median | p90 | wrong | target |",
         "|---|---|---|---|---|---|---|---|",

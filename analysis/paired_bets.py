@@ -1,0 +1,246 @@
+"""Paired bets against the product of two arms' mixtures, for each two-arm canary metric (issue 14).
+
+meshlab first bounded a canary difference ``p_cand - p_base`` through the product of each arm's
+beta-binomial mixture (:func:`meshlab.stats.boundaries.difference_upper`): valid for every base
+rate, but each arm pays its own mixture cost for the unknown rate. The alternative measured here
+has no nuisance parameter at all (:mod:`meshlab.stats.bets`): pair the k-th candidate request with
+the k-th reference request, ``Z_k = 1{candidate in A} - 1{reference in A}`` (A: "failed", or a
+set of labels) has mean ``P(A) - Q(A)`` whatever the base rate, and a mixture of constant bets
+(Waudby-Smith & Ramdas, "Estimating means of bounded random variables by betting", JRSS-B 86
+(2024)) is a test martingale for every distribution of Z with a given mean.
+
+* **Error rate** (adopted at an even split): both rules through the simulation engine,
+  ``Levers(bets=False)`` (the product) against ``Levers()`` (the paired bets ``Comparison``
+  uses when the planned split is within :data:`meshlab.stats.bets.BALANCED`; at 5% the pairs
+  leave most reference rows unused and the product, tuned per arm, stays).
+* **Prediction divergence (TV)** (measured, not adopted): the adopted product bound per event
+  against a prototype here, paired bets per event with the library's capital
+  (:func:`meshlab.stats.bets.log_capital`, prior scale ``tol / 0.5``, the worst-case variance
+  of Z), abort when any of the ``2K`` one-sided event tests (the K singletons and their
+  complements) reaches ``1 / (alpha / 3 / 2K)``, promote when every event's bets against
+  ``+tol`` and ``-tol`` reach ``1 / beta`` (intersection-union, as adopted).
+
+Each metric is judged alone (abort side at alpha / 3, as in the three-metric experiment)
+against its own one-look size, same look schedule for both rules, 95% Clopper-Pearson intervals
+on the wrong-decision rate. Usage: ``nice -n 10 python analysis/paired_bets.py [--reps N]``;
+writes ``paired_bets.csv`` / ``.md`` beside this file (about a minute).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from calibration import clopper_pearson
+
+from meshlab.stats.bets import log_capital
+from meshlab.stats.bets import pairs_pay as bets_pay
+from meshlab.stats.simulate import (
+    Effect,
+    Levers,
+    Setup,
+    SimMetric,
+    World,
+    one_look_size,
+    simulate,
+)
+
+HERE = Path(__file__).resolve().parent
+ALPHA, BETA, K_METRICS = 0.05, 0.05, 3
+A_SHARE = ALPHA / K_METRICS
+ERR_TOL, DIV_TOL = 0.01, 0.05
+LOOKS = 40  # looks per one-look size
+FloatArray = npt.NDArray[np.float64]
+BoolArrays = tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_], FloatArray]
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    metric: str  # "error-rate" | "prediction-divergence"
+    weight: float
+    times: float  # the effect in tolerances (0: A/A, the right decision is a promote)
+    target: float
+
+
+CASES = (
+    Case("errors: A/A canary 50%", "error-rate", 0.5, 0.0, 0.6),
+    Case("errors: A/A canary 5%", "error-rate", 0.05, 0.0, 0.6),
+    Case("errors at tolerance", "error-rate", 0.5, 1.0, 0.6),
+    Case("errors 2.5x tolerance", "error-rate", 0.5, 2.5, 0.15),
+    Case("divergence: A/A canary 50%", "prediction-divergence", 0.5, 0.0, 0.6),
+    Case("divergence at tolerance", "prediction-divergence", 0.5, 1.0, 0.6),
+    Case("divergence 2.5x tolerance", "prediction-divergence", 0.5, 2.5, 0.15),
+)
+
+
+def setup(case: Case, levers: Levers) -> tuple[Setup, float]:
+    """The engine's simulation of this metric alone, and its one-look size."""
+    tol = ERR_TOL if case.metric == "error-rate" else DIV_TOL
+    metric = SimMetric(case.metric, tol)
+    effect = (
+        Effect(error_delta=case.times * tol)
+        if case.metric == "error-rate"
+        else Effect(divergence=case.times * tol)
+    )
+    world = World()
+    fixed = one_look_size(metric, A_SHARE, BETA, case.weight, "canary", world)
+    every = max(100, int(round(fixed / LOOKS, -2)))
+    horizon = int(math.ceil(4 * fixed / every) * every)
+    s = Setup(
+        (metric,), A_SHARE, BETA, "canary", ((math.inf, case.weight),), every, horizon, world,
+        effect, levers,
+    )  # fmt: skip
+    return s, fixed
+
+
+def pair_probabilities(case: Case, s: Setup) -> tuple[FloatArray, FloatArray]:
+    """Per-arm outcome probabilities (reference, candidate) over the outcome categories."""
+    if case.metric == "error-rate":
+        p = s.world.error_rate
+        d = s.effect.error_delta
+        return np.array([1 - p, p]), np.array([1 - p - d, p + d])
+    base = np.asarray(s.world.categories, dtype=np.float64)
+    move = np.zeros_like(base)
+    move[:2] = (-s.effect.divergence, s.effect.divergence)
+    return base, base + move
+
+
+def events(k: int) -> FloatArray:
+    """The events judged: "failed" (outcome 1) for errors; the K singletons for TV (their
+    complements are the same Z with the sign flipped, judged by the bets on the other side;
+    with the default 3 labels these are all 2^3 - 2 events)."""
+    return np.array([[0.0, 1.0]]) if k == 2 else np.eye(k)
+
+
+def bets(case: Case, s: Setup, reps: int, rng: np.random.Generator) -> BoolArrays:
+    """(abort, promote, requests at the decision) of the paired-bets rule, per replication."""
+    q, p = pair_probabilities(case, s)
+    k = q.size
+    joint = np.outer(p, q).ravel()  # (candidate outcome, reference outcome) of a pair
+    sets = events(k)
+    tol = s.metrics[0].tolerance
+    scale = tol / 0.5  # the growth-optimal bet at the tolerance, at the worst-case Var Z
+    n_events = 1 if k == 2 else 2 * k  # TV: K singletons and their complements (K = 3: all)
+    pair_counts = np.zeros((reps, k * k))
+    n_c = np.zeros(reps, dtype=np.int64)
+    n_r = np.zeros(reps, dtype=np.int64)
+    abort = np.zeros(reps, dtype=bool)
+    promote = np.zeros(reps, dtype=bool)
+    at = np.full(reps, np.nan)
+    active = np.ones(reps, dtype=bool)
+    fail_at, pass_at = math.log(n_events / A_SHARE), math.log(1 / BETA)
+    for seen in range(s.every, s.horizon + 1, s.every):
+        c = rng.binomial(s.every, case.weight, reps)
+        before = np.minimum(n_c, n_r)
+        n_c += c
+        n_r += s.every - c
+        pair_counts += rng.multinomial(np.minimum(n_c, n_r) - before, joint)
+        cube = pair_counts.reshape(reps, k, k)
+        fail = np.zeros(reps, dtype=bool)
+        ok = np.ones(reps, dtype=bool)
+        for a in sets:
+            in_c, in_r = a[:, None] * (1 - a[None, :]), (1 - a[:, None]) * a[None, :]
+            plus = (cube * in_c).sum(axis=(1, 2))
+            minus = (cube * in_r).sum(axis=(1, 2))
+            zero = cube.sum(axis=(1, 2)) - plus - minus
+            n = plus + minus + zero
+            fail |= log_capital(plus, minus, n, 0.0, True, scale) > fail_at
+            ok &= log_capital(plus, minus, n, tol, False, scale) > pass_at
+            if k > 2:  # TV: the complement's difference is -Z, judged by the opposite bets
+                fail |= log_capital(plus, minus, n, 0.0, False, scale) > fail_at
+                ok &= log_capital(plus, minus, n, -tol, True, scale) > pass_at
+        ok &= ~fail
+        new = active & (fail | ok)
+        abort |= active & fail
+        promote |= active & ok
+        at[new] = seen
+        active &= ~new
+        if not active.any():
+            break
+    return abort, promote, at
+
+
+def quantiles(at: FloatArray) -> tuple[float, float]:
+    x = np.where(np.isnan(at), np.inf, at)
+    return (
+        float(np.quantile(x, 0.5, method="inverted_cdf")),
+        float(np.quantile(x, 0.9, method="inverted_cdf")),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--reps", type=int, default=300)
+    args = parser.parse_args()
+    rows: list[dict[str, object]] = []
+    for i, case in enumerate(CASES):
+        rules: list[tuple[str, BoolArrays]] = []
+        if case.metric == "error-rate":
+            even = bets_pay(case.weight)
+            for rule, levers, forced in (
+                ("product of mixtures" + ("" if even else " (adopted)"), Levers(bets=False), None),
+                # design_weight 0.5 makes a 5% split pair its requests too (it only decides
+                # bets against the product here: the bets have no design size)
+                ("paired bets" + (" (adopted)" if even else " (not adopted)"), Levers(), 0.5),
+            ):
+                s, fixed = setup(case, levers)
+                s = replace(s, design_weight=forced)
+                out = simulate(s, args.reps, np.random.default_rng(500 + i))
+                rules.append((rule, (out.abort, out.promote, out.at)))
+        else:
+            s, fixed = setup(case, Levers())
+            out = simulate(s, args.reps, np.random.default_rng(500 + i))
+            rules.append(("product of mixtures (adopted)", (out.abort, out.promote, out.at)))
+            paired = bets(case, s, args.reps, np.random.default_rng(900 + i))
+            rules.append(("paired bets per event (not adopted)", paired))
+        for rule, (abort, promote, at) in rules:
+            med, p90 = quantiles(at)
+            wrong = abort if case.times == 0 else promote
+            k = int(wrong.sum())
+            lo, hi = clopper_pearson(k, args.reps)
+            rows.append(
+                {
+                    "scenario": case.name,
+                    "rule": rule,
+                    "median_ratio": round(med / fixed, 3),
+                    "p90_ratio": round(p90 / fixed, 3),
+                    "wrong": "false abort" if case.times == 0 else "false promote",
+                    "wrong_rate": round(k / args.reps, 4),
+                    "wrong_ci": f"[{lo:.3f}, {hi:.3f}]",
+                    "target": case.target,
+                    "one_look_n": round(fixed),
+                    "look_every": s.every,
+                    "reps": args.reps,
+                }
+            )
+            print(rows[-1], flush=True)
+    with (HERE / "paired_bets.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = [
+        "# Paired bets against the product of two arms' mixtures",
+        "",
+        f"Written by `analysis/paired_bets.py` ({args.reps} replications per cell; each metric "
+        "alone, abort side at alpha/3, promote side at beta; requests to a decision over the "
+        "metric's one-look size; 95% Clopper-Pearson intervals).",
+        "",
+        "| scenario | rule | median / p90 | wrong decision [95% CI] | target (median) |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['scenario']} | {r['rule']} | {r['median_ratio']:.2f} / {r['p90_ratio']:.2f} | "
+            f"{r['wrong']} {r['wrong_rate']:.3f} {r['wrong_ci']} | {r['target']} |"
+        )
+    (HERE / "paired_bets.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
