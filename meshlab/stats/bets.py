@@ -135,6 +135,27 @@ def rejected(
     return np.asarray(cap > math.log(1.0 / level), dtype=np.bool_)
 
 
+def verdicts(
+    plus: npt.ArrayLike,
+    minus: npt.ArrayLike,
+    pairs: npt.ArrayLike,
+    thresholds: tuple[float, float],
+    alpha_share: float,
+    beta: float,
+    scale: float,
+    unmatched: npt.ArrayLike = 0.0,
+) -> tuple[BoolArray, BoolArray]:
+    """(fails, passes): lower bound above the abort threshold, upper bound below the tolerance
+    (``thresholds``), where there is a pair; ``unmatched`` as in :func:`bet_bounds`."""
+    n = np.asarray(pairs, dtype=np.float64)
+    u = np.asarray(unmatched, dtype=np.float64)
+    fails = rejected(plus, minus, n, thresholds[0], alpha_share, scale, True)
+    up = np.asarray(plus, dtype=np.float64) + u
+    passes = rejected(up, minus, n + u, thresholds[1], beta, scale, False)
+    data = n > 0
+    return fails & data, passes & data
+
+
 def bet_interval(
     plus: float,
     minus: float,
@@ -218,13 +239,18 @@ def _bisect(
 
 
 def batch_order(
-    timestamp: npt.ArrayLike, request_id: npt.ArrayLike, failed: npt.ArrayLike
+    timestamp: npt.ArrayLike,
+    request_id: npt.ArrayLike,
+    failed: npt.ArrayLike,
+    batch: npt.ArrayLike | None = None,
 ) -> npt.NDArray[np.intp]:
     """The order rows of one batch are paired in: start time, then request id (then outcome,
     for rows equal in both), so the verdict does not depend on the order within a batch and
     a samples file (start-time order) pairs as a live run that received it in one batch. Start
-    times and ids do not depend on a request's outcome, so the pairs stay i.i.d."""
-    return np.lexsort((np.asarray(failed), np.asarray(request_id), np.asarray(timestamp)))
+    times and ids do not depend on a request's outcome, so the pairs stay i.i.d. ``batch``: the
+    batch of each row, for rows of several batches at once (the replay's looks)."""
+    keys = [np.asarray(failed), np.asarray(request_id), np.asarray(timestamp)]
+    return np.lexsort(keys if batch is None else [*keys, np.asarray(batch)])
 
 
 class ArrivalPairs:

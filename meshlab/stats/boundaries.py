@@ -52,9 +52,14 @@ def prior_size(level: float, design_n: float) -> float:
     return float(max(1.0, design_n / (log_term + np.log1p(log_term))))
 
 
+def per_arm(design: ArmDesign) -> tuple[float, float]:
+    """A two-arm design as one size per arm, in the order it was given."""
+    return design if isinstance(design, tuple) else (design, design)
+
+
 def arm_priors(level: float, design: ArmDesign) -> tuple[float, float]:
     """The (high arm, low arm) prior sizes of a two-arm bound's design (see :data:`ArmDesign`)."""
-    high, low = design if isinstance(design, tuple) else (design, design)
+    high, low = per_arm(design)
     return prior_size(level, high), prior_size(level, low)
 
 

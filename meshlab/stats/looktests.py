@@ -51,9 +51,7 @@ class _Bets(Exact):
         self.counts, self.a, self.b, self.thr, self.tol = counts, a, b, thr, tol
         self.scale = bets.bet_scale(tol)
         plus, minus, pairs = counts
-        data = pairs > 0
-        fail = bets.rejected(plus, minus, pairs, thr, a, self.scale, True) & data
-        super().__init__(fail, bets.rejected(plus, minus, pairs, tol, b, self.scale, False) & data)
+        super().__init__(*bets.verdicts(plus, minus, pairs, (thr, tol), a, b, self.scale))
 
     def bounds(self) -> tuple[FloatArray, FloatArray]:
         plus, minus, pairs = self.counts

@@ -70,6 +70,7 @@ from meshlab.stats.boundaries import (
     DEFAULT_DESIGN_N,
     ArmDesign,
     difference_upper,
+    per_arm,
     rate_lower,
     rate_upper,
 )
@@ -139,7 +140,7 @@ def rate_difference(
     """
     sb, nb = np.asarray(s_base, dtype=np.float64), np.asarray(n_base, dtype=np.float64)
     sc, nc = np.asarray(s_cand, dtype=np.float64), np.asarray(n_cand, dtype=np.float64)
-    d_base, d_cand = _per_arm(design_n)
+    d_base, d_cand = per_arm(design_n)
     if sequential and paired:
         design_n = d_base
         half_a, half_b = alpha_share / 2, beta / 2
@@ -160,11 +161,6 @@ def rate_difference(
         np.asarray(estimate, dtype=np.float64),
         np.asarray(upper, dtype=np.float64),
     )
-
-
-def _per_arm(design: ArmDesign) -> tuple[float, float]:
-    """(base arm, candidate arm) of a design given as one size or per arm."""
-    return design if isinstance(design, tuple) else (design, design)
 
 
 def rate_interval(
@@ -324,7 +320,7 @@ def _tv_by_events(
     design_n: ArmDesign,
 ) -> tuple[FloatArray, FloatArray]:
     """TV = max over events A of P(A) - Q(A): difference bounds per event, Bonferroni over events."""
-    d_base, d_cand = _per_arm(design_n)
+    d_base, d_cand = per_arm(design_n)
     sets = _subsets(p.shape[-1])
     pa, qa = p @ sets.T, q @ sets.T  # (..., events)
     events = sets.shape[0]
@@ -348,7 +344,7 @@ def _tv_by_categories(
 ) -> tuple[FloatArray, FloatArray]:
     """TV from per-category rate bounds, Bonferroni over 4K one-sided bounds."""
     k = max(int(p.shape[-1]), 1)
-    d_base, d_cand = _per_arm(design_n)
+    d_base, d_cand = per_arm(design_n)
 
     def bounds(level: float) -> tuple[FloatArray, ...]:
         each = level / (4 * k)

@@ -45,6 +45,7 @@ from meshlab.stats.results import Assessment
 __all__ = ["Difference", "Exact", "Looks", "Test", "judge", "replay"]
 
 IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 BLOCK = 256  # looks judged together: large enough to vectorise, small enough to stop early
 
@@ -103,10 +104,13 @@ class Looks:
         counts = self._prefix(self.look_of, self.arm + 2 * err, 4)  # (looks, arm x error)
         self.n = counts[:, :2] + counts[:, 2:]
         self.err = counts[:, 2:]
-        # canary errors by paired bets: (plus, minus, pairs) per look, paired in row order
-        # each look's rows paired in the order Comparison.update pairs a batch (bets.batch_order)
-        order = np.lexsort((err, data.request_id[use], data.timestamp[use], self.look_of))
-        self.arrival = pairs_at(self.arm[order], err[order], self.n[:, 0], self.n[:, 1])
+        # canary errors by paired bets: (plus, minus, pairs) per look, each look's rows paired
+        # in the order Comparison.update pairs a batch
+        self.arrival: tuple[FloatArray, FloatArray, FloatArray] | None = None
+        if any(c.bets_on(m) for m in c.analysis.metrics):
+            ids, stamps = data.request_id[use], data.timestamp[use]
+            order = bets.batch_order(stamps, ids, err, self.look_of)
+            self.arrival = pairs_at(self.arm[order], err[order], self.n[:, 0], self.n[:, 1])
         self.error_pairs: IntArray | None = None  # (looks, pairing.FIELDS)
         if any(m.type == "error-rate" and c.pairs_errors(m) for m in c.analysis.metrics):
             steps = ErrorPairs().add(self.arm, data.request_id[use], err)
@@ -185,11 +189,10 @@ class Looks:
                 lo, hi = self._latency(m, j0, j1, a, b, design)
                 tests.append(Exact((lo > thr) & ~empty, (hi < tol) & ~empty))
             elif c.bets_on(m):
+                assert self.arrival is not None
                 plus, minus, pairs = (x[j0:j1] for x in self.arrival)
                 scale = bets.bet_scale(tol)
-                fail = bets.rejected(plus, minus, pairs, thr, a, scale, True)
-                ok = bets.rejected(plus, minus, pairs, tol, b, scale, False)
-                tests.append(Exact(fail & ~empty, ok & ~empty))
+                tests.append(Exact(*bets.verdicts(plus, minus, pairs, (thr, tol), a, b, scale)))
             elif m.type == "error-rate" and c.mode == "canary":
                 e = self.err[j0:j1]
                 split = c.arm_design(m)
@@ -200,9 +203,9 @@ class Looks:
                 assert self.error_pairs is not None
                 pairs, ref, cand, unmatched = self.error_pairs[j0:j1].T.astype(np.float64)
                 scale = bets.bet_scale(tol)
-                fail = bets.rejected(cand, ref, pairs, thr, a, scale, True)
-                ok = bets.rejected(cand + unmatched, ref, pairs + unmatched, tol, b, scale, False)
-                tests.append(Exact(fail & (pairs > 0), ok & (pairs > 0)))
+                tests.append(
+                    Exact(*bets.verdicts(cand, ref, pairs, (thr, tol), a, b, scale, unmatched))
+                )
             elif m.type == "error-rate":
                 e = self.err[j0:j1]
                 lo_, _, hi_ = rates.rate_difference(

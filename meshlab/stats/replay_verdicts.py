@@ -37,6 +37,7 @@ from meshlab.stats.boundaries import (
     arm_priors,
     difference_at_least,
     difference_upper,
+    per_arm,
 )
 
 IntArray = npt.NDArray[np.int64]
@@ -153,8 +154,7 @@ class Difference(Test):
             for x in (s_base, n_base, s_cand, n_cand)
         )
         self.a, self.b, self.thr, self.tol = a, b, thr, tol
-        d_base, d_cand = design if isinstance(design, tuple) else (design, design)
-        self.design = (d_base, d_cand)  # (base arm, candidate arm)
+        d_base, d_cand = per_arm(design)  # (base arm, candidate arm)
         self.fail_design, self.pass_design = (d_base, d_cand), (d_cand, d_base)  # (high, low)
         self.has_data: BoolArray = np.asarray(
             np.broadcast_to(has_data, shape).reshape(shape[0], -1).all(axis=-1), dtype=np.bool_

@@ -275,8 +275,9 @@ def simulate(
             p_b, p_c = w.error_rate, w.error_rate + s.effect.error_delta
             odds = [p_c * (1 - p_b), p_b * (1 - p_c), 1 - p_c * (1 - p_b) - p_b * (1 - p_c)]
             new = np.minimum(n[0, act], n[1, act]) - before
-            arrival[:, act] += rng.multinomial(new, odds).T
-            arrival[2, act] = np.minimum(n[0, act], n[1, act])
+            draw = rng.multinomial(new, odds)  # (Z = +1, Z = -1, Z = 0) of the new pairs
+            arrival[:2, act] += draw[:, :2].T
+            arrival[2, act] += new
         elif bets:  # bursty: pair the k-th candidate with the k-th reference request
             for i, rep in enumerate(act.tolist()):
                 rows = masks[0][i] | masks[1][i]
