@@ -36,7 +36,9 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from calibration import clopper_pearson
+from calibration import DIV_TOL, ERR_TOL, clopper_pearson
+from sequential_floor import ALPHA_SHARE as A_SHARE
+from sequential_floor import BETA, alone
 
 from meshlab.stats.bets import log_capital
 from meshlab.stats.bets import pairs_pay as bets_pay
@@ -46,15 +48,10 @@ from meshlab.stats.simulate import (
     Setup,
     SimMetric,
     World,
-    one_look_size,
     simulate,
 )
 
 HERE = Path(__file__).resolve().parent
-ALPHA, BETA, K_METRICS = 0.05, 0.05, 3
-A_SHARE = ALPHA / K_METRICS
-ERR_TOL, DIV_TOL = 0.01, 0.05
-LOOKS = 40  # looks per one-look size
 FloatArray = npt.NDArray[np.float64]
 BoolArrays = tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_], FloatArray]
 
@@ -88,15 +85,7 @@ def setup(case: Case, levers: Levers) -> tuple[Setup, float]:
         if case.metric == "error-rate"
         else Effect(divergence=case.times * tol)
     )
-    world = World()
-    fixed = one_look_size(metric, A_SHARE, BETA, case.weight, "canary", world)
-    every = max(100, int(round(fixed / LOOKS, -2)))
-    horizon = int(math.ceil(4 * fixed / every) * every)
-    s = Setup(
-        (metric,), A_SHARE, BETA, "canary", ((math.inf, case.weight),), every, horizon, world,
-        effect, levers,
-    )  # fmt: skip
-    return s, fixed
+    return alone(metric, effect, case.weight, levers, World())
 
 
 def pair_probabilities(case: Case, s: Setup) -> tuple[FloatArray, FloatArray]:

@@ -55,8 +55,8 @@ from meshlab.stats.simulate import (
 )
 
 HERE = Path(__file__).resolve().parent
-ALPHA, BETA, K_METRICS = 0.05, 0.05, 3
-ALPHA_SHARE = ALPHA / K_METRICS
+ALPHA, BETA = calibration.ALPHA, calibration.BETA
+ALPHA_SHARE = ALPHA / len(calibration.METRICS)  # a metric's abort side in the joint experiment
 BASE, TOL = 0.01, 0.01
 SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)
 LOOKS = 40  # looks per one-look size
@@ -116,22 +116,23 @@ def setup(case: Case, scale: float | None) -> tuple[Setup, float]:
     """The error rate alone: the product of mixtures with its design size times ``scale``, or
     (``None``) the rule adopted since: paired bets (:mod:`meshlab.stats.bets`) at an even split,
     the product tuned per arm at 5%."""
-    metric = SimMetric("error-rate", TOL)
-    world = World(error_rate=BASE)
-    fixed = one_look_size(metric, ALPHA_SHARE, BETA, case.weight, "canary", world)
+    levers = Levers(design_scale=scale, bets=False) if scale is not None else Levers()
+    effect = Effect(error_delta=case.delta)
+    return alone(SimMetric("error-rate", TOL), effect, case.weight, levers, World(error_rate=BASE))
+
+
+def alone(
+    metric: SimMetric, effect: Effect, weight: float, levers: Levers, world: World
+) -> tuple[Setup, float]:
+    """One canary metric judged alone (its abort side at the experiment's alpha / 3), looks every
+    1/:data:`LOOKS` of its one-look size up to 4x it; and that one-look size."""
+    fixed = one_look_size(metric, ALPHA_SHARE, BETA, weight, "canary", world)
     every = max(100, int(round(fixed / LOOKS, -2)))
+    horizon = int(math.ceil(4 * fixed / every) * every)
     s = Setup(
-        (metric,),
-        ALPHA_SHARE,  # one metric: its abort side gets the experiment's alpha / 3
-        BETA,
-        "canary",
-        ((math.inf, case.weight),),
-        every,
-        int(math.ceil(4 * fixed / every) * every),
-        world,
-        Effect(error_delta=case.delta),
-        Levers(design_scale=scale, bets=False) if scale is not None else Levers(),
-    )
+        (metric,), ALPHA_SHARE, BETA, "canary", ((math.inf, weight),), every, horizon, world,
+        effect, levers,
+    )  # fmt: skip
     return s, fixed
 
 
