@@ -27,11 +27,15 @@ statistics to the current one (each lever is cited where it is implemented):
 6. canary error rates by a mixture of constant bets on requests paired in arrival order
    (Waudby-Smith & Ramdas 2024; :mod:`meshlab.stats.bets`);
 7. shadow error rates by the same bets on the two copies of each request, in place of the
-   McNemar test of lever 4 (adopted: the main table runs with it and all the levers above);
-8. running intersection of each confidence sequence across looks (Howard et al. 2021, section
+   McNemar test of lever 4;
+8. canary error rates by bets at any split: each candidate request grouped with its share of
+   reference requests in arrival order (19 at 5%; :mod:`meshlab.stats.arrival`), where lever 6
+   paired one to one and so kept the arms' mixtures away from an even split (adopted: the main
+   table runs with it and all the levers above);
+9. running intersection of each confidence sequence across looks (Howard et al. 2021, section
    3.3: a time-uniform sequence may be intersected with its own past), on the adopted levers;
-9. the error-rate abort side conditioned on the total count of errors (Lindon & Malek 2022;
-   :func:`meshlab.stats.rates.ratio_lower`), on the adopted levers but in place of the bets.
+10. the error-rate abort side conditioned on the total count of errors (Lindon & Malek 2022;
+    :func:`meshlab.stats.rates.ratio_lower`), on the adopted levers but in place of the bets.
 
 A/A scenarios also record each metric's first pass (``simulate(track=True)``, same verdicts): the
 ``binds`` column names the metric that passes last, the one that sets the time to a promote.
@@ -196,12 +200,18 @@ LEVERS = [
     ),
     (
         "+ canary errors by paired bets",
-        Levers(tuned_design=True, intersect=False, shadow_bets=False),
+        Levers(tuned_design=True, intersect=False, shadow_bets=False, groups=False),
         False,
         False,
     ),
     (
-        "+ shadow errors by paired bets (adopted)",
+        "+ shadow errors by paired bets",
+        Levers(tuned_design=True, intersect=False, groups=False),
+        False,
+        False,
+    ),
+    (
+        "+ canary errors by bets on groups at any split (adopted)",
         Levers(tuned_design=True, intersect=False),
         False,
         False,

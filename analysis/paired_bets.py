@@ -1,4 +1,4 @@
-"""Paired bets against the product of two arms' mixtures, for each two-arm canary metric (issue 14).
+"""Bets on paired or grouped requests against the product of two arms' mixtures, per canary metric (issue 14).
 
 meshlab first bounded a canary difference ``p_cand - p_base`` through the product of each arm's
 beta-binomial mixture (:func:`meshlab.stats.boundaries.difference_upper`): valid for every base
@@ -9,10 +9,11 @@ set of labels) has mean ``P(A) - Q(A)`` whatever the base rate, and a mixture of
 (Waudby-Smith & Ramdas, "Estimating means of bounded random variables by betting", JRSS-B 86
 (2024)) is a test martingale for every distribution of Z with a given mean.
 
-* **Error rate** (adopted at an even split): both rules through the simulation engine,
-  ``Levers(bets=False)`` (the product) against ``Levers()`` (the paired bets ``Comparison``
-  uses when the planned split is within :data:`meshlab.stats.bets.BALANCED`; at 5% the pairs
-  leave most reference rows unused and the product, tuned per arm, stays).
+* **Error rate** (adopted): the rules through the simulation engine, ``Levers(bets=False)``
+  (the product) against ``Levers()`` (the bets ``Comparison`` uses: at an even split one-to-one
+  pairs; at 5% each candidate request grouped with the next 19 reference requests,
+  :mod:`meshlab.stats.arrival`) and, at 5%, one-to-one pairs (``Levers(groups=False)`` with the
+  split forced even: they leave most reference rows unused, so they were never adopted there).
 * **Prediction divergence (TV)** (measured, not adopted): the adopted product bound per event
   against a prototype here, paired bets per event with the library's capital
   (:func:`meshlab.stats.bets.log_capital`, prior scale ``tol / 0.5``, the worst-case variance
@@ -40,8 +41,7 @@ from calibration import DIV_TOL, ERR_TOL, clopper_pearson
 from sequential_floor import ALPHA_SHARE as A_SHARE
 from sequential_floor import BETA, alone
 
-from meshlab.stats.bets import log_capital
-from meshlab.stats.bets import pairs_pay as bets_pay
+from meshlab.stats.bets import log_capital, pair_counts
 from meshlab.stats.simulate import (
     Effect,
     Levers,
@@ -70,6 +70,8 @@ CASES = (
     Case("errors: A/A canary 5%", "error-rate", 0.05, 0.0, 0.6),
     Case("errors at tolerance", "error-rate", 0.5, 1.0, 0.6),
     Case("errors 2.5x tolerance", "error-rate", 0.5, 2.5, 0.15),
+    Case("errors at tolerance, canary 5%", "error-rate", 0.05, 1.0, 0.6),
+    Case("errors 2.5x tolerance, canary 5%", "error-rate", 0.05, 2.5, 0.15),
     Case("divergence: A/A canary 50%", "prediction-divergence", 0.5, 0.0, 0.6),
     Case("divergence at tolerance", "prediction-divergence", 0.5, 1.0, 0.6),
     Case("divergence 2.5x tolerance", "prediction-divergence", 0.5, 2.5, 0.15),
@@ -116,7 +118,7 @@ def bets(case: Case, s: Setup, reps: int, rng: np.random.Generator) -> BoolArray
     tol = s.metrics[0].tolerance
     scale = tol / 0.5  # the growth-optimal bet at the tolerance, at the worst-case Var Z
     n_events = 1 if k == 2 else 2 * k  # TV: K singletons and their complements (K = 3: all)
-    pair_counts = np.zeros((reps, k * k))
+    joint_counts = np.zeros((reps, k * k))
     n_c = np.zeros(reps, dtype=np.int64)
     n_r = np.zeros(reps, dtype=np.int64)
     abort = np.zeros(reps, dtype=bool)
@@ -129,8 +131,8 @@ def bets(case: Case, s: Setup, reps: int, rng: np.random.Generator) -> BoolArray
         before = np.minimum(n_c, n_r)
         n_c += c
         n_r += s.every - c
-        pair_counts += rng.multinomial(np.minimum(n_c, n_r) - before, joint)
-        cube = pair_counts.reshape(reps, k, k)
+        joint_counts += rng.multinomial(np.minimum(n_c, n_r) - before, joint)
+        cube = joint_counts.reshape(reps, k, k)
         fail = np.zeros(reps, dtype=bool)
         ok = np.ones(reps, dtype=bool)
         for a in sets:
@@ -138,12 +140,12 @@ def bets(case: Case, s: Setup, reps: int, rng: np.random.Generator) -> BoolArray
             plus = (cube * in_c).sum(axis=(1, 2))
             minus = (cube * in_r).sum(axis=(1, 2))
             zero = cube.sum(axis=(1, 2)) - plus - minus
-            n = plus + minus + zero
-            fail |= log_capital(plus, minus, n, 0.0, True, scale) > fail_at
-            ok &= log_capital(plus, minus, n, tol, False, scale) > pass_at
+            z = pair_counts(plus, minus, plus + minus + zero)
+            fail |= log_capital(z, 0.0, True, scale) > fail_at
+            ok &= log_capital(z, tol, False, scale) > pass_at
             if k > 2:  # TV: the complement's difference is -Z, judged by the opposite bets
-                fail |= log_capital(plus, minus, n, 0.0, False, scale) > fail_at
-                ok &= log_capital(plus, minus, n, -tol, True, scale) > pass_at
+                fail |= log_capital(z, 0.0, False, scale) > fail_at
+                ok &= log_capital(z, -tol, True, scale) > pass_at
         ok &= ~fail
         new = active & (fail | ok)
         abort |= active & fail
@@ -171,13 +173,14 @@ def main() -> None:
     for i, case in enumerate(CASES):
         rules: list[tuple[str, BoolArrays]] = []
         if case.metric == "error-rate":
-            even = bets_pay(case.weight)
-            for rule, levers, forced in (
-                ("product of mixtures" + ("" if even else " (adopted)"), Levers(bets=False), None),
-                # design_weight 0.5 makes a 5% split pair its requests too (it only decides
-                # bets against the product here: the bets have no design size)
-                ("paired bets" + (" (adopted)" if even else " (not adopted)"), Levers(), 0.5),
-            ):
+            even = case.weight == 0.5
+            error_rules = [("product of mixtures", Levers(bets=False), None)]
+            if not even:  # design_weight 0.5 makes a 5% split pair one to one (the bets have
+                # no design size: it only decides how requests are grouped)
+                error_rules.append(("one-to-one pairs (not adopted)", Levers(groups=False), 0.5))
+            adopted = "paired bets (adopted)" if even else "bets on groups of 1 + 19 (adopted)"
+            error_rules.append((adopted, Levers(), None))
+            for rule, levers, forced in error_rules:
                 s, fixed = setup(case, levers)
                 s = replace(s, design_weight=forced)
                 out = simulate(s, args.reps, np.random.default_rng(500 + i))
@@ -214,7 +217,7 @@ def main() -> None:
         writer.writeheader()
         writer.writerows(rows)
     lines = [
-        "# Paired bets against the product of two arms' mixtures",
+        "# Bets on paired or grouped requests against the product of two arms' mixtures",
         "",
         f"Written by `analysis/paired_bets.py` ({args.reps} replications per cell; each metric "
         "alone, abort side at alpha/3, promote side at beta; requests to a decision over the "

@@ -1,12 +1,16 @@
-"""Error rates judged by betting on paired requests (issue 14's adopted lever for errors).
+"""Error rates judged by betting on groups of requests (issue 14's adopted lever for errors).
 
-Shadow: the two copies of a request (paired by ``request_id``) form a pair. Canary: the k-th
-candidate request and the k-th reference request (in the order the rows arrive) form a pair.
-Either way ``Z_k = 1{candidate failed} - 1{reference failed}`` lies in [-1, 1]
-with mean ``mu = p_cand - p_base``, whatever the base rate and however the two members of a pair
-depend on each other (shadow copies of one request often fail together; such a pair is Z = 0
-and costs nothing). Canary routing is random and independent of the outcome, so its pairs are
-i.i.d. when each arm's requests are. A mean ``mu0`` is tested by a
+Shadow: the two copies of a request (paired by ``request_id``) form a pair. Canary: requests are
+grouped in the order the rows arrive (:mod:`meshlab.stats.arrival`), ``c`` candidate requests
+with ``r`` reference requests (one of the two is 1: at a 5% split each candidate request is
+grouped with the next 19 reference requests, at an even split they pair one to one). Either way
+
+    Z_k = (candidate failures in group k) / c - (reference failures in group k) / r
+
+lies in [-1, 1] with mean ``mu = p_cand - p_base``, whatever the base rate and however the
+members of a group depend on each other (shadow copies of one request often fail together;
+such a pair is Z = 0 and costs nothing). Canary routing is random and independent of the
+outcome, so its groups are i.i.d. when each arm's requests are. A mean ``mu0`` is tested by a
 mixture of constant bets (Waudby-Smith & Ramdas, "Estimating means of bounded random variables
 by betting", JRSS-B 86 (2024), sections 3-4):
 
@@ -16,34 +20,33 @@ each product a nonnegative martingale with mean 1 for *every* distribution of Z 
 ``mu0`` (``E[1 + lambda (Z - mu0)] = 1``), so the mixture is one too, and by Ville's inequality
 ``P(exists n: K_n(mu0) >= 1/level) <= level``: a confidence sequence valid at every look, with
 no nuisance parameter (the product of two arms' mixtures, :func:`meshlab.stats.boundaries.
-difference_upper`, pays a mixture cost per arm for the unknown base rate). Because Z takes only
-the values +1, -1 and 0, ``K_n`` depends on the three counts alone, so a look costs
-:data:`BETS` logarithms.
+difference_upper`, pays a mixture cost per arm for the unknown base rate). Z takes one of
+``(c + 1) (r + 1)`` values (:class:`Grouping`), so ``K_n`` depends on the counts of each value
+alone and a look costs that many times :data:`BETS` logarithms.
 
 Bets: ``lambda_j = t_j / (1 + mu0)`` (betting that the mean is above ``mu0``; lower bounds) or
 ``-t_j / (1 - mu0)`` (below; upper bounds), ``t_j`` on a uniform grid of :data:`BETS` points in
 (0, 0.98], weights ``w_j`` proportional to ``exp(-t_j^2 / (2 s^2))`` with ``s`` tuned before any
 data to the tolerance (:func:`bet_scale`: the growth-optimal bet against an effect at the
-tolerance is about ``tol / Var Z``). With this parametrisation ``K_n(mu0)`` is monotone in
-``mu0`` (decreasing for the "above" bets, increasing for "below"), so the confidence set is an
-interval and "lower bound > t" is exactly ``K_n(t) > 1/alpha`` for the "above" bets: decisions
-need one capital, and bounds are found by bisection only for the report.
+tolerance is about ``tol / Var Z``; ``analysis/sequential_floor.md`` shows the decision times
+flat over ``s`` x 0.35 ... 2). With this parametrisation ``K_n(mu0)`` is monotone in ``mu0``
+(decreasing for the "above" bets, increasing for "below"), so the confidence set is an interval
+and "lower bound > t" is exactly ``K_n(t) > 1/alpha`` for the "above" bets: decisions need one
+capital, and bounds are found by bisection only for the report.
 
 Guarantee (each side): P(lower ever above ``p_cand - p_base``) <= alpha_share and P(upper ever
-below it) <= beta, for i.i.d. pairs (canary: i.i.d. requests within each arm, in an arrival
+below it) <= beta, for i.i.d. groups (canary: i.i.d. requests within each arm, in an arrival
 order that does not depend on their outcomes). Measured against the product of the two arms'
-mixtures (``analysis/paired_bets.md``, errors alone over the one-look size, median / p90): A/A
-at an even split 0.45 / 0.83 -> 0.36 / 0.79, at the tolerance 0.74 / 1.48 -> 0.62 / 1.26, at
-2.5x 0.24 -> 0.17; shadow errors at the tolerance 0.57 / 0.67 (sequential McNemar) -> 0.24 /
-0.33 in the calibration's lever table. A canary pairs only ``min(n_cand, n_ref)`` requests, so
-it uses the bets only at a planned share within :data:`BALANCED`. Prometheus pseudo-samples (a
-window's failures listed together: their order is not random) keep the product bound
-(``Comparison(paired_bets=False)``).
+mixtures (``analysis/paired_bets.md``, errors alone over the one-look size, median / p90).
+Prometheus pseudo-samples (a window's failures listed together: their order is not random)
+keep the product bound (``Comparison(paired_bets=False)``).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -53,147 +56,170 @@ FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
 BETS = 200  # grid points of the mixture over bet sizes
-# Canary pairs use min(n_cand, n_ref) pairs, so at a candidate share w < 1/2 the mean of Z has
-# 2 (1 - w) times the variance of the two-arm difference: beyond this band of planned shares the
-# product of the arms' mixtures (tuned per arm, design.arm_designs) needs fewer requests than the
-# bets' ~1.25x gain at an even split buys back (analysis/calibration.py: A/A at 5% p90 1.08
-# with the product against 1.19 with bets).
-BALANCED = (0.375, 0.625)
 _T = np.linspace(0.98 / BETS, 0.98, BETS)
 _BISECT = 48  # halvings of [-1, 1] for a reported bound (resolution 2^-47)
 GUARANTEE = (
     "anytime-valid: P(lower ever above the true effect) <= {a:.4g}, P(upper ever below it) <= "
-    "{b:.4g} (mixture of constant bets on paired requests, Waudby-Smith & Ramdas 2024; {how})"
+    "{b:.4g} (mixture of constant bets on grouped requests, Waudby-Smith & Ramdas 2024; {how})"
 )
 
 
-def pairs_pay(candidate_share: float | None) -> bool:
-    """Whether a canary pairs its requests for the bets at this planned candidate share of the
-    compared requests (None: not known in advance, taken as even)."""
-    share = 0.5 if candidate_share is None else candidate_share
-    return BALANCED[0] <= share <= BALANCED[1]
+@dataclass(frozen=True)
+class Grouping:
+    """``cand`` candidate requests against ``ref`` reference requests per group. A group's
+    counts are kept per (candidate failures, reference failures): level ``kc * (ref + 1) + kr``.
+    """
+
+    cand: int = 1
+    ref: int = 1
+
+    @property
+    def levels(self) -> int:
+        return (self.cand + 1) * (self.ref + 1)
+
+    @cached_property
+    def values(self) -> FloatArray:
+        """Z of each level: ``kc / cand - kr / ref``."""
+        kc, kr = np.divmod(np.arange(self.levels), self.ref + 1)
+        return np.asarray(kc / self.cand - kr / self.ref, dtype=np.float64)
+
+    @property
+    def top(self) -> int:
+        """The level of Z = +1 (every candidate request failed, no reference request did)."""
+        return self.cand * (self.ref + 1)
+
+    def describe(self) -> str:
+        if self.cand == self.ref == 1:
+            return "pairs of requests"
+        return f"groups of {self.cand} candidate and {self.ref} reference requests"
 
 
-def bet_scale(tolerance: float) -> float:
+PAIRS = Grouping(1, 1)
+
+
+def pair_counts(plus: npt.ArrayLike, minus: npt.ArrayLike, pairs: npt.ArrayLike) -> FloatArray:
+    """:data:`PAIRS` level counts (last axis) from the counts of Z = +1, Z = -1 and all pairs."""
+    up, down = np.asarray(plus, dtype=np.float64), np.asarray(minus, dtype=np.float64)
+    rest = np.asarray(pairs, dtype=np.float64) - up - down
+    return np.stack([rest, down, up, np.zeros_like(rest)], axis=-1)
+
+
+def bet_scale(tolerance: float, grouping: Grouping = PAIRS) -> float:
     """The prior scale ``s`` of the bets: ``tol / Var Z`` at a base rate ``max(tol, 1%)``."""
     p = min(max(tolerance, 0.01), 0.5)
-    return float(max(tolerance, 1e-6) / (2 * p * (1 - p)))
+    spread = 1.0 / grouping.cand + 1.0 / grouping.ref
+    return float(max(tolerance, 1e-6) / (spread * p * (1 - p)))
 
 
 def log_capital(
-    plus: npt.ArrayLike,
-    minus: npt.ArrayLike,
-    pairs: npt.ArrayLike,
-    mu: npt.ArrayLike,
-    above: bool,
-    scale: float,
+    counts: npt.ArrayLike, mu: npt.ArrayLike, above: bool, scale: float, grouping: Grouping = PAIRS
 ) -> FloatArray:
-    """log K_n(mu) from the counts of pairs with Z = +1, Z = -1 and all pairs (broadcast).
+    """log K_n(mu) from the count of groups at each level (last axis of ``counts``; broadcast).
 
     ``above``: the bets that the mean exceeds ``mu`` (large when ``mu`` is too low: lower
     bounds); else the bets that it is below (upper bounds).
     """
-    up = np.asarray(plus, dtype=np.float64)[..., None]
-    down = np.asarray(minus, dtype=np.float64)[..., None]
-    zero = np.asarray(pairs, dtype=np.float64)[..., None] - up - down
-    m = np.clip(np.asarray(mu, dtype=np.float64), -1.0 + 1e-9, 1.0 - 1e-9)[..., None]
+    c = np.asarray(counts, dtype=np.float64)
+    seen = c.reshape(-1, c.shape[-1]).any(axis=0)  # levels no group reached cost nothing
+    c, values = c[..., seen][..., None], grouping.values[seen]  # (..., levels seen, 1)
+    m = np.clip(np.asarray(mu, dtype=np.float64), -1.0 + 1e-9, 1.0 - 1e-9)[..., None, None]
     weights = -0.5 * (_T / scale) ** 2
     weights = weights - logsumexp(weights)
     with np.errstate(divide="ignore", invalid="ignore"):
         # above: lambda = t / (1 + mu), each factor 1 + t (Z - mu) / (1 + mu) > 0; below: -t / (1 - mu)
         lam = _T / (1.0 + m) if above else -_T / (1.0 - m)
-        growth = (
-            special_xlog1py(up, lam * (1.0 - m))
-            + special_xlog1py(down, lam * (-1.0 - m))
-            + special_xlog1py(zero, -lam * m)
-        )
+        step = lam * (values[:, None] - m)
+        growth = (c * np.log1p(step)).sum(axis=-2)
         out = logsumexp(growth + weights, axis=-1)
     return np.asarray(np.where(np.isnan(out), -np.inf, out), dtype=np.float64)
 
 
-def special_xlog1py(count: FloatArray, x: FloatArray) -> FloatArray:
-    """``count * log1p(x)``, 0 where ``count`` is 0 (even where ``log1p(x)`` is -inf)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.asarray(np.where(count > 0, count * np.log1p(x), 0.0), dtype=np.float64)
-
-
 def rejected(
-    plus: npt.ArrayLike,
-    minus: npt.ArrayLike,
-    pairs: npt.ArrayLike,
+    counts: npt.ArrayLike,
     mu: npt.ArrayLike,
     level: float,
     scale: float,
     above: bool,
+    grouping: Grouping = PAIRS,
 ) -> BoolArray:
     """Where ``mu`` is outside the confidence set at ``level``: ``K_n(mu) > 1/level``.
 
     ``above`` (bets on a mean above ``mu``): the lower bound is above ``mu``; else the upper
     bound is below it.
     """
-    cap = log_capital(plus, minus, pairs, mu, above, scale)
+    cap = log_capital(counts, mu, above, scale, grouping)
     return np.asarray(cap > math.log(1.0 / level), dtype=np.bool_)
 
 
+def _with_unmatched(counts: FloatArray, unmatched: npt.ArrayLike, grouping: Grouping) -> FloatArray:
+    """Shadow: failed candidate copies still without their reference, as groups with Z = +1
+    (pessimistic: missing data can only delay a promote)."""
+    u = np.asarray(unmatched, dtype=np.float64)
+    if not np.any(u):
+        return counts
+    out = np.array(np.broadcast_to(counts, np.broadcast_shapes(counts.shape, (*u.shape, 1))))
+    out[..., grouping.top] += u
+    return out
+
+
 def verdicts(
-    plus: npt.ArrayLike,
-    minus: npt.ArrayLike,
-    pairs: npt.ArrayLike,
+    counts: npt.ArrayLike,
     thresholds: tuple[float, float],
     alpha_share: float,
     beta: float,
     scale: float,
+    grouping: Grouping = PAIRS,
     unmatched: npt.ArrayLike = 0.0,
 ) -> tuple[BoolArray, BoolArray]:
     """(fails, passes): lower bound above the abort threshold, upper bound below the tolerance
-    (``thresholds``), where there is a pair; ``unmatched`` as in :func:`bet_bounds`."""
-    n = np.asarray(pairs, dtype=np.float64)
-    u = np.asarray(unmatched, dtype=np.float64)
-    fails = rejected(plus, minus, n, thresholds[0], alpha_share, scale, True)
-    up = np.asarray(plus, dtype=np.float64) + u
-    passes = rejected(up, minus, n + u, thresholds[1], beta, scale, False)
-    data = n > 0
+    (``thresholds``), where there is a group; ``unmatched`` as in :func:`bet_bounds`."""
+    c = np.asarray(counts, dtype=np.float64)
+    fails = rejected(c, thresholds[0], alpha_share, scale, True, grouping)
+    wide = _with_unmatched(c, unmatched, grouping)
+    passes = rejected(wide, thresholds[1], beta, scale, False, grouping)
+    data = c.sum(axis=-1) > 0
     return fails & data, passes & data
 
 
 def bet_interval(
-    plus: float,
-    minus: float,
-    pairs: float,
+    counts: npt.ArrayLike,
     alpha_share: float,
     beta: float,
     scale: float,
     thresholds: tuple[float, float],
+    grouping: Grouping = PAIRS,
     unmatched: float = 0.0,
 ) -> tuple[float, float, float]:
     """(lower, estimate, upper) of ``p_cand - p_base`` for the report (see :func:`bet_bounds`)."""
-    lower, upper = bet_bounds(plus, minus, pairs, alpha_share, beta, scale, thresholds, unmatched)
-    estimate = (plus - minus) / pairs if pairs > 0 else math.nan
+    c = np.asarray(counts, dtype=np.float64)
+    lower, upper = bet_bounds(c, alpha_share, beta, scale, thresholds, grouping, unmatched)
+    n = float(c.sum())
+    estimate = float(c @ grouping.values) / n if n > 0 else math.nan
     return float(lower), estimate, float(upper)
 
 
 def bet_bounds(
-    plus: npt.ArrayLike,
-    minus: npt.ArrayLike,
-    pairs: npt.ArrayLike,
+    counts: npt.ArrayLike,
     alpha_share: float,
     beta: float,
     scale: float,
     thresholds: tuple[float, float],
+    grouping: Grouping = PAIRS,
     unmatched: npt.ArrayLike = 0.0,
 ) -> tuple[FloatArray, FloatArray]:
-    """(lower, upper) confidence bounds, vectorised; (-1, 1) where there is no pair yet.
+    """(lower, upper) confidence bounds, vectorised; (-1, 1) where there is no group yet.
 
     ``thresholds`` = (abort threshold, tolerance): the bisection starts at them, so "lower >
-    abort threshold" and "upper < tolerance" hold exactly where :func:`rejected` says so. ``unmatched`` (shadow): failed candidate copies still without
-    their reference, counted on the upper side only as pairs with Z = +1 (pessimistic: missing
-    data can only delay a promote).
+    abort threshold" and "upper < tolerance" hold exactly where :func:`rejected` says so.
+    ``unmatched`` (shadow): failed candidate copies still without their reference, counted on
+    the upper side only as pairs with Z = +1 (pessimistic: missing data can only delay a
+    promote).
     """
-    n = np.asarray(pairs, dtype=np.float64)
-    u = np.asarray(unmatched, dtype=np.float64)
-    p = np.asarray(plus, dtype=np.float64)
-    lower = _bisect(p, minus, n, alpha_share, scale, thresholds[0], True)
-    upper = _bisect(p + u, minus, n + u, beta, scale, thresholds[1], False)
+    c = np.asarray(counts, dtype=np.float64)
+    n = c.sum(axis=-1)
+    lower = _bisect(c, alpha_share, scale, thresholds[0], True, grouping)
+    wide = _with_unmatched(c, unmatched, grouping)
+    upper = _bisect(wide, beta, scale, thresholds[1], False, grouping)
     return (
         np.asarray(np.where(n > 0, lower, -1.0), dtype=np.float64),
         np.asarray(np.where(n > 0, upper, 1.0), dtype=np.float64),
@@ -201,13 +227,7 @@ def bet_bounds(
 
 
 def _bisect(
-    plus: npt.ArrayLike,
-    minus: npt.ArrayLike,
-    pairs: FloatArray,
-    level: float,
-    scale: float,
-    start: float,
-    above: bool,
+    counts: FloatArray, level: float, scale: float, start: float, above: bool, grouping: Grouping
 ) -> FloatArray:
     """The end of the confidence set ``{mu: K_n(mu) <= 1/level}`` on one side.
 
@@ -218,10 +238,9 @@ def _bisect(
     """
 
     def out(mu: FloatArray) -> BoolArray:
-        return rejected(plus, minus, pairs, mu, level, scale, above)
+        return rejected(counts, mu, level, scale, above, grouping)
 
-    shape = np.broadcast_shapes(np.shape(plus), np.shape(minus), pairs.shape)
-    first = np.full(shape, float(start))
+    first = np.full(counts.shape[:-1], float(start))
     end = 1.0 if above else -1.0
     start_rejected = out(first)
     inside = np.where(start_rejected, end, first)  # a mu inside the set
@@ -235,89 +254,4 @@ def _bisect(
     nudged = np.nextafter(first, inside)
     return np.asarray(
         np.where(start_rejected & (outside == first), nudged, outside), dtype=np.float64
-    )
-
-
-def batch_order(
-    timestamp: npt.ArrayLike,
-    request_id: npt.ArrayLike,
-    failed: npt.ArrayLike,
-    batch: npt.ArrayLike | None = None,
-) -> npt.NDArray[np.intp]:
-    """The order rows of one batch are paired in: start time, then request id (then outcome,
-    for rows equal in both), so the verdict does not depend on the order within a batch and
-    a samples file (start-time order) pairs as a live run that received it in one batch. Start
-    times and ids do not depend on a request's outcome, so the pairs stay i.i.d. ``batch``: the
-    batch of each row, for rows of several batches at once (the replay's looks)."""
-    keys = [np.asarray(failed), np.asarray(request_id), np.asarray(timestamp)]
-    return np.lexsort(keys if batch is None else [*keys, np.asarray(batch)])
-
-
-class ArrivalPairs:
-    """The counts of Z over the pairs formed so far: the k-th candidate row with the k-th
-    reference row, in the order rows are added (:meth:`add` keeps the longer arm's surplus
-    waiting for its mates, in chunks, so a 5% canary's waiting reference rows are never
-    copied again)."""
-
-    def __init__(self) -> None:
-        self.plus = self.minus = self.pairs = 0
-        self._chunks: list[BoolArray] = []  # the waiting rows of one arm, oldest first
-        self._head = 0  # rows of the first chunk already paired
-        self._arm = 0  # whose rows are waiting
-
-    def add(self, arm: npt.NDArray[np.integer], failed: BoolArray) -> None:
-        """Rows in order: ``arm`` 0 (reference) or 1 (candidate), ``failed`` per row."""
-        new = (failed[arm == 0], failed[arm == 1])
-        waiting = sum(c.size for c in self._chunks) - self._head
-        have = [new[0].size, new[1].size]
-        have[self._arm] += waiting
-        m = min(have)
-        if m:
-            mine = self._take(m, new[self._arm])
-            other = new[1 - self._arm][:m]
-            ref, cand = (mine, other) if self._arm == 0 else (other, mine)
-            self.plus += int(np.count_nonzero(cand & ~ref))
-            self.minus += int(np.count_nonzero(~cand & ref))
-            self.pairs += m
-        rest = new[1 - self._arm][m:]
-        if rest.size:  # the other arm is ahead now (nothing of ours is left waiting)
-            self._chunks, self._head, self._arm = [rest], 0, 1 - self._arm
-        else:
-            used = max(m - waiting, 0)
-            if new[self._arm].size > used:
-                self._chunks.append(new[self._arm][used:])
-
-    def _take(self, m: int, fresh: BoolArray) -> BoolArray:
-        """The next ``m`` rows of the waiting arm: the waiting ones first, then ``fresh``."""
-        out: list[BoolArray] = []
-        need = m
-        while need and self._chunks:
-            chunk = self._chunks[0][self._head :]
-            piece = chunk[:need]
-            out.append(piece)
-            need -= piece.size
-            if piece.size == chunk.size:
-                self._chunks.pop(0)
-                self._head = 0
-            else:
-                self._head += piece.size
-        if need:
-            out.append(fresh[:need])
-        return np.concatenate(out) if len(out) > 1 else out[0]
-
-
-def pairs_at(
-    arm: npt.NDArray[np.integer], failed: BoolArray, n_ref: npt.ArrayLike, n_cand: npt.ArrayLike
-) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """(plus, minus, pairs) at each look whose arms have ``n_ref`` and ``n_cand`` rows, pairing
-    the rows ``arm``/``failed`` (in order) exactly as :class:`ArrivalPairs` does."""
-    ref, cand = failed[arm == 0], failed[arm == 1]
-    m = min(ref.size, cand.size)
-    plus = np.concatenate(([0], np.cumsum(cand[:m] & ~ref[:m])))
-    minus = np.concatenate(([0], np.cumsum(~cand[:m] & ref[:m])))
-    k = np.minimum(np.asarray(n_ref, dtype=np.int64), np.asarray(n_cand, dtype=np.int64))
-    return (
-        plus[k].astype(np.float64),
-        minus[k].astype(np.float64),
-        k.astype(np.float64),
     )

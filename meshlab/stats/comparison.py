@@ -46,7 +46,9 @@ side the full ``beta`` (see :mod:`meshlab.stats.results`). Each metric's mixture
 to its tolerance (:func:`meshlab.stats.design.design_size`) unless ``design_n`` fixes one size for
 all; ``candidate_share`` (the candidate's share of the compared canary requests, fixed from the
 plan before any data) gives each arm of a canary difference its own design size
-(:func:`meshlab.stats.design.arm_designs`). ``intersect=True`` keeps each metric's running intersection of its confidence sequence over
+(:func:`meshlab.stats.design.arm_designs`) and sets how canary error rates are grouped for the
+bets (:mod:`meshlab.stats.arrival`: each candidate request with its share of reference requests,
+19 at 5%; ``paired_bets=False`` keeps the arms' mixtures). ``intersect=True`` keeps each metric's running intersection of its confidence sequence over
 the looks (valid, since the sequence holds at every look at once; Howard et al. 2021). It is off
 by default: it bought nothing measurable (A/A canary median 0.64 of the one-look size either
 way, p90 0.93 -> 0.95; ``analysis/README.md``), and it makes a look's
@@ -69,7 +71,7 @@ from meshlab.errors import ConfigError
 from meshlab.samples import Samples
 from meshlab.spec.analysis import Analysis, Metric
 from meshlab.stats import bets, classic, latency, rates
-from meshlab.stats.bets import ArrivalPairs
+from meshlab.stats.arrival import ArrivalGroups, batch_order, grouping_for
 from meshlab.stats.design import arm_designs, design_size
 from meshlab.stats.pairing import ErrorPairs
 from meshlab.stats.predictions import Categories, Pairs
@@ -106,7 +108,9 @@ class Comparison:
         self.paired_errors = paired_errors and mode == "shadow"
         # canary error rates by betting on requests paired in arrival order (stats.bets)
         self.paired_bets = paired_bets and mode == "canary"
-        self._arrival = ArrivalPairs()
+        # each candidate request grouped with its share of reference requests (stats.arrival)
+        self.grouping = grouping_for(candidate_share) if self.paired_bets else None
+        self._arrival = ArrivalGroups(self.grouping or bets.PAIRS)
         self._error_pairs = ErrorPairs()
         # Each metric's running intersection of its confidence sequence over the looks so far.
         self._running: dict[str, tuple[float, float]] = {}
@@ -156,7 +160,7 @@ class Comparison:
         if any(m.type == "error-rate" and self.pairs_errors(m) for m in self.analysis.metrics):
             self._error_pairs.add(arm, batch.request_id[use], failed)
         if any(self.bets_on(m) for m in self.analysis.metrics):
-            order = bets.batch_order(batch.timestamp[use], batch.request_id[use], failed)
+            order = batch_order(batch.timestamp[use], batch.request_id[use], failed)
             self._arrival.add(arm[order], failed[order])
         if not self._divergence:
             return
@@ -203,13 +207,8 @@ class Comparison:
         return arm_designs(design, self.candidate_share)
 
     def bets_on(self, m: Metric) -> bool:
-        """Whether ``m`` is a canary error rate judged by paired bets (:mod:`meshlab.stats.bets`)."""
-        return (
-            self.paired_bets
-            and self.sequential
-            and m.type == "error-rate"
-            and bets.pairs_pay(self.candidate_share)
-        )
+        """Whether ``m`` is a canary error rate judged by bets on grouped requests (:mod:`meshlab.stats.bets`)."""
+        return self.grouping is not None and self.sequential and m.type == "error-rate"
 
     def pairs_errors(self, m: Metric) -> bool:
         """Whether error-rate metric ``m`` is judged on request pairs (see the module docstring)."""
@@ -238,10 +237,10 @@ class Comparison:
         elif m.type == "error-rate" and self.pairs_errors(m):
             e, tol = self._error_pairs, float(m.tolerance)
             n_b = n_c = e.pairs
+            levels = bets.pair_counts(e.only_candidate, e.only_reference, e.pairs)
             lo, est, hi = bets.bet_interval(
-                e.only_candidate, e.only_reference, e.pairs, a, b, bets.bet_scale(tol),
-                (0.0, tol), e.unmatched_failures,
-            )  # fmt: skip
+                levels, a, b, bets.bet_scale(tol), (0.0, tol), unmatched=e.unmatched_failures
+            )
             method = "paired error-rate difference"
             how = (
                 f"{e.pairs} copies paired by request_id; failed copies still unmatched count "
@@ -250,11 +249,10 @@ class Comparison:
         elif self.bets_on(m):
             ap, tol = self._arrival, float(m.tolerance)
             thresholds = (tol if m.abort_on == "beyond-tolerance" else 0.0, tol)
-            lo, est, hi = bets.bet_interval(
-                ap.plus, ap.minus, ap.pairs, a, b, bets.bet_scale(tol), thresholds
-            )
+            g = ap.grouping
+            lo, est, hi = bets.bet_interval(ap.counts, a, b, bets.bet_scale(tol, g), thresholds, g)
             method = "error-rate difference"
-            how = f"{ap.pairs} pairs of requests in arrival order"
+            how = f"{ap.groups} {g.describe()} in arrival order"
         elif m.type == "error-rate":
             shadow = self.mode == "shadow"
             lo_, est_, hi_ = rates.rate_difference(

@@ -6,11 +6,12 @@
 :class:`~meshlab.stats.replay.Difference` tests whose cheap certificates spare most exact bounds,
 the others exact (:class:`Bounded`). :func:`exact_bounds` gives every metric's exact interval (for
 the running intersection), :func:`judge_tracking` the verdict plus which metrics pass alone (which
-metric binds). Error rates that abort on "worse" are judged by paired bets
-(:mod:`meshlab.stats.bets`: shadow copies, and canary requests at an even planned split), as
+metric binds). Error rates that abort on "worse" are judged by bets on grouped requests
+(:mod:`meshlab.stats.bets`: shadow copies, canary requests grouped by :mod:`meshlab.stats.arrival`), as
 ``Comparison`` and the replay judge them; ``Levers(shadow_bets=False)`` brings back the discordant
 pairs (:func:`meshlab.stats.rates.paired_error_bounds`), ``Levers(paired_errors=False)`` the
-two-sample union bound, ``Levers(bets=False)`` the canary's product of mixtures, for the
+two-sample union bound, ``Levers(bets=False)`` the canary's product of mixtures
+(``Levers(groups=False)``: bets on one-to-one pairs near an even split only), for the
 calibration's lever table. The canary's conditional abort side (:func:`meshlab.stats.rates.ratio_lower`) is wired
 here only, for the calibration to measure.
 """
@@ -45,20 +46,28 @@ class Bounded(Exact):
 
 
 class _Bets(Exact):
-    """Canary errors by paired bets: verdicts from two capitals, bounds only when asked."""
+    """Error rates by bets on grouped requests (level counts per replication, last axis):
+    verdicts from two capitals, bounds only when asked."""
 
-    def __init__(self, counts: FloatArray, a: float, b: float, thr: float, tol: float) -> None:
+    def __init__(
+        self,
+        counts: FloatArray,
+        a: float,
+        b: float,
+        thr: float,
+        tol: float,
+        grouping: bets.Grouping,
+        widen: float = 1.0,
+    ) -> None:
         self.counts, self.a, self.b, self.thr, self.tol = counts, a, b, thr, tol
-        self.scale = bets.bet_scale(tol)
-        plus, minus, pairs = counts
-        super().__init__(*bets.verdicts(plus, minus, pairs, (thr, tol), a, b, self.scale))
+        self.grouping = grouping
+        self.scale = widen * bets.bet_scale(tol, grouping)
+        super().__init__(*bets.verdicts(counts, (thr, tol), a, b, self.scale, grouping))
 
     def bounds(self) -> tuple[FloatArray, FloatArray]:
-        plus, minus, pairs = self.counts
-        lo, hi = bets.bet_bounds(
-            plus, minus, pairs, self.a, self.b, self.scale, (self.thr, self.tol)
-        )
-        data = pairs > 0
+        thresholds = (self.thr, self.tol)
+        lo, hi = bets.bet_bounds(self.counts, self.a, self.b, self.scale, thresholds, self.grouping)
+        data = self.counts.sum(axis=-1) > 0
         return np.where(data, lo, -np.inf), np.where(data, hi, np.inf)
 
 
@@ -133,7 +142,7 @@ def tests(
     share = compared_share(weight, s.control)
     # as Comparison(candidate_share=...): the split planned for the first step, fixed up front
     planned = s.planned_share()
-    pays = bets.pairs_pay(planned)  # canary errors by paired bets at this split
+    grouping = s.grouping()  # canary errors by bets on grouped requests at this split
     for m, dn in zip(s.metrics, designs, strict=True):
         thr, tol = m.abort_threshold, m.tolerance
         split = arm_designs(dn, planned) if s.levers.arm_designs else dn
@@ -141,9 +150,9 @@ def tests(
             assert cum is not None
             lo, _, hi = latency.ratio_interval(cum[0], cum[1], m.quantile, a, b, grid, dn)
             out.append(Bounded(lo, hi, thr, tol, data))
-        elif m.type == "error-rate" and s.mode == "canary" and s.levers.bets and pays:
+        elif m.type == "error-rate" and grouping is not None:
             assert arrival is not None
-            out.append(_Bets(arrival[:, act], a, b, thr, tol))
+            out.append(_Bets(arrival[act], a, b, thr, tol, grouping, s.levers.bet_scale))
         elif m.type == "error-rate" and s.mode == "canary":
             e, k = err[:, act], n[:, act]
             if s.levers.conditional_errors and thr == 0.0:
@@ -157,8 +166,8 @@ def tests(
         elif (
             m.type == "error-rate" and s.levers.paired_errors and s.levers.shadow_bets and thr == 0
         ):
-            counts = np.stack([err[3, act], err[2, act], n[1, act]]).astype(np.float64)
-            out.append(_Bets(counts, a, b, thr, tol))
+            counts = bets.pair_counts(err[3, act], err[2, act], n[1, act])
+            out.append(_Bets(counts, a, b, thr, tol, bets.PAIRS, s.levers.bet_scale))
         elif m.type == "error-rate" and s.levers.paired_errors and thr == 0.0:
             lo, _, hi = rates.paired_error_bounds(
                 err[2, act], err[3, act], n[1, act], a, b, dn, rates.paired_design(tol)

@@ -32,7 +32,7 @@ import numpy.typing as npt
 from meshlab.samples import Samples
 from meshlab.spec.analysis import Metric
 from meshlab.stats import bets, latency, rates
-from meshlab.stats.bets import pairs_at
+from meshlab.stats.arrival import batch_order, groups_at
 from meshlab.stats.boundaries import ArmDesign
 from meshlab.stats.comparison import Comparison
 from meshlab.stats.pairing import ErrorPairs
@@ -68,7 +68,7 @@ def replay(make: Callable[[], Comparison], data: Samples, every: int) -> Assessm
         end = len(data)
     final = make()
     if any(final.bets_on(m) for m in final.analysis.metrics):
-        # paired bets pair each batch's rows in their own order: feed the looks' batches
+        # the bets group each batch's rows in their own order: feed the looks' batches
         for start in range(0, end, every):
             final.update(data.take(slice(start, min(start + every, end))))
     else:
@@ -104,13 +104,14 @@ class Looks:
         counts = self._prefix(self.look_of, self.arm + 2 * err, 4)  # (looks, arm x error)
         self.n = counts[:, :2] + counts[:, 2:]
         self.err = counts[:, 2:]
-        # canary errors by paired bets: (plus, minus, pairs) per look, each look's rows paired
-        # in the order Comparison.update pairs a batch
-        self.arrival: tuple[FloatArray, FloatArray, FloatArray] | None = None
-        if any(c.bets_on(m) for m in c.analysis.metrics):
+        # canary errors by bets: level counts (looks, levels), each look's rows grouped in the
+        # order Comparison.update groups a batch
+        self.arrival: FloatArray | None = None
+        if c.grouping is not None and any(c.bets_on(m) for m in c.analysis.metrics):
             ids, stamps = data.request_id[use], data.timestamp[use]
-            order = bets.batch_order(stamps, ids, err, self.look_of)
-            self.arrival = pairs_at(self.arm[order], err[order], self.n[:, 0], self.n[:, 1])
+            order = batch_order(stamps, ids, err, self.look_of)
+            rows, n_ref, n_cand = self.arm[order], self.n[:, 0], self.n[:, 1]
+            self.arrival = groups_at(rows, err[order], n_ref, n_cand, c.grouping)
         self.error_pairs: IntArray | None = None  # (looks, pairing.FIELDS)
         if any(m.type == "error-rate" and c.pairs_errors(m) for m in c.analysis.metrics):
             steps = ErrorPairs().add(self.arm, data.request_id[use], err)
@@ -190,9 +191,10 @@ class Looks:
                 tests.append(Exact((lo > thr) & ~empty, (hi < tol) & ~empty))
             elif c.bets_on(m):
                 assert self.arrival is not None
-                plus, minus, pairs = (x[j0:j1] for x in self.arrival)
-                scale = bets.bet_scale(tol)
-                tests.append(Exact(*bets.verdicts(plus, minus, pairs, (thr, tol), a, b, scale)))
+                g = c.grouping
+                assert g is not None
+                scale = bets.bet_scale(tol, g)
+                tests.append(Exact(*bets.verdicts(self.arrival[j0:j1], (thr, tol), a, b, scale, g)))
             elif m.type == "error-rate" and c.mode == "canary":
                 e = self.err[j0:j1]
                 split = c.arm_design(m)
@@ -202,9 +204,9 @@ class Looks:
             elif m.type == "error-rate" and c.pairs_errors(m):
                 assert self.error_pairs is not None
                 pairs, ref, cand, unmatched = self.error_pairs[j0:j1].T.astype(np.float64)
-                scale = bets.bet_scale(tol)
+                counts, scale = bets.pair_counts(cand, ref, pairs), bets.bet_scale(tol)
                 tests.append(
-                    Exact(*bets.verdicts(cand, ref, pairs, (thr, tol), a, b, scale, unmatched))
+                    Exact(*bets.verdicts(counts, (thr, tol), a, b, scale, unmatched=unmatched))
                 )
             elif m.type == "error-rate":
                 e = self.err[j0:j1]

@@ -39,9 +39,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
+from scipy import stats as sps
 
 from meshlab.stats import looktests
-from meshlab.stats.bets import ArrivalPairs, pairs_pay
+from meshlab.stats.arrival import ArrivalGroups, grouping_for
+from meshlab.stats.bets import Grouping
 from meshlab.stats.boundaries import DEFAULT_DESIGN_N
 from meshlab.stats.design import compared_share, design_size
 from meshlab.stats.latency import LogGrid
@@ -77,11 +79,19 @@ class World:
     error_rate: float = 0.01
     categories: tuple[float, ...] = (0.7, 0.2, 0.1)
     bursty: bool = False  # shared bursts: latency x2, error rate x5 for both arms
+    burst_latency: float = 2.0
+    burst_errors: float = 5.0
+    burst_enter: float = 0.002  # per request, outside a burst (a Markov chain: :func:`_bursts`)
+    burst_leave: float = 0.02  # per request, inside one (bursts last 50 requests on average)
     load_slope: float = 0.0  # median latency x (1 + load_slope * the arm's traffic share)
     cold_start: float = 0.0  # a fresh arm's latency x (1 + cold_start * exp(-age / cold_tau))
     cold_tau: float = 2000.0  # requests of its own an arm needs to warm up by a factor e
     floor: float = 0.0  # share of requests on which any copy of a model disagrees with production
     shared_errors: bool = True  # shadow: a bad request fails on both arms (else independently)
+
+    def burst_share(self) -> float:
+        """The long-run share of requests served in a burst (1/11 when bursty)."""
+        return self.burst_enter / (self.burst_enter + self.burst_leave) if self.bursty else 0.0
 
 
 @dataclass(frozen=True)
@@ -107,10 +117,15 @@ class Levers:
     design_scale: float = 1.0
     # two-arm canary differences tuned per arm to the planned split (design.arm_designs)
     arm_designs: bool = True
-    # canary error rates by betting on requests paired in arrival order (stats.bets)
+    # canary error rates by betting on requests grouped in arrival order (stats.bets)
     bets: bool = True
+    # ... each candidate request with its share of reference requests (stats.arrival); False:
+    # one-to-one pairs, and only near an even split (the lever before)
+    groups: bool = True
     # shadow error rates by betting on the two copies of each request, instead of McNemar
     shadow_bets: bool = True
+    # the bets' prior scale (bets.bet_scale) times this (analysis/sequential_floor.py sweeps it)
+    bet_scale: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -137,6 +152,13 @@ class Setup:
         ``Comparison(candidate_share=...)`` (the plan's first weighted step)."""
         first = self.weights[0][1] if self.design_weight is None else self.design_weight
         return compared_share(first, self.control)
+
+    def grouping(self) -> Grouping | None:
+        """How canary error rates are grouped for the bets, as ``Comparison`` groups them (None:
+        the arms' mixtures)."""
+        if self.mode != "canary" or not self.levers.bets:
+            return None
+        return grouping_for(self.planned_share(), self.levers.groups)
 
     def weight_at(self, seen: int) -> float:
         for until, w in self.weights:
@@ -194,8 +216,11 @@ def simulate(
     err = np.zeros((4, reps), dtype=np.int64)  # per arm; shadow: then discordant pairs
     cats = np.zeros((2, reps, cats_p.size), dtype=np.int64)
     pairs = np.zeros(reps, dtype=np.int64)
-    arrival = np.zeros((3, reps))  # canary errors by paired bets: (plus, minus, pairs)
-    queues: dict[int, ArrivalPairs] = {}  # bursty worlds pair each replication's requests
+    grouping = s.grouping() if use_err else None  # canary errors by bets on grouped requests
+    g = grouping or Grouping()
+    arrival = np.zeros((reps, g.levels))  # level counts of the groups formed so far
+    queues: dict[int, ArrivalGroups] = {}  # bursty worlds group each replication's requests
+    level_odds = _level_odds(g, w.error_rate, s.effect.error_delta)
     differ = np.zeros((2, reps), dtype=np.int64)  # shadow: [control, candidate] vs production
     abort = np.zeros(reps, dtype=bool)
     promote = np.zeros(reps, dtype=bool)
@@ -215,9 +240,9 @@ def simulate(
         if act.size == 0:
             break
         r, k = act.size, s.every
-        burst = _bursts(rng, burst_carry, act, k) if w.bursty else np.zeros((r, k), dtype=bool)
-        scale = np.where(burst, 2.0, 1.0)
-        p_err = np.where(burst, 5 * w.error_rate, w.error_rate)
+        burst = _bursts(rng, w, burst_carry, act, k) if w.bursty else np.zeros((r, k), bool)
+        scale = np.where(burst, w.burst_latency, 1.0)
+        p_err = np.where(burst, w.burst_errors * w.error_rate, w.error_rate)
         weight = s.weight_at(seen)
         logs: list[FloatArray | None] = [None, None]
         if shadow:  # every request is served by baseline and mirrored to the candidate
@@ -247,8 +272,7 @@ def simulate(
         # shadow: a bad request fails on both arms (unless the world's pairs fail independently)
         shared_err = rng.random((r, k)) if use_err and shadow and w.shared_errors else None
         failed: list[BoolArray] = []
-        bets = use_err and not shadow and s.levers.bets and pairs_pay(s.planned_share())
-        before = np.minimum(n[0, act], n[1, act])
+        before = np.minimum(n[0, act] // g.ref, n[1, act] // g.cand)
         for a in (0, 1):
             m = masks[a]
             n[a, act] += m.sum(axis=1)
@@ -271,19 +295,15 @@ def simulate(
                 idx = GRID.index(np.exp(log_a + shift) * scale)
                 flat = (act[:, None] * nb + idx)[m]
                 hist[a] += np.bincount(flat, minlength=reps * nb).reshape(reps, nb)
-        if bets and not w.bursty:  # i.i.d. requests: each new pair's outcome is a trinomial draw
-            p_b, p_c = w.error_rate, w.error_rate + s.effect.error_delta
-            odds = [p_c * (1 - p_b), p_b * (1 - p_c), 1 - p_c * (1 - p_b) - p_b * (1 - p_c)]
-            new = np.minimum(n[0, act], n[1, act]) - before
-            draw = rng.multinomial(new, odds)  # (Z = +1, Z = -1, Z = 0) of the new pairs
-            arrival[:2, act] += draw[:, :2].T
-            arrival[2, act] += new
-        elif bets:  # bursty: pair the k-th candidate with the k-th reference request
+        if grouping is not None and not w.bursty:  # i.i.d. requests: new groups' levels drawn
+            new = np.minimum(n[0, act] // g.ref, n[1, act] // g.cand) - before
+            arrival[act] += rng.multinomial(new, level_odds)
+        elif grouping is not None:  # bursty: group the requests in arrival order
             for i, rep in enumerate(act.tolist()):
                 rows = masks[0][i] | masks[1][i]
-                queue = queues.setdefault(rep, ArrivalPairs())
+                queue = queues.setdefault(rep, ArrivalGroups(grouping))
                 queue.add(masks[1][i][rows].astype(np.int8), (failed[0][i] | failed[1][i])[rows])
-                arrival[:, rep] = (queue.plus, queue.minus, queue.pairs)
+                arrival[rep] = queue.counts
         if shadow and use_err:  # pairs where only the reference / only the candidate failed
             err[2, act] += (failed[0] & ~failed[1]).sum(axis=1)
             err[3, act] += (~failed[0] & failed[1]).sum(axis=1)
@@ -322,15 +342,24 @@ def simulate(
     )
 
 
+def _level_odds(g: Grouping, base: float, delta: float) -> FloatArray:
+    """The probability of each level of a group of i.i.d. requests (failure rates ``base`` and
+    ``base + delta``)."""
+    kc, kr = np.divmod(np.arange(g.levels), g.ref + 1)
+    odds = sps.binom.pmf(kc, g.cand, base + delta) * sps.binom.pmf(kr, g.ref, base)
+    return np.asarray(odds / odds.sum(), dtype=np.float64)
+
+
 def _bursts(
-    rng: np.random.Generator, carry: BoolArray, act: npt.NDArray[np.intp], k: int
+    rng: np.random.Generator, w: World, carry: BoolArray, act: npt.NDArray[np.intp], k: int
 ) -> BoolArray:
-    """A two-state Markov chain per replication: enter a burst w.p. 0.002, leave w.p. 0.02."""
+    """A two-state Markov chain per replication: enter a burst w.p. ``w.burst_enter`` per
+    request, leave w.p. ``w.burst_leave``."""
     flips = rng.random((act.size, k))
     burst = np.zeros((act.size, k), dtype=bool)
     cur = carry[act]
     for t in range(k):
-        cur = np.where(cur, flips[:, t] >= 0.02, flips[:, t] < 0.002)
+        cur = np.where(cur, flips[:, t] >= w.burst_leave, flips[:, t] < w.burst_enter)
         burst[:, t] = cur
     carry[act] = cur
     return burst
