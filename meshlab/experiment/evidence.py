@@ -49,7 +49,15 @@ def evidence_for(
     """Status codes per arm, missing predictions, unattributed and unanalysed requests."""
     rows = sorted(controller.rows, key=lambda s: s.timestamp)
     samples = Samples.from_rows(rows)
-    shadow_only = bool(rows) and not any(r.arm == "candidate" and not r.mirrored for r in rows)
+    steps = {s.name: s for s in plan(exp)}
+    # the phase the run ended in judges which copies count; rows alone would be fooled by the
+    # candidate's own answers after a promote routed users to it
+    last = steps.get(str(outcome.steps[-1]["step"])) if outcome.steps else None
+    shadow_only = (
+        phase_of(last) == "shadow"
+        if last is not None
+        else bool(rows) and not any(r.arm == "candidate" and not r.mirrored for r in rows)
+    )
     expected = exp.spec.analysis.expected_statuses
     arms = arm_evidence(samples, expected, shadow=shadow_only)
     wants = any(m.type == "prediction-divergence" for m in exp.spec.analysis.metrics)
@@ -62,7 +70,6 @@ def evidence_for(
     analysed = (
         (snap.n_candidate + snap.n_control + (0 if skip_production else production)) if snap else 0
     )
-    steps = {s.name: s for s in plan(exp)}
     phases = [phase_of(s) for s in steps.values()]
     soak = shadow_phase = 0
     for record in outcome.steps:
