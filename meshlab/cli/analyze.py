@@ -73,6 +73,7 @@ def analyze_command(
 ) -> None:
     """Judge a samples file: promote (exit 0), abort (1) or inconclusive (3)."""
     from meshlab.experiment.sources import planned_share
+    from meshlab.manifests import steady_split
     from meshlab.metrics.sourced import PSEUDO_PREFIX, pseudo_mask
     from meshlab.samples import CONTROL, read_samples
     from meshlab.spec import load_experiment
@@ -104,15 +105,15 @@ def analyze_command(
             file=sys.stderr,
         )
     # each arm's bound tuned to the split the spec plans (as the live run tuned it)
-    share = planned_share(experiment, chosen, control)
+    share, steady = planned_share(experiment, chosen, control), steady_split(experiment)
+
+    def make() -> Comparison:
+        return Comparison(analysis, chosen, control=control, candidate_share=share, steady=steady)
+
     if replay:
-        assessment = replay_looks(
-            lambda: Comparison(analysis, chosen, control=control, candidate_share=share),
-            data,
-            every,
-        )
+        assessment = replay_looks(make, data, every)
     else:
-        comparison = Comparison(analysis, chosen, control=control, candidate_share=share)
+        comparison = make()
         comparison.update(data)
         assessment = comparison.assess()
     for warning in assessment.warnings:

@@ -181,7 +181,7 @@ def plan_command(
         )
     import numpy as np
 
-    from meshlab.manifests import first_split
+    from meshlab.manifests import first_split, steady_split
     from meshlab.stats.planning import plan
     from meshlab.stats.simulate import World
 
@@ -214,6 +214,7 @@ def plan_command(
                 reps,
                 World(latency_sigma=latency_sigma, error_rate=error_rate),
                 design_weight=split if split is not None else 0.5,  # as the live run tunes
+                steady=steady_split(experiment),
             )
         )
     name = f"{spec.strategy} {experiment.metadata.namespace}/{experiment.metadata.name}"

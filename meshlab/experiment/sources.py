@@ -25,7 +25,7 @@ from meshlab.errors import ConfigError, LoadError
 from meshlab.experiment.ports import LiveSamples, Snapshot
 from meshlab.live import MergedSamples
 from meshlab.load import LoadRun
-from meshlab.manifests import first_split
+from meshlab.manifests import first_split, steady_split
 from meshlab.samples import Sample, Samples
 from meshlab.spec import Experiment
 from meshlab.stats import Comparison
@@ -259,8 +259,8 @@ def analysis_core(
     Prometheus series (arm 2) and its rows.
     """
     if bounds is None:
-        share = planned_share(experiment, mode, control)
-        return Comparison(analysis, mode, control=control, candidate_share=share)  # type: ignore[arg-type]
+        share, steady = planned_share(experiment, mode, control), steady_split(experiment)
+        return Comparison(analysis, mode, control=control, candidate_share=share, steady=steady)  # type: ignore[arg-type]
     if uses_collector(experiment):
         from meshlab.metrics.sourced import SourcedComparison
 

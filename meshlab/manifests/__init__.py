@@ -21,6 +21,7 @@ from meshlab.manifests.steps import (
     plan,
     promoted,
     rollback,
+    steady_split,
     step_by_name,
 )
 
@@ -44,6 +45,7 @@ __all__ = [
     "resource_name",
     "rollback",
     "routing_plan",
+    "steady_split",
     "step_by_name",
     "step_filename",
     "step_plan",

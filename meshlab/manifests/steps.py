@@ -84,6 +84,18 @@ def first_split(experiment: Experiment) -> float | None:
     return None
 
 
+def steady_split(experiment: Experiment) -> bool:
+    """Whether every weighted canary step gives the candidate the same weight: the statistics
+    group error-rate requests by that split (:mod:`meshlab.stats.arrival`) only when it holds
+    for the whole run."""
+    weights = {
+        step.candidate_weight
+        for step in plan(experiment)
+        if step.kind == "canary" and 0 < step.candidate_weight < 100 and not step.matches
+    }
+    return len(weights) <= 1
+
+
 def promoted() -> Step:
     """All traffic on the candidate."""
     return Step(0, "promoted", 100)

@@ -87,6 +87,7 @@ class MetricSummary:
     guarantee: str = ""
     quantile: float | None = None
     comparison: str = "candidate vs baseline"  # or "candidate vs control" (spec.control)
+    passed_at: int | None = None  # requests at its first passing look (a sequential pass stands)
 
 
 @dataclass(frozen=True)
@@ -253,6 +254,7 @@ def _metric_json(m: MetricSummary) -> dict[str, Any]:
         "guarantee": m.guarantee,
         "quantile": m.quantile,
         "comparison": m.comparison,
+        "passed_at": m.passed_at,
     }
 
 
@@ -275,6 +277,7 @@ def metric_from_json(m: Mapping[str, Any], quantile: float | None = None) -> Met
         guarantee=str(m.get("guarantee", "")),
         quantile=None if q is None else float(q),
         comparison=str(m.get("comparison", "candidate vs baseline")),
+        passed_at=None if m.get("passed_at") is None else int(m["passed_at"]),
     )
 
 

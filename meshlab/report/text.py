@@ -70,6 +70,8 @@ def _metric_sentence(m: MetricSummary) -> str:
         why = "The interval lies entirely above the tolerance, so the candidate is worse than allowed on this metric (abort)."
     elif m.verdict == "fail":
         why = f"The interval lies entirely above 0, so the candidate is worse than the {reference} on this metric (abort)."
+    elif m.verdict == "pass" and m.upper is not None and m.upper >= m.tolerance:
+        why = f"The upper bound fell below the tolerance at request {m.passed_at} and has moved since; a sequential bound holds at every look at once, so that pass stands (any degradation is smaller than what was declared acceptable)."
     elif m.verdict == "pass":
         why = "The whole interval lies below the tolerance, so any degradation is smaller than what was declared acceptable."
     elif not m.n_baseline or not m.n_candidate:

@@ -14,6 +14,8 @@ of a recorded file at once (the replay).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
@@ -54,22 +56,23 @@ def batch_order(
     return np.lexsort(keys if batch is None else [*keys, np.asarray(batch)])
 
 
-class _Queue:
-    """One arm's rows still waiting for a group, oldest first, kept in the chunks they came in
-    (a 5% canary's waiting reference rows are never copied again)."""
+class Queue:
+    """One arm's rows (failure flags, or label codes) still waiting for a group, oldest first,
+    kept in the chunks they came in (a 5% canary's waiting reference rows are never copied
+    again)."""
 
     def __init__(self) -> None:
-        self._chunks: list[BoolArray] = []
+        self._chunks: list[npt.NDArray[Any]] = []
         self._head = 0  # rows of the first chunk already taken
         self.size = 0
 
-    def push(self, rows: BoolArray) -> None:
+    def push(self, rows: npt.NDArray[Any]) -> None:
         if rows.size:
             self._chunks.append(rows)
             self.size += rows.size
 
-    def take(self, k: int) -> BoolArray:
-        out: list[BoolArray] = []
+    def take(self, k: int) -> npt.NDArray[Any]:
+        out: list[npt.NDArray[Any]] = []
         need = k
         while need:
             chunk = self._chunks[0][self._head :]
@@ -92,7 +95,7 @@ class ArrivalGroups:
     def __init__(self, grouping: Grouping = PAIRS) -> None:
         self.grouping = grouping
         self.counts = np.zeros(grouping.levels, dtype=np.int64)
-        self._queues = (_Queue(), _Queue())  # reference, candidate
+        self._queues = (Queue(), Queue())  # reference, candidate
 
     @property
     def groups(self) -> int:

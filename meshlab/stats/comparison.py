@@ -8,7 +8,10 @@ per-metric results, the verdict, and the first decision reached so far (sticky: 
 the first one). Which rows count:
 
 * canary: baseline = ``arm 0, mirrored 0`` rows, candidate = ``arm 1, mirrored 0`` rows;
-  divergence = TV distance between the two arms' prediction distributions.
+  divergence = TV distance between the two arms' prediction distributions (sequential, at an
+  even planned split and 2-6 labels: bets per event on the k-th labelled candidate row paired
+  with the k-th labelled reference row, :func:`meshlab.stats.bets.tv_verdicts`; else the two
+  arms' mixtures per event).
 * shadow: baseline = ``arm 0, mirrored 0`` rows, candidate = ``arm 1, mirrored 1`` rows (the
   mirrored copies); divergence = share of ``request_id`` pairs whose predictions differ (numbers
   differ when ``|a - b| > epsilon``). Pairs may straddle batches; unmatched halves are kept.
@@ -55,6 +58,10 @@ way, p90 0.93 -> 0.95; ``analysis/README.md``), and it makes a look's
 verdict depend on every earlier look, which the fast replay (:mod:`meshlab.stats.replay`) relies
 on not happening.
 
+Sequential passes stand (``latch=True``, :mod:`meshlab.stats.results`): each metric's first
+passing look is kept (``MetricResult.passed_at``), and the run promotes once every metric has
+passed; :meth:`record_passes` hands the replay's bulk-judged looks to its final assessment.
+
 ``method: fixed-horizon`` swaps in Mann-Whitney/Hodges-Lehmann and Clopper-Pearson bounds, valid
 for one look; asking a second time adds a warning to the assessment.
 """
@@ -62,6 +69,7 @@ for one look; asking a second time adds a warning to the assessment.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Literal
 
 import numpy as np
@@ -74,7 +82,7 @@ from meshlab.stats import bets, classic, latency, rates
 from meshlab.stats.arrival import ArrivalGroups, batch_order, grouping_for
 from meshlab.stats.design import arm_designs, design_size
 from meshlab.stats.pairing import ErrorPairs
-from meshlab.stats.predictions import Categories, Pairs
+from meshlab.stats.predictions import Categories, LabelPairs, Pairs
 from meshlab.stats.results import Assessment, Decision, MetricResult, decide
 
 Mode = Literal["canary", "shadow"]
@@ -96,6 +104,8 @@ class Comparison:
         paired_errors: bool = True,
         candidate_share: float | None = None,
         paired_bets: bool = True,
+        latch: bool = True,
+        steady: bool = True,
     ) -> None:
         if mode not in MODES:
             raise ConfigError(f"--mode: {mode!r} is not one of {', '.join(MODES)}")
@@ -105,11 +115,17 @@ class Comparison:
         self.candidate_share = candidate_share
         self.comparison = "candidate vs control" if control else "candidate vs baseline"
         self.intersect = intersect
+        # sequential passes stand (results.py): each metric's first passing look, in requests
+        self.latch = latch
+        self._passed_at: dict[str, int] = {}
         self.paired_errors = paired_errors and mode == "shadow"
         # canary error rates by betting on requests paired in arrival order (stats.bets)
         self.paired_bets = paired_bets and mode == "canary"
         # each candidate request grouped with its share of reference requests (stats.arrival)
-        self.grouping = grouping_for(candidate_share) if self.paired_bets else None
+        # groups of one split only when every weighted step keeps it (manifests.steady_split):
+        # a 5% group of 1 + 19 would waste a 50% step's candidate requests
+        grouping = grouping_for(candidate_share, groups=steady)
+        self.grouping = grouping if self.paired_bets else None
         self._arrival = ArrivalGroups(self.grouping or bets.PAIRS)
         self._error_pairs = ErrorPairs()
         # Each metric's running intersection of its confidence sequence over the looks so far.
@@ -126,6 +142,8 @@ class Comparison:
         self._n = np.zeros(2, dtype=np.int64)
         self._errors = np.zeros(2, dtype=np.int64)
         self._categories = {m.name: Categories(m.epsilon) for m in self._divergence}
+        # canary TV by bets: labelled rows paired in arrival order (predictions.LabelPairs)
+        self._label_pairs = {m.name: LabelPairs() for m in self._divergence}
         self._pairs = {m.name: Pairs(m.epsilon) for m in self._divergence}
         # shadow with a control: the control's paired disagreement with production (the floor)
         self._floor = {m.name: Pairs(m.epsilon) for m in self._divergence}
@@ -159,15 +177,20 @@ class Comparison:
         self._errors += np.bincount(arm[failed], minlength=2)
         if any(m.type == "error-rate" and self.pairs_errors(m) for m in self.analysis.metrics):
             self._error_pairs.add(arm, batch.request_id[use], failed)
-        if any(self.bets_on(m) for m in self.analysis.metrics):
-            order = batch_order(batch.timestamp[use], batch.request_id[use], failed)
+        betting = [m for m in self.analysis.metrics if self.bets_on(m) or self.tv_bets_on(m)]
+        order = (
+            batch_order(batch.timestamp[use], batch.request_id[use], failed) if betting else None
+        )
+        if order is not None and any(m.type == "error-rate" for m in betting):
             self._arrival.add(arm[order], failed[order])
         if not self._divergence:
             return
         if self.mode == "canary":
             side = arm.astype(np.int8)
             for m in self._divergence:
-                self._categories[m.name].add(side, batch.prediction[use])
+                codes = self._categories[m.name].add(side, batch.prediction[use])
+                if order is not None and self.tv_bets_on(m):
+                    self._label_pairs[m.name].add(side[order], codes[order])
             return
         production = ~batch.mirrored & (batch.arm == 0)
         for pairs, other in ((self._pairs, 1), (self._floor, 2)):
@@ -209,6 +232,17 @@ class Comparison:
     def bets_on(self, m: Metric) -> bool:
         """Whether ``m`` is a canary error rate judged by bets on grouped requests (:mod:`meshlab.stats.bets`)."""
         return self.grouping is not None and self.sequential and m.type == "error-rate"
+
+    def tv_bets_on(self, m: Metric) -> bool:
+        """Whether ``m`` is a canary TV distance judged by bets on label pairs, per event
+        (:func:`meshlab.stats.bets.tv_verdicts`; at an even planned split only: a 5% canary's
+        one-to-one pairs would leave most reference rows unused), while 2-6 labels are seen."""
+        return self.grouping == bets.PAIRS and self.sequential and m.type == "prediction-divergence"
+
+    def _tv_betting(self, m: Metric) -> bool:
+        """Whether the TV distance of ``m`` is judged by its label pairs' bets now (2-6 labels)."""
+        k = self._label_pairs[m.name].joint.shape[0] if m.name in self._label_pairs else 0
+        return self.tv_bets_on(m) and 2 <= k <= rates.MAX_SET_CATEGORIES
 
     def pairs_errors(self, m: Metric) -> bool:
         """Whether error-rate metric ``m`` is judged on request pairs (see the module docstring)."""
@@ -286,6 +320,16 @@ class Comparison:
             method = "paired disagreement rate"
             how = f"pairs differ when |a-b| > {m.epsilon:g}"
             how = how if seq else f"Clopper-Pearson; {how}"
+        elif self._tv_betting(m):
+            joint = self._label_pairs[m.name].joint
+            k, tol = joint.shape[0], float(m.tolerance)
+            labelled = self._categories[m.name].counts.sum(axis=1)
+            n_b, n_c = int(labelled[0]), int(labelled[1])
+            thresholds = (tol if m.abort_on == "beyond-tolerance" else 0.0, tol)
+            scale = tol / bets.TV_VARIANCE
+            lo, est, hi = bets.tv_bet_interval(joint, rates._subsets(k), a, b, scale, thresholds)
+            method = "total-variation distance of predictions"
+            how = f"{int(joint.sum())} pairs of labelled requests in arrival order, {2**k - 2} events of {k} labels"
         else:
             counts = self._categories[m.name].counts
             n_b, n_c = int(counts[0].sum()), int(counts[1].sum())
@@ -302,6 +346,7 @@ class Comparison:
         if m.type != "latency":
             text = rates.SEQUENTIAL_GUARANTEE if seq else rates.FIXED_GUARANTEE
             betting = self.bets_on(m) or (m.type == "error-rate" and self.pairs_errors(m))
+            betting = betting or self._tv_betting(m)
             text = bets.GUARANTEE if betting else text
             method += " confidence sequence" if seq else " (fixed horizon)"
         if n_b == 0 or n_c == 0:  # no data is never a pass, nor a fail
@@ -325,10 +370,21 @@ class Comparison:
             comparison=self.comparison,
         )
 
+    def record_passes(self, passed_at: dict[str, int]) -> None:
+        """Metrics that passed at looks this comparison was not assessed at (the replay's final
+        assessment: its looks were judged in bulk), with the requests seen there."""
+        for name, at in passed_at.items():
+            self._passed_at.setdefault(name, at)
+
     def assess(self) -> Assessment:
         """Results and verdict on everything fed so far; records the first decision reached."""
         self.looks += 1
         results = tuple(self._metric(m) for m in self.analysis.metrics)
+        if self.sequential and self.latch:
+            for r in results:
+                if r.verdict == "pass":
+                    self._passed_at.setdefault(r.name, self.n_seen)
+            results = tuple(replace(r, passed_at=self._passed_at.get(r.name)) for r in results)
         verdict = decide(results)
         if self.decision is None and verdict.outcome != "inconclusive":
             start = self.first_time if self.first_time is not None else self.last_time

@@ -5,7 +5,7 @@
 (:mod:`meshlab.stats.replay`): two-arm canary differences (error rate, TV events) as
 :class:`~meshlab.stats.replay.Difference` tests whose cheap certificates spare most exact bounds,
 the others exact (:class:`Bounded`). :func:`exact_bounds` gives every metric's exact interval (for
-the running intersection), :func:`judge_tracking` the verdict plus which metrics pass alone (which
+the running intersection), :func:`meshlab.stats.standing.judge_tracking` the verdict plus which metrics pass alone (which
 metric binds). Error rates that abort on "worse" are judged by bets on grouped requests
 (:mod:`meshlab.stats.bets`: shadow copies, canary requests grouped by :mod:`meshlab.stats.arrival`), as
 ``Comparison`` and the replay judge them; ``Levers(shadow_bets=False)`` brings back the discordant
@@ -71,6 +71,24 @@ class _Bets(Exact):
         return np.where(data, lo, -np.inf), np.where(data, hi, np.inf)
 
 
+class _TvBets(Exact):
+    """Canary TV distance by bets on label pairs per event (joint counts (reps, K, K))."""
+
+    def __init__(self, joint: FloatArray, a: float, b: float, thr: float, tol: float) -> None:
+        self.joint, self.a, self.b, self.thr, self.tol = joint, a, b, thr, tol
+        self.sets = rates._subsets(joint.shape[-1])
+        self.scale = tol / bets.TV_VARIANCE
+        super().__init__(*bets.tv_verdicts(joint, self.sets, (thr, tol), a, b, self.scale))
+
+    def bounds(self) -> tuple[FloatArray, FloatArray]:
+        counts = bets.event_counts(self.joint, self.sets)
+        level = self.a / self.sets.shape[0]
+        lo, hi = bets.bet_bounds(counts, level, self.b, self.scale, (self.thr, self.tol))
+        data = self.joint.sum(axis=(-2, -1)) > 0
+        low, high = np.maximum(lo.max(axis=-1), 0.0), np.minimum(hi.max(axis=-1), 1.0)
+        return np.where(data, low, -np.inf), np.where(data, high, np.inf)
+
+
 class _Either(Test):
     """Abort side from an exact flag, promote side from another test (the conditional lever)."""
 
@@ -95,7 +113,7 @@ def exact_bounds(tests: list[Test]) -> tuple[FloatArray, FloatArray]:
             lows.append(t.lo)
             highs.append(t.hi)
             continue
-        if isinstance(t, _Bets):
+        if isinstance(t, _Bets | _TvBets):
             lo, hi = t.bounds()
             lows.append(lo)
             highs.append(hi)
@@ -129,6 +147,7 @@ def tests(
     weight: float,
     grid: LogGrid,
     arrival: FloatArray | None = None,
+    labels: FloatArray | None = None,
 ) -> list[Test]:
     """Per metric, the verdict test over the active replications (as ``Comparison`` judges).
 
@@ -185,6 +204,8 @@ def tests(
             else:
                 lo, _, hi = rates.rate_interval(d[1], k, a, b, True, dn)
             out.append(Bounded(lo, hi, thr, tol, k > 0))
+        elif labels is not None:  # canary TV by bets on label pairs (reps, K, K)
+            out.append(_TvBets(labels[act], a, b, thr, tol))
         else:
             q, p = cats[0, act].astype(np.float64), cats[1, act].astype(np.float64)
             sets = rates._subsets(q.shape[-1])
@@ -198,25 +219,3 @@ def tests(
                 )
             )
     return out
-
-
-def judge_tracking(tests: list[Test], waiting: BoolArray) -> tuple[BoolArray, ...]:
-    """:func:`judge`'s (abort, promote), and which ``waiting`` metrics pass alone at this look.
-
-    Exact bounds where the verdict needs them (as ``judge``) and where a waiting metric's pass
-    is not ruled out, each computed once.
-    """
-    size = waiting.shape[1]
-    every = np.arange(size, dtype=np.int64)
-    no_fail = np.asarray([t.no_fail(every) for t in tests], dtype=bool)
-    no_pass = np.asarray([t.no_pass(every) for t in tests], dtype=bool)
-    settled: BoolArray = np.asarray(no_fail.all(axis=0) & no_pass.any(axis=0), dtype=bool)
-    fails = np.zeros((len(tests), size), dtype=bool)
-    oks = np.zeros((len(tests), size), dtype=bool)
-    for i, t in enumerate(tests):
-        at = np.flatnonzero(~settled | (waiting[i] & ~no_pass[i]))
-        if at.size:
-            fails[i, at], oks[i, at] = t.exact(at)
-    fail: BoolArray = np.asarray(~settled & fails.any(axis=0), dtype=bool)
-    ok: BoolArray = np.asarray(~settled & ~fail & oks.all(axis=0), dtype=bool)
-    return fail, ok, waiting & oks & ~fails

@@ -140,8 +140,9 @@ def sim_metric(m: Metric) -> SimMetric:
 def _moved(alone: Setup, m: SimMetric, times: float, step: StepTraffic, world: World) -> Setup:
     """``alone`` with ``m`` worse by ``times`` its tolerance, looks spaced for that effect."""
     return step_setup(
-        (m,), alone.alpha, alone.beta, step, world, _effect(m, times), times, alone.design_weight
-    )
+        (m,), alone.alpha, alone.beta, step, world, _effect(m, times), times, alone.design_weight,
+        alone.steady,
+    )  # fmt: skip
 
 
 def _effect(m: SimMetric, times: float) -> Effect:
@@ -205,6 +206,7 @@ def step_setup(
     effect: Effect | None = None,
     times: float = 0.0,
     design_weight: float | None = None,
+    steady: bool = True,
 ) -> Setup:
     """A simulation of one step's traffic (see :data:`LOOKS` and :data:`HORIZON_FACTOR`).
 
@@ -235,6 +237,7 @@ def step_setup(
         effect or Effect(),
         control=control,
         design_weight=design_weight,
+        steady=steady,
     )
 
 
@@ -247,6 +250,7 @@ def plan(
     reps: int = 40,
     world: World | None = None,
     design_weight: float | None = None,
+    steady: bool = True,
 ) -> Plan:
     """Predict requests and time to each decision, per analysed step and for the experiment.
 
@@ -264,11 +268,12 @@ def plan(
             out.append(StepPlan(step.label, step.mode, False, rate, rps * step.candidate_share, (), None,
                                 "", step.note))  # fmt: skip
             continue
-        joint = step_setup(metrics, share, analysis.beta, step, world, design_weight=design_weight)
+        fixed = {"design_weight": design_weight, "steady": steady}
+        joint = step_setup(metrics, share, analysis.beta, step, world, **fixed)  # type: ignore[arg-type]
         promote, passes = _joint_promote(joint, reps, rng, rate)
         per_metric = []
         for m, spec_m, passed in zip(metrics, analysis.metrics, passes, strict=True):
-            alone = step_setup((m,), share, analysis.beta, step, world, design_weight=design_weight)
+            alone = step_setup((m,), share, analysis.beta, step, world, **fixed)  # type: ignore[arg-type]
             if alone.every * SHARED_LOOKS < joint.every:  # a fast metric: its own, finer looks
                 passed = estimate(alone, reps, rng, rate, "promote")
             per_metric.append(

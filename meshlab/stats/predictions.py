@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from meshlab.stats.arrival import Queue
+
 
 def _prediction_key(value: Any, epsilon: float) -> Hashable:
     """A hashable category for a parsed JSON prediction (numbers binned to ``epsilon``)."""
@@ -42,11 +44,15 @@ class Categories:
         self.codes: dict[Hashable, int] = {}
         self.counts = np.zeros((2, 0), dtype=np.int64)
 
-    def add(self, arm: npt.NDArray[np.int8], predictions: npt.NDArray[np.object_]) -> None:
+    def add(
+        self, arm: npt.NDArray[np.int8], predictions: npt.NDArray[np.object_]
+    ) -> npt.NDArray[np.int64]:
+        """Count the rows' predictions; returns each row's category code (-1: no prediction)."""
         keep = np.array([p is not None for p in predictions], dtype=bool)
+        out = np.full(keep.size, -1, dtype=np.int64)
         if not keep.any():
-            return
-        codes = self._codes(predictions[keep].tolist())
+            return out
+        codes = out[keep] = self._codes(predictions[keep].tolist())
         if len(self.codes) > self.counts.shape[1]:
             grown = np.zeros((2, len(self.codes)), dtype=np.int64)
             grown[:, : self.counts.shape[1]] = self.counts
@@ -55,6 +61,7 @@ class Categories:
         self.counts += np.bincount(
             arm[keep].astype(np.int64) * size + codes, minlength=2 * size
         ).reshape(2, size)
+        return out
 
     def _codes(self, values: list[Any]) -> npt.NDArray[np.int64]:
         table, eps = self.codes, self.epsilon
@@ -71,6 +78,37 @@ class Categories:
         return np.fromiter(
             (table.setdefault(_prediction_key(v, eps), len(table)) for v in values), dtype=np.int64
         )
+
+
+class LabelPairs:
+    """The k-th labelled candidate row paired with the k-th labelled reference row, in the order
+    rows are added (the canary TV distance's bets, :func:`meshlab.stats.bets.tv_verdicts`):
+    ``joint[c, r]`` counts the pairs whose candidate row has category ``c`` and reference row
+    ``r`` (codes of the metric's :class:`Categories`, growing as labels appear)."""
+
+    def __init__(self) -> None:
+        self.joint = np.zeros((0, 0), dtype=np.int64)
+        self._queues = (Queue(), Queue())  # reference, candidate
+
+    @property
+    def pairs(self) -> int:
+        return int(self.joint.sum())
+
+    def add(self, arm: npt.NDArray[np.integer], codes: npt.NDArray[np.int64]) -> None:
+        """Rows in order: ``arm`` 0 (reference) or 1 (candidate), ``codes`` (-1: unlabelled)."""
+        labelled = codes >= 0
+        ref, cand = self._queues
+        ref.push(codes[labelled & (arm == 0)])
+        cand.push(codes[labelled & (arm == 1)])
+        k = min(ref.size, cand.size)
+        size = max(self.joint.shape[0], int(codes.max()) + 1 if codes.size else 0)
+        if size > self.joint.shape[0]:
+            grown = np.zeros((size, size), dtype=np.int64)
+            grown[: self.joint.shape[0], : self.joint.shape[1]] = self.joint
+            self.joint = grown
+        if k:
+            flat = cand.take(k) * size + ref.take(k)
+            self.joint += np.bincount(flat, minlength=size * size).reshape(size, size)
 
 
 class Pairs:

@@ -38,8 +38,16 @@ from meshlab.stats.comparison import Comparison
 from meshlab.stats.pairing import ErrorPairs
 from meshlab.stats.predictions import Categories, predictions_differ
 from meshlab.stats.ranks import PrefixRanks
-from meshlab.stats.replay_verdicts import Difference, Exact, Parts, Test, judge, m_threshold
+from meshlab.stats.replay_verdicts import (
+    Difference,
+    Exact,
+    Parts,
+    Test,
+    judge,
+    m_threshold,
+)
 from meshlab.stats.results import Assessment
+from meshlab.stats.standing import judge_latched
 
 # The verdict tests are re-exported: the simulation (meshlab.stats.simulate) judges with them too.
 __all__ = ["Difference", "Exact", "Looks", "Test", "judge", "replay"]
@@ -58,16 +66,17 @@ def replay(make: Callable[[], Comparison], data: Samples, every: int) -> Assessm
     if not probe.sequential or probe.intersect or len(data) == 0 or three_arm:
         return _stepwise(probe, data, every)
     looks = Looks(probe, data, every)
+    last = looks.count - 1
     for j0 in range(0, looks.count, BLOCK):
         abort, promote = looks.verdicts(j0, min(j0 + BLOCK, looks.count))
         decided = abort | promote
         if decided.any():
-            end = int(looks.ends[j0 + int(np.argmax(decided))])
+            last = j0 + int(np.argmax(decided))
             break
-    else:
-        end = len(data)
+    end = int(looks.ends[last]) if looks.count else len(data)
     final = make()
-    if any(final.bets_on(m) for m in final.analysis.metrics):
+    final.record_passes(looks.passes(last))
+    if any(final.bets_on(m) or final.tv_bets_on(m) for m in final.analysis.metrics):
         # the bets group each batch's rows in their own order: feed the looks' batches
         for start in range(0, end, every):
             final.update(data.take(slice(start, min(start + every, end))))
@@ -93,6 +102,9 @@ class Looks:
 
     def __init__(self, c: Comparison, data: Samples, every: int) -> None:
         self.c = c
+        # each metric's first passing look (-1: none yet), for passes that stand
+        self.first_pass = np.full(len(c.analysis.metrics), -1, dtype=np.int64)
+        self._next = 0  # the block judged next
         n = len(data)
         self.ends = np.minimum(np.arange(every, n + every, every), n)
         self.count = int(self.ends.size)
@@ -107,11 +119,13 @@ class Looks:
         # canary errors by bets: level counts (looks, levels), each look's rows grouped in the
         # order Comparison.update groups a batch
         self.arrival: FloatArray | None = None
+        betting = any(c.bets_on(m) or c.tv_bets_on(m) for m in c.analysis.metrics)
+        ids, stamps = data.request_id[use], data.timestamp[use]
+        self.order = batch_order(stamps, ids, err, self.look_of) if betting else None
         if c.grouping is not None and any(c.bets_on(m) for m in c.analysis.metrics):
-            ids, stamps = data.request_id[use], data.timestamp[use]
-            order = batch_order(stamps, ids, err, self.look_of)
-            rows, n_ref, n_cand = self.arm[order], self.n[:, 0], self.n[:, 1]
-            self.arrival = groups_at(rows, err[order], n_ref, n_cand, c.grouping)
+            assert self.order is not None
+            rows, n_ref, n_cand = self.arm[self.order], self.n[:, 0], self.n[:, 1]
+            self.arrival = groups_at(rows, err[self.order], n_ref, n_cand, c.grouping)
         self.error_pairs: IntArray | None = None  # (looks, pairing.FIELDS)
         if any(m.type == "error-rate" and c.pairs_errors(m) for m in c.analysis.metrics):
             steps = ErrorPairs().add(self.arm, data.request_id[use], err)
@@ -119,11 +133,14 @@ class Looks:
             np.add.at(flat, self.look_of, steps)
             self.error_pairs = np.cumsum(flat, axis=0)
         self.divergence: dict[str, Any] = {}
+        self.label_joint: dict[str, IntArray] = {}  # canary TV by bets: (looks, K, K) pairs
         for m in c.analysis.metrics:
             if m.type != "prediction-divergence":
                 continue
             if c.mode == "canary":
                 self.divergence[m.name] = self._categories(m, data, use)
+                if c.tv_bets_on(m):
+                    self.label_joint[m.name] = self._label_joint(self.divergence[m.name][2])
             else:
                 self.divergence[m.name] = self._pairs(m, data, use)
         self._bins: IntArray | None = None
@@ -136,8 +153,11 @@ class Looks:
         flat = np.bincount(look * cells + cell, minlength=self.count * cells)
         return np.asarray(np.cumsum(flat.reshape(self.count, cells), axis=0), dtype=np.int64)
 
-    def _categories(self, m: Metric, data: Samples, use: BoolArray) -> tuple[IntArray, IntArray]:
-        """Per-look category counts (looks, 2, K) in first-seen order, and K seen per look."""
+    def _categories(
+        self, m: Metric, data: Samples, use: BoolArray
+    ) -> tuple[IntArray, IntArray, IntArray]:
+        """Per-look category counts (looks, 2, K) in first-seen order, K seen per look, and each
+        compared row's category in that order (-1: no prediction)."""
         preds = data.prediction[use]
         keep = np.fromiter((p is not None for p in preds), dtype=bool, count=preds.size)
         codes = Categories(m.epsilon)._codes(preds[keep].tolist())
@@ -150,7 +170,26 @@ class Looks:
         look = self.look_of[keep]
         counts = self._prefix(look, self.arm[keep] * k + codes, 2 * k).reshape(self.count, 2, k)
         seen = self._prefix(look[np.sort(first)], np.zeros(k, dtype=np.int64), 1)[:, 0]
-        return counts, seen
+        row_codes = np.full(keep.size, -1, dtype=np.int64)
+        row_codes[keep] = codes
+        return counts, seen, row_codes
+
+    def _label_joint(self, row_codes: IntArray) -> IntArray:
+        """Per-look counts (looks, K, K) of label pairs (candidate, reference), paired in the
+        order ``Comparison.update`` pairs each batch's labelled rows (``predictions.LabelPairs``),
+        over the first :data:`rates.MAX_SET_CATEGORIES` labels only: a pair with a later label
+        forms at a look that has seen more labels than the bets judge."""
+        assert self.order is not None
+        codes, arm, look = row_codes[self.order], self.arm[self.order], self.look_of[self.order]
+        k = min(int(codes.max()) + 1 if codes.size else 0, rates.MAX_SET_CATEGORIES)
+        cand, ref = (codes >= 0) & (arm == 1), (codes >= 0) & (arm == 0)
+        m = min(int(cand.sum()), int(ref.sum()))
+        c, r = codes[cand][:m], codes[ref][:m]
+        at = np.maximum(look[cand][:m], look[ref][:m])
+        inside = (c < k) & (r < k)
+        flat = (at * k + c) * k + r
+        steps = np.bincount(flat[inside], minlength=self.count * k * k)
+        return np.asarray(np.cumsum(steps.reshape(self.count, k, k), axis=0), dtype=np.int64)
 
     def _pairs(self, m: Metric, data: Samples, use: BoolArray) -> tuple[IntArray, IntArray]:
         """Per-look (pairs, differ) of the shadow pairing, exactly as ``predictions.Pairs`` pairs rows."""
@@ -172,13 +211,19 @@ class Looks:
         stats = self._prefix(self.look_of, done + 2 * differ, 4)  # differ implies done
         return stats[:, 1] + stats[:, 3], stats[:, 3]
 
-    def decided(self, j0: int, j1: int) -> BoolArray:
-        """Whether each look in [j0, j1) reaches a decision."""
-        abort, promote = self.verdicts(j0, j1)
-        return np.asarray(abort | promote, dtype=np.bool_)
+    def passes(self, last: int) -> dict[str, int]:
+        """The requests seen at each metric's first passing look, up to look ``last``."""
+        names = [m.name for m in self.c.analysis.metrics]
+        return {
+            name: int(self.ends[j])
+            for name, j in zip(names, self.first_pass, strict=True)
+            if 0 <= j <= last
+        }
 
     def verdicts(self, j0: int, j1: int) -> tuple[BoolArray, BoolArray]:
-        """(abort, promote) at each look in [j0, j1), as assessing there would rule."""
+        """(abort, promote) at each look in [j0, j1), as assessing there would rule. With
+        passes that stand (``Comparison(latch=True)``) blocks must come in order from look 0:
+        each remembers which metrics passed in the blocks before it."""
         c = self.c
         a, b = c.alpha_share, c.analysis.beta
         n = self.n[j0:j1]
@@ -220,7 +265,14 @@ class Looks:
                 tests.append(Exact((lo_ > thr) & (pairs > 0), (hi_ < tol) & (pairs > 0)))
             else:
                 tests.append(self._tv(m, j0, j1, a, b, thr, tol, c.arm_design(m)))
-        return judge(tests, j1 - j0)
+        if not (c.sequential and c.latch):
+            return judge(tests, j1 - j0)
+        assert j0 == self._next, "with passes that stand, blocks come in order"
+        abort, promote, passed = judge_latched(tests, j1 - j0, self.first_pass >= 0)
+        for i in np.flatnonzero((self.first_pass < 0) & passed[:, -1]):
+            self.first_pass[i] = j0 + int(np.argmax(passed[i]))
+        self._next = j1
+        return abort, promote
 
     def _rank(self, arm: int, rows: int) -> PrefixRanks:
         """The wavelet matrix of the arm's bins over at least its first ``rows`` rows.
@@ -259,19 +311,24 @@ class Looks:
         tol: float,
         design: ArmDesign,
     ) -> Test:
-        counts, seen = self.divergence[m.name]
+        counts, seen, _ = self.divergence[m.name]
         counts, seen = counts[j0:j1].astype(np.float64), seen[j0:j1]
+        joint = self.label_joint.get(m.name)
         parts: list[tuple[IntArray, Test]] = []
         for k in np.unique(seen):
             at = np.flatnonzero(seen == k)
             q, p = counts[at, 0, :k], counts[at, 1, :k]
             nq, np_ = q.sum(axis=-1), p.sum(axis=-1)
             data = (nq > 0) & (np_ > 0)
-            if 2 <= k <= rates.MAX_SET_CATEGORIES:
+            if joint is not None and 2 <= k <= rates.MAX_SET_CATEGORIES:
+                pairs = joint[j0:j1][at, :k, :k]
+                sets, scale = rates._subsets(int(k)), tol / bets.TV_VARIANCE
+                test: Test = Exact(*bets.tv_verdicts(pairs, sets, (thr, tol), a, b, scale))
+            elif 2 <= k <= rates.MAX_SET_CATEGORIES:
                 sets = rates._subsets(int(k))
                 events = sets.shape[0]
                 up = b if rates.UPPER_PER_EVENT else b / events
-                test: Test = Difference(
+                test = Difference(
                     q @ sets.T, nq[:, None], p @ sets.T, np_[:, None],
                     a / events, up, thr, tol, design, data[:, None],
                 )  # fmt: skip

@@ -16,7 +16,8 @@ ruled out per look and per event by two certificates, the cheapest first:
 
 Either certificate only ever says "the bound reaches the threshold" when it does, so the looks'
 verdicts are exactly those of assessing each look in full; a look where neither proves it gets
-the exact bound.
+the exact bound. :mod:`meshlab.stats.standing` rules the same looks when a sequential pass
+stands.
 """
 
 from __future__ import annotations

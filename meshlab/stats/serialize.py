@@ -45,6 +45,7 @@ def assessment_to_json(assessment: Assessment) -> dict[str, Any]:
                 "method": m.method,
                 "comparison": m.comparison,
                 "guarantee": m.guarantee,
+                "passed_at": m.passed_at,
             }
             for m in assessment.metrics
         ],

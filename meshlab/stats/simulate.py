@@ -43,12 +43,13 @@ from scipy import stats as sps
 
 from meshlab.stats import looktests
 from meshlab.stats.arrival import ArrivalGroups, grouping_for
-from meshlab.stats.bets import Grouping
+from meshlab.stats.bets import PAIRS, Grouping
 from meshlab.stats.boundaries import DEFAULT_DESIGN_N
 from meshlab.stats.design import compared_share, design_size
 from meshlab.stats.latency import LogGrid
 from meshlab.stats.replay import judge
 from meshlab.stats.sizes import one_look_size as one_look_size  # re-exported
+from meshlab.stats.standing import judge_tracking
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -122,6 +123,10 @@ class Levers:
     # ... each candidate request with its share of reference requests (stats.arrival); False:
     # one-to-one pairs, and only near an even split (the lever before)
     groups: bool = True
+    # canary TV distance by bets on label pairs, per event (at an even planned split)
+    tv_bets: bool = True
+    # a sequential pass stands (results.py): promote once every metric has passed at some look
+    latch: bool = True
     # shadow error rates by betting on the two copies of each request, instead of McNemar
     shadow_bets: bool = True
     # the bets' prior scale (bets.bet_scale) times this (analysis/sequential_floor.py sweeps it)
@@ -146,6 +151,9 @@ class Setup:
     # the candidate weight the arms' designs are tuned to (Comparison's candidate_share, from
     # the plan's first weighted step); None: this setup's first weight
     design_weight: float | None = None
+    # every weighted step keeps the planned split (manifests.steady_split): canary error rates
+    # are grouped by it; else one-to-one pairs near an even split, the arms' mixtures elsewhere
+    steady: bool = True
 
     def planned_share(self) -> float:
         """The candidate's share of the compared requests the arms' bounds are tuned to, as
@@ -158,7 +166,13 @@ class Setup:
         the arms' mixtures)."""
         if self.mode != "canary" or not self.levers.bets:
             return None
-        return grouping_for(self.planned_share(), self.levers.groups)
+        return grouping_for(self.planned_share(), self.levers.groups and self.steady)
+
+    def tv_bets(self) -> bool:
+        """Whether the canary TV distance is judged by bets on label pairs (as ``Comparison``
+        does at an even planned split)."""
+        pairs = grouping_for(self.planned_share(), self.levers.groups and self.steady) == PAIRS
+        return self.mode == "canary" and self.levers.bets and self.levers.tv_bets and pairs
 
     def weight_at(self, seen: int) -> float:
         for until, w in self.weights:
@@ -221,6 +235,9 @@ def simulate(
     arrival = np.zeros((reps, g.levels))  # level counts of the groups formed so far
     queues: dict[int, ArrivalGroups] = {}  # bursty worlds group each replication's requests
     level_odds = _level_odds(g, w.error_rate, s.effect.error_delta)
+    tv_bets = use_div and s.tv_bets()  # label pairs (candidate, reference), i.i.d. draws
+    labels = np.zeros((reps, cats_p.size, cats_p.size)) if tv_bets else None
+    label_odds = np.outer(cand_p, cats_p).ravel()
     differ = np.zeros((2, reps), dtype=np.int64)  # shadow: [control, candidate] vs production
     abort = np.zeros(reps, dtype=bool)
     promote = np.zeros(reps, dtype=bool)
@@ -273,6 +290,7 @@ def simulate(
         shared_err = rng.random((r, k)) if use_err and shadow and w.shared_errors else None
         failed: list[BoolArray] = []
         before = np.minimum(n[0, act] // g.ref, n[1, act] // g.cand)
+        paired = np.minimum(n[0, act], n[1, act])
         for a in (0, 1):
             m = masks[a]
             n[a, act] += m.sum(axis=1)
@@ -304,12 +322,18 @@ def simulate(
                 queue = queues.setdefault(rep, ArrivalGroups(grouping))
                 queue.add(masks[1][i][rows].astype(np.int8), (failed[0][i] | failed[1][i])[rows])
                 arrival[rep] = queue.counts
+        if labels is not None:  # each new pair's labels: (candidate, reference), independent
+            new_pairs = np.minimum(n[0, act], n[1, act]) - paired
+            labels[act] += rng.multinomial(new_pairs, label_odds).reshape(
+                act.size, *labels.shape[1:]
+            )
         if shadow and use_err:  # pairs where only the reference / only the candidate failed
             err[2, act] += (failed[0] & ~failed[1]).sum(axis=1)
             err[3, act] += (~failed[0] & failed[1]).sum(axis=1)
         tests = looktests.tests(
-            s, act, hist, n, err, cats, pairs, differ, alpha_share, designs, weight, GRID, arrival
-        )
+            s, act, hist, n, err, cats, pairs, differ, alpha_share, designs, weight, GRID, arrival,
+            labels,
+        )  # fmt: skip
         if s.levers.intersect:  # every metric's exact bounds at every look
             lows, highs = looktests.exact_bounds(tests)
             run_lo[:, act] = np.maximum(run_lo[:, act], lows)
@@ -322,8 +346,12 @@ def simulate(
                 first = np.isnan(passed[:, act]) & oks & ~fails
                 passed[:, act] = np.where(first, seen, passed[:, act])
         else:  # the verdict only, with the replay's cheap rule-outs
-            if track:
-                fail, ok, first = looktests.judge_tracking(tests, np.isnan(passed[:, act]))
+            if s.levers.latch:
+                fail, _, first = judge_tracking(tests, np.isnan(passed[:, act]))
+                passed[:, act] = np.where(first, seen, passed[:, act])
+                ok = ~fail & ~np.isnan(passed[:, act]).any(axis=0)
+            elif track:
+                fail, ok, first = judge_tracking(tests, np.isnan(passed[:, act]))
                 passed[:, act] = np.where(first, seen, passed[:, act])
             else:
                 fail, ok = judge(tests, act.size)
@@ -338,7 +366,7 @@ def simulate(
         promote,
         at,
         {"horizon": float(s.horizon), "stopped": float(seen)},
-        passed if track else None,
+        passed if track or s.levers.latch else None,
     )
 
 

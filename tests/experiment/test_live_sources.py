@@ -27,11 +27,13 @@ from meshlab.experiment.sources import (
     uses_collector,
 )
 from meshlab.load import SampleBatch
+from meshlab.manifests import steady_split
 from meshlab.metrics import BracketedComparison
 from meshlab.metrics.sourced import SourcedComparison
 from meshlab.samples import Sample
 from meshlab.spec import Experiment, parse_experiment
 from meshlab.stats import Comparison
+from meshlab.stats.bets import PAIRS, Grouping
 from meshlab.stats.serialize import assessment_to_json
 
 
@@ -203,3 +205,25 @@ def test_a_canary_comparison_tunes_each_arm_to_the_first_steps_split() -> None:
     then = experiment(then="canary", canary={"steps": [20, 100]}, analysis={"metrics": [errors]})
     assert planned_share(then, "canary", False) == pytest.approx(0.2)
     assert planned_share(then, "shadow", False) is None
+
+
+def test_error_groups_follow_the_split_only_while_every_step_keeps_it() -> None:
+    """A steady 5% canary groups each candidate request with 19 reference requests; a stepped
+    one (5% -> 25% -> 50%) would waste the later steps' candidate requests, so it keeps the arms'
+    mixtures; a stepped one starting near even pairs one to one."""
+    errors = {"name": "errors", "type": "error-rate", "tolerance": "1%"}
+    metric_spec = {"metrics": [errors]}
+    steady = experiment(strategy="canary", canary={"steps": [5, 100]}, analysis=metric_spec)
+    stepped = experiment(
+        strategy="canary", canary={"steps": [5, 25, 50, 100]}, analysis=metric_spec
+    )
+    even = experiment(strategy="canary", canary={"steps": [50, 75, 100]}, analysis=metric_spec)
+    assert steady_split(steady) and not steady_split(stepped) and not steady_split(even)
+    metric = steady.spec.analysis.metrics[0]
+    grouped = analysis_core(steady, steady.spec.analysis, "canary", None)
+    assert isinstance(grouped, Comparison) and grouped.grouping == Grouping(1, 19)
+    assert grouped.bets_on(metric)
+    mixtures = analysis_core(stepped, stepped.spec.analysis, "canary", None)
+    assert isinstance(mixtures, Comparison) and not mixtures.bets_on(metric)
+    paired = analysis_core(even, even.spec.analysis, "canary", None)
+    assert isinstance(paired, Comparison) and paired.grouping == PAIRS

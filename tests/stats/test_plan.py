@@ -39,9 +39,13 @@ def _times(effect: Effect) -> float:
 def test_plan_predictions_fall_within_the_calibration_for_every_scenario() -> None:
     """Every scenario of the study, predicted the way ``meshlab plan`` predicts (its look schedule,
     its 40 runs, its stop at the p90): the median within the study's interquartile range, and the
-    p90 between the study's 75th and 95th percentiles (40 runs place a p90 between the true 80th
-    and 97.5th percentiles 95% of the time), each widened by one look of each side's schedule.
-    Undecided scenarios must be predicted undecided."""
+    p90 between the study's 65th and 99th percentiles, each widened by one look of each side's
+    schedule. 40 runs miss those windows with probability 0.0006 (median: the 20th of 40 below
+    the 25th percentile or above the 75th) and 0.0004 (p90: the 36th of 40 below the 65th or above
+    the 99th) per scenario, so the 17 scenarios fail together by chance about 1.7% of the time
+    with a fresh seed, and never with this one unless the engine changes. (A window of the 75th
+    to 95th percentiles missed 1-3 scenarios for four of five seeds.) Undecided scenarios must be
+    predicted undecided."""
     study = calibration()
     assert {sc.name for sc in cal.SCENARIOS} <= set(study), "regenerate the calibration"
     rng = np.random.default_rng(14)
@@ -66,15 +70,15 @@ def test_plan_predictions_fall_within_the_calibration_for_every_scenario() -> No
         # known to within its look spacing, the plan's lie up to one plan look late.
         early, late = float(row["look_every"]), float(setup.every)
         q25, q75 = float(row["q25_n"]) - early, float(row["q75_n"]) + late
-        p75, p95 = float(row["q75_n"]) - early, float(row["p95_n"]) + late
+        p65, p99 = float(row["p65_n"]) - early, float(row["p99_n"]) + late
         if math.isinf(float(row["median_n"])):
             if not math.isinf(got.median_requests):
                 misses.append(f"{sc.name}: plan {got.median_requests:.0f}, study undecided")
             continue
         if not q25 <= got.median_requests <= q75:
             misses.append(f"{sc.name}: median {got.median_requests:.0f} not in [{q25}, {q75}]")
-        if not p75 <= got.p90_requests <= p95:
-            misses.append(f"{sc.name}: p90 {got.p90_requests:.0f} not in [{p75}, {p95}]")
+        if not p65 <= got.p90_requests <= p99:
+            misses.append(f"{sc.name}: p90 {got.p90_requests:.0f} not in [{p65}, {p99}]")
     assert not misses, misses
 
 
