@@ -14,12 +14,12 @@ set of labels) has mean ``P(A) - Q(A)`` whatever the base rate, and a mixture of
   pairs; at 5% each candidate request grouped with the next 19 reference requests,
   :mod:`meshlab.stats.arrival`) and, at 5%, one-to-one pairs (``Levers(groups=False)`` with the
   split forced even: they leave most reference rows unused, so they were never adopted there).
-* **Prediction divergence (TV)** (measured, not adopted): the adopted product bound per event
-  against a prototype here, paired bets per event with the library's capital
-  (:func:`meshlab.stats.bets.log_capital`, prior scale ``tol / 0.5``, the worst-case variance
-  of Z), abort when any of the ``2K`` one-sided event tests (the K singletons and their
-  complements) reaches ``1 / (alpha / 3 / 2K)``, promote when every event's bets against
-  ``+tol`` and ``-tol`` reach ``1 / beta`` (intersection-union, as adopted).
+* **Prediction divergence (TV)** (adopted at an even split): the product bound per event,
+  ``Levers(tv_bets=False)``, against the bets on label pairs per event
+  (:func:`meshlab.stats.bets.tv_verdicts`: prior scale ``tol / 0.5``, the worst-case variance
+  of Z; abort when any of the ``2^K - 2`` events' lower bounds, at ``alpha / 3`` split over the
+  events, is above the threshold, promote when every event's upper bound at the full ``beta``
+  is below the tolerance, as the product rule splits them).
 
 Each metric is judged alone (abort side at alpha / 3, as in the three-metric experiment)
 against its own one-look size, same look schedule for both rules, 95% Clopper-Pearson intervals
@@ -31,17 +31,14 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 from calibration import DIV_TOL, ERR_TOL, clopper_pearson
-from sequential_floor import ALPHA_SHARE as A_SHARE
-from sequential_floor import BETA, alone
+from sequential_floor import alone
 
-from meshlab.stats.bets import log_capital, pair_counts
 from meshlab.stats.simulate import (
     Effect,
     Levers,
@@ -90,73 +87,6 @@ def setup(case: Case, levers: Levers) -> tuple[Setup, float]:
     return alone(metric, effect, case.weight, levers, World())
 
 
-def pair_probabilities(case: Case, s: Setup) -> tuple[FloatArray, FloatArray]:
-    """Per-arm outcome probabilities (reference, candidate) over the outcome categories."""
-    if case.metric == "error-rate":
-        p = s.world.error_rate
-        d = s.effect.error_delta
-        return np.array([1 - p, p]), np.array([1 - p - d, p + d])
-    base = np.asarray(s.world.categories, dtype=np.float64)
-    move = np.zeros_like(base)
-    move[:2] = (-s.effect.divergence, s.effect.divergence)
-    return base, base + move
-
-
-def events(k: int) -> FloatArray:
-    """The events judged: "failed" (outcome 1) for errors; the K singletons for TV (their
-    complements are the same Z with the sign flipped, judged by the bets on the other side;
-    with the default 3 labels these are all 2^3 - 2 events)."""
-    return np.array([[0.0, 1.0]]) if k == 2 else np.eye(k)
-
-
-def bets(case: Case, s: Setup, reps: int, rng: np.random.Generator) -> BoolArrays:
-    """(abort, promote, requests at the decision) of the paired-bets rule, per replication."""
-    q, p = pair_probabilities(case, s)
-    k = q.size
-    joint = np.outer(p, q).ravel()  # (candidate outcome, reference outcome) of a pair
-    sets = events(k)
-    tol = s.metrics[0].tolerance
-    scale = tol / 0.5  # the growth-optimal bet at the tolerance, at the worst-case Var Z
-    n_events = 1 if k == 2 else 2 * k  # TV: K singletons and their complements (K = 3: all)
-    joint_counts = np.zeros((reps, k * k))
-    n_c = np.zeros(reps, dtype=np.int64)
-    n_r = np.zeros(reps, dtype=np.int64)
-    abort = np.zeros(reps, dtype=bool)
-    promote = np.zeros(reps, dtype=bool)
-    at = np.full(reps, np.nan)
-    active = np.ones(reps, dtype=bool)
-    fail_at, pass_at = math.log(n_events / A_SHARE), math.log(1 / BETA)
-    for seen in range(s.every, s.horizon + 1, s.every):
-        c = rng.binomial(s.every, case.weight, reps)
-        before = np.minimum(n_c, n_r)
-        n_c += c
-        n_r += s.every - c
-        joint_counts += rng.multinomial(np.minimum(n_c, n_r) - before, joint)
-        cube = joint_counts.reshape(reps, k, k)
-        fail = np.zeros(reps, dtype=bool)
-        ok = np.ones(reps, dtype=bool)
-        for a in sets:
-            in_c, in_r = a[:, None] * (1 - a[None, :]), (1 - a[:, None]) * a[None, :]
-            plus = (cube * in_c).sum(axis=(1, 2))
-            minus = (cube * in_r).sum(axis=(1, 2))
-            zero = cube.sum(axis=(1, 2)) - plus - minus
-            z = pair_counts(plus, minus, plus + minus + zero)
-            fail |= log_capital(z, 0.0, True, scale) > fail_at
-            ok &= log_capital(z, tol, False, scale) > pass_at
-            if k > 2:  # TV: the complement's difference is -Z, judged by the opposite bets
-                fail |= log_capital(z, 0.0, False, scale) > fail_at
-                ok &= log_capital(z, -tol, True, scale) > pass_at
-        ok &= ~fail
-        new = active & (fail | ok)
-        abort |= active & fail
-        promote |= active & ok
-        at[new] = seen
-        active &= ~new
-        if not active.any():
-            break
-    return abort, promote, at
-
-
 def quantiles(at: FloatArray) -> tuple[float, float]:
     x = np.where(np.isnan(at), np.inf, at)
     return (
@@ -186,11 +116,13 @@ def main() -> None:
                 out = simulate(s, args.reps, np.random.default_rng(500 + i))
                 rules.append((rule, (out.abort, out.promote, out.at)))
         else:
-            s, fixed = setup(case, Levers())
-            out = simulate(s, args.reps, np.random.default_rng(500 + i))
-            rules.append(("product of mixtures (adopted)", (out.abort, out.promote, out.at)))
-            paired = bets(case, s, args.reps, np.random.default_rng(900 + i))
-            rules.append(("paired bets per event (not adopted)", paired))
+            for rule, levers in (
+                ("product of mixtures", Levers(tv_bets=False)),
+                ("paired bets per event (adopted)", Levers()),
+            ):
+                s, fixed = setup(case, levers)
+                out = simulate(s, args.reps, np.random.default_rng(500 + i))
+                rules.append((rule, (out.abort, out.promote, out.at)))
         for rule, (abort, promote, at) in rules:
             med, p90 = quantiles(at)
             wrong = abort if case.times == 0 else promote
