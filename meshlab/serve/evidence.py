@@ -87,11 +87,14 @@ class Evidence:
         self.applied += 1
 
     def catch_up(self, record: SessionRecord) -> None:
-        """Replay the reads of ``record`` this object has not done yet (all of them when cold)."""
+        """Replay the reads of ``record`` this object has not done yet (all of them when cold),
+        assessing each look as the live session did: a metric that passed at one stays passed
+        (:mod:`meshlab.stats.results`), so a restart must not forget it."""
         if self.applied < 0:
             self._read(record.started_at)
         for at in record.looks[self.applied :]:
             self._read(at)
+            self.comparison.assess()
 
     def look(self, at: float) -> Assessment:
         """Read the counters at ``at`` and assess everything since the session started."""
