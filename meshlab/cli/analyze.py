@@ -72,8 +72,7 @@ def analyze_command(
     ] = None,
 ) -> None:
     """Judge a samples file: promote (exit 0), abort (1) or inconclusive (3)."""
-    from meshlab.experiment.sources import planned_share
-    from meshlab.manifests import steady_split
+    from meshlab.experiment.sources import analysis_core
     from meshlab.metrics.sourced import PSEUDO_PREFIX, pseudo_mask
     from meshlab.samples import CONTROL, read_samples
     from meshlab.spec import load_experiment
@@ -104,11 +103,10 @@ def analyze_command(
             "with the control (as the run that recorded them did)",
             file=sys.stderr,
         )
-    # each arm's bound tuned to the split the spec plans (as the live run tuned it)
-    share, steady = planned_share(experiment, chosen, control), steady_split(experiment)
 
-    def make() -> Comparison:
-        return Comparison(analysis, chosen, control=control, candidate_share=share, steady=steady)
+    def make() -> Comparison:  # the live run's comparison: tuned and grouped by the spec's plan
+        comparison: Comparison = analysis_core(experiment, analysis, chosen, None, control=control)
+        return comparison
 
     if replay:
         assessment = replay_looks(make, data, every)

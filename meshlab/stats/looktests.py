@@ -81,12 +81,10 @@ class _TvBets(Exact):
         super().__init__(*bets.tv_verdicts(joint, self.sets, (thr, tol), a, b, self.scale))
 
     def bounds(self) -> tuple[FloatArray, FloatArray]:
-        counts = bets.event_counts(self.joint, self.sets)
-        level = self.a / self.sets.shape[0]
-        lo, hi = bets.bet_bounds(counts, level, self.b, self.scale, (self.thr, self.tol))
+        thresholds = (self.thr, self.tol)
+        lo, hi = bets.tv_bet_bounds(self.joint, self.sets, self.a, self.b, self.scale, thresholds)
         data = self.joint.sum(axis=(-2, -1)) > 0
-        low, high = np.maximum(lo.max(axis=-1), 0.0), np.minimum(hi.max(axis=-1), 1.0)
-        return np.where(data, low, -np.inf), np.where(data, high, np.inf)
+        return np.where(data, lo, -np.inf), np.where(data, hi, np.inf)
 
 
 class _Either(Test):

@@ -171,8 +171,7 @@ class Setup:
     def tv_bets(self) -> bool:
         """Whether the canary TV distance is judged by bets on label pairs (as ``Comparison``
         does at an even planned split)."""
-        pairs = grouping_for(self.planned_share(), self.levers.groups and self.steady) == PAIRS
-        return self.mode == "canary" and self.levers.bets and self.levers.tv_bets and pairs
+        return self.levers.tv_bets and self.grouping() == PAIRS
 
     def weight_at(self, seen: int) -> float:
         for until, w in self.weights:
@@ -346,13 +345,11 @@ def simulate(
                 first = np.isnan(passed[:, act]) & oks & ~fails
                 passed[:, act] = np.where(first, seen, passed[:, act])
         else:  # the verdict only, with the replay's cheap rule-outs
-            if s.levers.latch:
-                fail, _, first = judge_tracking(tests, np.isnan(passed[:, act]))
-                passed[:, act] = np.where(first, seen, passed[:, act])
-                ok = ~fail & ~np.isnan(passed[:, act]).any(axis=0)
-            elif track:
+            if s.levers.latch or track:
                 fail, ok, first = judge_tracking(tests, np.isnan(passed[:, act]))
                 passed[:, act] = np.where(first, seen, passed[:, act])
+                if s.levers.latch:  # a pass stands: promote once every metric has passed
+                    ok = ~fail & ~np.isnan(passed[:, act]).any(axis=0)
             else:
                 fail, ok = judge(tests, act.size)
         abort[act[fail]] = True
