@@ -19,7 +19,6 @@ import contextlib
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -33,6 +32,7 @@ from meshlab.childproc import die_with_parent
 from meshlab.childproc import poll as poll_child
 from meshlab.childproc import wait as wait_child
 from meshlab.errors import ConfigError, LoadError
+from meshlab.freeport import free_port
 from meshlab.load.config import CONFIG_ENV, CONFIG_ERROR_PREFIX, LocustConfig
 from meshlab.load.inputs import encoded_bodies
 from meshlab.load.ordering import OrderedMerge, SampleBatch
@@ -63,14 +63,6 @@ from meshlab.load.locust_user import {base}
 class Shape({base}):
     abstract = False
 '''
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1 (for the Locust master)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class LoadRun:

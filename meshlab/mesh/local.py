@@ -33,6 +33,7 @@ from types import TracebackType
 from urllib.parse import urlsplit
 
 from meshlab.errors import ConfigError, MeshError
+from meshlab.freeport import free_port
 from meshlab.manifests import Manifest, RoutingPlan, Step, step_plan
 from meshlab.manifests import rollback as rollback_step
 from meshlab.mesh.base import Fault, MeshRun, RoutingState, RunContext
@@ -48,7 +49,6 @@ from meshlab.mesh.local_arms import (
     arm_labels,
     arm_subsets,
     arm_versions,
-    free_port,
     start_model_server,
     start_sidecar,
 )

@@ -15,7 +15,6 @@ starts the Envoy in front of it. Waiting for readiness and stopping are the call
 
 from __future__ import annotations
 
-import socket
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
+from meshlab.freeport import free_port
 from meshlab.mesh.envoy_bootstrap import LOOPBACK, inbound_bootstrap
 from meshlab.mesh.envoy_process import EnvoyProcess, start_envoy
 from meshlab.mesh.processes import Child, ProcessGroup
@@ -31,13 +31,6 @@ from meshlab.spec.local import substitute
 
 ArmName = Literal["baseline", "candidate", "control"]
 TAPPED: tuple[ArmName, ...] = ("candidate", "control")  # arms whose mirrored copies are recorded
-
-
-def free_port() -> int:
-    """A loopback port free right now (for model servers that must be told their port)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
 
 
 def _substitute(text: str, ports: dict[str, int] | int, here: Path) -> str:

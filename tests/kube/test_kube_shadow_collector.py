@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 import yaml
 
+from meshlab.freeport import free_port
 from tests.conftest import REPO
 from tests.kube.cli_support import announced_url, started, wait_for
 from tests.kube.cli_support import meshlab as _meshlab
@@ -35,12 +36,6 @@ from tests.kube.fake_apiserver import FakeKubeAPI
 
 pytestmark = pytest.mark.slow
 NAME = "fraud-shadow"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _listening(port: int) -> bool:
@@ -145,7 +140,7 @@ def test_shadow_in_a_cluster_decides_on_the_collectors_pairs(
     control: bool,
 ) -> None:
     """With a control (issue 13) the candidate's copy is judged against the control's copy."""
-    port = _free_port()
+    port = free_port()
     spec = _spec(tmp_path, kubeconfig, port, control=control)
     with _player(port, candidate, control=control) as url:
         run, run_dir = _run(tmp_path, spec, url)
@@ -182,7 +177,7 @@ def test_shadow_in_a_cluster_decides_on_the_collectors_pairs(
 def test_a_logger_that_stops_sending_is_never_a_pass(
     tmp_path: Path, fake_api: FakeKubeAPI, kubeconfig: Path
 ) -> None:
-    port = _free_port()
+    port = free_port()
     spec = _spec(tmp_path, kubeconfig, port, maxDuration="15s", experimentMaxDuration="20s")
     with _player(port, "stops") as url:
         run, run_dir = _run(tmp_path, spec, url)
@@ -205,7 +200,7 @@ def test_a_logger_that_stops_sending_is_never_a_pass(
 def test_sigterm_stops_the_collector_and_writes_its_counts(
     tmp_path: Path, fake_api: FakeKubeAPI, kubeconfig: Path
 ) -> None:
-    port = _free_port()
+    port = free_port()
     spec = _spec(tmp_path, kubeconfig, port)
     with (
         _player(port, "good") as url,

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from meshlab.errors import MeshError, SpecError
-from meshlab.mesh.local_arms import _substitute, free_port
+from meshlab.freeport import free_port
+from meshlab.mesh.local_arms import _substitute
 from meshlab.mesh.processes import ProcessGroup, http_ok, wait_until
 from meshlab.mesh.tap import TapReader, extract_prediction, sample_from_trace
 from meshlab.spec import parse_experiment

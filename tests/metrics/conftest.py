@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -25,16 +24,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from meshlab.freeport import free_port
+
 ENVOY = Path(sys.executable).with_name("envoy")
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 HOST = "fraud-model"
 CLUSTERS = {"baseline": f"outbound|8080|v1|{HOST}", "candidate": f"outbound|8080|v2|{HOST}"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class ModelHandler(BaseHTTPRequestHandler):
