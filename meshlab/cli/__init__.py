@@ -65,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug: still one line unless debugging
         if os.environ.get("MESHLAB_DEBUG"):
             traceback.print_exc()
+        if signals.interrupted():  # a library wrapped our KeyboardInterrupt (pydantic-core does)
+            return _fail("interrupted", EXIT_INTERRUPTED)
         return _fail(
             f"internal error: {type(exc).__name__}: {exc} (set MESHLAB_DEBUG=1 for details)",
             EXIT_INFRASTRUCTURE,

@@ -138,3 +138,28 @@ def test_signal_during_imports_is_one_line_no_traceback(delay: float, sig: int) 
         return
     assert proc.returncode == 130, (proc.returncode, err)
     assert err.strip().splitlines()[-1] == "meshlab: error: interrupted"
+
+
+class _Wrapping:
+    """A command whose library turned the interrupt into its own error (pydantic-core's
+    ``SchemaError: ... KeyboardInterrupt``, seen once in CI with SIGTERM 0.2 s into start-up)."""
+
+    def main(self, **_: object) -> int:
+        raise RuntimeError('Error building "literal" validator: KeyboardInterrupt:')
+
+
+@pytest.mark.parametrize(("signalled", "code"), [(True, 130), (False, 4)])
+def test_an_error_wrapping_a_signal_is_an_interrupt_not_a_bug(
+    signalled: bool, code: int, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from meshlab import cli
+    from meshlab.cli import commands
+    from meshlab.experiment import signals
+
+    monkeypatch.setattr(commands, "command", _Wrapping)
+    monkeypatch.setattr(signals, "SEQUENCE", signals._Sequence())
+    signals.SEQUENCE.count = int(signalled)
+    assert cli.main([]) == code
+    line = capsys.readouterr().err.strip()
+    assert (line == "meshlab: error: interrupted") is signalled, line
+    assert signalled or line.startswith("meshlab: error: internal error: RuntimeError")
