@@ -51,6 +51,14 @@ def serve_command(
         bool,
         typer.Option("--prometheus-insecure", help="Skip TLS verification (test servers only)."),
     ] = False,
+    read_lag: Annotated[
+        float,
+        typer.Option(
+            "--prometheus-read-lag",
+            help="Read counters this many seconds in the past, so a scrape still in flight cannot "
+            "change a look's evidence later (at least the scrape timeout; more behind remote-write).",
+        ),
+    ] = 10.0,
     auth_token_env: Annotated[
         str | None,
         typer.Option(
@@ -68,6 +76,8 @@ def serve_command(
         raise ConfigError(f"--port: {port} is not a TCP port (1-65535)")
     if not prometheus_url.startswith(("http://", "https://")):
         raise ConfigError("--prometheus-url: give an http:// or https:// URL")
+    if not 0 <= read_lag <= 600:
+        raise ConfigError(f"--prometheus-read-lag: {read_lag} s is outside 0-600 s")
     load_token(token_env, token_file)  # a missing token fails now (exit 2), not at the first look
     settings = ServeSettings(
         prometheus=PrometheusSettings(
@@ -76,6 +86,7 @@ def serve_command(
             token_file=token_file,
             ca_file=ca_file,
             verify_tls=not insecure,
+            read_lag=read_lag,
         ),
         state_dir=state_dir,
         profiles=load_profiles(analysis),

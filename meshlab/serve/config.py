@@ -116,6 +116,7 @@ class PrometheusSettings:
     ca_file: str | None = None
     verify_tls: bool = True
     timeout: float = 5.0
+    read_lag: float = 10.0  # seconds; Prometheus' default scrape_timeout (see serve.evidence)
 
 
 @dataclass(frozen=True)

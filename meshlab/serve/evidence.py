@@ -11,6 +11,15 @@ A session warm in memory costs one read per look. A cold one (after a restart) i
 same reads at the same recorded times return the same counters, so the same comparison results.
 Reading at every recorded look, not only at start and now, keeps the increases of pods that
 restarted or went away between looks.
+
+Each read is evaluated ``record.read_lag`` seconds before its recorded time. A scrape's samples
+carry the scrape's *start* time but are queryable only once the scrape has finished, so a query at
+"now" can miss a sample stamped just before now that a later query at the same time sees: the
+live answer and its replay would then count different requests (CI saw 53 and 79 baseline
+requests for one look). A sample stamped ``t`` is appended by ``t + scrape_timeout`` at the latest,
+so with a lag of at least the scrape timeout (Prometheus' default, 10 s, is ``serve``'s default
+``--prometheus-read-lag``) every read is final when made. The lag is stored with the session, so
+a restart with another setting still replays the reads that were made.
 """
 
 from __future__ import annotations
@@ -52,7 +61,8 @@ class Evidence:
 
     def __init__(self, record: SessionRecord, prometheus: PrometheusSettings) -> None:
         self.started_at = record.started_at
-        self._clock = ScriptedClock(record.started_at)
+        self.lag = record.read_lag
+        self._clock = ScriptedClock(record.started_at - self.lag)
         self.provider = PrometheusMetrics(
             prometheus.url,
             serve_template_set(record.target.templates),
@@ -79,7 +89,7 @@ class Evidence:
         self.provider.close()
 
     def _read(self, at: float) -> None:
-        self._clock.at = at
+        self._clock.at = at - self.lag
         window = self.provider.fetch()
         if self.applied >= 0:
             self.counts.add(window)

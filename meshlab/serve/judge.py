@@ -13,7 +13,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from meshlab.errors import ConfigError
@@ -94,14 +94,13 @@ class Judge:
             self._warm.clear()
 
     def _start(self, request: LookRequest, at: float) -> SessionRecord:
-        record = SessionRecord(request.key, at, request.analysis, request.target)
+        lag = self.settings.prometheus.read_lag
+        record = SessionRecord(request.key, at, request.analysis, request.target, read_lag=lag)
         evidence = self._evidence(record)
         evidence.catch_up(record)  # the start mark: counters' values now
         answer = answer_json(record, at, evidence.comparison.assess(), evidence.counts, 0)
         answer["reasons"].insert(0, "session started: counting requests from now")
-        record = SessionRecord(
-            request.key, at, request.analysis, request.target, last_answer=answer
-        )
+        record = replace(record, last_answer=answer)
         self.store.save(record)
         return record
 

@@ -85,6 +85,7 @@ class SessionRecord:
     looks: tuple[float, ...] = ()
     decision: Decision | None = None
     last_answer: dict[str, Any] = field(default_factory=dict)
+    read_lag: float = 0.0  # reads are evaluated this long before each recorded time (see evidence)
 
     def with_look(
         self, at: float, answer: dict[str, Any], decision: Decision | None
@@ -109,6 +110,7 @@ class SessionRecord:
                 "at": self.decision.at,
             },
             "last_answer": self.last_answer,
+            "read_lag": self.read_lag,
         }
 
     @classmethod
@@ -124,6 +126,7 @@ class SessionRecord:
             looks=tuple(float(t) for t in data["looks"]),
             decision=None if d is None else Decision(d["verdict"], int(d["look"]), float(d["at"])),
             last_answer=dict(data.get("last_answer") or {}),
+            read_lag=float(data.get("read_lag", 0.0)),  # records from before the lag: none
         )
 
 

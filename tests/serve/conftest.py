@@ -39,6 +39,9 @@ from tests.support.scraped_mesh import scraped_mesh
 HOST, PORT = "fraud-model", 8080
 CLUSTERS = {"baseline": f"outbound|{PORT}|v1|{HOST}", "candidate": f"outbound|{PORT}|v2|{HOST}"}
 REPO = Path(__file__).resolve().parents[2]
+# Reads are evaluated this long in the past: the test Prometheus scrapes every second (so a scrape
+# times out within 1 s) and a look must see only samples that are final (see serve.evidence).
+READ_LAG = 1.5
 
 PROFILES = {
     # What a team would judge a model service on: p50 within 20%, error rate within 3 points.
@@ -154,6 +157,7 @@ class ServeProcess:
             sys.executable, "-m", "meshlab", "serve", "--host", "127.0.0.1",
             "--port", str(self.port), "--prometheus-url", prometheus_url,
             "--state-dir", str(state_dir), "--analysis", str(profiles),
+            "--prometheus-read-lag", str(READ_LAG),
         ]  # fmt: skip
         self.log = log
         self.state_dir = state_dir

@@ -22,7 +22,7 @@ from meshlab.serve.evidence import Evidence
 from meshlab.serve.judge import answer_json
 from meshlab.serve.sessions import SessionKey, StateStore
 from tests.serve.argo_driver import AnalysisRun
-from tests.serve.conftest import CLUSTERS, REPO, MeshStack, ServeProcess
+from tests.serve.conftest import CLUSTERS, READ_LAG, REPO, MeshStack, ServeProcess
 from tests.serve.flagger_driver import CanaryRun
 from tests.serve.scenario import Load
 
@@ -213,6 +213,7 @@ def _assert_cold_replay_reproduces_the_deciding_answer(serve: ServeProcess, revi
     key = SessionKey("argo", "models", "fraud-model", revision)
     record = StateStore(serve.state_dir).load(key)
     assert record is not None and record.decision is not None
+    assert record.read_lag == READ_LAG  # the replay reads at the live reads' times
     evidence = Evidence(record, PrometheusSettings(serve.prometheus_url))
     try:
         evidence.catch_up(replace(record, looks=record.looks[:-1]))

@@ -183,7 +183,7 @@ def test_session_state_round_trips_and_refuses_a_corrupt_file(tmp_path: Path) ->
     target = build_target("istio-workload", baseline="fraud-model-primary", candidate="fraud-model",
                           namespace="models", services=["fraud-model", "fraud.model"])  # fmt: skip
     record = SessionRecord(
-        key, 1000.0, Analysis(), target, (1002.0, 1004.0), None, {"verdict": "x"}
+        key, 1000.0, Analysis(), target, (1002.0, 1004.0), None, {"verdict": "x"}, read_lag=3.0
     )
     store.save(record)
     assert store.path(key).parent == tmp_path  # the revision cannot escape the state directory
@@ -206,6 +206,9 @@ def test_cli_bad_input_is_one_line_and_exit_2(
         "--prometheus-url: give an http": [*base, "--prometheus-url", "prom:9090"],
         "tokenEnv: environment variable NO_SUCH_TOKEN": [
             *base, "--prometheus-url", "http://127.0.0.1:1", "--prometheus-token-env", "NO_SUCH_TOKEN",
+        ],
+        "--prometheus-read-lag: -1.0 s is outside": [
+            *base, "--prometheus-url", "http://127.0.0.1:1", "--prometheus-read-lag", "-1",
         ],
         "--analysis: cannot read": [
             *base, "--prometheus-url", "http://127.0.0.1:1", "--analysis", str(tmp_path / "none.yaml"),
