@@ -23,6 +23,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from meshlab.freeport import free_port as free_port  # re-exported: tests and benchmarks
+
 HERE = Path(__file__).resolve().parent
 
 
