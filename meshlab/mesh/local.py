@@ -33,7 +33,6 @@ from types import TracebackType
 from urllib.parse import urlsplit
 
 from meshlab.errors import ConfigError, MeshError
-from meshlab.freeport import free_port
 from meshlab.manifests import Manifest, RoutingPlan, Step, step_plan
 from meshlab.manifests import rollback as rollback_step
 from meshlab.mesh.base import Fault, MeshRun, RoutingState, RunContext
@@ -69,7 +68,7 @@ from meshlab.samples import Sample
 from meshlab.spec import Experiment, Local
 from meshlab.spec.load import parse_extractor
 
-__all__ = ["RDS_FILE", "LocalMesh", "free_port"]  # free_port: for tests and tools
+__all__ = ["RDS_FILE", "LocalMesh"]
 _LIVE: weakref.WeakSet[LocalMesh] = weakref.WeakSet()
 
 

@@ -312,7 +312,16 @@ def tv_bet_bounds(
 ) -> tuple[FloatArray, FloatArray]:
     """(lower, upper) of the TV distance, vectorised over the leading axes of ``joint``, deciding
     exactly as :func:`tv_verdicts`: the largest event bounds, clipped to [0, 1]."""
-    counts = event_counts(joint, sets)
+    return _tv_bounds(event_counts(joint, sets), alpha_share, beta, scale, thresholds)
+
+
+def _tv_bounds(
+    counts: FloatArray,
+    alpha_share: float,
+    beta: float,
+    scale: float,
+    thresholds: tuple[float, float],
+) -> tuple[FloatArray, FloatArray]:
     lo, hi = bet_bounds(counts, alpha_share / counts.shape[-2], beta, scale, thresholds)
     return np.maximum(lo.max(axis=-1), 0.0), np.minimum(hi.max(axis=-1), 1.0)
 
@@ -327,8 +336,8 @@ def tv_bet_interval(
 ) -> tuple[float, float, float]:
     """(lower, estimate, upper) of the TV distance for the report (:func:`tv_bet_bounds`); the
     estimate is the pairs' largest event difference."""
-    lo, hi = tv_bet_bounds(joint, sets, alpha_share, beta, scale, thresholds)
-    counts = event_counts(joint, sets)
+    counts = event_counts(joint, sets)  # once, for the bounds and the estimate
+    lo, hi = _tv_bounds(counts, alpha_share, beta, scale, thresholds)
     n = float(counts[0].sum()) if counts.shape[0] else 0.0
     est = float((counts[:, PAIRS.top] - counts[:, 1]).max()) / n if n > 0 else math.nan
     return float(lo), est, float(hi)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from scipy import stats
 
-from meshlab.mesh.local import free_port
+from meshlab.freeport import free_port
 from meshlab.mesh.processes import http_ok
 from tests.mesh.conftest import BODIES, EXAMPLES, INFER_PATH
 
