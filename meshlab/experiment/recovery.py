@@ -115,8 +115,19 @@ def recover_before_start(
     """
     if experiment.spec.target.kind != "kubernetes":
         return experiment
+    from meshlab.mesh.kube_holding import wait_for_lease  # the Kubernetes client loads lazily
+
     mesh = _mesh(experiment, Where("kubernetes", kubeconfig, context), dry_run=dry_run)
     try:
+        if not dry_run:  # a live run's Lease refuses this start before it creates anything
+            wait_for_lease(
+                mesh.objects,
+                experiment=experiment.metadata.name,
+                lease_name=mesh.resource,
+                seconds=mesh.lease_seconds,
+                clock=clock,
+                sleep=sleep,
+            )
         return _recover(mesh, experiment, resume=resume, clock=clock, sleep=sleep)
     finally:
         mesh.close()

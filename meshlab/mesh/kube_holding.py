@@ -58,6 +58,27 @@ def take_hold(
     return run_lease, heartbeat
 
 
+def wait_for_lease(
+    objects: KubeObjects,
+    *,
+    experiment: str,
+    lease_name: str,
+    seconds: float,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Before a start creates anything: wait while a live run holds the experiment's Lease.
+
+    Read only (:meth:`~meshlab.mesh.kube_runlease.RunLease.wait_until_free`): raises
+    :class:`~meshlab.mesh.kube_runlease.LeaseHeldError` (exit 2) when its holder renews it, so a
+    refused start leaves no run directory and no state behind; :func:`take_hold` still decides.
+    """
+    waiting = RunLease(
+        objects, lease_name, "", seconds, experiment=experiment, clock=clock, sleep=sleep
+    )
+    waiting.wait_until_free()
+
+
 def check_not_lost(run_lease: RunLease | None, step: str) -> None:
     """A run whose Lease was taken over applies no further step (its own rollback aside)."""
     if run_lease is None or run_lease.lost is None or step == "rollback":

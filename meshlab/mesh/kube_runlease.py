@@ -154,17 +154,38 @@ class RunLease:
             if why is not None:
                 self._take_over(current, record, why, now)
                 return
-            if seen is None:
-                seen = record
-                log.warning(
-                    "%s is held: %s; waiting up to %.0f s for it to renew or run out",
-                    self.where,
-                    record.describe(now),
-                    record.expires_at() - now,
-                )
-            elif (record.holder, record.renewed) != (seen.holder, seen.renewed):
-                raise self._held(record, "it renewed it meanwhile, so it is alive")
-            self.sleep(max(0.05, min(1.0, record.expires_at() - now)))
+            seen = self._wait_on(record, seen, now)
+
+    def wait_until_free(self) -> None:
+        """Read only: return once nobody else holds the Lease (or its holder is dead), or raise
+        :class:`LeaseHeldError` as :meth:`acquire` would. A start calls this before its run
+        directory exists, so a refused start leaves nothing behind; :meth:`acquire` still decides
+        (two starts in the same instant both pass here, and one of them is refused there)."""
+        seen: LeaseRecord | None = None
+        while True:
+            current = self.objects.get(KIND, self.name)
+            now = self.clock()
+            if current is None:
+                return
+            record = LeaseRecord.of(current)
+            if record.holder == self.holder or record.free(now) is not None:
+                return
+            seen = self._wait_on(record, seen, now)
+
+    def _wait_on(self, record: LeaseRecord, seen: LeaseRecord | None, now: float) -> LeaseRecord:
+        """Wait a little on a live holder; refuse once it has renewed since first ``seen``."""
+        if seen is None:
+            seen = record
+            log.warning(
+                "%s is held: %s; waiting up to %.0f s for it to renew or run out",
+                self.where,
+                record.describe(now),
+                record.expires_at() - now,
+            )
+        elif (record.holder, record.renewed) != (seen.holder, seen.renewed):
+            raise self._held(record, "it renewed it meanwhile, so it is alive")
+        self.sleep(max(0.05, min(1.0, record.expires_at() - now)))
+        return seen
 
     def _body(self, now: float, base: dict[str, Any] | None, note: str | None) -> dict[str, Any]:
         old = LeaseRecord.of(base) if base is not None else None

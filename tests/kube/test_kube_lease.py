@@ -244,7 +244,8 @@ def test_a_live_holder_is_waited_for_then_refused(
     live.heartbeat.holder = live.holder
     live.apply(routing_plan(exp, step))
     began = time.monotonic()
-    with pytest.raises(ConfigError, match="already running in the cluster: running"):
+    # the run's Lease refuses it first (its heartbeat renews it), before any run directory
+    with pytest.raises(ConfigError, match="already being run by another meshlab: Lease"):
         recover_before_start(exp, kubeconfig=str(kubeconfig))
     assert time.monotonic() - began < 3
     assert _annotations(fake_api)["meshlab.io/step"] == "1"  # a live run is never rolled back

@@ -21,7 +21,7 @@ from meshlab.mesh.kube_lease import timestamp
 from meshlab.mesh.kube_runlease import TOOK_OVER_ANNOTATION, LeaseHeldError
 from meshlab.mesh.kubernetes import KubernetesMesh
 from meshlab.spec import load_experiment
-from tests.kube.cli_support import meshlab, spec
+from tests.kube.cli_support import meshlab, spec, start_args
 from tests.kube.conftest import MeshFactory, experiment
 from tests.kube.fake_apiserver import FakeKubeAPI, Hook
 
@@ -132,6 +132,33 @@ def test_a_live_holder_is_waited_for_and_refused_when_it_renews(
     assert time.monotonic() - began < 2.5  # refused at the holder's next renewal, not at expiry
     assert f"holder {live.holder} since " in str(caught.value)
     assert _lease(fake_api)["holderIdentity"] == live.holder
+
+
+def test_a_start_refused_by_a_live_holder_leaves_nothing_behind(
+    make_mesh: MeshFactory, fake_api: FakeKubeAPI, tmp_path: Path, kubeconfig: Path, model_url: str
+) -> None:
+    """Through the CLI: the refused start exits 2 with one line, before it makes a run directory
+    or a state file (it used to leave a run marked "failed" for a run it never started)."""
+    live = make_mesh(experiment("canary"))
+    live.lease_seconds = 3.0  # renewed every second by its heartbeat
+    live.hold()
+    try:
+        runs = tmp_path / "runs"
+        refused = meshlab(
+            tmp_path, *start_args(spec(tmp_path, kubeconfig), model_url, runs), timeout=60
+        )
+    finally:
+        live.close()
+    assert refused.returncode == 2, refused.stderr[-3000:]
+    lines = [line for line in refused.stderr.splitlines() if line.startswith("meshlab: error:")]
+    assert len(lines) == 1 and "Traceback" not in refused.stderr, refused.stderr[-3000:]
+    assert "it renewed it meanwhile, so it is alive" in lines[0], lines[0]
+    assert not runs.exists() or not any(runs.iterdir()), list(runs.iterdir())
+    home = tmp_path / "home"
+    states = [p for p in home.rglob("*") if p.is_file()] if home.exists() else []
+    assert not states, states
+    assert _lease_requests(fake_api, "POST") == [201]  # the holder's create only
+    assert _lease_requests(fake_api, "PUT").count(409) == 0  # the refused start wrote nothing
 
 
 def test_a_dead_holders_expired_lease_is_taken_over_with_a_note(
