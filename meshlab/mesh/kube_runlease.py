@@ -307,3 +307,24 @@ class RunLease:
             self._stored = None
             return True
         return False
+
+
+def delete_if_dead(
+    objects: KubeObjects, name: str, *, clock: Callable[[], float] = time.time
+) -> bool:
+    """Delete the experiment's Lease when its holder is dead or gone (``cleanup``); a live
+    holder's Lease is left (logged), as is one renewed meanwhile (the delete's precondition)."""
+    current = objects.get(KIND, name)
+    if current is None:
+        return False
+    record = LeaseRecord.of(current)
+    why = record.free(clock())
+    where = f"Lease {objects.namespace}/{name}"
+    if why is None:
+        log.warning("%s left: %s is alive", where, record.describe(clock()))
+        return False
+    try:
+        return objects.delete(KIND, name, resource_version=record.version or None)
+    except ConflictError:
+        log.warning("%s left: renewed while it was being deleted", where)
+        return False

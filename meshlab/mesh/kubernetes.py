@@ -39,16 +39,9 @@ from meshlab.errors import MeshError
 from meshlab.manifests import Manifest, RoutingPlan, resource_name, step_plan
 from meshlab.manifests import rollback as rollback_step
 from meshlab.mesh.base import Fault, MeshRun, RoutingState, RunContext
-from meshlab.mesh.kube_adopt import (
-    route_field,
-)
+from meshlab.mesh.kube_adopt import route_field
 from meshlab.mesh.kube_adoption import adopt_routes, adopted_name, restore_adopted
-from meshlab.mesh.kube_client import (
-    TRANSIENT,
-    KubeObjects,
-    KubeUnavailableError,
-    load_api_client,
-)
+from meshlab.mesh.kube_client import TRANSIENT, KubeObjects, KubeUnavailableError, load_api_client
 from meshlab.mesh.kube_holding import check_not_lost, let_go, route_lease, take_hold
 from meshlab.mesh.kube_lease import Heartbeat, Lease, check_claim, new_holder, release, step_stamp
 from meshlab.mesh.kube_objects import (
@@ -65,7 +58,7 @@ from meshlab.mesh.kube_objects import (
     stepped,
     write_all_or_nothing,
 )
-from meshlab.mesh.kube_runlease import RunLease
+from meshlab.mesh.kube_runlease import RunLease, delete_if_dead
 from meshlab.registry import routing_renderer
 from meshlab.spec import Experiment
 from meshlab.spec.target import LEASE_SECONDS, ROLLBACK_DEADLINE_SECONDS, STEP_RETRY_SECONDS
@@ -359,7 +352,8 @@ class KubernetesMesh:
     def cleanup(self) -> None:
         """Remove every trace of the experiment: restore an adopted route object, delete the rest.
 
-        The route object goes first, so no route ever names a subset or Service that is gone.
+        The route object goes first, so no route ever names a subset or Service that is gone; a
+        dead run's Lease goes last (this run's own is let go by :meth:`close`).
         """
         if self.adopt_route is not None:
             self._restore_adopted()
@@ -367,6 +361,8 @@ class KubernetesMesh:
             self.objects.delete(self.route_kind, self.resource)
         for doc in self.baseline_objects[:-1]:
             self.objects.delete(doc["kind"], doc["metadata"]["name"])
+        if self.run_lease is None:
+            delete_if_dead(self.objects, self.resource, clock=self.clock)
 
     def faults(self) -> list[Fault]:
         """Failed components of the mesh: none that meshlab runs (the agreed ``MeshBackend.faults``).

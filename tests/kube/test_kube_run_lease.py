@@ -161,6 +161,19 @@ def test_a_start_refused_by_a_live_holder_leaves_nothing_behind(
     assert _lease_requests(fake_api, "PUT").count(409) == 0  # the refused start wrote nothing
 
 
+def test_cleanup_deletes_a_dead_runs_lease_and_leaves_a_live_ones(
+    make_mesh: MeshFactory, fake_api: FakeKubeAPI
+) -> None:
+    mesh = make_mesh(experiment("canary"))
+    _foreign_lease(fake_api, "node-b/4242/dead", renewed_ago=60, seconds=3)
+    mesh.cleanup()
+    assert fake_api.get_object("leases", NS, NAME) is None
+    _foreign_lease(fake_api, "node-b/4243/live", renewed_ago=0, seconds=30)
+    mesh.cleanup()
+    assert _lease(fake_api)["holderIdentity"] == "node-b/4243/live"
+    assert _lease_requests(fake_api, "DELETE") == [200]  # the dead one's only
+
+
 def test_a_dead_holders_expired_lease_is_taken_over_with_a_note(
     make_mesh: MeshFactory, fake_api: FakeKubeAPI
 ) -> None:
