@@ -163,12 +163,9 @@ class RunLease:
         (two starts in the same instant both pass here, and one of them is refused there)."""
         seen: LeaseRecord | None = None
         while True:
-            current = self.objects.get(KIND, self.name)
+            record = read_lease(self.objects, self.name)
             now = self.clock()
-            if current is None:
-                return
-            record = LeaseRecord.of(current)
-            if record.holder == self.holder or record.free(now) is not None:
+            if record is None or record.holder == self.holder or record.free(now) is not None:
                 return
             seen = self._wait_on(record, seen, now)
 
@@ -314,10 +311,9 @@ def delete_if_dead(
 ) -> bool:
     """Delete the experiment's Lease when its holder is dead or gone (``cleanup``); a live
     holder's Lease is left (logged), as is one renewed meanwhile (the delete's precondition)."""
-    current = objects.get(KIND, name)
-    if current is None:
+    record = read_lease(objects, name)
+    if record is None:
         return False
-    record = LeaseRecord.of(current)
     why = record.free(clock())
     where = f"Lease {objects.namespace}/{name}"
     if why is None:
