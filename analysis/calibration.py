@@ -37,10 +37,14 @@ statistics to the current one (each lever is cited where it is implemented):
 10. a sequential pass stands: each metric passes at the first look its promote-side bound
    falls below its tolerance, and the run promotes once every metric has
    (:mod:`meshlab.stats.results`; the anytime guarantee of each bound makes that look as good as
-   any) (adopted: the main table runs with it and all the levers above);
-11. running intersection of each confidence sequence across looks (Howard et al. 2021, section
+   any);
+11. error-rate bets aimed at the tolerance, the base rate learnt at doubling snapshots, in
+    place of the mixture over bet sizes (:mod:`meshlab.stats.tolbets`; Grünwald, de Heide &
+    Koolen 2024; ``analysis/tolerance_bets.py``) (adopted: the main table runs with it and all
+    the levers above);
+12. running intersection of each confidence sequence across looks (Howard et al. 2021, section
    3.3: a time-uniform sequence may be intersected with its own past), on the adopted levers;
-12. the error-rate abort side conditioned on the total count of errors (Lindon & Malek 2022;
+13. the error-rate abort side conditioned on the total count of errors (Lindon & Malek 2022;
     :func:`meshlab.stats.rates.ratio_lower`), on the adopted levers but in place of the bets.
 
 A/A scenarios also record each metric's first pass (``simulate(track=True)``, same verdicts): the
@@ -187,9 +191,16 @@ OLD = {
     "shadow_bets": False,
     "latch": False,
     "tv_bets": False,
+    "aimed_bets": False,
 }
-BEFORE_BETS = {"bets": False, "shadow_bets": False, "latch": False, "tv_bets": False}
-BEFORE_TV = {"latch": False, "tv_bets": False}
+BEFORE_BETS = {
+    "bets": False,
+    "shadow_bets": False,
+    "latch": False,
+    "tv_bets": False,
+    "aimed_bets": False,
+}
+BEFORE_TV = {"latch": False, "tv_bets": False, "aimed_bets": False}
 LEVERS = [
     # (label, simulation levers, coarse difference grids, TV promote side Bonferroni over events)
     ("first version", Levers(tuned_design=False, intersect=False, **OLD), True, True),
@@ -233,12 +244,18 @@ LEVERS = [
     ),
     (
         "+ canary TV by bets on label pairs per event",
-        Levers(tuned_design=True, intersect=False, latch=False),
+        Levers(tuned_design=True, intersect=False, latch=False, aimed_bets=False),
         False,
         False,
     ),
     (
-        "+ a sequential pass stands (adopted)",
+        "+ a sequential pass stands",
+        Levers(tuned_design=True, intersect=False, aimed_bets=False),
+        False,
+        False,
+    ),
+    (
+        "+ error-rate bets aimed at the tolerance (adopted)",
         Levers(tuned_design=True, intersect=False),
         False,
         False,

@@ -25,7 +25,8 @@ experiment, beta on the promote side):
    the paired bets, :mod:`meshlab.stats.bets`, replaced it at even splits; row "adopted").
 3. **Wald's SPRT told the truth.** The test that attains (about) that floor, simulated on the
    same looks: its median and p90 are what the targets are up against for these error rates.
-4. **The bets' prior.** The adopted rule with its bets' prior scale times 0.35 ... 2.
+4. **The bets' prior.** The mixture over bet sizes (the rule before the bets aimed at the
+   tolerance, :mod:`meshlab.stats.tolbets`) with its prior scale times 0.35 ... 2.
 5. **The joint experiment's tuning.** The calibration's own scenarios (three metrics judged
    together, ``calibration.py``) with every metric's design size scaled by 1/2 ... 2, to show
    whether the adopted design factor leaves time on the table where the targets are missed.
@@ -155,11 +156,18 @@ def sprt(case: Case, every: int, horizon: int, reps: int, rng: np.random.Generat
     return SprtRuns(at, right)
 
 
-def setup(case: Case, scale: float | None, bets: float = 1.0) -> tuple[Setup, float]:
+def setup(
+    case: Case, scale: float | None, bets: float = 1.0, aimed: bool = True
+) -> tuple[Setup, float]:
     """The error rate alone: the product of mixtures with its design size times ``scale``, or
-    (``None``) the rule adopted since: bets on grouped requests (:mod:`meshlab.stats.bets`), the
-    bets' prior scale times ``bets``."""
-    levers = Levers(bet_scale=bets) if scale is None else Levers(design_scale=scale, bets=False)
+    (``None``) bets on grouped requests: aimed at the tolerance (:mod:`meshlab.stats.tolbets`,
+    adopted) or, ``aimed=False``, the mixture over bet sizes (:mod:`meshlab.stats.bets`) with
+    its prior scale times ``bets``."""
+    levers = (
+        Levers(bet_scale=bets, aimed_bets=aimed)
+        if scale is None
+        else Levers(design_scale=scale, bets=False)
+    )
     effect = Effect(error_delta=case.delta)
     return alone(SimMetric("error-rate", TOL), effect, case.weight, levers, World(error_rate=BASE))
 
@@ -187,10 +195,10 @@ def main() -> None:
     oracle: list[dict[str, object]] = []
     for i, case in enumerate(CASES):
         floor = wald_floor(case)
-        rules = [(x, 1.0, x) for x in SCALES] + [(None, 1.0, "adopted")]
-        rules += [(None, b, f"adopted, bets' prior x{b:g}") for b in BET_SCALES]
-        for scale, widen, label in rules:
-            s, fixed = setup(case, scale, widen)
+        rules = [(x, 1.0, x, False) for x in SCALES] + [(None, 1.0, "adopted", True)]
+        rules += [(None, b, f"mixture of bets, prior x{b:g}", False) for b in (1.0, *BET_SCALES)]
+        for scale, widen, label, aimed in rules:
+            s, fixed = setup(case, scale, widen, aimed)
             out = simulate(s, args.reps, np.random.default_rng(1000 + i))
             q = summarize(out)
             wrong = out.abort if case.delta == 0 else out.promote
@@ -282,9 +290,10 @@ def write_markdown(
         f" {rows[0]['reps']} replications per cell. Ratios are requests over the metric's own"
         " one-look size; `wrong` is the false-abort (A/A) or false-promote rate with a 95%"
         " Clopper-Pearson interval. `design x`: the product of the two arms' beta-binomial"
-        " mixtures with its design size scaled, or `adopted`: the rule used since (bets on"
-        " grouped requests, `meshlab.stats.bets`: pairs at an even split, groups of 1 + 19 at"
-        " 5%), also with its bets' prior scale times 0.35 ... 2.",
+        " mixtures with its design size scaled; `adopted`: bets on grouped requests (pairs at"
+        " an even split, groups of 1 + 19 at 5%) aimed at the tolerance, `meshlab.stats.tolbets`;"
+        " `mixture of bets`: the rule before it on the same groups, `meshlab.stats.bets`, with"
+        " its prior scale times 0.35 ... 2.",
         "",
         "| scenario | one-look n | Wald floor (mean) | design x | median | p90 | wrong | target |",
         "|---|---|---|---|---|---|---|---|",

@@ -8,8 +8,9 @@ round, so a group uses every request of both arms at the planned split and
 in the order their rows arrive, each batch's rows in :func:`batch_order`: whether a request
 lands in a group, and which, never depends on its outcome, so the groups are i.i.d. when each
 arm's requests are. :class:`ArrivalGroups` counts groups as rows stream in (the live
-comparison, the simulation of bursty worlds), :func:`groups_at` the same counts at every look
-of a recorded file at once (the replay).
+comparison, the simulation of bursty worlds) per snapshot of :mod:`meshlab.stats.tolbets`,
+:func:`groups_at` the groups' levels and each look's count of them in a recorded file (the
+replay).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from meshlab.stats import tolbets
 from meshlab.stats.bets import PAIRS, Grouping
 
 FloatArray = npt.NDArray[np.float64]
@@ -89,17 +91,23 @@ class Queue:
 
 
 class ArrivalGroups:
-    """The count of groups at each level (``counts``), grouping rows in the order they are
-    added: the first ``c`` candidate rows with the first ``r`` reference rows, and so on."""
+    """The count of groups per snapshot and level (``snapshots``, :mod:`meshlab.stats.tolbets`),
+    grouping rows in the order they are added: the first ``c`` candidate rows with the first
+    ``r`` reference rows, and so on."""
 
     def __init__(self, grouping: Grouping = PAIRS) -> None:
         self.grouping = grouping
-        self.counts = np.zeros(grouping.levels, dtype=np.int64)
+        self.snapshots = np.zeros((tolbets.SNAPSHOTS, grouping.levels), dtype=np.int64)
         self._queues = (Queue(), Queue())  # reference, candidate
 
     @property
+    def counts(self) -> npt.NDArray[np.int64]:
+        """The count of groups at each level."""
+        return np.asarray(self.snapshots.sum(axis=0), dtype=np.int64)
+
+    @property
     def groups(self) -> int:
-        return int(self.counts.sum())
+        return int(self.snapshots.sum())
 
     def add(self, arm: npt.NDArray[np.integer], failed: BoolArray) -> None:
         """Rows in order: ``arm`` 0 (reference) or 1 (candidate), ``failed`` per row."""
@@ -111,7 +119,8 @@ class ArrivalGroups:
         if k:
             kc = cand.take(k * g.cand).reshape(k, g.cand).sum(axis=1)
             kr = ref.take(k * g.ref).reshape(k, g.ref).sum(axis=1)
-            self.counts += np.bincount(kc * (g.ref + 1) + kr, minlength=g.levels)
+            snap = tolbets.snapshot_of(self.groups + np.arange(k))
+            np.add.at(self.snapshots, (snap, kc * (g.ref + 1) + kr), 1)
 
 
 def groups_at(
@@ -120,17 +129,16 @@ def groups_at(
     n_ref: npt.ArrayLike,
     n_cand: npt.ArrayLike,
     grouping: Grouping = PAIRS,
-) -> FloatArray:
-    """Level counts (looks, levels) at each look whose arms have ``n_ref`` and ``n_cand`` rows,
-    grouping the rows ``arm``/``failed`` (in order) exactly as :class:`ArrivalGroups` does."""
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The level of each group in order, and the groups each look has seen (arms with ``n_ref``
+    and ``n_cand`` rows), grouping the rows ``arm``/``failed`` (in order) exactly as
+    :class:`ArrivalGroups` does."""
     g = grouping
     ref, cand = failed[arm == 0], failed[arm == 1]
     k = min(cand.size // g.cand, ref.size // g.ref)
     kc = cand[: k * g.cand].reshape(k, g.cand).sum(axis=1)
     kr = ref[: k * g.ref].reshape(k, g.ref).sum(axis=1)
-    steps = np.zeros((k + 1, g.levels), dtype=np.int64)
-    steps[np.arange(1, k + 1), kc * (g.ref + 1) + kr] = 1
-    cum = np.cumsum(steps, axis=0)
     c = np.asarray(n_cand, dtype=np.int64) // g.cand
     r = np.asarray(n_ref, dtype=np.int64) // g.ref
-    return np.asarray(cum[np.minimum(c, r)], dtype=np.float64)
+    levels = np.asarray(kc * (g.ref + 1) + kr, dtype=np.int64)
+    return levels, np.asarray(np.minimum(c, r), dtype=np.int64)

@@ -1,4 +1,8 @@
-"""Error rates judged by betting on groups of requests (issue 14's adopted lever for errors).
+"""Bets on groups of requests: the groups, and a mixture over bet sizes (issue 14).
+
+The mixture judges the canary TV distance (:func:`tv_verdicts`). Error rates are judged on the
+same groups by bets aimed at the tolerance (:mod:`meshlab.stats.tolbets`, which took the
+mixture's place there; :func:`verdicts` stays for the calibration's lever table).
 
 Shadow: the two copies of a request (paired by ``request_id``) form a pair. Canary: requests are
 grouped in the order the rows arrive (:mod:`meshlab.stats.arrival`), ``c`` candidate requests

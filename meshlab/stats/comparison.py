@@ -16,7 +16,7 @@ the first one). Which rows count:
   mirrored copies); divergence = share of ``request_id`` pairs whose predictions differ (numbers
   differ when ``|a - b| > epsilon``). Pairs may straddle batches; unmatched halves are kept.
   Errors (sequential, ``abortOn: worse``): the same pairs' error outcomes, judged by betting on
-  each pair's difference (:mod:`meshlab.stats.bets`; incomplete pairs as
+  each pair's difference (:mod:`meshlab.stats.tolbets`; incomplete pairs as
   :mod:`meshlab.stats.pairing` states: never a way to promote).
   ``paired_errors=False`` (pseudo-samples that carry no request pairing, e.g. Prometheus's) and
   ``abortOn: beyond-tolerance`` keep the two-sample union bound over the arms.
@@ -50,8 +50,9 @@ to its tolerance (:func:`meshlab.stats.design.design_size`) unless ``design_n`` 
 all; ``candidate_share`` (the candidate's share of the compared canary requests, fixed from the
 plan before any data) gives each arm of a canary difference its own design size
 (:func:`meshlab.stats.design.arm_designs`) and sets how canary error rates are grouped for the
-bets (:mod:`meshlab.stats.arrival`: each candidate request with its share of reference requests,
-19 at 5%; ``paired_bets=False`` keeps the arms' mixtures). ``intersect=True`` keeps each metric's running intersection of its confidence sequence over
+bets aimed at the tolerance (:mod:`meshlab.stats.tolbets`; groups by :mod:`meshlab.stats.arrival`:
+each candidate request with its share of reference requests, 19 at 5%; ``paired_bets=False``
+keeps the arms' mixtures). ``intersect=True`` keeps each metric's running intersection of its confidence sequence over
 the looks (valid, since the sequence holds at every look at once; Howard et al. 2021). It is off
 by default: it bought nothing measurable (A/A canary median 0.64 of the one-look size either
 way, p90 0.93 -> 0.95; ``analysis/README.md``), and it makes a look's
@@ -78,7 +79,7 @@ import numpy.typing as npt
 from meshlab.errors import ConfigError
 from meshlab.samples import Samples
 from meshlab.spec.analysis import Analysis, Metric
-from meshlab.stats import bets, classic, latency, rates
+from meshlab.stats import bets, classic, latency, rates, tolbets
 from meshlab.stats.arrival import ArrivalGroups, batch_order, grouping_for
 from meshlab.stats.design import arm_designs, design_size
 from meshlab.stats.pairing import ErrorPairs
@@ -119,7 +120,7 @@ class Comparison:
         self.latch = latch
         self._passed_at: dict[str, int] = {}
         self.paired_errors = paired_errors and mode == "shadow"
-        # canary error rates by betting on requests paired in arrival order (stats.bets)
+        # canary error rates by betting on requests grouped in arrival order (stats.tolbets)
         self.paired_bets = paired_bets and mode == "canary"
         # each candidate request grouped with its share of reference requests (stats.arrival)
         # groups of one split only when every weighted step keeps it (manifests.steady_split):
@@ -175,12 +176,16 @@ class Comparison:
         self._n += np.bincount(arm, minlength=2)
         failed = batch.errors(self.analysis.expected_statuses)[use]
         self._errors += np.bincount(arm[failed], minlength=2)
-        if any(m.type == "error-rate" and self.pairs_errors(m) for m in self.analysis.metrics):
-            self._error_pairs.add(arm, batch.request_id[use], failed)
+        paired = any(m.type == "error-rate" and self.pairs_errors(m) for m in self.analysis.metrics)
         betting = [m for m in self.analysis.metrics if self.bets_on(m) or self.tv_bets_on(m)]
         order = (
-            batch_order(batch.timestamp[use], batch.request_id[use], failed) if betting else None
+            batch_order(batch.timestamp[use], batch.request_id[use], failed)
+            if betting or paired
+            else None
         )
+        if paired:  # pairs complete in the batch's own order: the bets' snapshots depend on it
+            assert order is not None
+            self._error_pairs.add(arm[order], batch.request_id[use][order], failed[order])
         if order is not None and any(m.type == "error-rate" for m in betting):
             self._arrival.add(arm[order], failed[order])
         if not self._divergence:
@@ -230,7 +235,7 @@ class Comparison:
         return arm_designs(design, self.candidate_share)
 
     def bets_on(self, m: Metric) -> bool:
-        """Whether ``m`` is a canary error rate judged by bets on grouped requests (:mod:`meshlab.stats.bets`)."""
+        """Whether ``m`` is a canary error rate judged by bets on grouped requests (tolbets)."""
         return self.grouping is not None and self.sequential and m.type == "error-rate"
 
     def tv_bets_on(self, m: Metric) -> bool:
@@ -271,9 +276,8 @@ class Comparison:
         elif m.type == "error-rate" and self.pairs_errors(m):
             e, tol = self._error_pairs, float(m.tolerance)
             n_b = n_c = e.pairs
-            levels = bets.pair_counts(e.only_candidate, e.only_reference, e.pairs)
-            lo, est, hi = bets.bet_interval(
-                levels, a, b, bets.bet_scale(tol), (0.0, tol), unmatched=e.unmatched_failures
+            lo, est, hi = tolbets.interval(
+                e.snapshots, a, b, tol, (0.0, tol), unmatched=e.unmatched_failures, copies=True
             )
             method = "paired error-rate difference"
             how = (
@@ -284,7 +288,7 @@ class Comparison:
             ap, tol = self._arrival, float(m.tolerance)
             thresholds = (tol if m.abort_on == "beyond-tolerance" else 0.0, tol)
             g = ap.grouping
-            lo, est, hi = bets.bet_interval(ap.counts, a, b, bets.bet_scale(tol, g), thresholds, g)
+            lo, est, hi = tolbets.interval(ap.snapshots, a, b, tol, thresholds, g)
             method = "error-rate difference"
             how = f"{ap.groups} {g.describe()} in arrival order"
         elif m.type == "error-rate":
@@ -345,9 +349,8 @@ class Comparison:
             how = how if seq else f"Clopper-Pearson; {how}"
         if m.type != "latency":
             text = rates.SEQUENTIAL_GUARANTEE if seq else rates.FIXED_GUARANTEE
-            betting = self.bets_on(m) or (m.type == "error-rate" and self.pairs_errors(m))
-            betting = betting or self._tv_betting(m)
-            text = bets.GUARANTEE if betting else text
+            aimed = self.bets_on(m) or (m.type == "error-rate" and self.pairs_errors(m))
+            text = tolbets.GUARANTEE if aimed else bets.GUARANTEE if self._tv_betting(m) else text
             method += " confidence sequence" if seq else " (fixed horizon)"
         if n_b == 0 or n_c == 0:  # no data is never a pass, nor a fail
             lo, hi = -math.inf, math.inf

@@ -23,14 +23,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from meshlab.stats import bets, latency, rates
+from meshlab.stats import bets, latency, rates, tolbets
 from meshlab.stats.boundaries import difference_upper
 from meshlab.stats.design import DESIGN_FACTOR, arm_designs, compared_share
 from meshlab.stats.latency import LogGrid
 from meshlab.stats.replay import Difference, Exact, Test
 
 if TYPE_CHECKING:
-    from meshlab.stats.simulate import Setup
+    from meshlab.stats.simulate import Levers, Setup
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -46,8 +46,9 @@ class Bounded(Exact):
 
 
 class _Bets(Exact):
-    """Error rates by bets on grouped requests (level counts per replication, last axis):
-    verdicts from two capitals, bounds only when asked."""
+    """Error rates by bets on grouped requests (counts per replication, snapshot and level):
+    aimed at the tolerance (:mod:`meshlab.stats.tolbets`), or with ``aimed=False`` the mixture
+    over bet sizes on the total counts; verdicts from two capitals, bounds only when asked."""
 
     def __init__(
         self,
@@ -57,17 +58,29 @@ class _Bets(Exact):
         thr: float,
         tol: float,
         grouping: bets.Grouping,
-        widen: float = 1.0,
+        levers: Levers,
+        copies: bool = False,
     ) -> None:
-        self.counts, self.a, self.b, self.thr, self.tol = counts, a, b, thr, tol
+        self.aimed, self.copies = levers.aimed_bets, copies
+        self.counts = counts if self.aimed else counts.sum(axis=-2)
+        self.a, self.b, self.thr, self.tol = a, b, thr, tol
         self.grouping = grouping
-        self.scale = widen * bets.bet_scale(tol, grouping)
-        super().__init__(*bets.verdicts(counts, (thr, tol), a, b, self.scale, grouping))
+        self.scale = levers.bet_scale * bets.bet_scale(tol, grouping)
+        if self.aimed:
+            verdict = tolbets.verdicts(self.counts, (thr, tol), a, b, tol, grouping, copies=copies)
+        else:
+            verdict = bets.verdicts(self.counts, (thr, tol), a, b, self.scale, grouping)
+        super().__init__(*verdict)
 
     def bounds(self) -> tuple[FloatArray, FloatArray]:
-        thresholds = (self.thr, self.tol)
-        lo, hi = bets.bet_bounds(self.counts, self.a, self.b, self.scale, thresholds, self.grouping)
-        data = self.counts.sum(axis=-1) > 0
+        thresholds, g = (self.thr, self.tol), self.grouping
+        if self.aimed:
+            lo, hi = tolbets.bounds(
+                self.counts, self.a, self.b, self.tol, thresholds, g, copies=self.copies
+            )
+        else:
+            lo, hi = bets.bet_bounds(self.counts, self.a, self.b, self.scale, thresholds, g)
+        data = self.counts.sum(axis=(-2, -1) if self.aimed else -1) > 0
         return np.where(data, lo, -np.inf), np.where(data, hi, np.inf)
 
 
@@ -146,6 +159,7 @@ def tests(
     grid: LogGrid,
     arrival: FloatArray | None = None,
     labels: FloatArray | None = None,
+    pair_levels: FloatArray | None = None,
 ) -> list[Test]:
     """Per metric, the verdict test over the active replications (as ``Comparison`` judges).
 
@@ -169,7 +183,7 @@ def tests(
             out.append(Bounded(lo, hi, thr, tol, data))
         elif m.type == "error-rate" and grouping is not None:
             assert arrival is not None
-            out.append(_Bets(arrival[act], a, b, thr, tol, grouping, s.levers.bet_scale))
+            out.append(_Bets(arrival[act], a, b, thr, tol, grouping, s.levers))
         elif m.type == "error-rate" and s.mode == "canary":
             e, k = err[:, act], n[:, act]
             if s.levers.conditional_errors and thr == 0.0:
@@ -183,8 +197,8 @@ def tests(
         elif (
             m.type == "error-rate" and s.levers.paired_errors and s.levers.shadow_bets and thr == 0
         ):
-            counts = bets.pair_counts(err[3, act], err[2, act], n[1, act])
-            out.append(_Bets(counts, a, b, thr, tol, bets.PAIRS, s.levers.bet_scale))
+            assert pair_levels is not None
+            out.append(_Bets(pair_levels[act], a, b, thr, tol, bets.PAIRS, s.levers, copies=True))
         elif m.type == "error-rate" and s.levers.paired_errors and thr == 0.0:
             lo, _, hi = rates.paired_error_bounds(
                 err[2, act], err[3, act], n[1, act], a, b, dn, rates.paired_design(tol)

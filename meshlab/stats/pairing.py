@@ -29,8 +29,10 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from meshlab.stats import tolbets
+
 IntArray = npt.NDArray[np.int64]
-FIELDS = ("pairs", "only_reference", "only_candidate", "unmatched_failures")
+FIELDS = ("pairs", "only_reference", "only_candidate", "unmatched_failures", "both_failed")
 
 
 class ErrorPairs:
@@ -39,6 +41,9 @@ class ErrorPairs:
     def __init__(self) -> None:
         self.waiting: tuple[dict[str, bool], dict[str, bool]] = ({}, {})
         self.counts = np.zeros(len(FIELDS), dtype=np.int64)
+        # complete pairs per snapshot (meshlab.stats.tolbets) and level (bets.PAIRS: candidate
+        # failed x 2 + reference failed), in the order they completed
+        self.snapshots = np.zeros((tolbets.SNAPSHOTS, 4), dtype=np.int64)
 
     @property
     def pairs(self) -> int:
@@ -66,6 +71,7 @@ class ErrorPairs:
         size = side.size
         # plain lists in the loop (a numpy item assignment costs several times a list's)
         done, only_ref, only_cand, unmatched = [0] * size, [0] * size, [0] * size, [0] * size
+        both = [0] * size
         waiting = self.waiting
         for i, (s, rid, f) in enumerate(
             zip(side.tolist(), ids.tolist(), failed.tolist(), strict=True)
@@ -80,12 +86,23 @@ class ErrorPairs:
                 done[i] = 1
                 only_ref[i] = int(ref and not cand)
                 only_cand[i] = int(cand and not ref)
+                both[i] = int(cand and ref)
                 unmatched[i] = -int(s == 0 and mate)  # the waiting failed copy found its reference
                 continue
             mine = waiting[s]
             if s == 1:  # a replaced waiting failure no longer counts
                 unmatched[i] = int(f) - int(mine.get(rid, False))
             mine[rid] = f
-        steps = np.array([done, only_ref, only_cand, unmatched], dtype=np.int64).T
+        steps = np.array([done, only_ref, only_cand, unmatched, both], dtype=np.int64).T
+        levels = pair_levels(steps)
+        snap = tolbets.snapshot_of(self.pairs + np.arange(levels.size))
+        np.add.at(self.snapshots, (snap, levels), 1)
         self.counts += steps.sum(axis=0)
         return steps
+
+
+def pair_levels(steps: IntArray) -> IntArray:
+    """The :data:`~meshlab.stats.bets.PAIRS` level of each pair completed in ``steps`` (rows x
+    :data:`FIELDS`, from :meth:`ErrorPairs.add`), in order."""
+    done = steps[steps[:, 0] == 1]
+    return np.asarray(2 * done[:, 2] + done[:, 1] + 3 * done[:, 4], dtype=np.int64)

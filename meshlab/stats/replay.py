@@ -31,11 +31,11 @@ import numpy.typing as npt
 
 from meshlab.samples import Samples
 from meshlab.spec.analysis import Metric
-from meshlab.stats import bets, latency, rates
+from meshlab.stats import bets, latency, rates, tolbets
 from meshlab.stats.arrival import batch_order, groups_at
 from meshlab.stats.boundaries import ArmDesign
 from meshlab.stats.comparison import Comparison
-from meshlab.stats.pairing import ErrorPairs
+from meshlab.stats.pairing import ErrorPairs, pair_levels
 from meshlab.stats.predictions import Categories, predictions_differ
 from meshlab.stats.ranks import PrefixRanks
 from meshlab.stats.replay_verdicts import (
@@ -116,10 +116,11 @@ class Looks:
         counts = self._prefix(self.look_of, self.arm + 2 * err, 4)  # (looks, arm x error)
         self.n = counts[:, :2] + counts[:, 2:]
         self.err = counts[:, 2:]
-        # canary errors by bets: level counts (looks, levels), each look's rows grouped in the
-        # order Comparison.update groups a batch
-        self.arrival: FloatArray | None = None
-        betting = any(c.bets_on(m) or c.tv_bets_on(m) for m in c.analysis.metrics)
+        # canary errors by bets: each group's level and the groups per look, each look's rows
+        # grouped in the order Comparison.update groups a batch
+        self.arrival: tuple[IntArray, IntArray] | None = None  # group levels, groups per look
+        paired = any(m.type == "error-rate" and c.pairs_errors(m) for m in c.analysis.metrics)
+        betting = paired or any(c.bets_on(m) or c.tv_bets_on(m) for m in c.analysis.metrics)
         ids, stamps = data.request_id[use], data.timestamp[use]
         self.order = batch_order(stamps, ids, err, self.look_of) if betting else None
         if c.grouping is not None and any(c.bets_on(m) for m in c.analysis.metrics):
@@ -127,11 +128,15 @@ class Looks:
             rows, n_ref, n_cand = self.arm[self.order], self.n[:, 0], self.n[:, 1]
             self.arrival = groups_at(rows, err[self.order], n_ref, n_cand, c.grouping)
         self.error_pairs: IntArray | None = None  # (looks, pairing.FIELDS)
-        if any(m.type == "error-rate" and c.pairs_errors(m) for m in c.analysis.metrics):
-            steps = ErrorPairs().add(self.arm, data.request_id[use], err)
+        self.pair_levels: IntArray | None = None  # each complete pair's level, in order
+        if paired:  # each look's rows paired in the order Comparison.update pairs a batch
+            assert self.order is not None
+            o = self.order
+            steps = ErrorPairs().add(self.arm[o], ids[o], err[o])
             flat = np.zeros((self.count, steps.shape[1]), dtype=np.int64)
-            np.add.at(flat, self.look_of, steps)
+            np.add.at(flat, self.look_of[o], steps)
             self.error_pairs = np.cumsum(flat, axis=0)
+            self.pair_levels = pair_levels(steps)
         self.divergence: dict[str, Any] = {}
         self.label_joint: dict[str, IntArray] = {}  # canary TV by bets: (looks, K, K) pairs
         for m in c.analysis.metrics:
@@ -147,6 +152,29 @@ class Looks:
         if any(m.type == "latency" for m in c.analysis.metrics):
             self._bins = c.grid.index(data.latency_ms[use])
         self._ranks: dict[int, PrefixRanks] = {}
+        self._bets: dict[str, tuple[BoolArray, BoolArray]] = {}  # error rates' verdicts per look
+
+    def _bet_verdicts(
+        self, m: Metric, thresholds: tuple[float, float]
+    ) -> tuple[BoolArray, BoolArray]:
+        """An error rate's (fails, passes) at every look by the bets aimed at the tolerance
+        (:func:`meshlab.stats.tolbets.sequence_verdicts`), computed once per metric."""
+        if m.name not in self._bets:
+            c, tol = self.c, float(m.tolerance)
+            a, b = c.alpha_share, c.analysis.beta
+            if c.bets_on(m):  # canary: groups in arrival order
+                assert self.arrival is not None and c.grouping is not None
+                levels, groups = self.arrival
+                self._bets[m.name] = tolbets.sequence_verdicts(
+                    levels, groups, thresholds, a, b, tol, c.grouping
+                )
+            else:  # shadow: the copies of each request
+                assert self.error_pairs is not None and self.pair_levels is not None
+                pairs, unmatched = self.error_pairs[:, 0], self.error_pairs[:, 3]
+                self._bets[m.name] = tolbets.sequence_verdicts(
+                    self.pair_levels, pairs, thresholds, a, b, tol, unmatched=unmatched, copies=True
+                )
+        return self._bets[m.name]
 
     def _prefix(self, look: IntArray, cell: IntArray, cells: int) -> IntArray:
         """Cumulative counts of rows per cell at each look's end: (looks, cells)."""
@@ -235,11 +263,8 @@ class Looks:
                 lo, hi = self._latency(m, j0, j1, a, b, design)
                 tests.append(Exact((lo > thr) & ~empty, (hi < tol) & ~empty))
             elif c.bets_on(m):
-                assert self.arrival is not None
-                g = c.grouping
-                assert g is not None
-                scale = bets.bet_scale(tol, g)
-                tests.append(Exact(*bets.verdicts(self.arrival[j0:j1], (thr, tol), a, b, scale, g)))
+                fails, passes = self._bet_verdicts(m, (thr, tol))
+                tests.append(Exact(fails[j0:j1], passes[j0:j1]))
             elif m.type == "error-rate" and c.mode == "canary":
                 e = self.err[j0:j1]
                 split = c.arm_design(m)
@@ -247,12 +272,8 @@ class Looks:
                     Difference(e[:, 0], n[:, 0], e[:, 1], n[:, 1], a, b, thr, tol, split, ~empty)
                 )
             elif m.type == "error-rate" and c.pairs_errors(m):
-                assert self.error_pairs is not None
-                pairs, ref, cand, unmatched = self.error_pairs[j0:j1].T.astype(np.float64)
-                counts, scale = bets.pair_counts(cand, ref, pairs), bets.bet_scale(tol)
-                tests.append(
-                    Exact(*bets.verdicts(counts, (thr, tol), a, b, scale, unmatched=unmatched))
-                )
+                fails, passes = self._bet_verdicts(m, (thr, tol))
+                tests.append(Exact(fails[j0:j1], passes[j0:j1]))
             elif m.type == "error-rate":
                 e = self.err[j0:j1]
                 lo_, _, hi_ = rates.rate_difference(

@@ -41,7 +41,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats as sps
 
-from meshlab.stats import looktests
+from meshlab.stats import looktests, tolbets
 from meshlab.stats.arrival import ArrivalGroups, grouping_for
 from meshlab.stats.bets import PAIRS, Grouping
 from meshlab.stats.boundaries import DEFAULT_DESIGN_N
@@ -131,6 +131,9 @@ class Levers:
     shadow_bets: bool = True
     # the bets' prior scale (bets.bet_scale) times this (analysis/sequential_floor.py sweeps it)
     bet_scale: float = 1.0
+    # error-rate bets aimed at the tolerance, re-sized at snapshots (stats.tolbets); False: the
+    # mixture over bet sizes (stats.bets)
+    aimed_bets: bool = True
 
 
 @dataclass(frozen=True)
@@ -231,7 +234,8 @@ def simulate(
     pairs = np.zeros(reps, dtype=np.int64)
     grouping = s.grouping() if use_err else None  # canary errors by bets on grouped requests
     g = grouping or Grouping()
-    arrival = np.zeros((reps, g.levels))  # level counts of the groups formed so far
+    arrival = np.zeros((reps, tolbets.SNAPSHOTS, g.levels))  # groups so far, per snapshot
+    pair_levels = np.zeros((reps, tolbets.SNAPSHOTS, 4))  # shadow: copies paired, per snapshot
     queues: dict[int, ArrivalGroups] = {}  # bursty worlds group each replication's requests
     level_odds = _level_odds(g, w.error_rate, s.effect.error_delta)
     tv_bets = use_div and s.tv_bets()  # label pairs (candidate, reference), i.i.d. draws
@@ -313,14 +317,15 @@ def simulate(
                 flat = (act[:, None] * nb + idx)[m]
                 hist[a] += np.bincount(flat, minlength=reps * nb).reshape(reps, nb)
         if grouping is not None and not w.bursty:  # i.i.d. requests: new groups' levels drawn
-            new = np.minimum(n[0, act] // g.ref, n[1, act] // g.cand) - before
-            arrival[act] += rng.multinomial(new, level_odds)
+            pieces = tolbets.split(before, np.minimum(n[0, act] // g.ref, n[1, act] // g.cand))
+            for snap in np.flatnonzero(pieces.any(axis=0)):
+                arrival[act, snap] += rng.multinomial(pieces[:, snap], level_odds)
         elif grouping is not None:  # bursty: group the requests in arrival order
             for i, rep in enumerate(act.tolist()):
                 rows = masks[0][i] | masks[1][i]
                 queue = queues.setdefault(rep, ArrivalGroups(grouping))
                 queue.add(masks[1][i][rows].astype(np.int8), (failed[0][i] | failed[1][i])[rows])
-                arrival[rep] = queue.counts
+                arrival[rep] = queue.snapshots
         if labels is not None:  # each new pair's labels: (candidate, reference), independent
             new_pairs = np.minimum(n[0, act], n[1, act]) - paired
             labels[act] += rng.multinomial(new_pairs, label_odds).reshape(
@@ -329,9 +334,16 @@ def simulate(
         if shadow and use_err:  # pairs where only the reference / only the candidate failed
             err[2, act] += (failed[0] & ~failed[1]).sum(axis=1)
             err[3, act] += (~failed[0] & failed[1]).sum(axis=1)
+            cell = np.arange(r)[:, None] * tolbets.SNAPSHOTS + tolbets.snapshot_of(
+                range(seen - k, seen)
+            )
+            flat = cell * 4 + 2 * failed[1] + failed[0]  # PAIRS level: candidate x 2 + reference
+            pair_levels[act] += np.bincount(flat.ravel(), minlength=pair_levels[act].size).reshape(
+                r, tolbets.SNAPSHOTS, 4
+            )
         tests = looktests.tests(
             s, act, hist, n, err, cats, pairs, differ, alpha_share, designs, weight, GRID, arrival,
-            labels,
+            labels, pair_levels,
         )  # fmt: skip
         if s.levers.intersect:  # every metric's exact bounds at every look
             lows, highs = looktests.exact_bounds(tests)

@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from meshlab.stats import Comparison
+from meshlab.stats import Comparison, tolbets
 from meshlab.stats.arrival import ArrivalGroups, grouping_for, groups_at
 from meshlab.stats.bets import (
     PAIRS,
@@ -141,8 +141,12 @@ def test_groups_do_not_depend_on_how_rows_are_split_into_batches(weight: float) 
     for lo, hi in zip(np.concatenate(([0], cuts)), np.concatenate((cuts, [n])), strict=True):
         grouping.add(arm[lo:hi], failed[lo:hi])
         looks.append(grouping.counts.copy())
-    at = groups_at(arm, failed, ref_seen[cuts - 1], cand_seen[cuts - 1], g)
-    assert np.array_equal(at, np.asarray(looks[:-1], dtype=float))
+    levels, groups = groups_at(arm, failed, ref_seen[cuts - 1], cand_seen[cuts - 1], g)
+    at = [np.bincount(levels[:m], minlength=g.levels) for m in groups]
+    assert np.array_equal(np.asarray(at), np.asarray(looks[:-1]))
+    snapshots = np.zeros((tolbets.SNAPSHOTS, g.levels), dtype=np.int64)
+    np.add.at(snapshots, (tolbets.snapshot_of(np.arange(levels.size)), levels), 1)
+    assert np.array_equal(snapshots, grouping.snapshots)  # the same groups, per snapshot
     # by hand: the k-th group is candidate rows k*c .. and reference rows k*r .. in order
     ref, cand = failed[arm == 0], failed[arm == 1]
     k = min(cand.size // g.cand, ref.size // g.ref)
@@ -162,7 +166,8 @@ def test_a_canary_comparison_judges_errors_by_bets_and_prometheus_rows_do_not() 
     c.update(data)
     result = c.assess()
     errors = result.metrics[0]
-    assert "constant bets" in errors.guarantee and "pairs of requests" in errors.guarantee
+    assert "bets aimed at the tolerance" in errors.guarantee
+    assert "pairs of requests" in errors.guarantee
     assert result.verdict.outcome == "abort" and errors.lower > 0
     plain = Comparison(analysis(ERRORS), paired_bets=False)  # type: ignore[arg-type]
     plain.update(data)

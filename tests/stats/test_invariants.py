@@ -80,9 +80,15 @@ def test_swapping_arms_flips_the_sign_of_the_estimate(s: Samples) -> None:
 @settings(max_examples=40, deadline=None)
 @given(streams())
 def test_duplicating_both_arms_never_widens_an_interval(s: Samples) -> None:
+    """Not for error rates: their bets are re-sized at snapshots from the groups before (stats.
+    tolbets), so a copy of each group meets other bets than the original did and its capital is
+    not twice the original's (hypothesis found a doubled stream of 80 pairs whose lower bound
+    moved 0.009 further out)."""
     a = assess(s, LATENCY, ERRORS, DIVERGENCE)
     b = assess(doubled(s), LATENCY, ERRORS, DIVERGENCE)
     for x, y in zip(a.metrics, b.metrics, strict=True):  # type: ignore[attr-defined]
+        if x.type == "error-rate":
+            continue
         assert y.lower >= x.lower - 1e-12, x.name
         assert y.upper <= x.upper + 1e-12, x.name
 
