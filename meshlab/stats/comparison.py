@@ -45,19 +45,17 @@ tolerance unless ``abortOn: worse`` is set (:class:`meshlab.spec.analysis.Metric
 control the floor is part of what is judged.
 
 Error budget: each metric's abort side gets ``alpha / k`` (Bonferroni over k metrics), its promote
-side the full ``beta`` (see :mod:`meshlab.stats.results`). Each metric's mixture boundary is tuned
-to its tolerance (:func:`meshlab.stats.design.design_size`) unless ``design_n`` fixes one size for
-all; ``candidate_share`` (the candidate's share of the compared canary requests, fixed from the
-plan before any data) gives each arm of a canary difference its own design size
-(:func:`meshlab.stats.design.arm_designs`) and sets how canary error rates are grouped for the
-bets aimed at the tolerance (:mod:`meshlab.stats.tolbets`; groups by :mod:`meshlab.stats.arrival`:
-each candidate request with its share of reference requests, 19 at 5%; ``paired_bets=False``
-keeps the arms' mixtures). ``intersect=True`` keeps each metric's running intersection of its confidence sequence over
-the looks (valid, since the sequence holds at every look at once; Howard et al. 2021). It is off
-by default: it bought nothing measurable (A/A canary median 0.64 of the one-look size either
-way, p90 0.93 -> 0.95; ``analysis/README.md``), and it makes a look's
-verdict depend on every earlier look, which the fast replay (:mod:`meshlab.stats.replay`) relies
-on not happening.
+side the full ``beta`` (:mod:`meshlab.stats.results`). Each mixture boundary is tuned to its
+metric's tolerance (:func:`meshlab.stats.design.design_size`) unless ``design_n`` fixes one size;
+``candidate_share`` (the candidate's share of the compared canary requests, fixed from the plan
+before any data) gives each arm of a canary difference its own design size
+(:func:`meshlab.stats.design.arm_designs`) and groups canary error rates for the bets aimed at
+the tolerance (:mod:`meshlab.stats.tolbets`; groups by :mod:`meshlab.stats.arrival`, 19
+reference requests per candidate request at 5%; ``paired_bets=False`` keeps the arms'
+mixtures). ``intersect=True`` keeps each metric's running intersection of its confidence
+sequence over the looks (valid: Howard et al. 2021); off by default, as it bought nothing
+measurable (``analysis/README.md``) and makes a look depend on earlier looks, which the fast
+replay (:mod:`meshlab.stats.replay`) relies on not happening.
 
 Sequential passes stand (``latch=True``, :mod:`meshlab.stats.results`): each metric's first
 passing look is kept (``MetricResult.passed_at``), and the run promotes once every metric has

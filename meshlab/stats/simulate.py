@@ -1,16 +1,14 @@
 """Vectorised simulation of whole sequential experiments: the engine of the calibration and of plans.
 
 :func:`simulate` runs ``reps`` experiments at once (numpy arrays over replications) and judges
-them at every look exactly as :class:`meshlab.stats.Comparison` does: the same bound functions
-(``latency.ratio_interval``, ``rates.rate_difference``, ``rates.rate_interval``,
-``rates.tv_interval``), the same alpha split (Bonferroni over metrics on the abort side, full
-beta on the promote side), the same per-metric design sizes (:mod:`meshlab.stats.design`) and the
-same running intersection of the confidence sequences across looks. It returns, per replication,
-whether and after how many requests it aborted or promoted. ``analysis/calibration.py`` uses it to
-check the error guarantees and measure efficiency; ``meshlab plan`` uses it to predict how long
-an experiment will take.
+them at every look exactly as :class:`meshlab.stats.Comparison` does: the same bound functions,
+alpha split (Bonferroni over metrics on the abort side, full beta on the promote side) and
+per-metric design sizes (:mod:`meshlab.stats.design`). It returns, per replication, whether and
+after how many requests it aborted or promoted: ``analysis/calibration.py`` checks the error
+guarantees and efficiency with it, ``meshlab plan`` predicts how long an experiment will take.
 
-The world is a stated model (:class:`World`): lognormal latencies, Bernoulli errors, categorical
+The world is a stated model (:class:`World`, with the other scenario types in
+:mod:`meshlab.stats.simworld`): lognormal latencies, Bernoulli errors, categorical
 predictions (canary) or paired disagreements (shadow), optionally with shared bursts. Where the
 model makes them independent of the rest, counts are drawn per look instead of per request
 (labels as multinomial, canary errors as binomial counts of each arm's requests): the same
@@ -48,6 +46,10 @@ from meshlab.stats.boundaries import DEFAULT_DESIGN_N
 from meshlab.stats.design import compared_share, design_size
 from meshlab.stats.latency import LogGrid
 from meshlab.stats.replay import judge
+from meshlab.stats.simworld import Effect as Effect  # re-exported
+from meshlab.stats.simworld import Levers as Levers  # re-exported
+from meshlab.stats.simworld import SimMetric as SimMetric  # re-exported
+from meshlab.stats.simworld import World as World  # re-exported
 from meshlab.stats.sizes import one_look_size as one_look_size  # re-exported
 from meshlab.stats.standing import judge_tracking
 
@@ -55,85 +57,6 @@ FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
 GRID = LogGrid(lo=0.5, hi=5000.0, ratio=1.001)  # the default grid's 0.1% bins, narrower range
-
-
-@dataclass(frozen=True)
-class SimMetric:
-    """One judged metric (the simulation's view of :class:`meshlab.spec.analysis.Metric`)."""
-
-    type: str  # "latency" | "error-rate" | "prediction-divergence"
-    tolerance: float
-    quantile: float = 0.5
-    abort_beyond: bool = False  # abortOn: beyond-tolerance
-
-    @property
-    def abort_threshold(self) -> float:
-        return self.tolerance if self.abort_beyond else 0.0
-
-
-@dataclass(frozen=True)
-class World:
-    """The data-generating model of the baseline (the candidate differs by an :class:`Effect`)."""
-
-    latency_median_ms: float = 20.0
-    latency_sigma: float = 0.5  # of log latency
-    error_rate: float = 0.01
-    categories: tuple[float, ...] = (0.7, 0.2, 0.1)
-    bursty: bool = False  # shared bursts: latency x2, error rate x5 for both arms
-    burst_latency: float = 2.0
-    burst_errors: float = 5.0
-    burst_enter: float = 0.002  # per request, outside a burst (a Markov chain: :func:`_bursts`)
-    burst_leave: float = 0.02  # per request, inside one (bursts last 50 requests on average)
-    load_slope: float = 0.0  # median latency x (1 + load_slope * the arm's traffic share)
-    cold_start: float = 0.0  # a fresh arm's latency x (1 + cold_start * exp(-age / cold_tau))
-    cold_tau: float = 2000.0  # requests of its own an arm needs to warm up by a factor e
-    floor: float = 0.0  # share of requests on which any copy of a model disagrees with production
-    shared_errors: bool = True  # shadow: a bad request fails on both arms (else independently)
-
-    def burst_share(self) -> float:
-        """The long-run share of requests served in a burst (1/11 when bursty)."""
-        return self.burst_enter / (self.burst_enter + self.burst_leave) if self.bursty else 0.0
-
-
-@dataclass(frozen=True)
-class Effect:
-    """How the candidate differs: latency ratio, added error rate, moved prediction mass."""
-
-    latency_ratio: float = 1.0
-    error_delta: float = 0.0
-    divergence: float = 0.0  # TV distance (canary) or disagreement rate (shadow)
-
-
-@dataclass(frozen=True)
-class Levers:
-    """The efficiency levers, each switchable so the calibration can show what it buys."""
-
-    tuned_design: bool = True  # mixture design size from the tolerance, not a fixed 2,000
-    intersect: bool = False  # running intersection of the confidence sequences across looks
-    # canary errors' abort side from the errors' arms alone (rates.ratio_lower; measured only)
-    conditional_errors: bool = False
-    # shadow errors judged on request pairs (bets, or with shadow_bets=False the discordant pairs)
-    paired_errors: bool = True
-    # the tuned design sizes times this (analysis/sequential_floor.py sweeps it; 1 is adopted)
-    design_scale: float = 1.0
-    # two-arm canary differences tuned per arm to the planned split (design.arm_designs)
-    arm_designs: bool = True
-    # canary error rates by betting on requests grouped in arrival order (stats.bets)
-    bets: bool = True
-    # ... each candidate request with its share of reference requests (stats.arrival); False:
-    # one-to-one pairs, and only near an even split (the lever before)
-    groups: bool = True
-    # canary TV distance by bets on label pairs, per event (at an even planned split)
-    tv_bets: bool = True
-    # a sequential pass stands (results.py): promote once every metric has passed at some look
-    latch: bool = True
-    # shadow error rates by betting on the two copies of each request, instead of McNemar
-    shadow_bets: bool = True
-    # the bets' prior scale (bets.bet_scale) times this (analysis/sequential_floor.py sweeps it)
-    bet_scale: float = 1.0
-    # error-rate bets aimed at the tolerance, re-sized at snapshots (stats.tolbets); False: the
-    # mixture over bet sizes (stats.bets)
-    aimed_bets: bool = True
 
 
 @dataclass(frozen=True)
@@ -147,9 +70,9 @@ class Setup:
     weights: tuple[tuple[float, float], ...] = ((math.inf, 0.5),)  # (until request, weight)
     every: int = 200
     horizon: int = 40_000
-    world: World = World()
-    effect: Effect = Effect()
-    levers: Levers = Levers()
+    world: World = field(default_factory=World)
+    effect: Effect = field(default_factory=Effect)
+    levers: Levers = field(default_factory=Levers)
     control: bool = False  # an equal-load control arm: candidate vs control (issue 13)
     # the candidate weight the arms' designs are tuned to (Comparison's candidate_share, from
     # the plan's first weighted step); None: this setup's first weight
