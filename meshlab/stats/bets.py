@@ -56,6 +56,7 @@ alone, at the tolerance 0.82 -> 0.68.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -68,7 +69,7 @@ BoolArray = npt.NDArray[np.bool_]
 
 BETS = 200  # grid points of the mixture over bet sizes
 _T = np.linspace(0.98 / BETS, 0.98, BETS)
-_BISECT = 48  # halvings of [-1, 1] for a reported bound (resolution 2^-47)
+_RESOLUTION_BITS = 48  # a reported bound is searched to 2^-48 of [-1, 1] (resolution 2^-47)
 GUARANTEE = (
     "anytime-valid: P(lower ever above the true effect) <= {a:.4g}, P(upper ever below it) <= "
     "{b:.4g} (mixture of constant bets on grouped requests, Waudby-Smith & Ramdas 2024; {how})"
@@ -237,35 +238,52 @@ def bet_bounds(
     )
 
 
-def _bisect(
-    counts: FloatArray, level: float, scale: float, start: float, above: bool, grouping: Grouping
+def search_edge(
+    rejects: Callable[[FloatArray], BoolArray], start: npt.ArrayLike, end: float, bits: int = 3
 ) -> FloatArray:
-    """The end of the confidence set ``{mu: K_n(mu) <= 1/level}`` on one side.
+    """The end of a confidence set ``{mu: not rejects(mu)}`` on one side, searched from ``start``.
 
-    Above-bets reject every ``mu`` below some L (the set is ``[L, 1]``): L is returned, above
-    ``start`` exactly where ``K_n(start) > 1/level``; below-bets: ``[-1, U]``, U below ``start``
-    exactly where ``K_n(start) > 1/level``. Each result is a rejected ``mu`` within 2^-47 of
-    the set (conservative), or the range's end where nothing on that side is rejected.
+    ``end`` is the range's end inside the set (1 for a lower bound, -1 for an upper one);
+    ``rejects`` is vectorised over a trailing axis of ``mu``. The result is beyond ``start``
+    exactly where ``start`` is rejected, else a rejected ``mu`` within 2^-47 of the set
+    (conservative), or ``-end`` where nothing on that side is rejected. Each round tries
+    ``2^bits - 1`` values at once and keeps the cell where rejection stops (``bits`` divides
+    48): 16 rounds of 8 cells resolve as much as 48 halvings, in a third of the calls; wider
+    rounds cost more than they save once the capital's own arithmetic dominates.
     """
-
-    def out(mu: FloatArray) -> BoolArray:
-        return rejected(counts, mu, level, scale, above, grouping)
-
-    first = np.full(counts.shape[:-1], float(start))
-    end = 1.0 if above else -1.0
-    start_rejected = out(first)
+    first = np.asarray(start, dtype=np.float64)
+    start_rejected = rejects(first[..., None])[..., 0]
     inside = np.where(start_rejected, end, first)  # a mu inside the set
     outside = np.where(start_rejected, first, -end)  # a rejected mu (or the range's far end)
-    for _ in range(_BISECT):
-        mid = 0.5 * (inside + outside)
-        r = out(mid)
-        outside = np.where(r, mid, outside)
-        inside = np.where(r, inside, mid)
+    points = 2**bits - 1
+    cells = np.arange(1, points + 1) / (points + 1)
+    for _ in range(_RESOLUTION_BITS // bits):
+        mids = outside[..., None] + (inside - outside)[..., None] * cells
+        run = np.cumprod(rejects(mids), axis=-1).sum(axis=-1)  # rejected from the outside in
+        last = np.take_along_axis(mids, np.maximum(run - 1, 0)[..., None], axis=-1)[..., 0]
+        kept = np.take_along_axis(mids, np.minimum(run, points - 1)[..., None], -1)[..., 0]
+        outside, inside = (
+            np.where(run > 0, last, outside),
+            np.where(run < points, kept, inside),
+        )
     # strictly beyond ``start`` where start is rejected, so the report decides as the capital does
     nudged = np.nextafter(first, inside)
     return np.asarray(
         np.where(start_rejected & (outside == first), nudged, outside), dtype=np.float64
     )
+
+
+def _bisect(
+    counts: FloatArray, level: float, scale: float, start: float, above: bool, grouping: Grouping
+) -> FloatArray:
+    """The end of the confidence set ``{mu: K_n(mu) <= 1/level}`` on one side
+    (:func:`search_edge`): above-bets reject every ``mu`` below some L (the set is ``[L, 1]``),
+    below-bets every ``mu`` above some U (``[-1, U]``)."""
+
+    def out(mu: FloatArray) -> BoolArray:
+        return rejected(counts[..., None, :], mu, level, scale, above, grouping)
+
+    return search_edge(out, np.full(counts.shape[:-1], float(start)), 1.0 if above else -1.0)
 
 
 # The largest variance of a pair's event difference Z_A in {-1, 0, 1} (P(Z = +1) = P(Z = -1) =

@@ -48,7 +48,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats as sps
 
-from meshlab.stats.bets import PAIRS, Grouping
+from meshlab.stats.bets import PAIRS, Grouping, search_edge
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -57,7 +57,6 @@ BoolArray = npt.NDArray[np.bool_]
 FIRST = 100  # groups in the first snapshot; then each snapshot doubles the groups seen
 SNAPSHOTS = 28  # snapshot s >= 1 starts at FIRST * 2^(s - 1) groups: 28 cover 1.3e10 groups
 TOP = 0.98  # the largest bet, as a share of the one that could lose everything
-_BISECT = 48  # halvings of [-1, 1] for a reported bound
 _SIZE_STEPS = 32  # halvings of [0, TOP] for a bet
 GUARANTEE = (
     "anytime-valid: P(lower ever above the true effect) <= {a:.4g}, P(upper ever below it) <= "
@@ -255,28 +254,16 @@ def _bisect(
     grouping: Grouping,
     copies: bool,
 ) -> FloatArray:
-    """The end of ``{mu0: K_n(mu0) <= 1/level}`` on one side, searched from ``start``, as
-    :func:`meshlab.stats.bets._bisect` does: beyond ``start`` exactly where ``K_n(start) >
-    1/level``, conservative within 2^-47, or the range's end where nothing is rejected."""
+    """The end of ``{mu0: K_n(mu0) <= 1/level}`` on one side, searched from ``start`` as
+    :func:`meshlab.stats.bets.search_edge` does."""
 
     def out(mu: FloatArray) -> BoolArray:
-        cap = log_capital(counts, mu, above, tol, grouping, copies)
+        wide = np.broadcast_to(counts[..., None, :, :], (*mu.shape, *counts.shape[-2:]))
+        cap = log_capital(wide, mu, above, tol, grouping, copies)
         return np.asarray(cap > math.log(1.0 / level), dtype=np.bool_)
 
     first = np.full(counts.shape[:-2], float(start))
-    end = 1.0 if above else -1.0
-    start_rejected = out(first)
-    inside = np.where(start_rejected, end, first)
-    outside = np.where(start_rejected, first, -end)
-    for _ in range(_BISECT):
-        mid = 0.5 * (inside + outside)
-        r = out(mid)
-        outside = np.where(r, mid, outside)
-        inside = np.where(r, inside, mid)
-    nudged = np.nextafter(first, inside)
-    return np.asarray(
-        np.where(start_rejected & (outside == first), nudged, outside), dtype=np.float64
-    )
+    return search_edge(out, first, 1.0 if above else -1.0)
 
 
 def sequence_verdicts(
