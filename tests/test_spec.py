@@ -93,6 +93,7 @@ BAD = [
     ("spec.candidate.subset", "v1", "spec.candidate.subset: 'v1' is also the baseline's subset"),
     ("spec.service", _DELETE, "spec.service: required field is missing"),
     ("apiVersion", "meshlab.io/v2", "apiVersion: 'meshlab.io/v2' is not allowed"),
+    ("spec.load", {"rps": float("inf")}, "spec.load.rps: input should be a finite number"),
 ]
 
 

@@ -16,7 +16,10 @@ import typer
 from meshlab.errors import ConfigError
 
 if TYPE_CHECKING:
-    from meshlab.stats import Assessment, Mode
+    from meshlab.report.evidence import Evidence
+    from meshlab.samples import Samples
+    from meshlab.spec import Experiment
+    from meshlab.stats import Assessment, Comparison, Mode
 
 EXIT_CODES = {"promote": 0, "abort": 1, "inconclusive": 3}
 
@@ -49,6 +52,61 @@ def to_text(assessment: Assessment) -> str:
     return "\n".join(lines)
 
 
+def seen(experiment: Experiment, data: Samples, comparison: Comparison) -> Evidence:
+    """What the file holds, as a run's ``result.json`` evidence: status codes, errors and missing
+    predictions per arm, and the rows read but not compared, by arm and kind."""
+    import numpy as np
+
+    from meshlab.report.evidence import ARM_NAMES, Evidence, arm_evidence, traffic_warnings
+
+    analysis = experiment.spec.analysis
+    arms = arm_evidence(data, analysis.expected_statuses, shadow=comparison.mode == "shadow")
+    used = comparison.compared(data)
+    reasons = []
+    for code, arm in enumerate(ARM_NAMES):
+        for mirrored, kind in ((False, "requests"), (True, "mirrored copies")):
+            n = int((~used & (data.arm == code) & (data.mirrored == mirrored)).sum())
+            if n:
+                versus = "control" if comparison.control else "baseline"
+                reasons.append(
+                    (f"{arm} {kind} (a {comparison.mode} compares candidate vs {versus})", n)
+                )
+    if comparison.mode == "shadow":  # a production request whose copy never arrived pairs nothing
+        copies = data.request_id[data.mirrored & (data.arm != 0)]
+        alone = used & ~data.mirrored & (data.arm == 0) & ~np.isin(data.request_id, copies)
+        if alone.any():
+            reasons.append(
+                ("baseline requests with no mirrored copy (no pair to compare)", int(alone.sum()))
+            )
+            used = used & ~alone
+    wants = any(m.type == "prediction-divergence" for m in analysis.metrics)
+    extractor = experiment.spec.load.extractor_path
+    return Evidence(
+        arms=arms,
+        expected_statuses=tuple(analysis.expected_statuses),
+        extractor=extractor,
+        unattributed=0,
+        recorded=len(data),
+        analysed=int(used.sum()),
+        not_analysed=tuple(reasons),
+        warnings=traffic_warnings(arms, extractor, wants, 0),
+    )
+
+
+def seen_text(e: Evidence) -> str:
+    """The evidence block of the text output."""
+    from meshlab.report.text import statuses_text
+
+    lines = [f"seen in the file: {e.recorded} rows, {e.analysed} compared"]
+    for a in e.arms:
+        lines.append(
+            f"  {a.arm:<10} {a.requests:>7} requests  {statuses_text(a.statuses) or '-'}  "
+            f"errors {a.errors}  no prediction {a.no_prediction}"
+        )
+    lines += [f"  not compared: {n} {reason}" for reason, n in e.not_analysed]
+    return "\n".join(lines)
+
+
 def analyze_command(
     samples: Annotated[Path, typer.Argument(help="The samples CSV recorded by a run.")],
     file: Annotated[Path, typer.Option("-f", "--file", help="The experiment spec (YAML).")],
@@ -59,8 +117,8 @@ def analyze_command(
         ),
     ] = False,
     every: Annotated[
-        int, typer.Option("--every", help="Samples between looks with --replay.")
-    ] = 50,
+        int | None, typer.Option("--every", help="Samples between looks with --replay (50).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     mode: Annotated[
         str | None,
@@ -74,13 +132,16 @@ def analyze_command(
     """Judge a samples file: promote (exit 0), abort (1) or inconclusive (3)."""
     from meshlab.experiment.sources import analysis_core
     from meshlab.metrics.sourced import PSEUDO_PREFIX, pseudo_mask
+    from meshlab.report.evidence import evidence_to_json
     from meshlab.samples import CONTROL, read_samples
     from meshlab.spec import load_experiment
-    from meshlab.stats import MODES, Comparison
+    from meshlab.stats import MODES
     from meshlab.stats.replay import replay as replay_looks
 
-    if every < 1:
+    if every is not None and every < 1:
         raise ConfigError(f"--every: {every} must be at least 1 sample between looks")
+    if every is not None and not replay:
+        raise ConfigError(f"--every: {every} needs --replay (without it the file is one look)")
     if mode is not None and mode not in MODES:
         raise ConfigError(f"--mode: {mode!r} is not one of {', '.join(MODES)}")
     experiment = load_experiment(file)
@@ -109,17 +170,20 @@ def analyze_command(
         return comparison
 
     if replay:
-        assessment = replay_looks(make, data, every)
+        assessment = replay_looks(make, data, every or 50)
     else:
         comparison = make()
         comparison.update(data)
         assessment = comparison.assess()
-    for warning in assessment.warnings:
+    evidence = seen(experiment, data, make())
+    for warning in (*assessment.warnings, *evidence.warnings):
         print(f"meshlab: warning: {warning}", file=sys.stderr)
     if as_json:
-        typer.echo(json.dumps(to_json(assessment), indent=2))
+        out = to_json(assessment)
+        out["evidence"] = evidence_to_json(evidence)
+        typer.echo(json.dumps(out, indent=2))
     else:
-        typer.echo(to_text(assessment))
+        typer.echo(to_text(assessment) + "\n" + seen_text(evidence))
     raise typer.Exit(EXIT_CODES[assessment.verdict.outcome])
 
 

@@ -162,8 +162,8 @@ def plan_command(
     ] = "spec",
 ) -> None:
     """Predict how long the experiment takes to promote a good candidate or abort a bad one."""
-    if rps is not None and not rps > 0:
-        raise ConfigError(f"--rps: {rps:g} must be above 0 requests per second")
+    if rps is not None and not (rps > 0 and math.isfinite(rps)):
+        raise ConfigError(f"--rps: {rps:g} must be a finite rate above 0 requests per second")
     if reps < 20:
         raise ConfigError(f"--reps: {reps} is too few for a p90; use at least 20")
     if not 0 <= error_rate < 0.5:

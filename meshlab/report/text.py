@@ -104,7 +104,8 @@ def _steps_table(result: RunResult) -> list[str]:
     return lines
 
 
-def _statuses(statuses: Mapping[int, int]) -> str:
+def statuses_text(statuses: Mapping[int, int]) -> str:
+    """``200: 54, 500: 2`` (status code: count; 0 named as no answer)."""
     return ", ".join(
         f"{'no answer (0)' if code == 0 else code}: {n}" for code, n in sorted(statuses.items())
     )
@@ -129,7 +130,7 @@ def _evidence(e: Evidence) -> list[str]:
     ]
     for a in e.arms:
         out.append(
-            f"| {a.arm} | {a.requests} | {_statuses(a.statuses) or '-'} | {a.errors} | "
+            f"| {a.arm} | {a.requests} | {statuses_text(a.statuses) or '-'} | {a.errors} | "
             f"{100 * a.share_4xx:.3g}% | {a.no_prediction} ({100 * a.share_no_prediction:.3g}%) |"
         )
     out += [

@@ -35,6 +35,7 @@ class StrictModel(BaseModel):
         frozen=True,
         extra="forbid",
         str_strip_whitespace=True,
+        allow_inf_nan=False,  # no spec number is infinite: `.inf` gets a field error, not a plan of 0 s
     )
 
     @model_validator(mode="before")

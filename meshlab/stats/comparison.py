@@ -45,17 +45,13 @@ tolerance unless ``abortOn: worse`` is set (:class:`meshlab.spec.analysis.Metric
 control the floor is part of what is judged.
 
 Error budget: each metric's abort side gets ``alpha / k`` (Bonferroni over k metrics), its promote
-side the full ``beta`` (:mod:`meshlab.stats.results`). Each mixture boundary is tuned to its
-metric's tolerance (:func:`meshlab.stats.design.design_size`) unless ``design_n`` fixes one size;
-``candidate_share`` (the candidate's share of the compared canary requests, fixed from the plan
-before any data) gives each arm of a canary difference its own design size
-(:func:`meshlab.stats.design.arm_designs`) and groups canary error rates for the bets aimed at
-the tolerance (:mod:`meshlab.stats.tolbets`; groups by :mod:`meshlab.stats.arrival`, 19
-reference requests per candidate request at 5%; ``paired_bets=False`` keeps the arms'
-mixtures). ``intersect=True`` keeps each metric's running intersection of its confidence
-sequence over the looks (valid: Howard et al. 2021); off by default, as it bought nothing
-measurable (``analysis/README.md``) and makes a look depend on earlier looks, which the fast
-replay (:mod:`meshlab.stats.replay`) relies on not happening.
+side the full ``beta`` (:mod:`meshlab.stats.results`). Mixture boundaries are tuned to their
+metric's tolerance (:mod:`meshlab.stats.design`; ``design_n`` fixes one size); ``candidate_share``
+(fixed from the plan before any data) tunes each canary arm to its share and groups canary error
+rates for the aimed bets (:mod:`meshlab.stats.tolbets`, :mod:`meshlab.stats.arrival`;
+``paired_bets=False`` keeps the arms' mixtures). ``intersect=True`` keeps each metric's running
+intersection over the looks (Howard et al. 2021); off by default: it bought nothing measurable
+(``analysis/README.md``) and would make a look depend on earlier looks, which the replay forbids.
 
 Sequential passes stand (``latch=True``, :mod:`meshlab.stats.results`): each metric's first
 passing look is kept (``MetricResult.passed_at``), and the run promotes once every metric has
@@ -203,6 +199,13 @@ class Comparison:
             side = np.where(batch.arm[rows] == 0, 0, 1).astype(np.int8)
             for m in self._divergence:
                 pairs[m.name].add(side, batch.request_id[rows], batch.prediction[rows])
+
+    def compared(self, batch: Samples) -> npt.NDArray[np.bool_]:
+        """The rows some metric uses; the rest are read, not compared (``meshlab analyze``)."""
+        used = self._slots(batch) >= 0
+        if self.mode == "shadow" and (not self.control or self._divergence):
+            used |= ~batch.mirrored & (batch.arm == 0)  # the production row a copy pairs with
+        return np.asarray(used, dtype=np.bool_)
 
     def _slots(self, batch: Samples) -> npt.NDArray[np.int64]:
         """Per row: 0 = the reference arm's compared rows, 1 = the candidate's, -1 = neither."""

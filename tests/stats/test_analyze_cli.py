@@ -146,6 +146,10 @@ def test_bad_input_raises_config_errors(app: typer.Typer, tmp_path: Path) -> Non
         app, ["analyze", str(run), "-f", str(spec(tmp_path)), "--replay", "--every", "0"]
     )
     assert isinstance(every.exception, ConfigError)
+    alone = CliRunner().invoke(
+        app, ["analyze", str(run), "-f", str(spec(tmp_path)), "--every", "5"]
+    )
+    assert isinstance(alone.exception, ConfigError) and "needs --replay" in str(alone.exception)
     (tmp_path / "broken.csv").write_text("not,a,samples,file\n")
     broken = CliRunner().invoke(
         app, ["analyze", str(tmp_path / "broken.csv"), "-f", str(spec(tmp_path))]
@@ -171,3 +175,51 @@ def test_a_file_mixing_prometheus_and_raw_rows_is_refused(app: typer.Typer, tmp_
     alone.write_text(samples_to_csv([s for s in rows if s.request_id.startswith("prom-")]))
     ok = CliRunner().invoke(app, ["analyze", str(alone), "-f", str(spec(tmp_path))])
     assert not isinstance(ok.exception, ConfigError), ok.output
+
+
+def test_the_output_says_what_the_file_holds_per_arm(app: typer.Typer, tmp_path: Path) -> None:
+    """Status codes, errors and missing predictions per arm, and the rows read but not compared:
+    a canary with a control compares the candidate with the control, so production is listed as
+    not compared, and a 2xx answer with no prediction is counted and warned about."""
+    rows = []
+    for i in range(300):
+        arm = ("baseline", "baseline", "candidate", "control")[i % 4]
+        status = 500 if arm == "candidate" and i % 40 == 2 else 200
+        label = None if arm == "candidate" and i % 40 == 6 else json.dumps("legit")
+        rows.append(Sample(1000 + i * 0.01, arm, f"r{i}", 20.0 + i % 7, status, label or ""))
+    run = tmp_path / "s.csv"
+    run.write_text(samples_to_csv(rows))
+    r = CliRunner().invoke(app, ["analyze", str(run), "-f", str(spec(tmp_path)), "--json"])
+    out = json.loads(r.stdout)["evidence"]
+    cand = out["arms"]["candidate"]
+    assert cand["requests"] == 75 and cand["statuses"] == {"200": 67, "500": 8}
+    assert cand["errors"] == 8 and cand["no_prediction"] == 8
+    assert out["arms"]["control"]["requests"] == 75 and out["arms"]["baseline"]["requests"] == 150
+    assert out["recorded"] == 300 and out["analysed"] == 150
+    assert out["not_analysed"] == [
+        {"reason": "baseline requests (a canary compares candidate vs control)", "requests": 150}
+    ]
+    assert any("answers had no prediction" in w for w in out["warnings"])
+    text = CliRunner().invoke(app, ["analyze", str(run), "-f", str(spec(tmp_path))]).stdout
+    assert "seen in the file: 300 rows, 150 compared" in text
+    assert "candidate" in text and "200: 67, 500: 8  errors 8  no prediction 8" in text
+
+
+def test_shadow_requests_whose_copy_never_arrived_are_named(
+    app: typer.Typer, tmp_path: Path
+) -> None:
+    run = write_run(tmp_path / "s.csv", 400, ratio=1.0, shadow=True)
+    lines = run.read_text().splitlines()
+    kept = [line for i, line in enumerate(lines) if i == 0 or not (i % 2 == 0 and i > 600)]
+    run.write_text("\n".join(kept) + "\n")  # copies of the last 100 requests never arrived
+    r = CliRunner().invoke(
+        app, ["analyze", str(run), "-f", str(spec(tmp_path, "shadow")), "--json"]
+    )
+    out = json.loads(r.stdout)["evidence"]
+    assert (
+        out["arms"]["baseline"]["requests"] == 400 and out["arms"]["candidate"]["requests"] == 300
+    )
+    assert out["not_analysed"] == [
+        {"reason": "baseline requests with no mirrored copy (no pair to compare)", "requests": 100}
+    ]
+    assert out["analysed"] == 600

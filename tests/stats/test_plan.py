@@ -128,7 +128,8 @@ def test_plan_text_says_when_it_decides_in_time(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--rps", "0"], "--rps: 0 must be above 0"),
+        (["--rps", "0"], "--rps: 0 must be a finite rate above 0"),
+        (["--rps", "inf"], "--rps: inf must be a finite rate above 0"),
         (["--reps", "5"], "--reps: 5 is too few"),
         (["--error-rate", "0.7"], "--error-rate: 0.7 must be a rate"),
     ],
