@@ -120,10 +120,14 @@ def to_text(name: str, result: Any, limits: Any) -> str:
             )
         lines.append(f"  {'all metrics':<16} {_cell(step.promote)}   binds: {step.binds}")
     med, p90 = result.experiment_promote_seconds
-    lines.append(
-        f"experiment: a good candidate is promoted after {_t(med)} (median), {_t(p90)} (p90); "
-        f"the median decision lands in step {result.decided_by_step}"
-    )
+    if math.isinf(med):
+        lines.append("experiment: a good candidate is likely to end undecided (see the warning)")
+    else:
+        lines.append(
+            f"experiment: a good candidate is promoted after {_t(med)} (median), "
+            + (f"{_t(p90)} (p90)" if not math.isinf(p90) else "undecided at the p90")
+            + f"; the median decision lands in step {result.decided_by_step}"
+        )
     lines += [f"warning: {w}" for w in result.warnings]
     return "\n".join(lines)
 

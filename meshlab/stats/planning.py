@@ -315,6 +315,7 @@ def _timeline(
     elapsed = {"median": 0.0, "p90": 0.0}
     done: dict[str, float | None] = {"median": None, "p90": None}
     landed = "none"
+    stuck = ""  # the step where the median run ends undecided, and what it would need
     phase = steps[0].mode if steps else ""
     for step in steps:
         soak = limits.min_samples / max(step.rps, 1e-9)
@@ -335,6 +336,12 @@ def _timeline(
             else:  # an undecided step ends the run by onInconclusive: it never moves on
                 elapsed[key] += limits.max_duration
                 done[key] = math.inf
+                if key == "median":
+                    stuck = f"step {step.label} " + (
+                        f"needs {_dur(need)} for a median promote"
+                        if not math.isinf(need)
+                        else "rarely promotes in the simulation's horizon"
+                    )
         for mp in step.metrics:
             if mp.promote.p90_seconds > limits.max_duration and step.analysed:
                 slow.append(
@@ -348,9 +355,10 @@ def _timeline(
         warnings += slow
     if math.isinf(median):
         warnings.append(
-            "the experiment is likely to end undecided: no step's maxDuration "
-            f"({_dur(limits.max_duration)}) is long enough for a median promote; raise "
-            "limits.maxDuration, the canary weights or the load's rps, or widen a tolerance"
+            f"the experiment is likely to end undecided: {stuck or 'no step decides'}, longer "
+            f"than limits.maxDuration ({_dur(limits.max_duration)}), and a step that ends "
+            "undecided ends the run; raise limits.maxDuration, the canary weights or the load's "
+            "rps, or widen a tolerance"
         )
     elif math.isinf(p90):
         warnings.append(

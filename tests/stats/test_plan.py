@@ -112,6 +112,12 @@ def test_plan_json_and_a_warning_when_the_step_is_too_short(
     # a 10 s step at 50 rps is 500 requests: far too few
     assert any("limits.maxDuration" in w for w in out["warnings"])
     assert out["experiment_promote_seconds"][0] == "inf"
+    # the warning names the step that ends the run undecided, and the summary does not pretend
+    stuck = [w for w in out["warnings"] if "likely to end undecided" in w]
+    assert len(stuck) == 1 and f"step {first['label']} needs " in stuck[0], stuck
+    assert main(["plan", "-f", str(path), "--rps", "50"]) == 0
+    text = capsys.readouterr().out
+    assert "a good candidate is likely to end undecided" in text and "never" not in text
 
 
 def test_plan_text_says_when_it_decides_in_time(
