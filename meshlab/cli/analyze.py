@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from meshlab.stats import Assessment, Comparison, Mode
 
 EXIT_CODES = {"promote": 0, "abort": 1, "inconclusive": 3}
+DEFAULT_EVERY = 50  # samples between looks with --replay
 
 
 def to_json(assessment: Assessment) -> dict[str, Any]:
@@ -117,7 +118,8 @@ def analyze_command(
         ),
     ] = False,
     every: Annotated[
-        int | None, typer.Option("--every", help="Samples between looks with --replay (50).")
+        int | None,
+        typer.Option("--every", help=f"Samples between looks with --replay ({DEFAULT_EVERY})."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     mode: Annotated[
@@ -169,13 +171,13 @@ def analyze_command(
         comparison: Comparison = analysis_core(experiment, analysis, chosen, None, control=control)
         return comparison
 
+    comparison = make()  # judges the whole file, or (replay) only says which rows it compares
     if replay:
-        assessment = replay_looks(make, data, every or 50)
+        assessment = replay_looks(make, data, every or DEFAULT_EVERY)
     else:
-        comparison = make()
         comparison.update(data)
         assessment = comparison.assess()
-    evidence = seen(experiment, data, make())
+    evidence = seen(experiment, data, comparison)
     for warning in (*assessment.warnings, *evidence.warnings):
         print(f"meshlab: warning: {warning}", file=sys.stderr)
     if as_json:
